@@ -1,0 +1,1 @@
+//! The mq client SDK (see issue 3; in progress).

@@ -1,0 +1,152 @@
+//! [`AckSet`]: which offsets one group is done with, as an ack floor plus a bitmap above it.
+
+use std::collections::VecDeque;
+
+/// The offsets a group has finished with (acked, auto-acked or dead-lettered).
+///
+/// # Invariants
+/// - every offset below `floor` is done; `floor` itself is not;
+/// - `base` is a multiple of 64 with `base <= floor < base + 64` whenever `words` is not
+///   empty; bit `i` of `words[w]` stands for offset `base + 64 * w + i`.
+///
+/// Acks arrive mostly in order, so the bitmap stays a few words long and every operation is
+/// O(1) amortised.
+#[derive(Debug, Clone)]
+pub(crate) struct AckSet {
+    floor: u64,
+    base: u64,
+    words: VecDeque<u64>,
+}
+
+impl AckSet {
+    /// A set in which exactly the offsets below `floor` are done.
+    pub(crate) fn new(floor: u64) -> Self {
+        Self {
+            floor,
+            base: floor & !63,
+            words: VecDeque::new(),
+        }
+    }
+
+    /// The lowest offset not yet done.
+    pub(crate) fn floor(&self) -> u64 {
+        self.floor
+    }
+
+    /// Whether `offset` is done.
+    pub(crate) fn contains(&self, offset: u64) -> bool {
+        if offset < self.floor {
+            return true;
+        }
+        let idx = offset - self.base;
+        let word = usize::try_from(idx / 64).unwrap_or(usize::MAX);
+        self.words
+            .get(word)
+            .is_some_and(|w| w & (1 << (idx % 64)) != 0)
+    }
+
+    /// Marks `offset` done; returns whether it was not done before.
+    pub(crate) fn insert(&mut self, offset: u64) -> bool {
+        if self.contains(offset) {
+            return false;
+        }
+        let idx = offset - self.base;
+        let word = usize::try_from(idx / 64).unwrap_or(usize::MAX);
+        if self.words.len() <= word {
+            self.words.resize(word + 1, 0);
+        }
+        self.words[word] |= 1 << (idx % 64);
+        if offset == self.floor {
+            self.advance();
+        }
+        true
+    }
+
+    /// Marks every offset below `floor` done (messages removed from the log).
+    pub(crate) fn raise_floor(&mut self, floor: u64) {
+        if floor <= self.floor {
+            return;
+        }
+        while self.base + 64 <= floor && !self.words.is_empty() {
+            self.words.pop_front();
+            self.base += 64;
+        }
+        self.floor = floor;
+        if self.words.is_empty() {
+            self.base = floor & !63;
+        }
+        self.advance();
+    }
+
+    fn advance(&mut self) {
+        while let Some(&word) = self.words.front() {
+            let shift = self.floor - self.base;
+            self.floor += u64::from((word >> shift).trailing_ones());
+            if self.floor - self.base < 64 {
+                return;
+            }
+            self.words.pop_front();
+            self.base += 64;
+        }
+        self.base = self.floor & !63;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn in_order_acks_advance_the_floor() {
+        let mut s = AckSet::new(0);
+        for o in 0..200 {
+            assert!(s.insert(o));
+            assert_eq!(s.floor(), o + 1);
+        }
+        assert!(!s.insert(5));
+    }
+
+    #[test]
+    fn acks_above_a_gap_hold_the_floor_until_the_gap_fills() {
+        let mut s = AckSet::new(10);
+        s.insert(12);
+        s.insert(11);
+        assert_eq!(s.floor(), 10);
+        assert!(s.contains(12) && !s.contains(10));
+        s.insert(10);
+        assert_eq!(s.floor(), 13);
+    }
+
+    #[test]
+    fn raise_floor_skips_removed_offsets() {
+        let mut s = AckSet::new(0);
+        s.insert(130);
+        s.raise_floor(130);
+        assert_eq!(s.floor(), 131);
+    }
+
+    proptest! {
+        #[test]
+        fn ackset_matches_a_plain_set(ops in proptest::collection::vec((0u64..300, any::<bool>()), 0..400)) {
+            let mut s = AckSet::new(0);
+            let mut model = std::collections::BTreeSet::new();
+            let mut raised = 0;
+            for (o, raise) in ops {
+                if raise {
+                    s.raise_floor(o);
+                    raised = raised.max(o);
+                } else {
+                    s.insert(o);
+                    model.insert(o);
+                }
+                let mut floor = raised;
+                while model.contains(&floor) { floor += 1; }
+                prop_assert_eq!(s.floor(), floor);
+                for p in 0..310 {
+                    prop_assert_eq!(s.contains(p), p < raised || model.contains(&p));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! Topic and subscription settings, with the defaults of SPEC §2.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::message::Offset;
+
+/// Default `max_bytes` of a topic: 1 GiB, so a server never grows without bound by default.
+pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
+/// Default ack timeout of a group.
+pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default number of deliveries before a message is dead-lettered.
+pub const DEFAULT_MAX_DELIVERIES: u32 = 10;
+/// Default prefetch window (credits) of a consumer.
+pub const DEFAULT_PREFETCH: u32 = 1000;
+
+/// When a group counts a message as acknowledged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AckMode {
+    /// Acked as soon as it is handed to a consumer: at-most-once.
+    Auto,
+    /// Acked when the consumer says so: at-least-once. The default.
+    #[default]
+    Manual,
+}
+
+/// What a topic does when an append would exceed `max_messages` or `max_bytes` and dropping
+/// messages every group has acked does not make enough room.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Overflow {
+    /// Refuse the append with [`Error::TopicFull`]: backpressure, nothing silently lost.
+    #[default]
+    Reject,
+    /// Delete the oldest messages, acked or not.
+    DropOldest,
+}
+
+/// Where a new group starts reading.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StartPosition {
+    /// The first retained message. The default.
+    #[default]
+    Earliest,
+    /// Only messages appended after the group is created.
+    Latest,
+    /// The message at this offset (or the first retained one after it).
+    Offset(Offset),
+}
+
+/// What a topic keeps and for how long.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RetentionConfig {
+    /// A message acked by every group is deleted once it is older than this. Default 0:
+    /// queue semantics.
+    pub retain_consumed: Duration,
+    /// A message older than this is deleted even if not yet consumed. Default: none.
+    pub max_age: Option<Duration>,
+    /// Most messages the topic retains. Default: no bound.
+    pub max_messages: Option<u64>,
+    /// Most bytes (payload, key, headers) the topic retains. Default 1 GiB.
+    pub max_bytes: Option<u64>,
+    /// What happens when an append would exceed the bounds. Default `reject`.
+    pub overflow: Overflow,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            retain_consumed: Duration::ZERO,
+            max_age: None,
+            max_messages: None,
+            max_bytes: Some(DEFAULT_MAX_BYTES),
+            overflow: Overflow::Reject,
+        }
+    }
+}
+
+/// Settings every group of a topic gets when it is created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GroupDefaults {
+    /// Ack mode of a group whose subscriber does not choose one. Default `manual`.
+    pub ack: AckMode,
+    /// An un-acked delivery is redelivered after this. Default 30 s.
+    pub ack_timeout: Duration,
+    /// After this many deliveries a message goes to `<topic>.dlq`. Default 10; `None`
+    /// redelivers forever.
+    pub max_deliveries: Option<u32>,
+    /// Prefetch window of a consumer that does not choose one. Default 1000.
+    pub prefetch: u32,
+}
+
+impl Default for GroupDefaults {
+    fn default() -> Self {
+        Self {
+            ack: AckMode::Manual,
+            ack_timeout: DEFAULT_ACK_TIMEOUT,
+            max_deliveries: Some(DEFAULT_MAX_DELIVERIES),
+            prefetch: DEFAULT_PREFETCH,
+        }
+    }
+}
+
+/// A topic's configuration: retention and limits, and the defaults of its groups.
+///
+/// ```
+/// use std::time::Duration;
+/// use mq_core::{Overflow, TopicConfig};
+///
+/// let mut config = TopicConfig::default();
+/// config.retention.max_messages = Some(10_000);
+/// config.retention.overflow = Overflow::DropOldest;
+/// config.groups.ack_timeout = Duration::from_secs(5);
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TopicConfig {
+    /// Retention and limits.
+    pub retention: RetentionConfig,
+    /// Defaults of the topic's groups.
+    pub groups: GroupDefaults,
+}
+
+impl TopicConfig {
+    /// Checks that the settings make sense together.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a zero ack timeout, zero `max_deliveries`, zero prefetch,
+    /// or a zero `max_messages` / `max_bytes`.
+    pub fn validate(&self) -> Result<(), Error> {
+        let invalid = |reason: &str| {
+            Err(Error::InvalidConfig {
+                reason: reason.to_owned(),
+            })
+        };
+        if self.groups.ack_timeout.is_zero() {
+            return invalid("ack_timeout must be greater than zero");
+        }
+        if self.groups.max_deliveries == Some(0) {
+            return invalid("max_deliveries must be at least 1 (or unset for no limit)");
+        }
+        if self.groups.prefetch == 0 {
+            return invalid("prefetch must be at least 1");
+        }
+        if self.retention.max_messages == Some(0) {
+            return invalid("max_messages must be at least 1 (or unset for no limit)");
+        }
+        if self.retention.max_bytes == Some(0) {
+            return invalid("max_bytes must be at least 1 (or unset for no limit)");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let c = TopicConfig::default();
+        assert_eq!(c.retention.retain_consumed, Duration::ZERO);
+        assert_eq!(c.retention.max_age, None);
+        assert_eq!(c.retention.max_bytes, Some(1 << 30));
+        assert_eq!(c.retention.max_messages, None);
+        assert_eq!(c.retention.overflow, Overflow::Reject);
+        assert_eq!(c.groups.ack, AckMode::Manual);
+        assert_eq!(c.groups.ack_timeout, Duration::from_secs(30));
+        assert_eq!(c.groups.max_deliveries, Some(10));
+        assert_eq!(c.groups.prefetch, 1000);
+    }
+
+    #[test]
+    fn validate_rejects_zero_limits() {
+        let mut c = TopicConfig::default();
+        c.groups.max_deliveries = Some(0);
+        assert!(matches!(c.validate(), Err(Error::InvalidConfig { .. })));
+        let mut c = TopicConfig::default();
+        c.groups.ack_timeout = Duration::ZERO;
+        assert!(c.validate().is_err());
+    }
+}

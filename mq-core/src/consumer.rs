@@ -1,0 +1,360 @@
+//! [`Subscription`] (how to attach) and [`Consumer`] (an attached consumer): poll, wait,
+//! ack and nack.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use crate::broker::Broker;
+use crate::config::{AckMode, StartPosition};
+use crate::error::Error;
+use crate::group::{ConsumerId, DeadLetter, Delivery};
+use crate::message::{Message, Offset};
+use crate::name::{GroupName, TopicName};
+use crate::topic::Topic;
+
+/// How a consumer attaches to a topic.
+///
+/// ```
+/// use mq_core::{AckMode, GroupName, StartPosition, Subscription, TopicName};
+/// let sub = Subscription::new(TopicName::new("orders")?)
+///     .group(GroupName::new("billing")?)
+///     .start(StartPosition::Latest)
+///     .ack(AckMode::Manual)
+///     .prefetch(100);
+/// # Ok::<(), mq_core::NameError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    /// The topic; created with default config if it does not exist.
+    pub topic: TopicName,
+    /// The durable group to join; `None` makes an ephemeral group for this consumer alone.
+    pub group: Option<GroupName>,
+    /// Where a newly created group starts; ignored when the group exists.
+    pub start: StartPosition,
+    /// The ack mode; `None` takes the group's (or, for a new group, the topic default).
+    pub ack: Option<AckMode>,
+    /// Refuse other consumers while attached (and refuse to attach beside others).
+    pub exclusive: bool,
+    /// Prefetch window; `None` takes the topic default.
+    pub prefetch: Option<u32>,
+}
+
+impl Subscription {
+    /// An ephemeral, non-exclusive subscription from the earliest message.
+    pub fn new(topic: TopicName) -> Self {
+        Self {
+            topic,
+            group: None,
+            start: StartPosition::Earliest,
+            ack: None,
+            exclusive: false,
+            prefetch: None,
+        }
+    }
+
+    /// Joins the durable group `group`.
+    #[must_use]
+    pub fn group(mut self, group: GroupName) -> Self {
+        self.group = Some(group);
+        self
+    }
+
+    /// Sets where a new group starts.
+    #[must_use]
+    pub fn start(mut self, start: StartPosition) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// Sets the ack mode.
+    #[must_use]
+    pub fn ack(mut self, ack: AckMode) -> Self {
+        self.ack = Some(ack);
+        self
+    }
+
+    /// Makes the consumer exclusive.
+    #[must_use]
+    pub fn exclusive(mut self, exclusive: bool) -> Self {
+        self.exclusive = exclusive;
+        self
+    }
+
+    /// Sets the prefetch window.
+    #[must_use]
+    pub fn prefetch(mut self, prefetch: u32) -> Self {
+        self.prefetch = Some(prefetch);
+        self
+    }
+}
+
+/// A consumer attached to one group of one topic. Detaches when dropped: its deliveries in
+/// flight go back to the group, and an ephemeral group is deleted.
+///
+/// `Consumer` is `Send + Sync`: one thread may receive while another acks.
+#[derive(Debug)]
+pub struct Consumer {
+    pub(crate) broker: Broker,
+    pub(crate) topic: Arc<Topic>,
+    pub(crate) group: GroupName,
+    pub(crate) id: ConsumerId,
+    pub(crate) ack: AckMode,
+}
+
+impl Consumer {
+    /// The topic.
+    pub fn topic(&self) -> &TopicName {
+        &self.topic.name
+    }
+
+    /// The group (a generated name for an ephemeral group).
+    pub fn group(&self) -> &GroupName {
+        &self.group
+    }
+
+    /// This consumer's id.
+    pub fn id(&self) -> ConsumerId {
+        self.id
+    }
+
+    /// The group's ack mode.
+    pub fn ack_mode(&self) -> AckMode {
+        self.ack
+    }
+
+    /// Takes the next waiting message, or `None` at once if nothing waits (or the prefetch
+    /// window is full).
+    ///
+    /// # Errors
+    /// [`Error::TopicDeleted`] when the topic was deleted.
+    pub fn poll(&self) -> Result<Option<Delivery>, Error> {
+        let mut out = Vec::with_capacity(1);
+        self.deliver(1, &mut out, None)?;
+        Ok(out.pop())
+    }
+
+    /// Takes up to `max` waiting messages into `out`, returning how many; never waits.
+    ///
+    /// # Errors
+    /// [`Error::TopicDeleted`] when the topic was deleted.
+    pub fn poll_batch(&self, max: usize, out: &mut Vec<Delivery>) -> Result<usize, Error> {
+        self.deliver(max, out, None)
+    }
+
+    /// Like [`Consumer::poll_batch`], but when nothing is ready registers `cx`'s waker to be
+    /// woken once something may be, and returns `Pending`. Works on any executor.
+    ///
+    /// # Errors
+    /// [`Error::TopicDeleted`] when the topic was deleted.
+    pub fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        max: usize,
+        out: &mut Vec<Delivery>,
+    ) -> Poll<Result<usize, Error>> {
+        match self.deliver(max, out, Some(cx.waker())) {
+            Ok(0) => Poll::Pending,
+            other => Poll::Ready(other),
+        }
+    }
+
+    /// Waits for the next message.
+    ///
+    /// Redeliveries after an ack timeout or a delayed nack become ready when the broker's
+    /// [`Broker::tick`] runs (or at the next receive after they are due).
+    pub fn recv(&self) -> Recv<'_> {
+        Recv { consumer: self }
+    }
+
+    /// Waits until at least one message is ready and takes up to `max`.
+    pub fn recv_batch(&self, max: usize) -> RecvBatch<'_> {
+        RecvBatch {
+            consumer: self,
+            max,
+        }
+    }
+
+    fn deliver(
+        &self,
+        max: usize,
+        out: &mut Vec<Delivery>,
+        waker: Option<&Waker>,
+    ) -> Result<usize, Error> {
+        let now = self.broker.now();
+        let mut wakers = Vec::new();
+        let mut dead = Vec::new();
+        let (n, letters) = {
+            let mut state = self.topic.lock();
+            let state = &mut *state;
+            let group = match state.groups.get_mut(&self.group) {
+                Some(group) if !state.deleted => group,
+                _ => return Err(self.deleted()),
+            };
+            if group.expire(now, &mut dead) {
+                group.take_wakers(&mut wakers);
+            }
+            let n = group.deliver(&state.log, self.id, now, max, out);
+            if n == 0 {
+                if let Some(waker) = waker {
+                    group.set_waker(self.id, waker);
+                }
+            }
+            (n, state.dead_messages(&dead))
+        };
+        self.broker.count_out(n);
+        self.finish(wakers, letters)?;
+        Ok(n)
+    }
+
+    fn deleted(&self) -> Error {
+        Error::TopicDeleted {
+            topic: self.topic.name.clone(),
+        }
+    }
+
+    /// Acks one delivery.
+    ///
+    /// # Errors
+    /// [`Error::NotInFlight`] if it is not in flight to this consumer.
+    pub fn ack(&self, offset: Offset) -> Result<(), Error> {
+        self.ack_batch(&[offset])
+    }
+
+    /// Acks deliveries. Those in flight to this consumer are acked even when others are not.
+    ///
+    /// # Errors
+    /// [`Error::NotInFlight`] naming the offsets that were not in flight to this consumer.
+    pub fn ack_batch(&self, offsets: &[Offset]) -> Result<(), Error> {
+        self.settle(offsets, None, false)
+    }
+
+    /// Gives one delivery back for redelivery, at once or after `delay`.
+    ///
+    /// # Errors
+    /// [`Error::NotInFlight`] if it is not in flight to this consumer.
+    pub fn nack(&self, offset: Offset, delay: Option<Duration>) -> Result<(), Error> {
+        self.nack_batch(&[offset], delay)
+    }
+
+    /// Gives deliveries back for redelivery, at once or after `delay`. A message that has
+    /// reached the group's `max_deliveries` goes to the dead-letter topic instead.
+    ///
+    /// # Errors
+    /// [`Error::NotInFlight`] naming the offsets that were not in flight to this consumer.
+    pub fn nack_batch(&self, offsets: &[Offset], delay: Option<Duration>) -> Result<(), Error> {
+        self.settle(offsets, delay, true)
+    }
+
+    fn settle(&self, offsets: &[Offset], delay: Option<Duration>, nack: bool) -> Result<(), Error> {
+        let now = self.broker.now();
+        let mut unknown = Vec::new();
+        let mut dead = Vec::new();
+        let mut wakers = Vec::new();
+        let letters = {
+            let mut state = self.topic.lock();
+            let state = &mut *state;
+            let group = match state.groups.get_mut(&self.group) {
+                Some(group) if !state.deleted => group,
+                _ => return Err(self.deleted()),
+            };
+            if nack {
+                group.nack(self.id, offsets, delay, now, &mut unknown, &mut dead);
+            } else {
+                group.ack(self.id, offsets, &mut unknown);
+            }
+            group.take_wakers(&mut wakers);
+            state.dead_messages(&dead)
+        };
+        self.finish(wakers, letters)?;
+        if unknown.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::NotInFlight {
+                topic: self.topic.name.clone(),
+                group: self.group.clone(),
+                offsets: unknown,
+            })
+        }
+    }
+
+    /// Changes this consumer's prefetch window (its credits).
+    pub fn set_prefetch(&self, prefetch: u32) {
+        let mut wakers = Vec::new();
+        let mut state = self.topic.lock();
+        if let Some(group) = state.groups.get_mut(&self.group) {
+            group.set_prefetch(self.id, prefetch);
+            group.take_wakers(&mut wakers);
+        }
+        drop(state);
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// Wakes other consumers and moves dead letters to the dead-letter topic; called after
+    /// the topic's lock is released.
+    fn finish(
+        &self,
+        wakers: Vec<Waker>,
+        letters: Vec<(Arc<Message>, DeadLetter)>,
+    ) -> Result<(), Error> {
+        wakers.into_iter().for_each(Waker::wake);
+        if letters.is_empty() {
+            return Ok(());
+        }
+        self.broker
+            .dead_letter(&self.topic.name, &self.group, letters)
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        self.broker.detach(self);
+    }
+}
+
+/// Future of [`Consumer::recv`].
+#[derive(Debug)]
+#[must_use = "futures do nothing unless polled"]
+pub struct Recv<'a> {
+    consumer: &'a Consumer,
+}
+
+impl Future for Recv<'_> {
+    type Output = Result<Delivery, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut out = Vec::with_capacity(1);
+        match self.consumer.poll_recv(cx, 1, &mut out) {
+            Poll::Ready(Ok(_)) => match out.pop() {
+                Some(delivery) => Poll::Ready(Ok(delivery)),
+                None => {
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                }
+            },
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Future of [`Consumer::recv_batch`].
+#[derive(Debug)]
+#[must_use = "futures do nothing unless polled"]
+pub struct RecvBatch<'a> {
+    consumer: &'a Consumer,
+    max: usize,
+}
+
+impl Future for RecvBatch<'_> {
+    type Output = Result<Vec<Delivery>, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut out = Vec::new();
+        self.consumer
+            .poll_recv(cx, self.max, &mut out)
+            .map(|r| r.map(|_| out))
+    }
+}

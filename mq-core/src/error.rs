@@ -1,0 +1,131 @@
+//! The errors of `mq-core`: one enum for the library, each variant with the context a
+//! caller needs to act on it.
+
+use crate::message::Offset;
+use crate::name::{GroupName, NameError, TopicName};
+use crate::storage::StorageError;
+
+/// Which retention bound a refused append would have crossed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// `max_messages`.
+    Messages(u64),
+    /// `max_bytes`.
+    Bytes(u64),
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Limit::Messages(n) => write!(f, "max_messages {n}"),
+            Limit::Bytes(n) => write!(f, "max_bytes {n}"),
+        }
+    }
+}
+
+/// Everything that can go wrong in the broker core.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// A topic or group name is not valid.
+    #[error(transparent)]
+    InvalidName(#[from] NameError),
+    /// The topic does not exist.
+    #[error("topic \"{topic}\" does not exist: publish to it or create it first")]
+    TopicNotFound {
+        /// The topic.
+        topic: TopicName,
+    },
+    /// `create_topic` for a topic that already exists.
+    #[error("topic \"{topic}\" already exists: delete it first or use it as it is")]
+    TopicExists {
+        /// The topic.
+        topic: TopicName,
+    },
+    /// A consumer whose topic was deleted under it.
+    #[error("topic \"{topic}\" was deleted: subscribe again to use it")]
+    TopicDeleted {
+        /// The topic.
+        topic: TopicName,
+    },
+    /// The group does not exist on the topic.
+    #[error("group \"{group}\" does not exist on topic \"{topic}\"")]
+    GroupNotFound {
+        /// The topic.
+        topic: TopicName,
+        /// The group.
+        group: GroupName,
+    },
+    /// A second consumer tried to attach to an exclusive group, or an exclusive consumer to
+    /// a group that already has consumers.
+    #[error(
+        "group \"{group}\" on topic \"{topic}\" is exclusive and already has a consumer: \
+         use another group or stop the other consumer"
+    )]
+    GroupBusy {
+        /// The topic.
+        topic: TopicName,
+        /// The group.
+        group: GroupName,
+    },
+    /// A group cannot be deleted while consumers are attached.
+    #[error(
+        "group \"{group}\" on topic \"{topic}\" has {consumers} consumer(s) attached: \
+         stop them before deleting the group"
+    )]
+    GroupInUse {
+        /// The topic.
+        topic: TopicName,
+        /// The group.
+        group: GroupName,
+        /// How many consumers are attached.
+        consumers: usize,
+    },
+    /// A subscriber asked for an ack mode other than the existing group's.
+    #[error(
+        "group \"{group}\" on topic \"{topic}\" uses ack mode {existing:?}, not {requested:?}: \
+         use the group's mode or another group"
+    )]
+    AckModeMismatch {
+        /// The topic.
+        topic: TopicName,
+        /// The group.
+        group: GroupName,
+        /// The group's mode.
+        existing: crate::AckMode,
+        /// The mode asked for.
+        requested: crate::AckMode,
+    },
+    /// An append would exceed the topic's limits and its overflow policy is `reject`.
+    #[error(
+        "topic \"{topic}\" is full ({limit}): consume and ack messages, raise the limit, \
+         or use overflow drop-oldest"
+    )]
+    TopicFull {
+        /// The topic.
+        topic: TopicName,
+        /// The bound that was hit.
+        limit: Limit,
+    },
+    /// Ack or nack of offsets this consumer does not have in flight.
+    #[error(
+        "offsets {offsets:?} are not in flight to this consumer of group \"{group}\" on topic \
+         \"{topic}\": ack only what was delivered, once"
+    )]
+    NotInFlight {
+        /// The topic.
+        topic: TopicName,
+        /// The group.
+        group: GroupName,
+        /// The offsets that were not in flight.
+        offsets: Vec<Offset>,
+    },
+    /// A configuration value is out of range.
+    #[error("invalid configuration: {reason}")]
+    InvalidConfig {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}

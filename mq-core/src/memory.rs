@@ -1,0 +1,51 @@
+//! The `memory` storage: nothing touches disk (tinyMQ's transient mode).
+
+use std::sync::Arc;
+
+use crate::config::TopicConfig;
+use crate::message::{Message, Offset};
+use crate::name::TopicName;
+use crate::storage::{Durability, Storage, StorageError, TopicStore};
+
+/// Keeps topics in memory only: everything is gone when the process exits.
+///
+/// ```
+/// use mq_core::{Broker, MemoryStorage, NewMessage, TopicName};
+/// let broker = Broker::builder().storage(MemoryStorage).build()?;
+/// let receipt = broker.publish(&TopicName::new("t")?, NewMessage::new("x"))?;
+/// assert_eq!(receipt.durability, mq_core::Durability::Memory);
+/// # Ok::<(), mq_core::Error>(())
+/// ```
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MemoryStorage;
+
+#[derive(Debug)]
+struct MemoryTopic;
+
+impl Storage for MemoryStorage {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    fn open_topic(
+        &self,
+        _topic: &TopicName,
+        _config: &TopicConfig,
+    ) -> Result<Box<dyn TopicStore>, StorageError> {
+        Ok(Box::new(MemoryTopic))
+    }
+
+    fn remove_topic(&self, _topic: &TopicName) -> Result<(), StorageError> {
+        Ok(())
+    }
+}
+
+impl TopicStore for MemoryTopic {
+    fn append(&mut self, _messages: &[Arc<Message>]) -> Result<Durability, StorageError> {
+        Ok(Durability::Memory)
+    }
+
+    fn trim_before(&mut self, _first: Offset) -> Result<(), StorageError> {
+        Ok(())
+    }
+}

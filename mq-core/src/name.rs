@@ -1,0 +1,227 @@
+//! Validated names for topics and groups.
+//!
+//! Both follow the same rule (SPEC §2): 1–200 characters of `[A-Za-z0-9._-]`, not starting
+//! with `.`. A name is checked once, when the value is built; everything past that point can
+//! rely on it.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// The longest topic or group name a user may choose.
+pub const MAX_NAME_LEN: usize = 200;
+
+/// Suffix of the dead-letter topic that collects a topic's poison messages.
+pub const DLQ_SUFFIX: &str = ".dlq";
+
+/// Why a string is not a valid topic or group name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// The name is the empty string.
+    #[error("{kind} name is empty: use 1-{MAX_NAME_LEN} characters of A-Z a-z 0-9 . _ -")]
+    Empty {
+        /// `"topic"` or `"group"`.
+        kind: &'static str,
+    },
+    /// The name is longer than [`MAX_NAME_LEN`].
+    #[error("{kind} name is {len} characters long: use at most {MAX_NAME_LEN}")]
+    TooLong {
+        /// `"topic"` or `"group"`.
+        kind: &'static str,
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// The name holds a character outside `[A-Za-z0-9._-]` or starts with `.`.
+    #[error("{kind} name {name:?} is invalid: use A-Z a-z 0-9 . _ - and do not start with '.'")]
+    Invalid {
+        /// `"topic"` or `"group"`.
+        kind: &'static str,
+        /// The rejected name.
+        name: String,
+    },
+}
+
+fn validate(kind: &'static str, name: &str) -> Result<(), NameError> {
+    if name.is_empty() {
+        return Err(NameError::Empty { kind });
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(NameError::TooLong {
+            kind,
+            len: name.len(),
+        });
+    }
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
+    if name.starts_with('.') || !name.bytes().all(allowed) {
+        return Err(NameError::Invalid {
+            kind,
+            name: name.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// The name of a topic, validated on construction.
+///
+/// ```
+/// use mq_core::TopicName;
+/// assert!(TopicName::new("orders.eu-1").is_ok());
+/// assert!(TopicName::new("a b").is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TopicName(Arc<str>);
+
+impl TopicName {
+    /// Validates `name` as a topic name.
+    ///
+    /// # Errors
+    /// [`NameError`] when the name is empty, too long or holds other characters.
+    pub fn new(name: impl AsRef<str>) -> Result<Self, NameError> {
+        let name = name.as_ref();
+        validate("topic", name)?;
+        Ok(Self(Arc::from(name)))
+    }
+
+    /// The name of this topic's dead-letter topic, `<name>.dlq`.
+    ///
+    /// The only way to get a name longer than [`MAX_NAME_LEN`]: a dead-letter topic of a
+    /// 200-character topic keeps its full name rather than lose messages.
+    pub fn dead_letter(&self) -> TopicName {
+        TopicName(Arc::from(format!("{}{DLQ_SUFFIX}", self.0)))
+    }
+
+    /// The name as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for TopicName {
+    type Error = NameError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::new(value)
+    }
+}
+
+impl From<TopicName> for String {
+    fn from(value: TopicName) -> Self {
+        value.0.as_ref().to_owned()
+    }
+}
+
+impl fmt::Display for TopicName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The name of a consumer group, validated on construction.
+///
+/// Ephemeral groups (a consumer that attaches without a group name) get a generated name
+/// starting with `~`, a character users cannot choose, so they never collide with a named
+/// group.
+///
+/// ```
+/// use mq_core::GroupName;
+/// assert!(GroupName::new("billing").is_ok());
+/// assert!(GroupName::new(".hidden").is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(into = "String", from = "String")]
+pub struct GroupName(Arc<str>);
+
+impl GroupName {
+    /// Validates `name` as a group name.
+    ///
+    /// # Errors
+    /// [`NameError`] when the name is empty, too long or holds other characters.
+    pub fn new(name: impl AsRef<str>) -> Result<Self, NameError> {
+        let name = name.as_ref();
+        validate("group", name)?;
+        Ok(Self(Arc::from(name)))
+    }
+
+    /// The generated name of an ephemeral group owned by one consumer.
+    pub(crate) fn ephemeral(id: u64) -> Self {
+        Self(Arc::from(format!("~ephemeral-{id}")))
+    }
+
+    /// Whether this is a generated ephemeral-group name.
+    pub fn is_ephemeral(&self) -> bool {
+        self.0.starts_with('~')
+    }
+
+    /// The name as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for GroupName {
+    /// Wraps a name read back from the broker's own records (stats, storage). Names from
+    /// users go through [`GroupName::new`].
+    fn from(value: String) -> Self {
+        Self(Arc::from(value))
+    }
+}
+
+impl From<GroupName> for String {
+    fn from(value: GroupName) -> Self {
+        value.0.as_ref().to_owned()
+    }
+}
+
+impl fmt::Display for GroupName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_accept_the_documented_alphabet() {
+        assert!(TopicName::new("A-z_0.9").is_ok());
+        assert!(GroupName::new("g").is_ok());
+        assert!(TopicName::new("x".repeat(MAX_NAME_LEN)).is_ok());
+    }
+
+    #[test]
+    fn names_reject_empty_long_leading_dot_and_other_characters() {
+        assert_eq!(TopicName::new(""), Err(NameError::Empty { kind: "topic" }));
+        assert!(matches!(
+            TopicName::new("x".repeat(MAX_NAME_LEN + 1)),
+            Err(NameError::TooLong { len: 201, .. })
+        ));
+        for bad in [".a", "a b", "a/b", "é", "a*"] {
+            assert!(TopicName::new(bad).is_err(), "{bad:?} accepted");
+            assert!(GroupName::new(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn name_error_says_what_to_do() {
+        let err = TopicName::new("a b").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "topic name \"a b\" is invalid: use A-Z a-z 0-9 . _ - and do not start with '.'"
+        );
+    }
+
+    #[test]
+    fn dead_letter_topic_is_named_after_its_topic() {
+        let t = TopicName::new("orders").unwrap();
+        assert_eq!(t.dead_letter().as_str(), "orders.dlq");
+    }
+
+    #[test]
+    fn ephemeral_group_names_cannot_be_chosen_by_users() {
+        let g = GroupName::ephemeral(7);
+        assert!(g.is_ephemeral());
+        assert!(GroupName::new(g.as_str()).is_err());
+    }
+}

@@ -1,0 +1,121 @@
+//! Retention rules (SPEC §2 "Retention"): limits checked on append, and the cleaner pass
+//! that deletes consumed and expired messages from the front of the log.
+
+use crate::clock::Timestamp;
+use crate::config::{Overflow, RetentionConfig};
+use crate::error::{Error, Limit};
+use crate::log::Log;
+use crate::message::Offset;
+use crate::topic::TopicState;
+
+impl RetentionConfig {
+    /// The bound `log` would cross with `count` more messages of `bytes` more bytes.
+    fn exceeded(&self, log: &Log, count: u64, bytes: u64) -> Option<Limit> {
+        if let Some(max) = self.max_messages {
+            if log.len() + count > max {
+                return Some(Limit::Messages(max));
+            }
+        }
+        if let Some(max) = self.max_bytes {
+            if log.bytes() + bytes > max {
+                return Some(Limit::Bytes(max));
+            }
+        }
+        None
+    }
+}
+
+impl TopicState {
+    /// The lowest offset some group still needs, or `None` when the topic has no groups.
+    pub(crate) fn needed_floor(&self) -> Option<u64> {
+        self.groups.values().map(|g| g.floor()).min()
+    }
+
+    /// Makes room for `count` messages of `bytes` bytes: drops what every group has acked
+    /// first, then applies the overflow policy.
+    ///
+    /// # Errors
+    /// [`Error::TopicFull`] when the policy is `reject` and the batch does not fit.
+    pub(crate) fn make_room(&mut self, count: u64, bytes: u64) -> Result<(), Error> {
+        if self
+            .config
+            .retention
+            .exceeded(&self.log, count, bytes)
+            .is_none()
+        {
+            return Ok(());
+        }
+        let floor = self.needed_floor().unwrap_or(0);
+        let before = self.log.first();
+        let retention = &self.config.retention;
+        let log = &mut self.log;
+        while log.first() < floor && retention.exceeded(log, count, bytes).is_some() {
+            log.pop_front();
+        }
+        let full = match retention.exceeded(log, count, bytes) {
+            Some(limit) if retention.overflow == Overflow::Reject => Some(limit),
+            Some(_) => {
+                while log.len() > 0 && retention.exceeded(log, count, bytes).is_some() {
+                    log.pop_front();
+                }
+                None
+            }
+            None => None,
+        };
+        self.trimmed(before)?;
+        match full {
+            Some(limit) => Err(Error::TopicFull {
+                topic: self.name.clone(),
+                limit,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// After an append under `drop-oldest`, drops from the front until the topic is within
+    /// its bounds again (a batch larger than the bounds keeps only its newest part).
+    pub(crate) fn enforce_bounds(&mut self) -> Result<(), Error> {
+        let before = self.log.first();
+        let retention = &self.config.retention;
+        while self.log.len() > 0 && retention.exceeded(&self.log, 0, 0).is_some() {
+            self.log.pop_front();
+        }
+        self.trimmed(before)
+    }
+
+    /// The cleaner pass: deletes messages every group has acked once older than
+    /// `retain_consumed`, and any message older than `max_age`. Returns how many went.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store cannot be trimmed.
+    pub(crate) fn clean(&mut self, now: Timestamp) -> Result<u64, Error> {
+        let floor = self.needed_floor();
+        let before = self.log.first();
+        let retention = &self.config.retention;
+        while let Some(front) = self.log.front() {
+            let age = now.since(front.timestamp);
+            let consumed =
+                floor.is_some_and(|f| front.offset.get() < f) && age >= retention.retain_consumed;
+            let expired = retention.max_age.is_some_and(|max| age >= max);
+            if !(consumed || expired) {
+                break;
+            }
+            self.log.pop_front();
+        }
+        self.trimmed(before)?;
+        Ok(self.log.first() - before)
+    }
+
+    /// Tells groups and the store that the log now starts later than `before`.
+    fn trimmed(&mut self, before: u64) -> Result<(), Error> {
+        let first = self.log.first();
+        if first == before {
+            return Ok(());
+        }
+        for group in self.groups.values_mut() {
+            group.forget_before(first);
+        }
+        self.store.trim_before(Offset(first))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,71 @@
+//! Counters the broker reports (SPEC §2 "Stats"), serializable with serde.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::TopicConfig;
+use crate::message::Offset;
+use crate::name::{GroupName, TopicName};
+
+/// One group's counters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupStats {
+    /// The group's name.
+    pub name: GroupName,
+    /// Consumers attached now.
+    pub consumers: u64,
+    /// Messages waiting: never delivered, or due for redelivery.
+    pub pending: u64,
+    /// Deliveries not yet acked or nacked.
+    pub in_flight: u64,
+    /// Deliveries made, redeliveries included.
+    pub delivered: u64,
+    /// Messages acked (auto-acked included).
+    pub acked: u64,
+    /// Redeliveries made.
+    pub redelivered: u64,
+    /// Messages moved to the dead-letter topic.
+    pub dead_lettered: u64,
+}
+
+/// One topic's counters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicStats {
+    /// The topic's name.
+    pub topic: TopicName,
+    /// Messages appended since the topic was created.
+    pub published: u64,
+    /// Messages retained now.
+    pub retained: u64,
+    /// Bytes retained now (payload, key, headers).
+    pub retained_bytes: u64,
+    /// The first retained offset (equal to `next_offset` when nothing is retained).
+    pub first_offset: Offset,
+    /// The offset the next message will get.
+    pub next_offset: Offset,
+    /// The topic's groups, by name.
+    pub groups: Vec<GroupStats>,
+}
+
+/// A topic's configuration and counters, as `describe` shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicInfo {
+    /// The configuration.
+    pub config: TopicConfig,
+    /// The counters.
+    pub stats: TopicStats,
+}
+
+/// Broker-wide counters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerStats {
+    /// Milliseconds since the broker started.
+    pub uptime_ms: u64,
+    /// Connections open now (tracked with [`crate::Broker::track_connection`]).
+    pub connections: u64,
+    /// Topics that exist.
+    pub topics: u64,
+    /// Messages appended since start.
+    pub messages_in: u64,
+    /// Deliveries made since start.
+    pub messages_out: u64,
+}

@@ -1,0 +1,1 @@
+//! The mq broker server (see issue 3; in progress).

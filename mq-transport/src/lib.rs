@@ -1,0 +1,1 @@
+//! The mq wire protocol and transports (see issue 3; in progress).
