@@ -1,1 +1,27 @@
-//! The mq broker server (see issue 3; in progress).
+//! `mq-server`: the mq broker on the network.
+//!
+//! [`run`] serves a [`mq_transport::Listener`] with a [`mq_core::Broker`] until a shutdown
+//! future completes; the `mq-server` binary wires it to flags, environment variables, a
+//! config file and SIGINT/SIGTERM.
+//!
+//! ```no_run
+//! use mq_server::{ServerConfig, run};
+//! use mq_transport::{TcpTransport, Transport};
+//!
+//! # async fn example() -> anyhow::Result<()> {
+//! let listener = TcpTransport::default().bind("127.0.0.1:0").await?;
+//! println!("listening on {}", listener.local_addr());
+//! run(listener, mq_core::Broker::new(), ServerConfig::default(), async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! })
+//! .await
+//! # }
+//! ```
+
+mod config;
+mod pump;
+mod server;
+mod session;
+
+pub use config::{ConfigFile, DEFAULT_LISTEN, FsyncPolicy, ServerConfig, StorageKind};
+pub use server::run;

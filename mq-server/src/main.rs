@@ -1,6 +1,155 @@
-//! The `mq-server` binary.
+//! The `mq-server` binary: flags, environment variables and a TOML config file (in that
+//! order of precedence), tracing logs on stderr, `listening on <ADDR>` on stdout once
+//! ready, and a graceful shutdown on SIGINT or SIGTERM.
 
-fn main() {
-    eprintln!("error: mq-server has no network listener yet: embed mq-core meanwhile");
-    std::process::exit(1);
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use mq_server::{ConfigFile, DEFAULT_LISTEN, FsyncPolicy, ServerConfig, StorageKind};
+use mq_transport::{TcpTransport, Transport};
+
+/// The mq message broker.
+#[derive(Debug, Parser)]
+#[command(name = "mq-server", version, about)]
+struct Args {
+    /// Address to listen on (IP:PORT; port 0 picks a free one) [default: 127.0.0.1:9800]
+    #[arg(long, env = "MQ_LISTEN", value_name = "ADDR")]
+    listen: Option<String>,
+    /// Where topics are stored [default: memory]
+    #[arg(long, env = "MQ_STORAGE", value_enum)]
+    storage: Option<StorageKind>,
+    /// Directory of the file storage [default: ./mq-data]
+    #[arg(long, env = "MQ_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// When the file storage fsyncs [default: interval]
+    #[arg(long, env = "MQ_FSYNC", value_enum)]
+    fsync: Option<FsyncPolicy>,
+    /// TOML file with any of these settings; flags and environment variables win over it
+    #[arg(long, env = "MQ_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Require this token in every connection's handshake
+    #[arg(long, env = "MQ_AUTH_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    auth_token: Option<String>,
+    /// Most connections served at once [default: 10000]
+    #[arg(long, env = "MQ_MAX_CONNECTIONS", value_name = "N")]
+    max_connections: Option<usize>,
+    /// Largest frame accepted, in bytes [default: 16777216]
+    #[arg(long, env = "MQ_MAX_FRAME", value_name = "BYTES")]
+    max_frame: Option<usize>,
+    /// Time a new connection has to send its handshake [default: 10s]
+    #[arg(long, env = "MQ_HANDSHAKE_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    handshake_timeout: Option<Duration>,
+    /// Close connections without subscriptions that send nothing this long [default: 5m]
+    #[arg(long, env = "MQ_IDLE_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    idle_timeout: Option<Duration>,
+}
+
+impl Args {
+    fn into_config(self) -> anyhow::Result<ServerConfig> {
+        let file = match &self.config {
+            Some(path) => ConfigFile::load(path)?,
+            None => ConfigFile::default(),
+        };
+        let d = ServerConfig::default();
+        let config = ServerConfig {
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
+            storage: self.storage.or(file.storage).unwrap_or(d.storage),
+            data_dir: self.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
+            fsync: self.fsync.or(file.fsync).unwrap_or(d.fsync),
+            auth_token: self.auth_token.or(file.auth_token),
+            max_connections: self
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(d.max_connections),
+            max_frame: self.max_frame.or(file.max_frame).unwrap_or(d.max_frame),
+            handshake_timeout: self
+                .handshake_timeout
+                .or(file.handshake_timeout)
+                .unwrap_or(d.handshake_timeout),
+            idle_timeout: self
+                .idle_timeout
+                .or(file.idle_timeout)
+                .unwrap_or(d.idle_timeout),
+            ..d
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    match serve(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: Args) -> anyhow::Result<()> {
+    let config = args.into_config()?;
+    if config.storage == StorageKind::File {
+        bail!(
+            "file storage is not available in this build yet: run with --storage memory \
+             (messages are then kept in memory only)"
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let transport = TcpTransport::new(config.max_frame);
+        let listener = transport
+            .bind(&config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr();
+        tracing::info!(%addr, storage = ?config.storage, "mq-server ready");
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "listening on {addr}").context("cannot write to stdout")?;
+        stdout.flush().context("cannot write to stdout")?;
+        drop(stdout);
+        let broker = mq_core::Broker::new();
+        mq_server::run(listener, broker, config, shutdown_signal()).await
+    })
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
 }

@@ -1,1 +1,31 @@
-//! The mq wire protocol and transports (see issue 3; in progress).
+//! `mq-transport`: the mq wire protocol and the transports that carry it.
+//!
+//! - [`protocol`]: the messages ([`ClientMsg`], [`ServerMsg`]), their kind bytes and the
+//!   wire [`ErrorCode`]s;
+//! - [`wire`] and [`frame`]: runtime-free encoding and decoding with checked lengths;
+//! - [`codec`]: [`FrameCodec`] for tokio-util framing, with a maximum frame size;
+//! - [`Transport`]: the trait the server and client are written against, with
+//!   [`TcpTransport`] and [`InProcessTransport`].
+//!
+//! The transport knows frames, not broker rules. PROTOCOL.md documents every byte.
+
+pub mod codec;
+pub mod frame;
+mod inprocess;
+pub mod protocol;
+mod tcp;
+mod transport;
+pub mod wire;
+
+pub use codec::{CodecError, FrameCodec};
+pub use frame::{BadFrame, WireMsg, decode_frame, encode_frame};
+pub use inprocess::InProcessTransport;
+pub use protocol::{
+    ClientMsg, DEFAULT_MAX_FRAME, DeliveredMessage, ErrorCode, Frame, PROTOCOL_VERSION,
+    RequestId, ServerMsg, SubscribeRequest, SubscriptionId,
+};
+pub use tcp::TcpTransport;
+pub use transport::{
+    ClientConnection, Connection, FrameRead, FrameWrite, Listener, ReadItem, ServerConnection,
+    Transport, TransportError,
+};

@@ -1,0 +1,376 @@
+//! [`Client`]: a handle on a broker, over the network ([`Client::connect`]) or in the same
+//! process ([`Client::embedded`]), with the same API either way.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mq_core::{
+    BatchReceipt, Broker, BrokerStats, GroupName, GroupStats, NewMessage, Subscription,
+    TopicConfig, TopicInfo, TopicName, TopicStats,
+};
+use mq_transport::{
+    ClientMsg, PROTOCOL_VERSION, ServerMsg, TcpTransport, Transport, TransportError,
+};
+
+use crate::connection::{PendingReply, Remote, expect_done, unexpected};
+use crate::consumer::Consumer;
+use crate::error::ClientError;
+use crate::producer::{Producer, ProducerConfig};
+
+/// How to connect.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// A name the server logs.
+    pub name: String,
+    /// The server's auth token, if it requires one.
+    pub token: Option<String>,
+    /// How long a request waits for its reply before the connection is dropped.
+    pub request_timeout: Duration,
+    /// The transport (default: TCP).
+    pub transport: Arc<dyn Transport>,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            name: format!("mq-client {}", env!("CARGO_PKG_VERSION")),
+            token: None,
+            request_timeout: Duration::from_secs(30),
+            transport: Arc::new(TcpTransport::default()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Backend {
+    Remote(Arc<Remote>),
+    Embedded(Broker),
+}
+
+/// A handle on a broker. Cheap to clone; clones share one connection.
+///
+/// ```no_run
+/// use mq_client::{Client, NewMessage};
+/// use mq_core::TopicName;
+///
+/// # async fn example() -> Result<(), mq_client::ClientError> {
+/// let client = Client::connect("127.0.0.1:9800").await?;
+/// let producer = client.producer(TopicName::new("orders")?);
+/// let offset = producer.send(NewMessage::new("hello")).await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub(crate) backend: Backend,
+}
+
+/// A pending publish: the batch is already queued in order when this exists.
+pub(crate) enum PublishWait {
+    Ready(Result<BatchReceipt, ClientError>),
+    Remote(Arc<Remote>, PendingReply),
+}
+
+impl PublishWait {
+    pub(crate) async fn wait(self) -> Result<BatchReceipt, ClientError> {
+        match self {
+            PublishWait::Ready(r) => r,
+            PublishWait::Remote(remote, pending) => match remote.finish(pending).await? {
+                ServerMsg::Published {
+                    first,
+                    count,
+                    durability,
+                } => Ok(BatchReceipt {
+                    first,
+                    count: u64::from(count),
+                    durability,
+                }),
+                other => Err(unexpected("Published", &other)),
+            },
+        }
+    }
+}
+
+impl Client {
+    /// Connects over TCP to a server at `addr` (like `127.0.0.1:9800`).
+    ///
+    /// # Errors
+    /// [`ClientError::ConnectionRefused`] when nothing listens there; the server's refusal
+    /// (wrong token, unsupported version) as [`ClientError::Server`].
+    pub async fn connect(addr: &str) -> Result<Self, ClientError> {
+        Self::connect_with(addr, ClientConfig::default()).await
+    }
+
+    /// Connects with explicit settings.
+    ///
+    /// # Errors
+    /// As [`Client::connect`].
+    pub async fn connect_with(addr: &str, config: ClientConfig) -> Result<Self, ClientError> {
+        let conn = config.transport.connect(addr).await.map_err(|e| match e {
+            TransportError::Io { source, .. } => ClientError::ConnectionRefused {
+                addr: addr.to_owned(),
+                reason: source.to_string(),
+            },
+            other => ClientError::ConnectionRefused {
+                addr: addr.to_owned(),
+                reason: other.to_string(),
+            },
+        })?;
+        let remote = Arc::new(Remote::start(conn, config.request_timeout));
+        let hello = ClientMsg::Hello {
+            version: PROTOCOL_VERSION,
+            client: config.name,
+            token: config.token,
+        };
+        match remote.request(hello).await {
+            Ok(ServerMsg::Welcome { .. }) => Ok(Self {
+                backend: Backend::Remote(remote),
+            }),
+            Ok(other) => Err(unexpected("Welcome", &other)),
+            Err(e) => {
+                remote.close(None);
+                Err(e)
+            }
+        }
+    }
+
+    /// A client of a broker in this process: no socket, same API.
+    pub fn embedded(broker: Broker) -> Self {
+        Self {
+            backend: Backend::Embedded(broker),
+        }
+    }
+
+    /// Whether the connection is closed (never, for an embedded client).
+    pub fn is_closed(&self) -> bool {
+        match &self.backend {
+            Backend::Remote(r) => r.is_closed(),
+            Backend::Embedded(_) => false,
+        }
+    }
+
+    /// Says goodbye to the server. Handles made from this client fail from then on.
+    pub async fn close(&self) {
+        if let Backend::Remote(r) = &self.backend {
+            r.goodbye().await;
+        }
+    }
+
+    /// A producer for `topic` with default batching.
+    pub fn producer(&self, topic: TopicName) -> Producer {
+        Producer::new(self.clone(), topic, ProducerConfig::default())
+    }
+
+    /// A producer for `topic` with explicit batching.
+    pub fn producer_with(&self, topic: TopicName, config: ProducerConfig) -> Producer {
+        Producer::new(self.clone(), topic, config)
+    }
+
+    /// Attaches a consumer.
+    ///
+    /// # Errors
+    /// [`ClientError::GroupBusy`] for an exclusive group that has a consumer; others as
+    /// the server says.
+    pub async fn subscribe(&self, sub: Subscription) -> Result<Consumer, ClientError> {
+        Consumer::subscribe(self.clone(), sub).await
+    }
+
+    /// Queues a batch for publishing; the returned wait yields its receipt.
+    pub(crate) async fn start_publish(
+        &self,
+        topic: &TopicName,
+        messages: Vec<NewMessage>,
+    ) -> Result<PublishWait, ClientError> {
+        match &self.backend {
+            Backend::Embedded(b) => Ok(PublishWait::Ready(
+                b.publish_batch(topic, messages).map_err(ClientError::from),
+            )),
+            Backend::Remote(r) => {
+                let msg = ClientMsg::Publish {
+                    topic: topic.clone(),
+                    messages,
+                };
+                let pending = r.start_request(msg, None).await?;
+                Ok(PublishWait::Remote(Arc::clone(r), pending))
+            }
+        }
+    }
+
+    /// Publishes a batch (all or nothing) and waits for its receipt.
+    ///
+    /// # Errors
+    /// [`ClientError::TopicFull`] when the topic refuses it; connection errors.
+    pub async fn publish(
+        &self,
+        topic: &TopicName,
+        messages: Vec<NewMessage>,
+    ) -> Result<BatchReceipt, ClientError> {
+        self.start_publish(topic, messages).await?.wait().await
+    }
+
+    async fn request(&self, msg: ClientMsg) -> Result<ServerMsg, ClientError> {
+        match &self.backend {
+            Backend::Remote(r) => r.request(msg).await,
+            Backend::Embedded(_) => Err(ClientError::Protocol {
+                message: "embedded clients do not send frames".into(),
+            }),
+        }
+    }
+
+    /// Creates a topic with `config`.
+    ///
+    /// # Errors
+    /// [`ClientError::Server`] with `topic_exists` or `invalid_config`.
+    pub async fn create_topic(
+        &self,
+        topic: &TopicName,
+        config: TopicConfig,
+    ) -> Result<(), ClientError> {
+        match &self.backend {
+            Backend::Embedded(b) => Ok(b.create_topic(topic, config)?),
+            Backend::Remote(_) => expect_done(
+                self.request(ClientMsg::CreateTopic {
+                    topic: topic.clone(),
+                    config,
+                })
+                .await?,
+            ),
+        }
+    }
+
+    /// Deletes a topic.
+    ///
+    /// # Errors
+    /// [`ClientError::Server`] with `topic_not_found`.
+    pub async fn delete_topic(&self, topic: &TopicName) -> Result<(), ClientError> {
+        match &self.backend {
+            Backend::Embedded(b) => Ok(b.delete_topic(topic)?),
+            Backend::Remote(_) => expect_done(
+                self.request(ClientMsg::DeleteTopic {
+                    topic: topic.clone(),
+                })
+                .await?,
+            ),
+        }
+    }
+
+    /// Topic names, sorted.
+    ///
+    /// # Errors
+    /// Connection errors.
+    pub async fn topics(&self) -> Result<Vec<TopicName>, ClientError> {
+        match &self.backend {
+            Backend::Embedded(b) => Ok(b.topics()),
+            Backend::Remote(_) => match self.request(ClientMsg::ListTopics).await? {
+                ServerMsg::Topics { topics } => Ok(topics),
+                other => Err(unexpected("Topics", &other)),
+            },
+        }
+    }
+
+    /// A topic's config and stats.
+    ///
+    /// # Errors
+    /// [`ClientError::Server`] with `topic_not_found`.
+    pub async fn describe(&self, topic: &TopicName) -> Result<TopicInfo, ClientError> {
+        match &self.backend {
+            Backend::Embedded(b) => Ok(b.describe(topic)?),
+            Backend::Remote(_) => match self
+                .request(ClientMsg::DescribeTopic {
+                    topic: topic.clone(),
+                })
+                .await?
+            {
+                ServerMsg::TopicInfo(info) => Ok(*info),
+                other => Err(unexpected("TopicInfo", &other)),
+            },
+        }
+    }
+
+    /// A topic's groups.
+    ///
+    /// # Errors
+    /// [`ClientError::Server`] with `topic_not_found`.
+    pub async fn groups(&self, topic: &TopicName) -> Result<Vec<GroupStats>, ClientError> {
+        match &self.backend {
+            Backend::Embedded(b) => Ok(b.groups(topic)?),
+            Backend::Remote(_) => match self
+                .request(ClientMsg::ListGroups {
+                    topic: topic.clone(),
+                })
+                .await?
+            {
+                ServerMsg::Groups(groups) => Ok(groups),
+                other => Err(unexpected("Groups", &other)),
+            },
+        }
+    }
+
+    /// Deletes a group.
+    ///
+    /// # Errors
+    /// [`ClientError::Server`] with `group_not_found` or `group_in_use`.
+    pub async fn delete_group(
+        &self,
+        topic: &TopicName,
+        group: &GroupName,
+    ) -> Result<(), ClientError> {
+        match &self.backend {
+            Backend::Embedded(b) => Ok(b.delete_group(topic, group)?),
+            Backend::Remote(_) => expect_done(
+                self.request(ClientMsg::DeleteGroup {
+                    topic: topic.clone(),
+                    group: group.clone(),
+                })
+                .await?,
+            ),
+        }
+    }
+
+    /// A topic's stats.
+    ///
+    /// # Errors
+    /// [`ClientError::Server`] with `topic_not_found`.
+    pub async fn topic_stats(&self, topic: &TopicName) -> Result<TopicStats, ClientError> {
+        match &self.backend {
+            Backend::Embedded(b) => Ok(b.topic_stats(topic)?),
+            Backend::Remote(_) => match self
+                .request(ClientMsg::Stats {
+                    topic: Some(topic.clone()),
+                })
+                .await?
+            {
+                ServerMsg::TopicStats(stats) => Ok(*stats),
+                other => Err(unexpected("TopicStats", &other)),
+            },
+        }
+    }
+
+    /// Broker-wide stats.
+    ///
+    /// # Errors
+    /// Connection errors.
+    pub async fn stats(&self) -> Result<BrokerStats, ClientError> {
+        match &self.backend {
+            Backend::Embedded(b) => Ok(b.stats()),
+            Backend::Remote(_) => match self.request(ClientMsg::Stats { topic: None }).await? {
+                ServerMsg::BrokerStats(stats) => Ok(stats),
+                other => Err(unexpected("BrokerStats", &other)),
+            },
+        }
+    }
+
+    /// Checks the server answers.
+    ///
+    /// # Errors
+    /// Connection errors and timeouts.
+    pub async fn ping(&self) -> Result<(), ClientError> {
+        match &self.backend {
+            Backend::Embedded(_) => Ok(()),
+            Backend::Remote(_) => match self.request(ClientMsg::Ping).await? {
+                ServerMsg::Pong => Ok(()),
+                other => Err(unexpected("Pong", &other)),
+            },
+        }
+    }
+}

@@ -1,0 +1,423 @@
+//! [`Consumer`]: receives a subscription's deliveries as a `Stream`, by `recv`, or by a
+//! non-blocking `poll`; [`Delivery`] acks or nacks one; [`Handler`] and
+//! [`Consumer::run`] process them in a loop, acking on success and nacking on error.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::Stream;
+use mq_core::{AckMode, GroupName, Header, Offset, Subscription, Timestamp, TopicName};
+use mq_transport::{ClientMsg, DeliveredMessage, ServerMsg, SubscribeRequest, SubscriptionId};
+use tokio::sync::mpsc;
+
+use crate::client::{Backend, Client};
+use crate::connection::{Remote, SubEvent, expect_done, unexpected};
+use crate::error::ClientError;
+
+/// Most deliveries an embedded consumer takes from the broker at once.
+const EMBEDDED_BATCH: usize = 64;
+
+/// An error a [`Handler`] returns; the message is then nacked.
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Processes deliveries for [`Consumer::run`].
+#[async_trait]
+pub trait Handler: Send + Sync {
+    /// Handles one delivery. `Ok` acks it; `Err` nacks it for redelivery (it reaches the
+    /// dead-letter topic after the group's `max_deliveries`).
+    async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError>;
+}
+
+#[derive(Debug, Clone)]
+enum Acker {
+    Remote(Arc<Remote>, SubscriptionId),
+    Embedded(Arc<mq_core::Consumer>),
+    Auto,
+}
+
+impl Acker {
+    async fn settle(&self, offsets: &[Offset], nack: Option<Option<Duration>>) -> Result<(), ClientError> {
+        match self {
+            Acker::Auto => Ok(()),
+            Acker::Embedded(c) => Ok(match nack {
+                None => c.ack_batch(offsets),
+                Some(delay) => c.nack_batch(offsets, delay),
+            }?),
+            Acker::Remote(r, sub) => {
+                let msg = match nack {
+                    None => ClientMsg::Ack {
+                        sub: *sub,
+                        offsets: offsets.to_vec(),
+                    },
+                    Some(delay) => ClientMsg::Nack {
+                        sub: *sub,
+                        delay_ms: delay.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                        offsets: offsets.to_vec(),
+                    },
+                };
+                expect_done(r.request(msg).await?)
+            }
+        }
+    }
+}
+
+/// One message delivered to a consumer.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    message: DeliveredMessage,
+    acker: Acker,
+}
+
+impl Delivery {
+    /// The message's offset in its topic.
+    pub fn offset(&self) -> Offset {
+        self.message.offset
+    }
+
+    /// When the broker appended it.
+    pub fn timestamp(&self) -> Timestamp {
+        self.message.timestamp
+    }
+
+    /// Its priority.
+    pub fn priority(&self) -> u8 {
+        self.message.priority
+    }
+
+    /// How many times the group has delivered it, this time included.
+    pub fn deliveries(&self) -> u32 {
+        self.message.deliveries
+    }
+
+    /// Its key.
+    pub fn key(&self) -> Option<&Bytes> {
+        self.message.key.as_ref()
+    }
+
+    /// Its headers, in order.
+    pub fn headers(&self) -> &[Header] {
+        &self.message.headers
+    }
+
+    /// The value of the first header called `name`.
+    pub fn header(&self, name: &str) -> Option<&Bytes> {
+        self.message
+            .headers
+            .iter()
+            .find(|h| h.name == name)
+            .map(|h| &h.value)
+    }
+
+    /// Its payload.
+    pub fn payload(&self) -> &Bytes {
+        &self.message.payload
+    }
+
+    /// Acks it (a no-op for auto-ack subscriptions).
+    ///
+    /// # Errors
+    /// [`ClientError::Server`] with `not_in_flight` when it was already settled or timed
+    /// out; connection errors.
+    pub async fn ack(&self) -> Result<(), ClientError> {
+        self.acker.settle(&[self.offset()], None).await
+    }
+
+    /// Gives it back for redelivery, at once or after `delay`.
+    ///
+    /// # Errors
+    /// As [`Delivery::ack`].
+    pub async fn nack(&self, delay: Option<Duration>) -> Result<(), ClientError> {
+        self.acker.settle(&[self.offset()], Some(delay)).await
+    }
+}
+
+enum Inner {
+    Remote {
+        remote: Arc<Remote>,
+        sub: SubscriptionId,
+        rx: mpsc::UnboundedReceiver<SubEvent>,
+        buffer: VecDeque<DeliveredMessage>,
+        /// For auto-ack subscriptions: deliveries taken since the last credit grant.
+        consumed: u32,
+        window: u32,
+    },
+    Embedded {
+        consumer: Arc<mq_core::Consumer>,
+        buffer: VecDeque<mq_core::Delivery>,
+    },
+}
+
+/// A consumer attached to one group of one topic. Dropping it detaches it: its un-acked
+/// deliveries go back to the group.
+pub struct Consumer {
+    topic: TopicName,
+    group: GroupName,
+    ack: AckMode,
+    inner: Inner,
+    ended: bool,
+    detached: bool,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("topic", &self.topic)
+            .field("group", &self.group)
+            .field("ack", &self.ack)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Consumer {
+    pub(crate) async fn subscribe(client: Client, sub: Subscription) -> Result<Self, ClientError> {
+        let topic = sub.topic.clone();
+        match client.backend {
+            Backend::Embedded(broker) => {
+                let consumer = broker.subscribe(sub)?;
+                Ok(Self {
+                    topic,
+                    group: consumer.group().clone(),
+                    ack: consumer.ack_mode(),
+                    inner: Inner::Embedded {
+                        consumer: Arc::new(consumer),
+                        buffer: VecDeque::new(),
+                    },
+                    ended: false,
+                    detached: false,
+                })
+            }
+            Backend::Remote(remote) => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                let request = ClientMsg::Subscribe(SubscribeRequest {
+                    topic: sub.topic,
+                    group: sub.group,
+                    start: sub.start,
+                    ack: sub.ack,
+                    exclusive: sub.exclusive,
+                    prefetch: sub.prefetch.unwrap_or(0),
+                });
+                let pending = remote.start_request(request, Some(tx)).await?;
+                match remote.finish(pending).await? {
+                    ServerMsg::Subscribed {
+                        sub,
+                        group,
+                        ack,
+                        prefetch,
+                    } => Ok(Self {
+                        topic,
+                        group,
+                        ack,
+                        inner: Inner::Remote {
+                            remote,
+                            sub,
+                            rx,
+                            buffer: VecDeque::new(),
+                            consumed: 0,
+                            window: prefetch.max(1),
+                        },
+                        ended: false,
+                        detached: false,
+                    }),
+                    other => Err(unexpected("Subscribed", &other)),
+                }
+            }
+        }
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &TopicName {
+        &self.topic
+    }
+
+    /// The group (a generated name for an ephemeral group).
+    pub fn group(&self) -> &GroupName {
+        &self.group
+    }
+
+    /// The group's ack mode.
+    pub fn ack_mode(&self) -> AckMode {
+        self.ack
+    }
+
+    fn acker(&self) -> Acker {
+        if self.ack == AckMode::Auto {
+            return Acker::Auto;
+        }
+        match &self.inner {
+            Inner::Remote { remote, sub, .. } => Acker::Remote(Arc::clone(remote), *sub),
+            Inner::Embedded { consumer, .. } => Acker::Embedded(Arc::clone(consumer)),
+        }
+    }
+
+    /// Takes a buffered delivery without waiting: `None` at once when nothing is buffered
+    /// (tinyMQ's `poll`).
+    ///
+    /// # Errors
+    /// [`ClientError::ConnectionClosed`] once the connection is gone.
+    pub fn poll(&mut self) -> Result<Option<Delivery>, ClientError> {
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        match self.poll_delivery(&mut cx) {
+            Poll::Ready(Some(r)) => r.map(Some),
+            Poll::Ready(None) => Err(ClientError::closed()),
+            Poll::Pending => Ok(None),
+        }
+    }
+
+    /// Waits for the next delivery. Cancel-safe: dropping the future loses nothing.
+    ///
+    /// # Errors
+    /// [`ClientError::ConnectionClosed`] once the connection is gone; the server's reason
+    /// when the subscription ended (its topic was deleted).
+    pub async fn recv(&mut self) -> Result<Delivery, ClientError> {
+        std::future::poll_fn(|cx| self.poll_delivery(cx))
+            .await
+            .unwrap_or_else(|| Err(ClientError::closed()))
+    }
+
+    fn poll_delivery(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Delivery, ClientError>>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        let acker = self.acker();
+        let auto = self.ack == AckMode::Auto;
+        match &mut self.inner {
+            Inner::Remote {
+                remote,
+                sub,
+                rx,
+                buffer,
+                consumed,
+                window,
+            } => loop {
+                if let Some(message) = buffer.pop_front() {
+                    if auto {
+                        *consumed += 1;
+                        if *consumed >= (*window / 2).max(1)
+                            && remote.fire(ClientMsg::Credit {
+                                sub: *sub,
+                                credits: *consumed,
+                            })
+                        {
+                            *consumed = 0;
+                        }
+                    }
+                    return Poll::Ready(Some(Ok(Delivery { message, acker })));
+                }
+                match rx.poll_recv(cx) {
+                    Poll::Ready(Some(SubEvent::Deliveries(messages))) => buffer.extend(messages),
+                    Poll::Ready(Some(SubEvent::Ended(e))) => {
+                        self.ended = true;
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                    Poll::Ready(None) => {
+                        self.ended = true;
+                        return Poll::Ready(Some(Err(ClientError::closed())));
+                    }
+                    Poll::Pending => return Poll::Pending,
+                }
+            },
+            Inner::Embedded { consumer, buffer } => loop {
+                if let Some(d) = buffer.pop_front() {
+                    let m = &d.message;
+                    let message = DeliveredMessage {
+                        offset: m.offset,
+                        timestamp: m.timestamp,
+                        priority: m.priority,
+                        deliveries: d.deliveries,
+                        key: m.key.clone(),
+                        headers: m.headers.clone(),
+                        payload: m.payload.clone(),
+                    };
+                    return Poll::Ready(Some(Ok(Delivery { message, acker })));
+                }
+                let mut taken = Vec::new();
+                match consumer.poll_recv(cx, EMBEDDED_BATCH, &mut taken) {
+                    Poll::Ready(Ok(_)) => buffer.extend(taken),
+                    Poll::Ready(Err(e)) => {
+                        self.ended = true;
+                        return Poll::Ready(Some(Err(e.into())));
+                    }
+                    Poll::Pending => return Poll::Pending,
+                }
+            },
+        }
+    }
+
+    /// Acks several deliveries in one request.
+    ///
+    /// # Errors
+    /// [`ClientError::Server`] with `not_in_flight` naming offsets that were not; the
+    /// others are acked.
+    pub async fn ack_batch(&self, offsets: &[Offset]) -> Result<(), ClientError> {
+        self.acker().settle(offsets, None).await
+    }
+
+    /// Nacks several deliveries in one request.
+    ///
+    /// # Errors
+    /// As [`Consumer::ack_batch`].
+    pub async fn nack_batch(
+        &self,
+        offsets: &[Offset],
+        delay: Option<Duration>,
+    ) -> Result<(), ClientError> {
+        self.acker().settle(offsets, Some(delay)).await
+    }
+
+    /// Runs `handler` on every delivery until the subscription ends: acks each message the
+    /// handler accepts, nacks each it fails on.
+    ///
+    /// # Errors
+    /// Why the subscription ended (connection closed, topic deleted), or a failed ack.
+    pub async fn run<H: Handler + ?Sized>(&mut self, handler: &H) -> Result<(), ClientError> {
+        loop {
+            let delivery = self.recv().await?;
+            match handler.handle(&delivery).await {
+                Ok(()) => delivery.ack().await?,
+                Err(error) => {
+                    tracing::debug!(offset = %delivery.offset(), %error, "handler failed; nacking");
+                    delivery.nack(None).await?;
+                }
+            }
+        }
+    }
+
+    /// Detaches from the group and waits for the server to confirm; un-acked deliveries go
+    /// back to the group.
+    ///
+    /// # Errors
+    /// Connection errors.
+    pub async fn unsubscribe(mut self) -> Result<(), ClientError> {
+        self.detached = true;
+        match &self.inner {
+            Inner::Remote { remote, sub, .. } => {
+                remote.forget_sub(*sub);
+                expect_done(remote.request(ClientMsg::Unsubscribe { sub: *sub }).await?)
+            }
+            Inner::Embedded { .. } => Ok(()),
+        }
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        if let (false, Inner::Remote { remote, sub, .. }) = (self.detached, &self.inner) {
+            remote.forget_sub(*sub);
+            remote.fire(ClientMsg::Unsubscribe { sub: *sub });
+        }
+    }
+}
+
+impl Stream for Consumer {
+    type Item = Result<Delivery, ClientError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.poll_delivery(cx)
+    }
+}

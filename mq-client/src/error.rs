@@ -1,0 +1,104 @@
+//! [`ClientError`]: what can go wrong for a client, in variants a caller can match on.
+
+use std::time::Duration;
+
+use mq_transport::ErrorCode;
+
+/// A client failure.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    /// Nothing accepted the connection.
+    #[error("cannot connect to the server at {addr}: {reason}: is mq-server running there?")]
+    ConnectionRefused {
+        /// The address tried.
+        addr: String,
+        /// What the OS said.
+        reason: String,
+    },
+    /// The connection is gone: the server closed it, or it failed. Handles made from it
+    /// stay unusable; connect again.
+    #[error("the connection to the server is closed{}: connect again", reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default())]
+    ConnectionClosed {
+        /// Why, when the server said.
+        reason: Option<String>,
+    },
+    /// The group is exclusive and already has a consumer.
+    #[error("{message}")]
+    GroupBusy {
+        /// The server's message, naming topic and group.
+        message: String,
+    },
+    /// The topic is full and refused the publish (backpressure).
+    #[error("{message}")]
+    TopicFull {
+        /// The server's message, naming the topic and the limit.
+        message: String,
+    },
+    /// A topic or group name is invalid.
+    #[error("{message}")]
+    InvalidName {
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The server did not speak the protocol as expected.
+    #[error("protocol error: {message}")]
+    Protocol {
+        /// What was unexpected.
+        message: String,
+    },
+    /// The server refused the request.
+    #[error("{message} [{code}]")]
+    Server {
+        /// The wire error code.
+        code: ErrorCode,
+        /// The server's message.
+        message: String,
+    },
+    /// No reply within the request timeout; the connection was dropped, since a late reply
+    /// could no longer be matched safely.
+    #[error("no reply from the server within {}: the connection was closed", humantime_like(*after))]
+    Timeout {
+        /// The timeout.
+        after: Duration,
+    },
+}
+
+fn humantime_like(d: Duration) -> String {
+    if d.as_millis() % 1000 == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+impl ClientError {
+    /// The error for an `Error` frame.
+    pub fn from_server(code: ErrorCode, message: String) -> Self {
+        match code {
+            ErrorCode::GroupBusy => ClientError::GroupBusy { message },
+            ErrorCode::TopicFull => ClientError::TopicFull { message },
+            ErrorCode::InvalidName => ClientError::InvalidName { message },
+            code => ClientError::Server { code, message },
+        }
+    }
+
+    /// A closed connection without a reason.
+    pub(crate) fn closed() -> Self {
+        ClientError::ConnectionClosed { reason: None }
+    }
+}
+
+impl From<mq_core::Error> for ClientError {
+    fn from(e: mq_core::Error) -> Self {
+        let code = ErrorCode::from(&e);
+        ClientError::from_server(code, e.to_string())
+    }
+}
+
+impl From<mq_core::NameError> for ClientError {
+    fn from(e: mq_core::NameError) -> Self {
+        ClientError::InvalidName {
+            message: e.to_string(),
+        }
+    }
+}

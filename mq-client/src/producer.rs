@@ -1,0 +1,280 @@
+//! [`Producer`]: publishes to one topic, batching what is queued and keeping a bounded
+//! number of batches unacknowledged at once (pipelining).
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use mq_core::{NewMessage, Offset, TopicName};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::client::Client;
+use crate::error::ClientError;
+
+/// How a producer batches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerConfig {
+    /// Most messages in one publish frame.
+    pub batch_size: usize,
+    /// How long to wait for more messages before sending a batch that is not full (0: send
+    /// what is queued at once).
+    pub linger: Duration,
+    /// Most batches sent and not yet acknowledged.
+    pub max_in_flight: usize,
+    /// Messages queued before `send`/`publish` wait.
+    pub queue: usize,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 512,
+            linger: Duration::ZERO,
+            max_in_flight: 8,
+            queue: 8192,
+        }
+    }
+}
+
+enum Item {
+    Message(NewMessage, Option<oneshot::Sender<Result<Offset, ClientError>>>),
+    Batch(Vec<NewMessage>, oneshot::Sender<Result<Vec<Offset>, ClientError>>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Publishes to one topic. Cheap to clone; clones share the batching.
+///
+/// ```no_run
+/// # async fn example(client: mq_client::Client) -> Result<(), mq_client::ClientError> {
+/// use mq_client::NewMessage;
+/// let producer = client.producer(mq_core::TopicName::new("events")?);
+/// let offset = producer.send(NewMessage::new("one").priority(3)).await?; // waits for the ack
+/// for i in 0..1000 {
+///     producer.publish(NewMessage::new(format!("event {i}"))).await?; // pipelined
+/// }
+/// producer.flush().await?; // every publish above is acknowledged, or the first error
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Producer {
+    topic: TopicName,
+    tx: mpsc::Sender<Item>,
+    /// The first error of a `publish` since the last `flush`.
+    failed: Arc<Mutex<Option<ClientError>>>,
+}
+
+impl Producer {
+    pub(crate) fn new(client: Client, topic: TopicName, config: ProducerConfig) -> Self {
+        let (tx, rx) = mpsc::channel(config.queue.max(1));
+        let failed = Arc::new(Mutex::new(None));
+        tokio::spawn(batcher(
+            client,
+            topic.clone(),
+            config,
+            rx,
+            Arc::clone(&failed),
+        ));
+        Self { topic, tx, failed }
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &TopicName {
+        &self.topic
+    }
+
+    fn closed() -> ClientError {
+        ClientError::closed()
+    }
+
+    /// Publishes one message and waits until the server acknowledges it.
+    ///
+    /// # Errors
+    /// [`ClientError::TopicFull`] when the topic refuses it; connection errors.
+    pub async fn send(&self, message: NewMessage) -> Result<Offset, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Item::Message(message, Some(tx)))
+            .await
+            .map_err(|_| Self::closed())?;
+        rx.await.map_err(|_| Self::closed())?
+    }
+
+    /// Publishes a batch (all or nothing) and waits for its offsets.
+    ///
+    /// # Errors
+    /// As [`Producer::send`].
+    pub async fn send_batch(&self, messages: Vec<NewMessage>) -> Result<Vec<Offset>, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Item::Batch(messages, tx))
+            .await
+            .map_err(|_| Self::closed())?;
+        rx.await.map_err(|_| Self::closed())?
+    }
+
+    /// Queues a message without waiting for its acknowledgement; waits only when the queue
+    /// is full. A failure is reported by the next [`Producer::flush`] (and by `publish`
+    /// calls after it happened).
+    ///
+    /// # Errors
+    /// An earlier publish's failure not yet reported; connection errors.
+    pub async fn publish(&self, message: NewMessage) -> Result<(), ClientError> {
+        if let Some(e) = self.take_failure() {
+            return Err(e);
+        }
+        self.tx
+            .send(Item::Message(message, None))
+            .await
+            .map_err(|_| Self::closed())
+    }
+
+    /// Waits until everything queued so far is acknowledged.
+    ///
+    /// # Errors
+    /// The first failure of a `publish` since the last flush.
+    pub async fn flush(&self) -> Result<(), ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Item::Flush(tx))
+            .await
+            .map_err(|_| Self::closed())?;
+        rx.await.map_err(|_| Self::closed())?;
+        match self.take_failure() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn take_failure(&self) -> Option<ClientError> {
+        self.failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+}
+
+/// Where each message of a batch reports its result.
+enum Waiter {
+    One(Option<oneshot::Sender<Result<Offset, ClientError>>>),
+    Many(usize, oneshot::Sender<Result<Vec<Offset>, ClientError>>),
+}
+
+async fn batcher(
+    client: Client,
+    topic: TopicName,
+    config: ProducerConfig,
+    mut rx: mpsc::Receiver<Item>,
+    failed: Arc<Mutex<Option<ClientError>>>,
+) {
+    let in_flight = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
+    let mut next = None;
+    loop {
+        let item = match next.take() {
+            Some(item) => item,
+            None => match rx.recv().await {
+                Some(item) => item,
+                None => return,
+            },
+        };
+        let mut messages = Vec::new();
+        let mut waiters = Vec::new();
+        let mut flush = None;
+        let mut take = |item: Item, messages: &mut Vec<NewMessage>, flush: &mut Option<oneshot::Sender<()>>| match item {
+            Item::Message(m, w) => {
+                messages.push(m);
+                waiters.push(Waiter::One(w));
+            }
+            Item::Batch(ms, w) => {
+                waiters.push(Waiter::Many(ms.len(), w));
+                messages.extend(ms);
+            }
+            Item::Flush(w) => *flush = Some(w),
+        };
+        take(item, &mut messages, &mut flush);
+        let deadline = tokio::time::Instant::now() + config.linger;
+        while flush.is_none() && messages.len() < config.batch_size {
+            let more = match rx.try_recv() {
+                Ok(item) => Some(item),
+                Err(_) if config.linger.is_zero() => None,
+                Err(_) => tokio::time::timeout_at(deadline, rx.recv()).await.ok().flatten(),
+            };
+            match more {
+                Some(Item::Batch(ms, w)) if !messages.is_empty() && messages.len() + ms.len() > config.batch_size => {
+                    next = Some(Item::Batch(ms, w));
+                    break;
+                }
+                Some(item) => take(item, &mut messages, &mut flush),
+                None => break,
+            }
+        }
+        if !messages.is_empty() {
+            let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
+                return;
+            };
+            let wait = client.start_publish(&topic, messages).await;
+            let failed = Arc::clone(&failed);
+            tokio::spawn(async move {
+                let result = match wait {
+                    Ok(wait) => wait.wait().await,
+                    Err(e) => Err(e),
+                };
+                drop(permit);
+                settle(result, waiters, &failed);
+            });
+        }
+        if let Some(done) = flush {
+            // Every permit free means every batch sent before this flush is settled.
+            let all = u32::try_from(config.max_in_flight.max(1)).unwrap_or(u32::MAX);
+            if let Ok(permits) = in_flight.acquire_many(all).await {
+                drop(permits);
+            }
+            let _ = done.send(());
+        }
+    }
+}
+
+fn settle(
+    result: Result<mq_core::BatchReceipt, ClientError>,
+    waiters: Vec<Waiter>,
+    failed: &Mutex<Option<ClientError>>,
+) {
+    match result {
+        Ok(receipt) => {
+            let mut offsets = receipt.offsets();
+            for w in waiters {
+                match w {
+                    Waiter::One(Some(tx)) => {
+                        let offset = offsets.next().ok_or_else(ClientError::closed);
+                        let _ = tx.send(offset);
+                    }
+                    Waiter::One(None) => {
+                        offsets.next();
+                    }
+                    Waiter::Many(n, tx) => {
+                        let _ = tx.send(Ok(offsets.by_ref().take(n).collect()));
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            let mut unreported = false;
+            for w in waiters {
+                match w {
+                    Waiter::One(Some(tx)) => {
+                        let _ = tx.send(Err(e.clone()));
+                    }
+                    Waiter::Many(_, tx) => {
+                        let _ = tx.send(Err(e.clone()));
+                    }
+                    Waiter::One(None) => unreported = true,
+                }
+            }
+            if unreported {
+                failed
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get_or_insert(e);
+            }
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! The delivery pump of one subscription: waits for messages in the core (within the
+//! consumer's window) and pushes them to the connection's writer in batches.
+
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use mq_core::{Consumer, Delivery};
+use mq_transport::{
+    DeliveredMessage, ErrorCode, Frame, RequestId, ServerMsg, SubscriptionId,
+};
+use tokio::sync::{Notify, mpsc};
+
+/// Most deliveries taken from the core per wake-up.
+const MAX_BATCH: usize = 512;
+/// Per-message bytes of a delivery frame besides payload, key and headers.
+const DELIVERY_OVERHEAD: usize = 33;
+
+/// Credits of an auto-ack subscription: how many more messages the client accepts.
+/// (Manual-ack subscriptions are bounded by the core's prefetch window instead.)
+#[derive(Debug)]
+pub(crate) struct Credits {
+    available: AtomicU64,
+    notify: Notify,
+}
+
+impl Credits {
+    pub(crate) fn new(initial: u32) -> Self {
+        Self {
+            available: AtomicU64::new(u64::from(initial)),
+            notify: Notify::new(),
+        }
+    }
+
+    pub(crate) fn add(&self, n: u32) {
+        self.available.fetch_add(u64::from(n), Ordering::AcqRel);
+        self.notify.notify_one();
+    }
+
+    async fn wait(&self) -> u64 {
+        loop {
+            let notified = self.notify.notified();
+            let n = self.available.load(Ordering::Acquire);
+            if n > 0 {
+                return n;
+            }
+            notified.await;
+        }
+    }
+
+    fn take(&self, n: u64) {
+        self.available.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
+/// What a pump needs.
+pub(crate) struct Pump {
+    pub(crate) sub: SubscriptionId,
+    pub(crate) consumer: Arc<Consumer>,
+    /// `Some` for auto-ack subscriptions.
+    pub(crate) credits: Option<Arc<Credits>>,
+    pub(crate) out: mpsc::Sender<Frame<ServerMsg>>,
+    /// Bytes one delivery frame may carry.
+    pub(crate) frame_budget: usize,
+}
+
+impl Pump {
+    /// Runs until the connection's writer is gone or the subscription ends.
+    pub(crate) async fn run(self) {
+        let mut taken: Vec<Delivery> = Vec::with_capacity(MAX_BATCH);
+        loop {
+            let max = match &self.credits {
+                Some(credits) => credits.wait().await.min(MAX_BATCH as u64) as usize,
+                None => MAX_BATCH,
+            };
+            let polled = poll_fn(|cx| self.consumer.poll_recv(cx, max, &mut taken)).await;
+            if let Err(e) = polled {
+                let ended = ServerMsg::SubscriptionEnded {
+                    sub: self.sub,
+                    code: ErrorCode::from(&e),
+                    message: e.to_string(),
+                };
+                let _ = self.out.send(Frame::new(RequestId(0), ended)).await;
+                return;
+            }
+            if let Some(credits) = &self.credits {
+                credits.take(taken.len() as u64);
+            }
+            if !self.send(&mut taken).await {
+                return;
+            }
+        }
+    }
+
+    /// Sends `taken` in frames of at most `frame_budget` bytes; false once the writer is
+    /// gone.
+    async fn send(&self, taken: &mut Vec<Delivery>) -> bool {
+        let mut batch = Vec::with_capacity(taken.len());
+        let mut bytes = 0;
+        for d in taken.drain(..) {
+            let size = d.message.size() as usize + DELIVERY_OVERHEAD;
+            if !batch.is_empty() && bytes + size > self.frame_budget {
+                let full = std::mem::take(&mut batch);
+                if !self.push(full).await {
+                    return false;
+                }
+                bytes = 0;
+            }
+            bytes += size;
+            let m = &d.message;
+            batch.push(DeliveredMessage {
+                offset: m.offset,
+                timestamp: m.timestamp,
+                priority: m.priority,
+                deliveries: d.deliveries,
+                key: m.key.clone(),
+                headers: m.headers.clone(),
+                payload: m.payload.clone(),
+            });
+        }
+        batch.is_empty() || self.push(batch).await
+    }
+
+    async fn push(&self, messages: Vec<DeliveredMessage>) -> bool {
+        let frame = Frame::new(
+            RequestId(0),
+            ServerMsg::Deliveries {
+                sub: self.sub,
+                messages,
+            },
+        );
+        self.out.send(frame).await.is_ok()
+    }
+}

@@ -1,0 +1,128 @@
+//! [`run`]: the accept loop, the connection limit, the background cleaner and graceful
+//! shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mq_core::Broker;
+use mq_transport::{ErrorCode, Frame, Listener, RequestId, ServerConnection, ServerMsg};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::config::ServerConfig;
+use crate::session::Session;
+
+/// First pause after a failed accept; doubles up to [`MAX_ACCEPT_BACKOFF`].
+const MIN_ACCEPT_BACKOFF: Duration = Duration::from_millis(5);
+/// Longest pause after repeated accept failures.
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Serves `listener` until `shutdown` completes, then stops accepting, tells every session
+/// goodbye, waits for them (at most `config.shutdown_grace`) and returns.
+///
+/// Tests bind port 0 and choose the shutdown future; the binary passes SIGINT/SIGTERM.
+///
+/// # Errors
+/// Never for a single bad connection: those are logged and closed.
+pub async fn run(
+    mut listener: Box<dyn Listener>,
+    broker: Broker,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let permits = Arc::new(Semaphore::new(config.max_connections));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut sessions = JoinSet::new();
+    let cleaner = tokio::spawn(clean_periodically(
+        broker.clone(),
+        config.tick_interval,
+        stop_rx.clone(),
+    ));
+    tokio::pin!(shutdown);
+    let mut backoff = MIN_ACCEPT_BACKOFF;
+    loop {
+        while sessions.try_join_next().is_some() {}
+        let conn = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let conn = match conn {
+            Ok(conn) => {
+                backoff = MIN_ACCEPT_BACKOFF;
+                conn
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, ?backoff, "accept failed; backing off");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_ACCEPT_BACKOFF);
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            tracing::warn!(peer = %conn.peer, max = config.max_connections, "refusing connection: at the connection limit");
+            tokio::spawn(refuse_busy(conn, config.max_connections));
+            continue;
+        };
+        let session = Session::new(broker.clone(), Arc::clone(&config), stop_rx.clone());
+        sessions.spawn(async move {
+            session.run(conn).await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tracing::info!(sessions = sessions.len(), "shutting down: closing sessions");
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(config.shutdown_grace, async {
+        while sessions.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            left = sessions.len(),
+            "sessions did not finish in time; closing them"
+        );
+        sessions.shutdown().await;
+    }
+    let _ = cleaner.await;
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+/// Tells a connection over the limit why it is refused, then closes it.
+async fn refuse_busy(mut conn: ServerConnection, max: usize) {
+    let frame = Frame::new(
+        RequestId(0),
+        ServerMsg::Error {
+            code: ErrorCode::ServerBusy,
+            message: format!("server has reached its limit of {max} connections: retry later"),
+        },
+    );
+    if conn.writer.feed(frame).await.is_ok() {
+        let _ = conn.writer.close().await;
+    }
+}
+
+/// Drives retention, ack timeouts and delayed nacks until told to stop.
+async fn clean_periodically(broker: Broker, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let report = broker.tick(broker.now());
+        for error in &report.errors {
+            tracing::warn!(%error, "cleaner pass failed");
+        }
+        if report.deleted > 0 || report.dead_lettered > 0 {
+            tracing::debug!(
+                deleted = report.deleted,
+                dead_lettered = report.dead_lettered,
+                "cleaner pass"
+            );
+        }
+    }
+}

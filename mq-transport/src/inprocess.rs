@@ -1,0 +1,162 @@
+//! [`InProcessTransport`]: frames passed as values over channels between tasks of one
+//! process. No bytes, no sockets; the same server and client code runs over it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+use crate::protocol::Frame;
+use crate::transport::{
+    ClientConnection, Connection, FrameRead, FrameWrite, Listener, ReadItem, ServerConnection,
+    Transport, TransportError,
+};
+
+/// Frames in flight per direction before the sender waits.
+const CHANNEL_FRAMES: usize = 1024;
+
+type Registry = Arc<Mutex<HashMap<String, mpsc::Sender<ServerConnection>>>>;
+
+/// An in-process transport. Clones share the same address space: a client connects to a
+/// name a listener of the same transport bound.
+#[derive(Debug, Clone, Default)]
+pub struct InProcessTransport {
+    listeners: Registry,
+    next: Arc<AtomicU64>,
+}
+
+impl InProcessTransport {
+    /// A transport with no listeners yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+struct ChannelReader<M> {
+    rx: mpsc::Receiver<Frame<M>>,
+}
+
+#[async_trait]
+impl<M: Send + 'static> FrameRead<M> for ChannelReader<M> {
+    async fn read_frame(&mut self) -> Result<Option<ReadItem<M>>, TransportError> {
+        Ok(self.rx.recv().await.map(Ok))
+    }
+}
+
+struct ChannelWriter<M> {
+    tx: Option<mpsc::Sender<Frame<M>>>,
+}
+
+#[async_trait]
+impl<M: Send + 'static> FrameWrite<M> for ChannelWriter<M> {
+    async fn feed(&mut self, frame: Frame<M>) -> Result<(), TransportError> {
+        let tx = self.tx.as_ref().ok_or(TransportError::Closed)?;
+        tx.send(frame).await.map_err(|_| TransportError::Closed)
+    }
+
+    async fn flush(&mut self) -> Result<(), TransportError> {
+        Ok(())
+    }
+
+    async fn close(&mut self) -> Result<(), TransportError> {
+        self.tx = None;
+        Ok(())
+    }
+}
+
+fn pair<A: Send + 'static, B: Send + 'static>(
+    peer_a: String,
+    peer_b: String,
+) -> (Connection<A, B>, Connection<B, A>) {
+    let (a_tx, a_rx) = mpsc::channel(CHANNEL_FRAMES);
+    let (b_tx, b_rx) = mpsc::channel(CHANNEL_FRAMES);
+    (
+        Connection {
+            reader: Box::new(ChannelReader { rx: a_rx }),
+            writer: Box::new(ChannelWriter { tx: Some(b_tx) }),
+            peer: peer_a,
+        },
+        Connection {
+            reader: Box::new(ChannelReader { rx: b_rx }),
+            writer: Box::new(ChannelWriter { tx: Some(a_tx) }),
+            peer: peer_b,
+        },
+    )
+}
+
+struct ChannelListener {
+    rx: mpsc::Receiver<ServerConnection>,
+    addr: String,
+    listeners: Registry,
+}
+
+impl Drop for ChannelListener {
+    fn drop(&mut self) {
+        self.listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.addr);
+    }
+}
+
+#[async_trait]
+impl Listener for ChannelListener {
+    async fn accept(&mut self) -> Result<ServerConnection, TransportError> {
+        self.rx.recv().await.ok_or(TransportError::Closed)
+    }
+
+    fn local_addr(&self) -> String {
+        self.addr.clone()
+    }
+}
+
+#[async_trait]
+impl Transport for InProcessTransport {
+    /// Binds a name; an empty name or one ending in `:0` gets a fresh unique name.
+    async fn bind(&self, addr: &str) -> Result<Box<dyn Listener>, TransportError> {
+        let addr = if addr.is_empty() || addr.ends_with(":0") {
+            format!("inprocess-{}", self.next.fetch_add(1, Ordering::Relaxed))
+        } else {
+            addr.to_owned()
+        };
+        let mut listeners = self
+            .listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if listeners.contains_key(&addr) {
+            return Err(TransportError::io(
+                format!("binding {addr}"),
+                std::io::ErrorKind::AddrInUse.into(),
+            ));
+        }
+        let (tx, rx) = mpsc::channel(CHANNEL_FRAMES);
+        listeners.insert(addr.clone(), tx);
+        Ok(Box::new(ChannelListener {
+            rx,
+            addr,
+            listeners: Arc::clone(&self.listeners),
+        }))
+    }
+
+    async fn connect(&self, addr: &str) -> Result<ClientConnection, TransportError> {
+        let listener = self
+            .listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(addr)
+            .cloned();
+        let refused = || {
+            TransportError::io(
+                format!("connecting to {addr}"),
+                std::io::ErrorKind::ConnectionRefused.into(),
+            )
+        };
+        let listener = listener.ok_or_else(refused)?;
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (client, server) = pair(addr.to_owned(), format!("inprocess-client-{id}"));
+        listener.send(server).await.map_err(|_| refused())?;
+        Ok(client)
+    }
+}

@@ -1,0 +1,132 @@
+//! The [`Transport`] trait: how a server accepts and a client opens connections that carry
+//! frames. Two implementations: [`crate::TcpTransport`] and [`crate::InProcessTransport`].
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::codec::CodecError;
+use crate::frame::BadFrame;
+use crate::protocol::{ClientMsg, Frame, ServerMsg};
+
+/// A transport failure.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// Could not bind, connect, read or write.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, e.g. `connecting to 127.0.0.1:9800`.
+        context: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The stream broke framing (oversized frame) or a frame could not be encoded.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// The peer is gone.
+    #[error("connection closed")]
+    Closed,
+}
+
+impl TransportError {
+    /// An I/O error with what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// What one read yields: a frame, or a frame with bad content (framing intact).
+pub type ReadItem<M> = Result<Frame<M>, BadFrame>;
+
+/// The receiving half of a connection.
+#[async_trait]
+pub trait FrameRead<M>: Send {
+    /// The next frame; `Ok(None)` on a clean close (end of stream between frames).
+    ///
+    /// Cancel-safe: partial input stays buffered in the reader, so dropping the future
+    /// loses nothing.
+    ///
+    /// # Errors
+    /// [`TransportError`] on I/O failure, a stream that ends mid-frame, or an oversized
+    /// frame; the connection is then unusable.
+    async fn read_frame(&mut self) -> Result<Option<ReadItem<M>>, TransportError>;
+}
+
+/// The sending half of a connection.
+#[async_trait]
+pub trait FrameWrite<M>: Send {
+    /// Queues a frame; it is sent at the latest by the next [`FrameWrite::flush`].
+    ///
+    /// # Errors
+    /// [`TransportError`] when the connection failed or the frame cannot be encoded (then
+    /// nothing of it was queued).
+    async fn feed(&mut self, frame: Frame<M>) -> Result<(), TransportError>;
+
+    /// Sends everything queued.
+    ///
+    /// # Errors
+    /// [`TransportError`] when the connection failed.
+    async fn flush(&mut self) -> Result<(), TransportError>;
+
+    /// Flushes and closes the sending direction.
+    ///
+    /// # Errors
+    /// [`TransportError`] when the connection failed.
+    async fn close(&mut self) -> Result<(), TransportError>;
+}
+
+/// One connection: a reader of `In` frames and a writer of `Out` frames, usable from two
+/// tasks at once.
+pub struct Connection<In, Out> {
+    /// Receives frames.
+    pub reader: Box<dyn FrameRead<In>>,
+    /// Sends frames.
+    pub writer: Box<dyn FrameWrite<Out>>,
+    /// The peer's address, for logs.
+    pub peer: String,
+}
+
+impl<In, Out> fmt::Debug for Connection<In, Out> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A connection as the server sees it.
+pub type ServerConnection = Connection<ClientMsg, ServerMsg>;
+/// A connection as a client sees it.
+pub type ClientConnection = Connection<ServerMsg, ClientMsg>;
+
+/// Accepts connections.
+#[async_trait]
+pub trait Listener: Send {
+    /// The next connection.
+    ///
+    /// # Errors
+    /// [`TransportError::Io`] when accepting failed (often transient: back off and retry).
+    async fn accept(&mut self) -> Result<ServerConnection, TransportError>;
+
+    /// The address clients connect to.
+    fn local_addr(&self) -> String;
+}
+
+/// A way to carry frames between clients and a server.
+#[async_trait]
+pub trait Transport: Send + Sync + fmt::Debug {
+    /// Listens on `addr`.
+    ///
+    /// # Errors
+    /// [`TransportError::Io`] when the address cannot be bound.
+    async fn bind(&self, addr: &str) -> Result<Box<dyn Listener>, TransportError>;
+
+    /// Connects to a server listening on `addr`.
+    ///
+    /// # Errors
+    /// [`TransportError::Io`] when nothing listens there.
+    async fn connect(&self, addr: &str) -> Result<ClientConnection, TransportError>;
+}
