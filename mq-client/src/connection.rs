@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use mq_transport::{
-    ClientConnection, ClientMsg, DeliveredMessage, Frame, FrameRead, FrameWrite,
-    RequestId, ServerMsg, SubscriptionId,
+    ClientConnection, ClientMsg, DeliveredMessage, Frame, FrameRead, FrameWrite, RequestId,
+    ServerMsg, SubscriptionId,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;

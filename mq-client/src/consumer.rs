@@ -41,7 +41,11 @@ enum Acker {
 }
 
 impl Acker {
-    async fn settle(&self, offsets: &[Offset], nack: Option<Option<Duration>>) -> Result<(), ClientError> {
+    async fn settle(
+        &self,
+        offsets: &[Offset],
+        nack: Option<Option<Duration>>,
+    ) -> Result<(), ClientError> {
         match self {
             Acker::Auto => Ok(()),
             Acker::Embedded(c) => Ok(match nack {
@@ -56,7 +60,8 @@ impl Acker {
                     },
                     Some(delay) => ClientMsg::Nack {
                         sub: *sub,
-                        delay_ms: delay.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                        delay_ms: delay
+                            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
                         offsets: offsets.to_vec(),
                     },
                 };
@@ -280,7 +285,10 @@ impl Consumer {
             .unwrap_or_else(|| Err(ClientError::closed()))
     }
 
-    fn poll_delivery(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Delivery, ClientError>>> {
+    fn poll_delivery(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Delivery, ClientError>>> {
         if self.ended {
             return Poll::Ready(None);
         }

@@ -36,8 +36,14 @@ impl Default for ProducerConfig {
 }
 
 enum Item {
-    Message(NewMessage, Option<oneshot::Sender<Result<Offset, ClientError>>>),
-    Batch(Vec<NewMessage>, oneshot::Sender<Result<Vec<Offset>, ClientError>>),
+    Message(
+        NewMessage,
+        Option<oneshot::Sender<Result<Offset, ClientError>>>,
+    ),
+    Batch(
+        Vec<NewMessage>,
+        oneshot::Sender<Result<Vec<Offset>, ClientError>>,
+    ),
     Flush(oneshot::Sender<()>),
 }
 
@@ -179,7 +185,9 @@ async fn batcher(
         let mut messages = Vec::new();
         let mut waiters = Vec::new();
         let mut flush = None;
-        let mut take = |item: Item, messages: &mut Vec<NewMessage>, flush: &mut Option<oneshot::Sender<()>>| match item {
+        let mut take = |item: Item,
+                        messages: &mut Vec<NewMessage>,
+                        flush: &mut Option<oneshot::Sender<()>>| match item {
             Item::Message(m, w) => {
                 messages.push(m);
                 waiters.push(Waiter::One(w));
@@ -196,10 +204,15 @@ async fn batcher(
             let more = match rx.try_recv() {
                 Ok(item) => Some(item),
                 Err(_) if config.linger.is_zero() => None,
-                Err(_) => tokio::time::timeout_at(deadline, rx.recv()).await.ok().flatten(),
+                Err(_) => tokio::time::timeout_at(deadline, rx.recv())
+                    .await
+                    .ok()
+                    .flatten(),
             };
             match more {
-                Some(Item::Batch(ms, w)) if !messages.is_empty() && messages.len() + ms.len() > config.batch_size => {
+                Some(Item::Batch(ms, w))
+                    if !messages.is_empty() && messages.len() + ms.len() > config.batch_size =>
+                {
                     next = Some(Item::Batch(ms, w));
                     break;
                 }

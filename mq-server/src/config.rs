@@ -161,7 +161,10 @@ impl ServerConfig {
                 self.listen
             )
         })?;
-        anyhow::ensure!(self.max_connections > 0, "max_connections must be at least 1");
+        anyhow::ensure!(
+            self.max_connections > 0,
+            "max_connections must be at least 1"
+        );
         anyhow::ensure!(
             self.max_frame >= 1024,
             "max_frame must be at least 1024 bytes"

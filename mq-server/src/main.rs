@@ -32,7 +32,12 @@ struct Args {
     #[arg(long, env = "MQ_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Require this token in every connection's handshake
-    #[arg(long, env = "MQ_AUTH_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "MQ_AUTH_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
     auth_token: Option<String>,
     /// Most connections served at once [default: 10000]
     #[arg(long, env = "MQ_MAX_CONNECTIONS", value_name = "N")]

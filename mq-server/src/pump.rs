@@ -6,9 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use mq_core::{Consumer, Delivery};
-use mq_transport::{
-    DeliveredMessage, ErrorCode, Frame, RequestId, ServerMsg, SubscriptionId,
-};
+use mq_transport::{DeliveredMessage, ErrorCode, Frame, RequestId, ServerMsg, SubscriptionId};
 use tokio::sync::{Notify, mpsc};
 
 /// Most deliveries taken from the core per wake-up.

@@ -95,8 +95,8 @@ impl Session {
         self.out = Some(out_tx);
         let writer = tokio::spawn(write_frames(writer, out_rx));
         tracing::debug!(%peer, "connection opened");
-        if let Some(farewell) = self.serve(reader.as_mut(), &peer).await {
-            self.send(RequestId(0), farewell).await;
+        if let Some((id, farewell)) = self.serve(reader.as_mut(), &peer).await {
+            self.send(id, farewell).await;
         }
         for (_, sub) in self.subs.drain() {
             sub.close().await;
@@ -113,11 +113,16 @@ impl Session {
     }
 
     /// Runs the handshake and the request loop; returns the last frame to send, if any.
-    async fn serve(&mut self, reader: &mut dyn FrameRead<ClientMsg>, peer: &str) -> Option<ServerMsg> {
+    async fn serve(
+        &mut self,
+        reader: &mut dyn FrameRead<ClientMsg>,
+        peer: &str,
+    ) -> Option<(RequestId, ServerMsg)> {
+        let last = |msg| Some((RequestId(0), msg));
         let first = tokio::time::timeout(self.config.handshake_timeout, reader.read_frame()).await;
         let hello = match first {
             Err(_) => {
-                return Some(error(
+                return last(error(
                     ErrorCode::Timeout,
                     format!(
                         "no handshake within {}: send Hello first",
@@ -126,25 +131,26 @@ impl Session {
                 ));
             }
             Ok(Ok(Some(Ok(frame)))) => frame,
-            Ok(Ok(Some(Err(bad)))) => return Some(bad_frame(&bad)),
+            Ok(Ok(Some(Err(bad)))) => return Some((bad.id, bad_frame(&bad))),
             Ok(Ok(None)) => return None,
-            Ok(Err(e)) => return transport_farewell(&e, peer),
+            Ok(Err(e)) => return transport_farewell(&e, peer).and_then(last),
         };
+        let hello_id = hello.id;
         match self.handshake(hello) {
-            Ok(welcome) => self.send(welcome.0, welcome.1).await,
-            Err(refusal) => return Some(refusal),
+            Ok(welcome) => self.send(hello_id, welcome).await,
+            Err(refusal) => return Some((hello_id, refusal)),
         }
         loop {
             let read = tokio::time::timeout(self.config.idle_timeout, reader.read_frame());
             let item = tokio::select! {
                 _ = self.stop.changed() => {
-                    return Some(ServerMsg::Goodbye { reason: "server is shutting down".into() });
+                    return last(ServerMsg::Goodbye { reason: "server is shutting down".into() });
                 }
                 item = read => item,
             };
             let frame = match item {
                 Err(_) if self.subs.is_empty() => {
-                    return Some(error(
+                    return last(error(
                         ErrorCode::Timeout,
                         format!(
                             "idle for {}: closing the connection",
@@ -160,7 +166,7 @@ impl Session {
                     continue;
                 }
                 Ok(Ok(None)) => return None,
-                Ok(Err(e)) => return transport_farewell(&e, peer),
+                Ok(Err(e)) => return transport_farewell(&e, peer).and_then(last),
             };
             if let Next::Close = self.handle(frame).await {
                 return None;
@@ -168,7 +174,7 @@ impl Session {
         }
     }
 
-    fn handshake(&self, frame: Frame<ClientMsg>) -> Result<(RequestId, ServerMsg), ServerMsg> {
+    fn handshake(&self, frame: Frame<ClientMsg>) -> Result<ServerMsg, ServerMsg> {
         let ClientMsg::Hello {
             version,
             client,
@@ -183,7 +189,9 @@ impl Session {
         if version != PROTOCOL_VERSION {
             return Err(error(
                 ErrorCode::UnsupportedVersion,
-                format!("protocol version {version} is not supported: this server speaks {PROTOCOL_VERSION}"),
+                format!(
+                    "protocol version {version} is not supported: this server speaks {PROTOCOL_VERSION}"
+                ),
             ));
         }
         if let Some(expected) = &self.config.auth_token {
@@ -196,15 +204,12 @@ impl Session {
             }
         }
         tracing::debug!(%client, "handshake done");
-        Ok((
-            frame.id,
-            ServerMsg::Welcome {
-                version: PROTOCOL_VERSION,
-                server: format!("mq-server {}", env!("CARGO_PKG_VERSION")),
-                max_frame: u32::try_from(self.config.max_frame).unwrap_or(u32::MAX),
-                storage: self.broker.storage_kind().to_owned(),
-            },
-        ))
+        Ok(ServerMsg::Welcome {
+            version: PROTOCOL_VERSION,
+            server: format!("mq-server {}", env!("CARGO_PKG_VERSION")),
+            max_frame: u32::try_from(self.config.max_frame).unwrap_or(u32::MAX),
+            storage: self.broker.storage_kind().to_owned(),
+        })
     }
 
     async fn handle(&mut self, frame: Frame<ClientMsg>) -> Next {
@@ -219,7 +224,9 @@ impl Session {
                 match messages.iter().map(|m| m.size() as usize).max() {
                     Some(size) if size > limit => error(
                         ErrorCode::FrameTooLarge,
-                        format!("a message of {size} bytes exceeds this server's limit of {limit} bytes per message"),
+                        format!(
+                            "a message of {size} bytes exceeds this server's limit of {limit} bytes per message"
+                        ),
                     ),
                     _ => match self.broker.publish_batch(&topic, messages) {
                         Ok(r) => ServerMsg::Published {
@@ -381,9 +388,14 @@ fn bad_frame(bad: &BadFrame) -> ServerMsg {
 /// frame; other failures leave nothing to say.
 fn transport_farewell(e: &TransportError, peer: &str) -> Option<ServerMsg> {
     match e {
-        TransportError::Codec(CodecError::Io(io)) if io.kind() == std::io::ErrorKind::InvalidData => {
+        TransportError::Codec(CodecError::Io(io))
+            if io.kind() == std::io::ErrorKind::InvalidData =>
+        {
             tracing::debug!(%peer, error = %io, "closing connection: oversized frame");
-            Some(error(ErrorCode::FrameTooLarge, format!("{io}: closing the connection")))
+            Some(error(
+                ErrorCode::FrameTooLarge,
+                format!("{io}: closing the connection"),
+            ))
         }
         other => {
             tracing::debug!(%peer, error = %other, "connection failed");

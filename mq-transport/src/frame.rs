@@ -9,13 +9,12 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use mq_core::{
-    AckMode, Durability, GroupName, Header, NewMessage, Offset, StartPosition, Timestamp,
-    TopicName,
+    AckMode, Durability, GroupName, Header, NewMessage, Offset, StartPosition, Timestamp, TopicName,
 };
 
 use crate::protocol::{
-    ClientMsg, DeliveredMessage, ErrorCode, Frame, RequestId, ServerMsg,
-    SubscribeRequest, SubscriptionId, kind,
+    ClientMsg, DeliveredMessage, ErrorCode, Frame, RequestId, ServerMsg, SubscribeRequest,
+    SubscriptionId, kind,
 };
 use crate::wire::{DecodeError, EncodeError, Reader, Writer};
 
@@ -345,10 +344,7 @@ impl WireMsg for ClientMsg {
             }
             kind::SUBSCRIBE => {
                 let topic = topic(r)?;
-                let group = r
-                    .opt_str("group")?
-                    .map(GroupName::new)
-                    .transpose()?;
+                let group = r.opt_str("group")?.map(GroupName::new).transpose()?;
                 ClientMsg::Subscribe(SubscribeRequest {
                     topic,
                     group,

@@ -21,8 +21,8 @@ pub use codec::{CodecError, FrameCodec};
 pub use frame::{BadFrame, WireMsg, decode_frame, encode_frame};
 pub use inprocess::InProcessTransport;
 pub use protocol::{
-    ClientMsg, DEFAULT_MAX_FRAME, DeliveredMessage, ErrorCode, Frame, PROTOCOL_VERSION,
-    RequestId, ServerMsg, SubscribeRequest, SubscriptionId,
+    ClientMsg, DEFAULT_MAX_FRAME, DeliveredMessage, ErrorCode, Frame, PROTOCOL_VERSION, RequestId,
+    ServerMsg, SubscribeRequest, SubscriptionId,
 };
 pub use tcp::TcpTransport;
 pub use transport::{

@@ -45,7 +45,11 @@ impl TcpTransport {
         let (read, write) = stream.into_split();
         Connection {
             reader: Box::new(TcpReader {
-                inner: FramedRead::with_capacity(read, FrameCodec::<In, Out>::new(self.max_frame), READ_BUFFER),
+                inner: FramedRead::with_capacity(
+                    read,
+                    FrameCodec::<In, Out>::new(self.max_frame),
+                    READ_BUFFER,
+                ),
             }),
             writer: Box::new(TcpWriter {
                 inner: FramedWrite::new(write, FrameCodec::<In, Out>::new(self.max_frame)),

@@ -79,7 +79,9 @@ pub enum EncodeError {
         max: usize,
     },
     /// The frame is larger than the connection's maximum frame size.
-    #[error("frame of {len} bytes exceeds the maximum frame size of {max} bytes: send smaller batches")]
+    #[error(
+        "frame of {len} bytes exceeds the maximum frame size of {max} bytes: send smaller batches"
+    )]
     FrameTooLarge {
         /// Its length.
         len: usize,
@@ -313,7 +315,11 @@ impl<'a> Writer<'a> {
     }
 
     /// `u32` length + a JSON document.
-    pub fn json<T: serde::Serialize>(&mut self, field: &'static str, v: &T) -> Result<(), EncodeError> {
+    pub fn json<T: serde::Serialize>(
+        &mut self,
+        field: &'static str,
+        v: &T,
+    ) -> Result<(), EncodeError> {
         let doc = serde_json::to_vec(v).map_err(|e| EncodeError::Json {
             field,
             reason: e.to_string(),
@@ -341,7 +347,10 @@ mod tests {
                 r.str("s")?;
                 r.opt_bytes()
             })();
-            assert!(matches!(res, Err(DecodeError::Truncated { .. })), "cut {cut}");
+            assert!(
+                matches!(res, Err(DecodeError::Truncated { .. })),
+                "cut {cut}"
+            );
         }
         let mut r = Reader::new(full);
         assert_eq!(r.u64().unwrap(), 7);

@@ -1,0 +1,365 @@
+//! The broker's behaviour through the network, one scenario per test.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use mq_client::{AckMode, ClientError, NewMessage, Subscription};
+use mq_core::{Offset, TopicConfig};
+
+use super::harness::Server;
+use super::{group, topic};
+
+fn text(d: &mq_client::Delivery) -> String {
+    String::from_utf8_lossy(d.payload()).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_delivers_every_message_to_every_group() {
+    let server = Server::start(&[]);
+    let client = server.client().await;
+    let t = topic("news");
+    let mut consumers = Vec::new();
+    for g in ["a", "b", "c"] {
+        let c = server.client().await;
+        consumers.push(
+            c.subscribe(Subscription::new(t.clone()).group(group(g)))
+                .await
+                .unwrap(),
+        );
+    }
+    let producer = client.producer(t.clone());
+    for i in 0..100 {
+        producer
+            .publish(NewMessage::new(format!("{i}")))
+            .await
+            .unwrap();
+    }
+    producer.flush().await.unwrap();
+    for c in &mut consumers {
+        let mut got = Vec::new();
+        for _ in 0..100 {
+            let d = c.recv().await.unwrap();
+            got.push(text(&d));
+            d.ack().await.unwrap();
+        }
+        assert_eq!(got, (0..100).map(|i| i.to_string()).collect::<Vec<_>>());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn competing_consumers_get_each_message_once() {
+    let server = Server::start(&[]);
+    let t = topic("jobs");
+    let mut workers = Vec::new();
+    for _ in 0..3 {
+        let c = server.client().await;
+        workers.push(
+            c.subscribe(Subscription::new(t.clone()).group(group("w")).prefetch(5))
+                .await
+                .unwrap(),
+        );
+    }
+    let client = server.client().await;
+    let offsets = client
+        .producer(t.clone())
+        .send_batch((0..300).map(|i| NewMessage::new(format!("{i}"))).collect())
+        .await
+        .unwrap();
+    assert_eq!(offsets.len(), 300);
+    let mut tasks = Vec::new();
+    for mut w in workers {
+        tasks.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while let Ok(Ok(d)) = tokio::time::timeout(Duration::from_millis(500), w.recv()).await {
+                seen.push(d.offset().get());
+                d.ack().await.unwrap();
+            }
+            seen
+        }));
+    }
+    let mut all = Vec::new();
+    let mut busy = 0;
+    for t in tasks {
+        let seen = t.await.unwrap();
+        busy += usize::from(!seen.is_empty());
+        all.extend(seen);
+    }
+    all.sort_unstable();
+    assert_eq!(
+        all,
+        (0..300).collect::<Vec<_>>(),
+        "each message exactly once"
+    );
+    assert!(busy >= 2, "work was shared");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn highest_priority_is_delivered_first() {
+    let server = Server::start(&[]);
+    let client = server.client().await;
+    let t = topic("prio");
+    let producer = client.producer(t.clone());
+    for (p, name) in [
+        (0, "low-1"),
+        (7, "high-1"),
+        (3, "mid"),
+        (7, "high-2"),
+        (0, "low-2"),
+    ] {
+        producer
+            .send(NewMessage::new(name).priority(p))
+            .await
+            .unwrap();
+    }
+    let mut c = client
+        .subscribe(Subscription::new(t).group(group("g")))
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        let d = c.recv().await.unwrap();
+        got.push(text(&d));
+        d.ack().await.unwrap();
+    }
+    assert_eq!(got, ["high-1", "high-2", "mid", "low-1", "low-2"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_exclusive_consumer_is_refused_with_a_clear_error() {
+    let server = Server::start(&[]);
+    let client = server.client().await;
+    let t = topic("solo");
+    let _first = client
+        .subscribe(
+            Subscription::new(t.clone())
+                .group(group("only"))
+                .exclusive(true),
+        )
+        .await
+        .unwrap();
+    let other = server.client().await;
+    let err = other
+        .subscribe(Subscription::new(t).group(group("only")))
+        .await
+        .unwrap_err();
+    match err {
+        ClientError::GroupBusy { message } => {
+            assert!(
+                message.contains("\"solo\"") && message.contains("\"only\""),
+                "{message}"
+            );
+        }
+        other => panic!("expected GroupBusy, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poll_on_an_empty_topic_returns_nothing_at_once() {
+    let server = Server::start(&[]);
+    let client = server.client().await;
+    let mut c = client
+        .subscribe(Subscription::new(topic("empty")))
+        .await
+        .unwrap();
+    assert!(c.poll().unwrap().is_none());
+    client
+        .producer(topic("empty"))
+        .send(NewMessage::new("x"))
+        .await
+        .unwrap();
+    let d = tokio::time::timeout(Duration::from_secs(5), c.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(text(&d), "x");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_of_a_killed_consumer_go_to_another() {
+    let server = Server::start(&[]);
+    let t = topic("handoff");
+    let doomed_client = server.client().await;
+    let mut doomed = doomed_client
+        .subscribe(Subscription::new(t.clone()).group(group("g")))
+        .await
+        .unwrap();
+    let survivor_client = server.client().await;
+    let mut survivor = survivor_client
+        .subscribe(Subscription::new(t.clone()).group(group("g")))
+        .await
+        .unwrap();
+    let producer = server.client().await.producer(t.clone());
+    producer.send(NewMessage::new("precious")).await.unwrap();
+    // Whoever got it: make sure the doomed one holds it un-acked.
+    let d = tokio::select! {
+        d = doomed.recv() => d.unwrap(),
+        d = survivor.recv() => {
+            let d = d.unwrap();
+            d.nack(None).await.unwrap();
+            doomed.recv().await.unwrap()
+        }
+    };
+    assert_eq!(text(&d), "precious");
+    // The doomed consumer's connection dies without an ack.
+    drop(doomed);
+    drop(doomed_client);
+    let again = tokio::time::timeout(Duration::from_secs(10), survivor.recv())
+        .await
+        .expect("redelivered in time")
+        .unwrap();
+    assert_eq!(text(&again), "precious");
+    assert!(again.deliveries() >= 2);
+    again.ack().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_topic_refuses_publishes_until_consumers_catch_up() {
+    let server = Server::start(&[]);
+    let client = server.client().await;
+    let t = topic("bounded");
+    let mut config = TopicConfig::default();
+    config.retention.max_messages = Some(3);
+    client.create_topic(&t, config).await.unwrap();
+    let mut c = client
+        .subscribe(
+            Subscription::new(t.clone())
+                .group(group("g"))
+                .ack(AckMode::Manual),
+        )
+        .await
+        .unwrap();
+    let producer = client.producer(t.clone());
+    for i in 0..3 {
+        producer
+            .send(NewMessage::new(format!("{i}")))
+            .await
+            .unwrap();
+    }
+    let err = producer.send(NewMessage::new("3")).await.unwrap_err();
+    assert!(matches!(err, ClientError::TopicFull { .. }), "{err:?}");
+    for _ in 0..3 {
+        c.recv().await.unwrap().ack().await.unwrap();
+    }
+    // Acked messages make room.
+    assert_eq!(
+        producer.send(NewMessage::new("3")).await.unwrap(),
+        Offset(3)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_costs_the_server_no_more_than_its_window() {
+    let server = Server::start(&[]);
+    let t = topic("firehose");
+    let slow_client = server.client().await;
+    let mut slow = slow_client
+        .subscribe(
+            Subscription::new(t.clone())
+                .group(group("slow"))
+                .prefetch(10),
+        )
+        .await
+        .unwrap();
+    let producer = server.client().await.producer(t.clone());
+    let rss_before = server.rss_kib();
+    for i in 0..100_000u32 {
+        producer
+            .publish(NewMessage::new(vec![(i % 251) as u8; 100]))
+            .await
+            .unwrap();
+    }
+    producer.flush().await.unwrap();
+    let stats = server.client().await.topic_stats(&t).await.unwrap();
+    let g = &stats.groups[0];
+    assert_eq!(stats.retained, 100_000);
+    assert_eq!(g.in_flight, 10, "never more in flight than the window");
+    assert_eq!(g.pending, 100_000 - 10);
+    let rss_after = server.rss_kib();
+    let grown_mib = rss_after.saturating_sub(rss_before) / 1024;
+    eprintln!(
+        "server RSS {rss_before} KiB -> {rss_after} KiB (+{grown_mib} MiB) for 100,000 retained messages"
+    );
+    // The log itself holds ~10 MB of payload; nothing like a copy per consumer.
+    assert!(grown_mib < 150, "server grew {grown_mib} MiB");
+    assert!(slow.poll().unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_shuts_down_gracefully_with_clients_connected() {
+    let server = Server::start(&[]);
+    let client = server.client().await;
+    let t = topic("bye");
+    let mut c = client
+        .subscribe(Subscription::new(t.clone()).group(group("g")))
+        .await
+        .unwrap();
+    client.producer(t).send(NewMessage::new("x")).await.unwrap();
+    c.recv().await.unwrap();
+    let status = tokio::task::spawn_blocking(move || server.terminate())
+        .await
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    let err = tokio::time::timeout(Duration::from_secs(5), c.recv())
+        .await
+        .unwrap()
+        .unwrap_err();
+    match err {
+        ClientError::ConnectionClosed { reason } => {
+            assert_eq!(reason.as_deref(), Some("server is shutting down"));
+        }
+        other => panic!("expected ConnectionClosed, got {other:?}"),
+    }
+    assert!(matches!(
+        client.ping().await,
+        Err(ClientError::ConnectionClosed { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_or_missing_auth_token_is_refused() {
+    let server = Server::start(&["--auth-token", "s3cret"]);
+    for token in [None, Some("wrong")] {
+        match server.client_with_token(token).await {
+            Err(ClientError::Server { code, .. }) => {
+                assert_eq!(code, mq_transport::ErrorCode::Unauthorized);
+            }
+            other => panic!("expected Unauthorized, got {other:?}"),
+        }
+    }
+    let ok = server.client_with_token(Some("s3cret")).await.unwrap();
+    ok.ping().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_requests_create_list_describe_and_delete() {
+    let server = Server::start(&[]);
+    let client = server.client().await;
+    let t = topic("admin");
+    client
+        .create_topic(&t, TopicConfig::default())
+        .await
+        .unwrap();
+    assert!(matches!(
+        client.create_topic(&t, TopicConfig::default()).await,
+        Err(ClientError::Server {
+            code: mq_transport::ErrorCode::TopicExists,
+            ..
+        })
+    ));
+    assert_eq!(client.topics().await.unwrap(), vec![t.clone()]);
+    let c = client
+        .subscribe(Subscription::new(t.clone()).group(group("g")))
+        .await
+        .unwrap();
+    assert_eq!(client.groups(&t).await.unwrap()[0].consumers, 1);
+    c.unsubscribe().await.unwrap();
+    client.delete_group(&t, &group("g")).await.unwrap();
+    let info = client.describe(&t).await.unwrap();
+    assert_eq!(info.config, TopicConfig::default());
+    client.delete_topic(&t).await.unwrap();
+    assert!(client.topics().await.unwrap().is_empty());
+    let stats = client.stats().await.unwrap();
+    assert!(stats.connections >= 1);
+    let names: BTreeSet<_> = client.topics().await.unwrap().into_iter().collect();
+    assert!(names.is_empty());
+}

@@ -1,0 +1,168 @@
+//! Starts the real `mq-server` binary on 127.0.0.1:0 and stops it when dropped; raw-frame
+//! helpers for the bad-input tests.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use mq_client::{Client, ClientConfig};
+use mq_transport::{
+    ClientMsg, DEFAULT_MAX_FRAME, Frame, PROTOCOL_VERSION, RequestId, ServerMsg, decode_frame,
+    encode_frame,
+};
+
+/// A running `mq-server` process.
+pub(crate) struct Server {
+    child: Option<Child>,
+    pub(crate) addr: String,
+}
+
+impl Server {
+    /// Starts `mq-server --listen 127.0.0.1:0 --storage memory` plus `extra` flags and waits
+    /// for its `listening on` line.
+    pub(crate) fn start(extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mq-server"))
+            .args(["--listen", "127.0.0.1:0", "--storage", "memory"])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("mq-server starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("mq-server prints its address");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Self {
+            child: Some(child),
+            addr,
+        }
+    }
+
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Resident memory of the server process, in KiB.
+    pub(crate) fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("proc status readable");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS present")
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub(crate) fn terminate(mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        child.wait().expect("mq-server exits")
+    }
+
+    /// A client connected to this server.
+    pub(crate) async fn client(&self) -> Client {
+        Client::connect(&self.addr).await.expect("client connects")
+    }
+
+    /// A client with a token.
+    pub(crate) async fn client_with_token(
+        &self,
+        token: Option<&str>,
+    ) -> Result<Client, mq_client::ClientError> {
+        let config = ClientConfig {
+            token: token.map(str::to_owned),
+            ..ClientConfig::default()
+        };
+        Client::connect_with(&self.addr, config).await
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A blocking raw connection that speaks frames by hand.
+pub(crate) struct Raw {
+    pub(crate) stream: TcpStream,
+}
+
+impl Raw {
+    pub(crate) fn connect(addr: &str) -> Self {
+        let stream = TcpStream::connect(addr).expect("raw connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout set");
+        Self { stream }
+    }
+
+    /// Connects and completes the handshake with `token`.
+    pub(crate) fn handshaken(addr: &str, token: Option<&str>) -> Self {
+        let mut raw = Self::connect(addr);
+        raw.send(
+            1,
+            ClientMsg::Hello {
+                version: PROTOCOL_VERSION,
+                client: "raw".into(),
+                token: token.map(str::to_owned),
+            },
+        );
+        assert!(matches!(raw.recv().msg, ServerMsg::Welcome { .. }));
+        raw
+    }
+
+    pub(crate) fn send(&mut self, id: u32, msg: ClientMsg) {
+        let mut buf = BytesMut::new();
+        encode_frame(&Frame::new(RequestId(id), msg), DEFAULT_MAX_FRAME, &mut buf)
+            .expect("encodes");
+        self.write(&buf);
+    }
+
+    pub(crate) fn write(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("raw write");
+    }
+
+    /// Reads one frame; panics on EOF.
+    pub(crate) fn recv(&mut self) -> Frame<ServerMsg> {
+        self.try_recv().expect("a frame before EOF")
+    }
+
+    /// Reads one frame, or `None` at EOF.
+    pub(crate) fn try_recv(&mut self) -> Option<Frame<ServerMsg>> {
+        let mut len = [0u8; 4];
+        match self.stream.read_exact(&mut len) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return None,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+            Err(e) => panic!("raw read failed: {e}"),
+        }
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        self.stream.read_exact(&mut body).expect("frame body");
+        Some(decode_frame(Bytes::from(body)).expect("server frames decode"))
+    }
+
+    /// Whether the server closed the connection (EOF after any remaining frames).
+    pub(crate) fn closed_by_server(&mut self) -> bool {
+        while self.try_recv().is_some() {}
+        true
+    }
+}

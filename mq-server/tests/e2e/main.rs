@@ -1,0 +1,21 @@
+//! End-to-end tests: the real `mq-server` binary on 127.0.0.1:0, real sockets, the real
+//! client SDK (and hand-written frames for bad input). One test binary keeps link times
+//! down.
+
+// Test helpers outside #[test] functions unwrap freely too: a failure is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod bad_input;
+mod behaviour;
+mod harness;
+mod load;
+
+use mq_core::{GroupName, TopicName};
+
+fn topic(name: &str) -> TopicName {
+    TopicName::new(name).unwrap()
+}
+
+fn group(name: &str) -> GroupName {
+    GroupName::new(name).unwrap()
+}

@@ -1,0 +1,355 @@
+//! Every frame kind: the exact bytes pinned with insta, a round trip, and every truncated
+//! prefix rejected with an error rather than a panic.
+
+// Test helpers outside #[test] functions unwrap freely too: a failure is a test failure.
+#![allow(clippy::unwrap_used)]
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use mq_core::{
+    AckMode, BrokerStats, Durability, GroupName, GroupStats, Header, NewMessage, Offset,
+    StartPosition, Timestamp, TopicConfig, TopicInfo, TopicName, TopicStats,
+};
+use mq_transport::wire::DecodeError;
+use mq_transport::{
+    ClientMsg, DEFAULT_MAX_FRAME, DeliveredMessage, ErrorCode, Frame, RequestId, ServerMsg,
+    SubscribeRequest, SubscriptionId, WireMsg, decode_frame, encode_frame, protocol::KINDS,
+};
+
+fn topic() -> TopicName {
+    TopicName::new("orders").unwrap()
+}
+
+fn group() -> GroupName {
+    GroupName::new("billing").unwrap()
+}
+
+fn client_examples() -> Vec<(&'static str, ClientMsg)> {
+    vec![
+        (
+            "hello",
+            ClientMsg::Hello {
+                version: 1,
+                client: "cli".into(),
+                token: Some("tk".into()),
+            },
+        ),
+        (
+            "hello_no_token",
+            ClientMsg::Hello {
+                version: 1,
+                client: "cli".into(),
+                token: None,
+            },
+        ),
+        (
+            "publish",
+            ClientMsg::Publish {
+                topic: topic(),
+                messages: vec![
+                    NewMessage::new("hi").priority(3).key("k").header("h", "v"),
+                    NewMessage::new(""),
+                ],
+            },
+        ),
+        (
+            "subscribe",
+            ClientMsg::Subscribe(SubscribeRequest {
+                topic: topic(),
+                group: Some(group()),
+                start: StartPosition::Offset(Offset(42)),
+                ack: Some(AckMode::Manual),
+                exclusive: true,
+                prefetch: 100,
+            }),
+        ),
+        (
+            "subscribe_ephemeral",
+            ClientMsg::Subscribe(SubscribeRequest {
+                topic: topic(),
+                group: None,
+                start: StartPosition::Latest,
+                ack: None,
+                exclusive: false,
+                prefetch: 0,
+            }),
+        ),
+        (
+            "unsubscribe",
+            ClientMsg::Unsubscribe {
+                sub: SubscriptionId(7),
+            },
+        ),
+        (
+            "ack",
+            ClientMsg::Ack {
+                sub: SubscriptionId(7),
+                offsets: vec![Offset(1), Offset(2)],
+            },
+        ),
+        (
+            "nack",
+            ClientMsg::Nack {
+                sub: SubscriptionId(7),
+                delay_ms: 500,
+                offsets: vec![Offset(3)],
+            },
+        ),
+        (
+            "credit",
+            ClientMsg::Credit {
+                sub: SubscriptionId(7),
+                credits: 64,
+            },
+        ),
+        (
+            "create_topic",
+            ClientMsg::CreateTopic {
+                topic: topic(),
+                config: small_config(),
+            },
+        ),
+        ("delete_topic", ClientMsg::DeleteTopic { topic: topic() }),
+        ("list_topics", ClientMsg::ListTopics),
+        (
+            "describe_topic",
+            ClientMsg::DescribeTopic { topic: topic() },
+        ),
+        ("list_groups", ClientMsg::ListGroups { topic: topic() }),
+        (
+            "delete_group",
+            ClientMsg::DeleteGroup {
+                topic: topic(),
+                group: group(),
+            },
+        ),
+        (
+            "stats_topic",
+            ClientMsg::Stats {
+                topic: Some(topic()),
+            },
+        ),
+        ("stats_broker", ClientMsg::Stats { topic: None }),
+        ("ping", ClientMsg::Ping),
+        ("goodbye", ClientMsg::Goodbye),
+    ]
+}
+
+fn small_config() -> TopicConfig {
+    let mut config = TopicConfig::default();
+    config.retention.max_messages = Some(10);
+    config.groups.ack_timeout = Duration::from_secs(5);
+    config
+}
+
+fn topic_stats() -> TopicStats {
+    TopicStats {
+        topic: topic(),
+        published: 3,
+        retained: 2,
+        retained_bytes: 20,
+        first_offset: Offset(1),
+        next_offset: Offset(3),
+        groups: vec![group_stats()],
+    }
+}
+
+fn group_stats() -> GroupStats {
+    GroupStats {
+        name: group(),
+        consumers: 1,
+        pending: 1,
+        in_flight: 1,
+        delivered: 2,
+        acked: 1,
+        redelivered: 0,
+        dead_lettered: 0,
+    }
+}
+
+fn server_examples() -> Vec<(&'static str, ServerMsg)> {
+    vec![
+        (
+            "welcome",
+            ServerMsg::Welcome {
+                version: 1,
+                server: "mq".into(),
+                max_frame: 16 << 20,
+                storage: "memory".into(),
+            },
+        ),
+        (
+            "published",
+            ServerMsg::Published {
+                first: Offset(10),
+                count: 2,
+                durability: Durability::Written,
+            },
+        ),
+        (
+            "subscribed",
+            ServerMsg::Subscribed {
+                sub: SubscriptionId(1),
+                group: group(),
+                ack: AckMode::Auto,
+                prefetch: 1000,
+            },
+        ),
+        (
+            "deliveries",
+            ServerMsg::Deliveries {
+                sub: SubscriptionId(1),
+                messages: vec![DeliveredMessage {
+                    offset: Offset(5),
+                    timestamp: Timestamp::from_millis(1_700_000_000_000),
+                    priority: 2,
+                    deliveries: 1,
+                    key: None,
+                    headers: vec![Header::new("h", "v")],
+                    payload: Bytes::from_static(b"data"),
+                }],
+            },
+        ),
+        ("done", ServerMsg::Done),
+        (
+            "topics",
+            ServerMsg::Topics {
+                topics: vec![topic(), TopicName::new("x").unwrap()],
+            },
+        ),
+        (
+            "topic_info",
+            ServerMsg::TopicInfo(Box::new(TopicInfo {
+                config: small_config(),
+                stats: topic_stats(),
+            })),
+        ),
+        ("groups", ServerMsg::Groups(vec![group_stats()])),
+        (
+            "topic_stats",
+            ServerMsg::TopicStats(Box::new(topic_stats())),
+        ),
+        (
+            "broker_stats",
+            ServerMsg::BrokerStats(BrokerStats {
+                uptime_ms: 1,
+                connections: 2,
+                topics: 3,
+                messages_in: 4,
+                messages_out: 5,
+            }),
+        ),
+        ("pong", ServerMsg::Pong),
+        (
+            "subscription_ended",
+            ServerMsg::SubscriptionEnded {
+                sub: SubscriptionId(1),
+                code: ErrorCode::TopicDeleted,
+                message: "gone".into(),
+            },
+        ),
+        (
+            "error",
+            ServerMsg::Error {
+                code: ErrorCode::TopicFull,
+                message: "full".into(),
+            },
+        ),
+        (
+            "goodbye",
+            ServerMsg::Goodbye {
+                reason: "bye".into(),
+            },
+        ),
+    ]
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for (i, chunk) in bytes.chunks(16).enumerate() {
+        let _ = write!(out, "{:04x}:", i * 16);
+        for b in chunk {
+            let _ = write!(out, " {b:02x}");
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn check<M: WireMsg + PartialEq + std::fmt::Debug + Clone>(name: &str, msg: M) {
+    let frame = Frame::new(RequestId(0x0102_0304), msg);
+    let mut buf = BytesMut::new();
+    encode_frame(&frame, DEFAULT_MAX_FRAME, &mut buf).unwrap();
+    insta::assert_snapshot!(name, hex(&buf));
+    let len = u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize;
+    assert_eq!(len, buf.len() - 4, "{name}: length field");
+    let body = buf.freeze().slice(4..);
+    let back: Frame<M> = decode_frame(body.clone()).unwrap();
+    assert_eq!(back, frame, "{name}: round trip");
+    for cut in 0..body.len() {
+        assert!(
+            decode_frame::<M>(body.slice(..cut)).is_err(),
+            "{name}: prefix of {cut} bytes accepted"
+        );
+    }
+}
+
+#[test]
+fn client_frames_have_pinned_bytes_round_trip_and_reject_truncation() {
+    for (name, msg) in client_examples() {
+        check(&format!("client_{name}"), msg);
+    }
+}
+
+#[test]
+fn server_frames_have_pinned_bytes_round_trip_and_reject_truncation() {
+    for (name, msg) in server_examples() {
+        check(&format!("server_{name}"), msg);
+    }
+}
+
+#[test]
+fn every_kind_in_the_table_has_an_example() {
+    let mut kinds: Vec<u8> = client_examples().iter().map(|(_, m)| m.kind()).collect();
+    kinds.extend(server_examples().iter().map(|(_, m)| m.kind()));
+    for (kind, name) in KINDS {
+        assert!(kinds.contains(kind), "{name} (0x{kind:02x}) has no example");
+    }
+}
+
+#[test]
+fn unknown_kinds_and_trailing_bytes_are_errors() {
+    let body = Bytes::from_static(&[0x7F, 0, 0, 0, 9]);
+    let err = decode_frame::<ClientMsg>(body).unwrap_err();
+    assert_eq!(err.error, DecodeError::UnknownKind { kind: 0x7F });
+    assert_eq!(err.code(), ErrorCode::UnknownKind);
+    let body = Bytes::from_static(&[0x0F, 0, 0, 0, 9, 0xAA]);
+    let err = decode_frame::<ClientMsg>(body).unwrap_err();
+    assert_eq!(err.id, RequestId(9));
+    assert_eq!(err.error, DecodeError::TrailingBytes { extra: 1 });
+    // Server kinds are not client kinds.
+    assert!(decode_frame::<ClientMsg>(Bytes::from_static(&[0x8B, 0, 0, 0, 1])).is_err());
+}
+
+#[test]
+fn frames_larger_than_the_maximum_are_refused_on_encode() {
+    let msg = ClientMsg::Publish {
+        topic: topic(),
+        messages: vec![NewMessage::new(vec![0u8; 2000])],
+    };
+    let mut buf = BytesMut::new();
+    let err = encode_frame(&Frame::new(RequestId(1), msg), 1024, &mut buf).unwrap_err();
+    assert!(err.to_string().contains("exceeds the maximum frame size"));
+    assert!(buf.is_empty());
+}
+
+#[test]
+fn error_codes_round_trip_and_have_names() {
+    for code in ErrorCode::ALL {
+        assert_eq!(ErrorCode::from_u16(code.as_u16()), *code);
+        assert!(!code.name().is_empty());
+    }
+    assert_eq!(ErrorCode::from_u16(999), ErrorCode::Unknown(999));
+}
