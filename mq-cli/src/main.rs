@@ -1,6 +1,81 @@
-//! The `mq` command-line tool.
+//! `mq`: publish, consume, administer and benchmark an mq broker from the shell.
+//!
+//! Exit codes: 0 on success, 1 with one `error: …` line on stderr for a failure, 2 for bad
+//! usage.
 
-fn main() {
-    eprintln!("error: the mq command is not built yet: embed mq-core meanwhile");
-    std::process::exit(1);
+mod admin;
+mod args;
+mod bench;
+mod consume;
+mod format;
+mod publish;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use mq_client::{Client, ClientConfig};
+
+use crate::args::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = std::io::stdout().flush();
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ").replace('\n', " ")
+}
+
+async fn connect(cli: &Cli) -> anyhow::Result<Client> {
+    let config = ClientConfig {
+        name: format!("mq {}", env!("CARGO_PKG_VERSION")),
+        token: cli.token.clone(),
+        ..ClientConfig::default()
+    };
+    Ok(Client::connect_with(&cli.server, config).await?)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Bench(args) => bench::run(&cli, args).await,
+        command => {
+            let client = connect(&cli).await?;
+            let result = match command {
+                Command::Publish(args) => publish::run(&client, args).await,
+                Command::Consume(args) => consume::run(&client, args).await,
+                Command::Topics(cmd) => admin::topics(&client, cmd).await,
+                Command::Groups(cmd) => admin::groups(&client, cmd).await,
+                Command::Stats(args) => admin::stats(&client, args).await,
+                Command::Bench(_) => unreachable!("handled above"),
+            };
+            client.close().await;
+            result
+        }
+    }
 }

@@ -33,6 +33,33 @@ pub trait Handler: Send + Sync {
     async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError>;
 }
 
+/// Acks and nacks a consumer's deliveries from anywhere: cloneable and `Send`, so acks
+/// can be sent from other tasks while the consumer keeps receiving.
+#[derive(Debug, Clone)]
+pub struct AckHandle(Acker);
+
+impl AckHandle {
+    /// Acks several deliveries in one request.
+    ///
+    /// # Errors
+    /// As [`Consumer::ack_batch`].
+    pub async fn ack_batch(&self, offsets: &[Offset]) -> Result<(), ClientError> {
+        self.0.settle(offsets, None).await
+    }
+
+    /// Nacks several deliveries in one request.
+    ///
+    /// # Errors
+    /// As [`Consumer::ack_batch`].
+    pub async fn nack_batch(
+        &self,
+        offsets: &[Offset],
+        delay: Option<Duration>,
+    ) -> Result<(), ClientError> {
+        self.0.settle(offsets, Some(delay)).await
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Acker {
     Remote(Arc<Remote>, SubscriptionId),
@@ -355,6 +382,11 @@ impl Consumer {
                 }
             },
         }
+    }
+
+    /// A handle that acks and nacks this consumer's deliveries from other tasks.
+    pub fn ack_handle(&self) -> AckHandle {
+        AckHandle(self.acker())
     }
 
     /// Acks several deliveries in one request.

@@ -37,7 +37,7 @@ mod error;
 mod producer;
 
 pub use client::{Client, ClientConfig};
-pub use consumer::{Consumer, Delivery, Handler, HandlerError};
+pub use consumer::{AckHandle, Consumer, Delivery, Handler, HandlerError};
 pub use error::ClientError;
 pub use mq_core::{AckMode, NewMessage, StartPosition, Subscription};
 pub use producer::{Producer, ProducerConfig};

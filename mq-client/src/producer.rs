@@ -42,7 +42,7 @@ enum Item {
     ),
     Batch(
         Vec<NewMessage>,
-        oneshot::Sender<Result<Vec<Offset>, ClientError>>,
+        Option<oneshot::Sender<Result<Vec<Offset>, ClientError>>>,
     ),
     Flush(oneshot::Sender<()>),
 }
@@ -112,10 +112,25 @@ impl Producer {
     pub async fn send_batch(&self, messages: Vec<NewMessage>) -> Result<Vec<Offset>, ClientError> {
         let (tx, rx) = oneshot::channel();
         self.tx
-            .send(Item::Batch(messages, tx))
+            .send(Item::Batch(messages, Some(tx)))
             .await
             .map_err(|_| Self::closed())?;
         rx.await.map_err(|_| Self::closed())?
+    }
+
+    /// Queues a batch (all or nothing) without waiting for its acknowledgement, like
+    /// [`Producer::publish`].
+    ///
+    /// # Errors
+    /// An earlier publish's failure not yet reported; connection errors.
+    pub async fn publish_batch(&self, messages: Vec<NewMessage>) -> Result<(), ClientError> {
+        if let Some(e) = self.take_failure() {
+            return Err(e);
+        }
+        self.tx
+            .send(Item::Batch(messages, None))
+            .await
+            .map_err(|_| Self::closed())
     }
 
     /// Queues a message without waiting for its acknowledgement; waits only when the queue
@@ -162,7 +177,10 @@ impl Producer {
 /// Where each message of a batch reports its result.
 enum Waiter {
     One(Option<oneshot::Sender<Result<Offset, ClientError>>>),
-    Many(usize, oneshot::Sender<Result<Vec<Offset>, ClientError>>),
+    Many(
+        usize,
+        Option<oneshot::Sender<Result<Vec<Offset>, ClientError>>>,
+    ),
 }
 
 async fn batcher(
@@ -263,8 +281,11 @@ fn settle(
                     Waiter::One(None) => {
                         offsets.next();
                     }
-                    Waiter::Many(n, tx) => {
+                    Waiter::Many(n, Some(tx)) => {
                         let _ = tx.send(Ok(offsets.by_ref().take(n).collect()));
+                    }
+                    Waiter::Many(n, None) => {
+                        offsets.by_ref().take(n).for_each(drop);
                     }
                 }
             }
@@ -276,10 +297,10 @@ fn settle(
                     Waiter::One(Some(tx)) => {
                         let _ = tx.send(Err(e.clone()));
                     }
-                    Waiter::Many(_, tx) => {
+                    Waiter::Many(_, Some(tx)) => {
                         let _ = tx.send(Err(e.clone()));
                     }
-                    Waiter::One(None) => unreported = true,
+                    Waiter::One(None) | Waiter::Many(_, None) => unreported = true,
                 }
             }
             if unreported {

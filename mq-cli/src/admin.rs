@@ -1,0 +1,238 @@
+//! `mq topics`, `mq groups` and `mq stats`.
+
+use mq_client::Client;
+use mq_core::{GroupName, GroupStats, Overflow, TopicConfig, TopicName, TopicStats};
+
+use crate::args::{CreateArgs, Format, GroupsCommand, OverflowArg, StatsArgs, TopicsCommand};
+use crate::format::{pairs, table};
+
+fn json_line<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(value)?);
+    Ok(())
+}
+
+fn duration(d: std::time::Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+fn or_none<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "none".to_owned(), |v| v.to_string())
+}
+
+pub(crate) async fn topics(client: &Client, cmd: &TopicsCommand) -> anyhow::Result<()> {
+    match cmd {
+        TopicsCommand::List { format } => {
+            let mut stats = Vec::new();
+            for topic in client.topics().await? {
+                stats.push(client.topic_stats(&topic).await?);
+            }
+            match format {
+                Format::Json => json_line(&stats),
+                Format::Text => {
+                    let rows: Vec<Vec<String>> = stats
+                        .iter()
+                        .map(|s| {
+                            vec![
+                                s.topic.to_string(),
+                                s.retained.to_string(),
+                                s.retained_bytes.to_string(),
+                                s.published.to_string(),
+                                s.groups.len().to_string(),
+                            ]
+                        })
+                        .collect();
+                    println!(
+                        "{}",
+                        table(
+                            &["TOPIC", "RETAINED", "BYTES", "PUBLISHED", "GROUPS"],
+                            &rows
+                        )
+                    );
+                    Ok(())
+                }
+            }
+        }
+        TopicsCommand::Create(args) => {
+            let topic = TopicName::new(&args.name)?;
+            client.create_topic(&topic, config(args)).await?;
+            println!("created topic {topic}");
+            Ok(())
+        }
+        TopicsCommand::Delete { name } => {
+            let topic = TopicName::new(name)?;
+            client.delete_topic(&topic).await?;
+            println!("deleted topic {topic}");
+            Ok(())
+        }
+        TopicsCommand::Describe { name, format } => {
+            let info = client.describe(&TopicName::new(name)?).await?;
+            match format {
+                Format::Json => json_line(&info),
+                Format::Text => {
+                    let c = &info.config;
+                    let s = &info.stats;
+                    println!(
+                        "{}",
+                        pairs(&[
+                            ("topic", s.topic.to_string()),
+                            ("published", s.published.to_string()),
+                            (
+                                "retained",
+                                format!("{} messages, {} bytes", s.retained, s.retained_bytes)
+                            ),
+                            (
+                                "offsets",
+                                format!("{} to {}", s.first_offset, s.next_offset)
+                            ),
+                            ("retain consumed", duration(c.retention.retain_consumed)),
+                            ("max age", or_none(c.retention.max_age.map(duration))),
+                            ("max messages", or_none(c.retention.max_messages)),
+                            ("max bytes", or_none(c.retention.max_bytes)),
+                            (
+                                "overflow",
+                                match c.retention.overflow {
+                                    Overflow::Reject => "reject".into(),
+                                    Overflow::DropOldest => "drop-oldest".into(),
+                                }
+                            ),
+                            ("ack timeout", duration(c.groups.ack_timeout)),
+                            ("max deliveries", or_none(c.groups.max_deliveries)),
+                        ])
+                    );
+                    if !s.groups.is_empty() {
+                        println!();
+                        println!("{}", groups_table(&s.groups));
+                    }
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+fn config(args: &CreateArgs) -> TopicConfig {
+    let mut c = TopicConfig::default();
+    if let Some(d) = args.retain_consumed {
+        c.retention.retain_consumed = d;
+    }
+    c.retention.max_age = args.max_age.or(c.retention.max_age);
+    c.retention.max_messages = args.max_messages.or(c.retention.max_messages);
+    c.retention.max_bytes = args.max_bytes.or(c.retention.max_bytes);
+    if let Some(o) = args.overflow {
+        c.retention.overflow = match o {
+            OverflowArg::Reject => Overflow::Reject,
+            OverflowArg::DropOldest => Overflow::DropOldest,
+        };
+    }
+    if let Some(d) = args.ack_timeout {
+        c.groups.ack_timeout = d;
+    }
+    c.groups.max_deliveries = args.max_deliveries.or(c.groups.max_deliveries);
+    c
+}
+
+fn groups_table(groups: &[GroupStats]) -> String {
+    let rows: Vec<Vec<String>> = groups
+        .iter()
+        .map(|g| {
+            vec![
+                g.name.to_string(),
+                g.consumers.to_string(),
+                g.pending.to_string(),
+                g.in_flight.to_string(),
+                g.delivered.to_string(),
+                g.acked.to_string(),
+                g.redelivered.to_string(),
+                g.dead_lettered.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "GROUP",
+            "CONSUMERS",
+            "PENDING",
+            "IN_FLIGHT",
+            "DELIVERED",
+            "ACKED",
+            "REDELIVERED",
+            "DEAD_LETTERED",
+        ],
+        &rows,
+    )
+}
+
+pub(crate) async fn groups(client: &Client, cmd: &GroupsCommand) -> anyhow::Result<()> {
+    match cmd {
+        GroupsCommand::List { topic, format } => {
+            let groups = client.groups(&TopicName::new(topic)?).await?;
+            match format {
+                Format::Json => json_line(&groups),
+                Format::Text => {
+                    println!("{}", groups_table(&groups));
+                    Ok(())
+                }
+            }
+        }
+        GroupsCommand::Delete { topic, group } => {
+            let topic = TopicName::new(topic)?;
+            let group = GroupName::new(group)?;
+            client.delete_group(&topic, &group).await?;
+            println!("deleted group {group} of topic {topic}");
+            Ok(())
+        }
+    }
+}
+
+fn topic_text(s: &TopicStats) -> String {
+    let mut out = pairs(&[
+        ("topic", s.topic.to_string()),
+        ("published", s.published.to_string()),
+        ("retained", s.retained.to_string()),
+        ("retained bytes", s.retained_bytes.to_string()),
+        ("first offset", s.first_offset.to_string()),
+        ("next offset", s.next_offset.to_string()),
+    ]);
+    if !s.groups.is_empty() {
+        out.push_str("\n\n");
+        out.push_str(&groups_table(&s.groups));
+    }
+    out
+}
+
+pub(crate) async fn stats(client: &Client, args: &StatsArgs) -> anyhow::Result<()> {
+    match &args.topic {
+        Some(topic) => {
+            let stats = client.topic_stats(&TopicName::new(topic)?).await?;
+            match args.format {
+                Format::Json => json_line(&stats),
+                Format::Text => {
+                    println!("{}", topic_text(&stats));
+                    Ok(())
+                }
+            }
+        }
+        None => {
+            let stats = client.stats().await?;
+            match args.format {
+                Format::Json => json_line(&stats),
+                Format::Text => {
+                    println!(
+                        "{}",
+                        pairs(&[
+                            (
+                                "uptime",
+                                duration(std::time::Duration::from_secs(stats.uptime_ms / 1000))
+                            ),
+                            ("connections", stats.connections.to_string()),
+                            ("topics", stats.topics.to_string()),
+                            ("messages in", stats.messages_in.to_string()),
+                            ("messages out", stats.messages_out.to_string()),
+                        ])
+                    );
+                    Ok(())
+                }
+            }
+        }
+    }
+}

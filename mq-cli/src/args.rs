@@ -1,0 +1,250 @@
+//! The command line of `mq`, exactly as SPEC §5 lists it.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Command-line client of the mq message broker.
+#[derive(Debug, Parser)]
+#[command(name = "mq", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    /// Address of the mq-server
+    #[arg(
+        long,
+        global = true,
+        env = "MQ_SERVER",
+        default_value = "127.0.0.1:9800",
+        value_name = "ADDR"
+    )]
+    pub(crate) server: String,
+    /// Auth token, when the server requires one
+    #[arg(
+        long,
+        global = true,
+        env = "MQ_AUTH_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub(crate) token: Option<String>,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    /// For people.
+    #[default]
+    Text,
+    /// For scripts: JSON.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Publish messages (from arguments, or one per line of standard input)
+    Publish(PublishArgs),
+    /// Consume messages, acking each after it is written
+    Consume(ConsumeArgs),
+    /// List, create, delete and describe topics
+    #[command(subcommand)]
+    Topics(TopicsCommand),
+    /// List and delete consumer groups
+    #[command(subcommand)]
+    Groups(GroupsCommand),
+    /// Broker or topic statistics
+    Stats(StatsArgs),
+    /// Measure throughput and latency
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PublishArgs {
+    /// Topic to publish to (created on first use)
+    pub(crate) topic: String,
+    /// Messages to publish; none reads standard input, one message per line
+    pub(crate) messages: Vec<String>,
+    /// Priority (0-255, higher is delivered first)
+    #[arg(long, default_value_t = 0)]
+    pub(crate) priority: u8,
+    /// Key of every message
+    #[arg(long, value_name = "K")]
+    pub(crate) key: Option<String>,
+    /// Header NAME=VALUE (repeatable)
+    #[arg(long = "header", value_name = "NAME=VALUE", value_parser = parse_header)]
+    pub(crate) headers: Vec<(String, String)>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ConsumeArgs {
+    /// Topic to consume from (created on first use)
+    pub(crate) topic: String,
+    /// Durable group to join; without it, an ephemeral group for this command alone
+    #[arg(long, value_name = "G")]
+    pub(crate) group: Option<String>,
+    /// Where a new group starts: earliest, latest or an offset
+    #[arg(
+        long,
+        default_value = "earliest",
+        value_name = "earliest|latest|OFFSET"
+    )]
+    pub(crate) from: String,
+    /// Exit after this many messages
+    #[arg(long, value_name = "N")]
+    pub(crate) count: Option<u64>,
+    /// Exit once no message has arrived for this long (default: wait forever)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) timeout: Option<Duration>,
+    /// Refuse other consumers in the group while attached
+    #[arg(long)]
+    pub(crate) exclusive: bool,
+    /// Output format: payloads, or one JSON object per message
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub(crate) format: Format,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TopicsCommand {
+    /// List topics
+    List {
+        /// Output format
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Create a topic with limits and group defaults
+    Create(CreateArgs),
+    /// Delete a topic and everything in it
+    Delete {
+        /// Topic name
+        name: String,
+    },
+    /// Show a topic's configuration and statistics
+    Describe {
+        /// Topic name
+        name: String,
+        /// Output format
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CreateArgs {
+    /// Topic name
+    pub(crate) name: String,
+    /// Delete messages every group acked once older than this [default: 0s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) retain_consumed: Option<Duration>,
+    /// Delete messages older than this, consumed or not [default: none]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) max_age: Option<Duration>,
+    /// Most messages retained [default: no limit]
+    #[arg(long, value_name = "N")]
+    pub(crate) max_messages: Option<u64>,
+    /// Most bytes retained [default: 1073741824]
+    #[arg(long, value_name = "N")]
+    pub(crate) max_bytes: Option<u64>,
+    /// What a full topic does: reject publishes, or drop the oldest messages [default: reject]
+    #[arg(long, value_enum)]
+    pub(crate) overflow: Option<OverflowArg>,
+    /// Redeliver a delivery not acked within this [default: 30s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) ack_timeout: Option<Duration>,
+    /// Dead-letter a message after this many deliveries [default: 10]
+    #[arg(long, value_name = "N")]
+    pub(crate) max_deliveries: Option<u32>,
+}
+
+/// `--overflow` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OverflowArg {
+    /// Refuse publishes with "topic full"
+    Reject,
+    /// Delete the oldest messages
+    DropOldest,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum GroupsCommand {
+    /// List a topic's groups
+    List {
+        /// Topic name
+        topic: String,
+        /// Output format
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Delete a group (no consumer may be attached)
+    Delete {
+        /// Topic name
+        topic: String,
+        /// Group name
+        group: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatsArgs {
+    /// A topic; without it, broker-wide statistics
+    pub(crate) topic: Option<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub(crate) format: Format,
+}
+
+/// Benchmark workloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Workload {
+    /// Producers publish N messages, each acknowledged
+    Publish,
+    /// C groups each receive all N messages
+    Fanout,
+    /// C consumers share one group with manual acks; each message once
+    Workqueue,
+    /// End-to-end latency at a fixed rate R
+    Latency,
+    /// A raw TCP pipe over loopback with the same frame sizes and no broker: the floor
+    Limit,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    /// Workload to run
+    #[arg(value_enum)]
+    pub(crate) workload: Workload,
+    /// Messages [default: 1000000; latency: 50000]
+    #[arg(short = 'n', long = "messages")]
+    pub(crate) n: Option<u64>,
+    /// Payload bytes per message
+    #[arg(long, default_value_t = 100)]
+    pub(crate) size: usize,
+    /// Producers (publish, workqueue)
+    #[arg(long, default_value_t = 1)]
+    pub(crate) producers: usize,
+    /// Consumers (fanout: groups; workqueue: consumers in the group)
+    #[arg(long, default_value_t = 4)]
+    pub(crate) consumers: usize,
+    /// Messages per second (latency)
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) rate: u64,
+    /// Messages per publish batch
+    #[arg(long, default_value_t = 500)]
+    pub(crate) batch: usize,
+    /// Start a server in this process on a free port instead of using --server
+    #[arg(long)]
+    pub(crate) embedded_server: bool,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub(crate) format: Format,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e}: use durations like 500ms, 30s, 5m, 1h"))
+}
+
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("header {s:?} is not NAME=VALUE")),
+    }
+}
