@@ -29,8 +29,16 @@ pub(crate) async fn run(client: &Client, args: &ConsumeArgs) -> anyhow::Result<(
     if let Some(group) = &args.group {
         sub = sub.group(GroupName::new(group)?);
     }
+    if let Some(count) = args.count {
+        sub = sub.prefetch(window(count));
+    }
     let mut consumer = client.subscribe(sub).await?;
     let mut received = 0u64;
+    // With --count, acks are batched and never reopen more of the window than messages
+    // still wanted, and the last ones go with the unsubscribe: no extra message is pushed
+    // to this command only to be handed back when it exits.
+    let mut unacked: Vec<Offset> = Vec::new();
+    let mut acked = 0u64;
     let stdout = std::io::stdout();
     while args.count.is_none_or(|n| received < n) {
         let next = match args.timeout {
@@ -54,9 +62,33 @@ pub(crate) async fn run(client: &Client, args: &ConsumeArgs) -> anyhow::Result<(
             }
             out.flush().context("cannot write to standard output")?;
         }
-        delivery.ack().await?;
         received += 1;
+        match args.count {
+            None => delivery.ack().await?,
+            Some(n) => {
+                unacked.push(delivery.offset());
+                // The server may push up to `window` beyond what is acked: ack only as much
+                // as keeps that within `n`.
+                let allowed = n.saturating_sub(u64::from(window(n)) + acked);
+                let allowed = usize::try_from(allowed).unwrap_or(usize::MAX);
+                if allowed > 0 && unacked.len() >= ACK_BATCH.min(window(n) as usize) {
+                    let now: Vec<Offset> = unacked.drain(..unacked.len().min(allowed)).collect();
+                    consumer.ack_batch(&now).await?;
+                    acked += now.len() as u64;
+                }
+            }
+        }
     }
-    consumer.unsubscribe().await?;
+    consumer.ack_and_unsubscribe(&unacked).await?;
     Ok(())
+}
+
+/// Acks sent per request by `--count` consumers.
+const ACK_BATCH: usize = 100;
+
+/// The prefetch window of a consumer that wants `count` messages.
+fn window(count: u64) -> u32 {
+    u32::try_from(count)
+        .unwrap_or(u32::MAX)
+        .clamp(1, mq_core::DEFAULT_PREFETCH)
 }

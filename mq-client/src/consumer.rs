@@ -433,14 +433,29 @@ impl Consumer {
     ///
     /// # Errors
     /// Connection errors.
-    pub async fn unsubscribe(mut self) -> Result<(), ClientError> {
+    pub async fn unsubscribe(self) -> Result<(), ClientError> {
+        self.ack_and_unsubscribe(&[]).await
+    }
+
+    /// Acks `offsets` and detaches, with no delivery in between: a consumer that wants
+    /// exactly N messages acks the last ones this way so that no further message is pushed
+    /// to it (and handed back) when the acks reopen its window.
+    ///
+    /// # Errors
+    /// [`ClientError::Server`] with `not_in_flight` for offsets that were not (the
+    /// consumer is detached all the same); connection errors.
+    pub async fn ack_and_unsubscribe(mut self, offsets: &[Offset]) -> Result<(), ClientError> {
         self.detached = true;
         match &self.inner {
             Inner::Remote { remote, sub, .. } => {
                 remote.forget_sub(*sub);
-                expect_done(remote.request(ClientMsg::Unsubscribe { sub: *sub }).await?)
+                let msg = ClientMsg::Unsubscribe {
+                    sub: *sub,
+                    ack: offsets.to_vec(),
+                };
+                expect_done(remote.request(msg).await?)
             }
-            Inner::Embedded { .. } => Ok(()),
+            Inner::Embedded { consumer, .. } => Ok(consumer.ack_batch(offsets)?),
         }
     }
 }
@@ -449,7 +464,10 @@ impl Drop for Consumer {
     fn drop(&mut self) {
         if let (false, Inner::Remote { remote, sub, .. }) = (self.detached, &self.inner) {
             remote.forget_sub(*sub);
-            remote.fire(ClientMsg::Unsubscribe { sub: *sub });
+            remote.fire(ClientMsg::Unsubscribe {
+                sub: *sub,
+                ack: Vec::new(),
+            });
         }
     }
 }

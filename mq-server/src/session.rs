@@ -35,12 +35,12 @@ struct Sub {
 }
 
 impl Sub {
-    /// Stops the pump and detaches the consumer: its deliveries in flight go back to the
-    /// group.
-    async fn close(self) {
+    /// Stops the pump; dropping the returned consumer detaches it (its deliveries in flight
+    /// go back to the group).
+    async fn stop(self) -> Arc<Consumer> {
         self.pump.abort();
         let _ = self.pump.await;
-        drop(self.consumer);
+        self.consumer
     }
 }
 
@@ -99,7 +99,7 @@ impl Session {
             self.send(id, farewell).await;
         }
         for (_, sub) in self.subs.drain() {
-            sub.close().await;
+            drop(sub.stop().await);
         }
         self.out = None;
         let _ = writer.await;
@@ -242,10 +242,14 @@ impl Session {
                 Some(refusal) => refusal,
                 None => return Next::Continue,
             },
-            ClientMsg::Unsubscribe { sub } => match self.subs.remove(&sub) {
+            ClientMsg::Unsubscribe { sub, ack } => match self.subs.remove(&sub) {
                 Some(s) => {
-                    s.close().await;
-                    ServerMsg::Done
+                    // Stop the pump first: the acks then reopen the window with nobody to
+                    // fill it.
+                    let consumer = s.stop().await;
+                    let acked = consumer.ack_batch(&ack);
+                    drop(consumer);
+                    done_or(acked)
                 }
                 None => unknown_sub(sub),
             },

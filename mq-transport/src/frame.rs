@@ -280,7 +280,10 @@ impl WireMsg for ClientMsg {
                 w.u8(u8::from(s.exclusive));
                 w.u32(s.prefetch);
             }
-            ClientMsg::Unsubscribe { sub } => w.u32(sub.0),
+            ClientMsg::Unsubscribe { sub, ack } => {
+                w.u32(sub.0);
+                write_offsets(w, ack)?;
+            }
             ClientMsg::Ack { sub, offsets } => {
                 w.u32(sub.0);
                 write_offsets(w, offsets)?;
@@ -356,6 +359,7 @@ impl WireMsg for ClientMsg {
             }
             kind::UNSUBSCRIBE => ClientMsg::Unsubscribe {
                 sub: SubscriptionId(r.u32()?),
+                ack: read_offsets(r)?,
             },
             kind::ACK => ClientMsg::Ack {
                 sub: SubscriptionId(r.u32()?),

@@ -106,10 +106,14 @@ pub enum ClientMsg {
     },
     /// Attach a consumer.
     Subscribe(SubscribeRequest),
-    /// Detach a consumer.
+    /// Detach a consumer, first acking `ack` with no delivery in between (so a consumer
+    /// that wants exactly N messages gets no extra ones pushed when its last acks reopen
+    /// its window).
     Unsubscribe {
         /// The subscription.
         sub: SubscriptionId,
+        /// Offsets to ack before detaching.
+        ack: Vec<Offset>,
     },
     /// Ack deliveries.
     Ack {

@@ -80,6 +80,7 @@ fn client_examples() -> Vec<(&'static str, ClientMsg)> {
             "unsubscribe",
             ClientMsg::Unsubscribe {
                 sub: SubscriptionId(7),
+                ack: vec![Offset(9)],
             },
         ),
         (
