@@ -8,6 +8,7 @@
 mod bad_input;
 mod behaviour;
 mod harness;
+mod limits;
 mod load;
 
 use mq_core::{GroupName, TopicName};

@@ -1,0 +1,202 @@
+//! The limits that protect the server, its configuration sources, the handler loop, and the
+//! in-process transport.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use mq_client::{
+    Client, ClientConfig, ClientError, Delivery, Handler, HandlerError, NewMessage, Subscription,
+};
+use mq_core::{Broker, TopicConfig};
+use mq_transport::{ClientMsg, ErrorCode, InProcessTransport, ServerMsg, Transport};
+
+use super::harness::{Raw, Server};
+use super::{group, topic};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_get_server_busy() {
+    let server = Server::start(&["--max-connections", "1"]);
+    let first = server.client().await;
+    match Client::connect(&server.addr).await {
+        Err(ClientError::ConnectionClosed {
+            reason: Some(reason),
+        }) => {
+            assert!(reason.contains("limit of 1 connections"), "{reason}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    first.ping().await.unwrap();
+}
+
+#[test]
+fn a_connection_without_a_handshake_is_closed_at_the_deadline() {
+    let server = Server::start(&["--handshake-timeout", "200ms"]);
+    let mut raw = Raw::connect(&server.addr);
+    match raw.recv().msg {
+        ServerMsg::Error { code, message } => {
+            assert_eq!(code, ErrorCode::Timeout);
+            assert!(message.contains("no handshake within 200ms"), "{message}");
+        }
+        other => panic!("expected a timeout error, got {other:?}"),
+    }
+    assert!(raw.closed_by_server());
+}
+
+#[test]
+fn an_idle_connection_without_subscriptions_is_closed() {
+    let server = Server::start(&["--idle-timeout", "300ms"]);
+    let mut raw = Raw::handshaken(&server.addr, None);
+    raw.send(2, ClientMsg::Ping);
+    assert_eq!(raw.recv().msg, ServerMsg::Pong);
+    match raw.recv().msg {
+        ServerMsg::Error { code, .. } => assert_eq!(code, ErrorCode::Timeout),
+        other => panic!("expected an idle timeout, got {other:?}"),
+    }
+    assert!(raw.closed_by_server());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_come_from_the_config_file_and_flags_win() {
+    let dir = std::env::temp_dir().join(format!("mq-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("mq.toml");
+    std::fs::write(
+        &file,
+        "auth_token = \"from-file\"\nlisten = \"127.0.0.1:1\"\n",
+    )
+    .unwrap();
+    // --listen (given by the harness) wins over the file's listen; the token comes from the file.
+    let server = Server::start(&["--config", file.to_str().unwrap()]);
+    assert!(server.client_with_token(Some("from-file")).await.is_ok());
+    assert!(server.client_with_token(None).await.is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn file_storage_is_refused_with_a_clear_error_until_it_exists() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mq-server"))
+        .args(["--listen", "127.0.0.1:0", "--storage", "file"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("error: file storage is not available"),
+        "{stderr}"
+    );
+}
+
+struct FailOdd;
+
+#[async_trait]
+impl Handler for FailOdd {
+    async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
+        let n: u32 = std::str::from_utf8(delivery.payload())?.parse()?;
+        if n % 2 == 1 {
+            return Err(format!("cannot handle odd {n}").into());
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_handler_nacks_until_the_message_is_dead_lettered() {
+    let server = Server::start(&[]);
+    let client = server.client().await;
+    let t = topic("tasks");
+    let mut config = TopicConfig::default();
+    config.groups.max_deliveries = Some(3);
+    client.create_topic(&t, config).await.unwrap();
+    let producer = client.producer(t.clone());
+    for i in 0..4 {
+        producer.send(NewMessage::new(i.to_string())).await.unwrap();
+    }
+    let mut consumer = client
+        .subscribe(Subscription::new(t.clone()).group(group("h")))
+        .await
+        .unwrap();
+    let run = tokio::spawn(async move { consumer.run(&FailOdd).await });
+    let mut dlq = client
+        .subscribe(Subscription::new(topic("tasks.dlq")).group(group("inspect")))
+        .await
+        .unwrap();
+    let mut dead = Vec::new();
+    for _ in 0..2 {
+        let d = tokio::time::timeout(Duration::from_secs(10), dlq.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            d.header("x-mq-dlq-deliveries").map(|v| &v[..]),
+            Some(&b"3"[..])
+        );
+        dead.push(String::from_utf8(d.payload().to_vec()).unwrap());
+        d.ack().await.unwrap();
+    }
+    dead.sort();
+    assert_eq!(dead, ["1", "3"]);
+    let stats = client.groups(&t).await.unwrap();
+    assert_eq!((stats[0].acked, stats[0].dead_lettered), (2, 2));
+    run.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_and_client_run_over_the_in_process_transport() {
+    let transport = InProcessTransport::new();
+    let listener = transport.bind("").await.unwrap();
+    let addr = listener.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(mq_server::run(
+        listener,
+        Broker::new(),
+        mq_server::ServerConfig::default(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let config = ClientConfig {
+        transport: std::sync::Arc::new(transport),
+        ..ClientConfig::default()
+    };
+    let client = Client::connect_with(&addr, config).await.unwrap();
+    let t = topic("local");
+    let mut c = client
+        .subscribe(Subscription::new(t.clone()))
+        .await
+        .unwrap();
+    client
+        .producer(t)
+        .send(NewMessage::new("no socket"))
+        .await
+        .unwrap();
+    assert_eq!(&c.recv().await.unwrap().payload()[..], b"no socket");
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_client_has_the_same_api() {
+    let client = Client::embedded(Broker::new());
+    let t = topic("embedded");
+    let mut c = client
+        .subscribe(Subscription::new(t.clone()).group(group("g")))
+        .await
+        .unwrap();
+    assert!(c.poll().unwrap().is_none());
+    let offsets = client
+        .producer(t.clone())
+        .send_batch(vec![NewMessage::new("a"), NewMessage::new("b")])
+        .await
+        .unwrap();
+    assert_eq!(offsets.len(), 2);
+    let d = c.next().await.unwrap().unwrap();
+    d.nack(None).await.unwrap();
+    // "b" was already buffered; the nacked "a" comes back after it.
+    let b = c.recv().await.unwrap();
+    assert_eq!(&b.payload()[..], b"b");
+    let again = c.recv().await.unwrap();
+    assert_eq!((again.offset(), again.deliveries()), (d.offset(), 2));
+    assert_eq!(client.describe(&t).await.unwrap().stats.published, 2);
+}
