@@ -1,6 +1,11 @@
-//! Project automation, run as `cargo xtask <command>`: `ci` runs every check CI runs.
+//! Project automation, run as `cargo xtask <command>`: `ci` runs every check CI runs, `demo`
+//! runs the scripted demos against a real server, `bench` runs the benchmark suite and
+//! records it in BENCHMARKS.md.
 
+mod bench;
 mod ci;
+mod demo;
+mod util;
 
 use clap::{Parser, Subcommand};
 
@@ -14,12 +19,18 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Formatting, clippy with warnings denied, and the whole test suite.
+    /// Formatting, clippy with warnings denied, and the whole test suite
     Ci(ci::Ci),
+    /// Scripted demos against a real mq-server (fanout, topics, workqueue, exclusive, all)
+    Demo(demo::Demo),
+    /// The benchmark suite, recorded in BENCHMARKS.md
+    Bench(bench::Bench),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Ci(ci) => ci.run(),
+        Command::Demo(demo) => demo.run(),
+        Command::Bench(bench) => bench.run(),
     }
 }
