@@ -15,6 +15,9 @@ use crate::error::ClientError;
 pub struct ProducerConfig {
     /// Most messages in one publish frame.
     pub batch_size: usize,
+    /// Most payload bytes gathered into one publish frame from separate `send`/`publish`
+    /// calls (a `send_batch`/`publish_batch` is never split: it is all or nothing).
+    pub batch_bytes: usize,
     /// How long to wait for more messages before sending a batch that is not full (0: send
     /// what is queued at once).
     pub linger: Duration,
@@ -28,6 +31,7 @@ impl Default for ProducerConfig {
     fn default() -> Self {
         Self {
             batch_size: 512,
+            batch_bytes: 256 * 1024,
             linger: Duration::ZERO,
             max_in_flight: 8,
             queue: 8192,
@@ -200,25 +204,13 @@ async fn batcher(
                 None => return,
             },
         };
-        let mut messages = Vec::new();
-        let mut waiters = Vec::new();
-        let mut flush = None;
-        let mut take = |item: Item,
-                        messages: &mut Vec<NewMessage>,
-                        flush: &mut Option<oneshot::Sender<()>>| match item {
-            Item::Message(m, w) => {
-                messages.push(m);
-                waiters.push(Waiter::One(w));
-            }
-            Item::Batch(ms, w) => {
-                waiters.push(Waiter::Many(ms.len(), w));
-                messages.extend(ms);
-            }
-            Item::Flush(w) => *flush = Some(w),
-        };
-        take(item, &mut messages, &mut flush);
+        let mut batch = Gathered::default();
+        batch.take(item);
         let deadline = tokio::time::Instant::now() + config.linger;
-        while flush.is_none() && messages.len() < config.batch_size {
+        while batch.flush.is_none()
+            && batch.messages.len() < config.batch_size
+            && batch.bytes < config.batch_bytes
+        {
             let more = match rx.try_recv() {
                 Ok(item) => Some(item),
                 Err(_) if config.linger.is_zero() => None,
@@ -229,15 +221,22 @@ async fn batcher(
             };
             match more {
                 Some(Item::Batch(ms, w))
-                    if !messages.is_empty() && messages.len() + ms.len() > config.batch_size =>
+                    if !batch.messages.is_empty()
+                        && batch.messages.len() + ms.len() > config.batch_size =>
                 {
                     next = Some(Item::Batch(ms, w));
                     break;
                 }
-                Some(item) => take(item, &mut messages, &mut flush),
+                Some(item) => batch.take(item),
                 None => break,
             }
         }
+        let Gathered {
+            messages,
+            waiters,
+            flush,
+            ..
+        } = batch;
         if !messages.is_empty() {
             let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
                 return;
@@ -260,6 +259,33 @@ async fn batcher(
                 drop(permits);
             }
             let _ = done.send(());
+        }
+    }
+}
+
+/// What the batcher gathered for one publish frame.
+#[derive(Default)]
+struct Gathered {
+    messages: Vec<NewMessage>,
+    bytes: usize,
+    waiters: Vec<Waiter>,
+    flush: Option<oneshot::Sender<()>>,
+}
+
+impl Gathered {
+    fn take(&mut self, item: Item) {
+        match item {
+            Item::Message(m, w) => {
+                self.bytes += m.payload.len();
+                self.messages.push(m);
+                self.waiters.push(Waiter::One(w));
+            }
+            Item::Batch(ms, w) => {
+                self.bytes += ms.iter().map(|m| m.payload.len()).sum::<usize>();
+                self.waiters.push(Waiter::Many(ms.len(), w));
+                self.messages.extend(ms);
+            }
+            Item::Flush(w) => self.flush = Some(w),
         }
     }
 }

@@ -17,6 +17,8 @@ use super::{BenchResult, Plan};
 const PREFETCH: u32 = 4000;
 /// Acks sent per request by workqueue consumers.
 const ACK_BATCH: usize = 256;
+/// Payload bytes per publish frame at most: large frames cost more to buffer than they save.
+const BATCH_BYTES: usize = 256 * 1024;
 
 /// Creates a topic for one run, unbounded in bytes so the run never hits `topic full`.
 async fn fresh_topic(client: &Client, workload: &str) -> anyhow::Result<TopicName> {
@@ -46,9 +48,10 @@ fn producer_config(plan: &Plan) -> ProducerConfig {
 async fn produce(client: Client, topic: TopicName, plan: Plan, count: u64) -> anyhow::Result<()> {
     let producer = client.producer_with(topic, producer_config(&plan));
     let body = payload(plan.size);
+    let per_batch = plan.batch.min((BATCH_BYTES / plan.size.max(1)).max(1)) as u64;
     let mut left = count;
     while left > 0 {
-        let n = (plan.batch as u64).min(left);
+        let n = per_batch.min(left);
         producer
             .publish_batch(vec![NewMessage::new(body.clone()); n as usize])
             .await?;
