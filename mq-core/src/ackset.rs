@@ -78,6 +78,17 @@ impl AckSet {
         self.advance();
     }
 
+    /// The done offsets above the floor, in increasing order.
+    pub(crate) fn above_floor(&self) -> impl Iterator<Item = u64> + '_ {
+        self.words.iter().enumerate().flat_map(move |(w, &bits)| {
+            let base = self.base + 64 * w as u64;
+            (0..64u64)
+                .filter(move |i| bits & (1 << i) != 0)
+                .map(move |i| base + i)
+                .filter(move |&o| o >= self.floor)
+        })
+    }
+
     fn advance(&mut self) {
         while let Some(&word) = self.words.front() {
             let shift = self.floor - self.base;
@@ -146,6 +157,9 @@ mod tests {
                 for p in 0..310 {
                     prop_assert_eq!(s.contains(p), p < raised || model.contains(&p));
                 }
+                let above: Vec<u64> = s.above_floor().collect();
+                let want: Vec<u64> = model.iter().copied().filter(|&o| o > floor).collect();
+                prop_assert_eq!(above, want);
             }
         }
     }

@@ -17,7 +17,7 @@ use crate::memory::MemoryStorage;
 use crate::message::{Message, NewMessage, Offset};
 use crate::name::{GroupName, TopicName};
 use crate::stats::{BrokerStats, GroupStats, TopicInfo, TopicStats};
-use crate::storage::{Durability, Storage};
+use crate::storage::{Durability, GroupEvent, Storage};
 use crate::topic::{BatchReceipt, Topic};
 
 /// What the broker confirms for one appended message.
@@ -66,15 +66,28 @@ impl BrokerBuilder {
     ///
     /// # Errors
     /// [`Error::Storage`] when the storage cannot be opened.
+    /// Builds the broker, recovering the topics the storage holds.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the storage cannot be read.
     pub fn build(self) -> Result<Broker, Error> {
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let started = clock.now();
+        let storage = self.storage.unwrap_or_else(|| Arc::new(MemoryStorage));
+        let mut topics = FxHashMap::default();
+        let mut warnings = Vec::new();
+        for recovered in storage.recover()? {
+            warnings.extend(recovered.warnings.iter().cloned());
+            let topic = Topic::restore(recovered);
+            topics.insert(topic.name.clone(), Arc::new(topic));
+        }
         Ok(Broker {
             inner: Arc::new(Inner {
-                topics: RwLock::new(FxHashMap::default()),
-                storage: self.storage.unwrap_or_else(|| Arc::new(MemoryStorage)),
+                topics: RwLock::new(topics),
+                storage,
                 clock,
                 started,
+                warnings,
                 next_consumer: AtomicU64::new(1),
                 connections: AtomicU64::new(0),
                 messages_in: AtomicU64::new(0),
@@ -90,6 +103,7 @@ struct Inner {
     storage: Arc<dyn Storage>,
     clock: Arc<dyn Clock>,
     started: Timestamp,
+    warnings: Vec<String>,
     next_consumer: AtomicU64,
     connections: AtomicU64,
     messages_in: AtomicU64,
@@ -132,6 +146,20 @@ impl Broker {
     /// The storage's kind: `memory` or `file`.
     pub fn storage_kind(&self) -> &'static str {
         self.inner.storage.kind()
+    }
+
+    /// Damage the storage found and repaired when the broker started (torn or corrupt
+    /// records cut off), one line each, naming topic, file and position.
+    pub fn recovery_warnings(&self) -> &[String] {
+        &self.inner.warnings
+    }
+
+    /// Puts everything written so far on disk (call at shutdown).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when an fsync fails.
+    pub fn flush(&self) -> Result<(), Error> {
+        Ok(self.inner.storage.flush()?)
     }
 
     fn find(&self, name: &TopicName) -> Option<Arc<Topic>> {
@@ -215,7 +243,7 @@ impl Broker {
         let now = self.now();
         let mut wakers = Vec::new();
         let mut handle = self.get_or_create(topic)?;
-        let receipt = loop {
+        let (mut receipt, sync) = loop {
             let mut state = handle.lock();
             if state.deleted {
                 drop(state);
@@ -224,6 +252,10 @@ impl Broker {
             }
             break state.append(batch, now, &mut wakers)?;
         };
+        if let Some(sync) = sync {
+            sync.wait()?;
+            receipt.durability = Durability::Fsynced;
+        }
         wakers.into_iter().for_each(Waker::wake);
         self.inner
             .messages_in
@@ -336,6 +368,13 @@ impl Broker {
             });
         }
         state.groups.remove(group);
+        let sync = state.record(&[GroupEvent::Deleted {
+            group: group.clone(),
+        }])?;
+        drop(state);
+        if let Some(sync) = sync {
+            sync.wait()?;
+        }
         Ok(())
     }
 
@@ -363,6 +402,7 @@ impl Broker {
             .clone()
             .unwrap_or_else(|| GroupName::ephemeral(id.0));
         let mut handle = self.get_or_create(&sub.topic)?;
+        let mut sync = None;
         let ack = loop {
             let mut state = handle.lock();
             if state.deleted {
@@ -372,14 +412,22 @@ impl Broker {
             }
             let state = &mut *state;
             let defaults = state.config.groups.clone();
-            let group = state.groups.entry(group_name.clone()).or_insert_with(|| {
+            if !state.groups.contains_key(&group_name) {
                 let settings = GroupSettings {
                     ack: sub.ack.unwrap_or(defaults.ack),
                     ack_timeout: defaults.ack_timeout,
                     max_deliveries: defaults.max_deliveries,
                 };
-                Group::new(group_name.clone(), settings, sub.start, &state.log)
-            });
+                let mut group = Group::new(group_name.clone(), settings, sub.start, &state.log);
+                if !group_name.is_ephemeral() && state.store.keeps_groups() {
+                    group.journal_changes();
+                    sync = state.record(&[group.created_event()])?;
+                }
+                state.groups.insert(group_name.clone(), group);
+            }
+            let Some(group) = state.groups.get_mut(&group_name) else {
+                unreachable!("inserted above");
+            };
             if let Some(requested) = sub.ack.filter(|&a| a != group.ack_mode()) {
                 return Err(Error::AckModeMismatch {
                     topic: sub.topic.clone(),
@@ -397,6 +445,9 @@ impl Broker {
             }
             break group.ack_mode();
         };
+        if let Some(sync) = sync {
+            sync.wait()?;
+        }
         Ok(Consumer {
             broker: self.clone(),
             topic: handle,
@@ -422,6 +473,8 @@ impl Broker {
             if consumer.group.is_ephemeral() && group.consumer_count() == 0 {
                 state.groups.remove(&consumer.group);
             }
+            // Best effort: a failed journal write only means a restart redelivers these.
+            let _ = state.persist_groups();
             state.dead_messages(&dead)
         };
         wakers.into_iter().for_each(Waker::wake);
@@ -507,6 +560,12 @@ impl Broker {
                 match state.clean(now) {
                     Ok(n) => report.deleted += n,
                     Err(e) => report.errors.push(e),
+                }
+                let journaled = state
+                    .persist_groups()
+                    .and_then(|_| state.compact_if_needed());
+                if let Err(e) = journaled {
+                    report.errors.push(e);
                 }
             }
             wakers.into_iter().for_each(Waker::wake);

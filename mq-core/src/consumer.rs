@@ -197,11 +197,15 @@ impl Consumer {
                 group.take_wakers(&mut wakers);
             }
             let n = group.deliver(&state.log, self.id, now, max, out);
-            if n == 0 {
-                if let Some(waker) = waker {
-                    group.set_waker(self.id, waker);
-                }
+            if n == 0
+                && let Some(waker) = waker
+            {
+                group.set_waker(self.id, waker);
             }
+            // Delivery counts are journaled without waiting for the fsync: losing the last
+            // few only means a message may be delivered a little more often than
+            // `max_deliveries` after a crash.
+            let _sync = state.persist_groups()?;
             (n, state.dead_messages(&dead))
         };
         self.broker.count_out(n);
@@ -253,7 +257,7 @@ impl Consumer {
         let mut unknown = Vec::new();
         let mut dead = Vec::new();
         let mut wakers = Vec::new();
-        let letters = {
+        let (letters, sync) = {
             let mut state = self.topic.lock();
             let state = &mut *state;
             let group = match state.groups.get_mut(&self.group) {
@@ -266,8 +270,12 @@ impl Consumer {
                 group.ack(self.id, offsets, &mut unknown);
             }
             group.take_wakers(&mut wakers);
-            state.dead_messages(&dead)
+            let sync = state.persist_groups()?;
+            (state.dead_messages(&dead), sync)
         };
+        if let Some(sync) = sync {
+            sync.wait()?;
+        }
         self.finish(wakers, letters)?;
         if unknown.is_empty() {
             Ok(())

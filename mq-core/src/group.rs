@@ -20,6 +20,7 @@ use crate::log::Log;
 use crate::message::{Message, Offset};
 use crate::name::GroupName;
 use crate::stats::GroupStats;
+use crate::storage::{GroupEvent, RecoveredGroup};
 
 /// Identifies one attached consumer, unique within a broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -122,6 +123,17 @@ pub(crate) struct Group {
     acked: u64,
     redelivered: u64,
     dead_lettered: u64,
+    /// Delivery counts recovered from storage for messages not yet redelivered.
+    restored: FxHashMap<u64, u32>,
+    /// For a durable group on a store that keeps group state: changes not yet journaled.
+    journal: Option<Changes>,
+}
+
+/// Changes to a durable group's state since they were last journaled.
+#[derive(Debug, Default)]
+struct Changes {
+    done: Vec<u64>,
+    delivered: Vec<u64>,
 }
 
 impl Group {
@@ -156,6 +168,96 @@ impl Group {
             acked: 0,
             redelivered: 0,
             dead_lettered: 0,
+            restored: FxHashMap::default(),
+            journal: None,
+        }
+    }
+
+    /// Makes this group journal its changes ([`Group::take_events`]).
+    pub(crate) fn journal_changes(&mut self) {
+        self.journal = Some(Changes::default());
+    }
+
+    /// The event that records this group's creation.
+    pub(crate) fn created_event(&self) -> GroupEvent {
+        GroupEvent::Created {
+            group: self.name.clone(),
+            ack: self.settings.ack,
+            ack_timeout: self.settings.ack_timeout,
+            max_deliveries: self.settings.max_deliveries,
+            start: self.min_offset,
+        }
+    }
+
+    /// A durable group as storage recovered it, over the recovered `log`. Everything it had
+    /// in flight is waiting again; nothing it acked comes back.
+    pub(crate) fn restore(rec: &RecoveredGroup, log: &Log) -> Self {
+        let settings = GroupSettings {
+            ack: rec.ack,
+            ack_timeout: rec.ack_timeout,
+            max_deliveries: rec.max_deliveries,
+        };
+        let start = StartPosition::Offset(Offset(rec.start));
+        let mut group = Group::new(rec.name.clone(), settings, start, log);
+        group.acks = AckSet::new(rec.floor.max(rec.start));
+        for &offset in &rec.acked {
+            group.acks.insert(offset);
+        }
+        group.acks.raise_floor(log.first());
+        let floor = group.acks.floor();
+        for p in 0..=u8::MAX {
+            group.cursors[usize::from(p)] = log.level(p).seq_at_or_after(floor);
+        }
+        group.restored = rec.deliveries.iter().copied().collect();
+        group.journal = Some(Changes::default());
+        group
+    }
+
+    /// The group's durable state, for a journal snapshot.
+    pub(crate) fn snapshot(&self) -> RecoveredGroup {
+        let mut deliveries: Vec<(u64, u32)> = self
+            .in_flight
+            .iter()
+            .map(|(&o, f)| (o, f.deliveries))
+            .chain(self.redeliver.iter().map(|(&(_, o), &d)| (o, d)))
+            .chain(self.delayed.iter().map(|(&(_, o), &(_, d))| (o, d)))
+            .chain(self.restored.iter().map(|(&o, &d)| (o, d)))
+            .collect();
+        deliveries.sort_unstable();
+        RecoveredGroup {
+            name: self.name.clone(),
+            ack: self.settings.ack,
+            ack_timeout: self.settings.ack_timeout,
+            max_deliveries: self.settings.max_deliveries,
+            start: self.min_offset,
+            floor: self.acks.floor(),
+            acked: self.acks.above_floor().collect(),
+            deliveries,
+        }
+    }
+
+    /// The changes since the last call, as journal events.
+    pub(crate) fn take_events(&mut self, out: &mut Vec<GroupEvent>) {
+        let Some(changes) = self.journal.as_mut() else {
+            return;
+        };
+        if !changes.delivered.is_empty() {
+            out.push(GroupEvent::Delivered {
+                group: self.name.clone(),
+                offsets: std::mem::take(&mut changes.delivered),
+            });
+        }
+        if !changes.done.is_empty() {
+            out.push(GroupEvent::Acked {
+                group: self.name.clone(),
+                offsets: std::mem::take(&mut changes.done),
+            });
+        }
+    }
+
+    fn record_done(&mut self, offset: u64) {
+        if let Some(c) = self.journal.as_mut() {
+            c.done.push(offset);
         }
     }
 
@@ -263,7 +365,12 @@ impl Group {
                     offset,
                 } => {
                     self.cursors[usize::from(priority)] = seq + 1;
-                    (offset, priority, 1)
+                    let before = if self.restored.is_empty() {
+                        0
+                    } else {
+                        self.restored.remove(&offset).unwrap_or(0)
+                    };
+                    (offset, priority, before + 1)
                 }
                 Pick::Again { priority, offset } => {
                     let before = self
@@ -283,6 +390,13 @@ impl Group {
             });
             n += 1;
             self.delivered += 1;
+            if let Some(c) = self.journal.as_mut() {
+                if manual {
+                    c.delivered.push(offset);
+                } else {
+                    c.done.push(offset);
+                }
+            }
             if manual {
                 self.in_flight.insert(
                     offset,
@@ -299,10 +413,11 @@ impl Group {
                 self.acked += 1;
             }
         }
-        if manual && n > 0 {
-            if let Some(slot) = self.slot(id) {
-                slot.in_flight += n as u32;
-            }
+        if manual
+            && n > 0
+            && let Some(slot) = self.slot(id)
+        {
+            slot.in_flight += n as u32;
         }
         n
     }
@@ -314,7 +429,10 @@ impl Group {
             let level = log.level(p);
             let cursor = &mut self.cursors[usize::from(p)];
             *cursor = (*cursor).max(level.start());
-            while *cursor < level.end() && level.offset_at(*cursor) < self.min_offset {
+            while *cursor < level.end() && {
+                let offset = level.offset_at(*cursor);
+                offset < self.min_offset || self.acks.contains(offset)
+            } {
                 *cursor += 1;
             }
             if *cursor < level.end() {
@@ -355,6 +473,7 @@ impl Group {
                 Some(f) if f.consumer == id => {
                     self.in_flight.remove(&offset.get());
                     self.acks.insert(offset.get());
+                    self.record_done(offset.get());
                     self.acked += 1;
                     done += 1;
                 }
@@ -443,6 +562,7 @@ impl Group {
             .is_some_and(|max| f.deliveries >= max)
         {
             self.acks.insert(offset);
+            self.record_done(offset);
             self.dead_lettered += 1;
             dead.push(DeadLetter {
                 offset,
@@ -479,24 +599,39 @@ impl Group {
     /// The log's front moved to `first`: forget what was removed.
     pub(crate) fn forget_before(&mut self, first: u64) {
         self.acks.raise_floor(first);
+        if !self.restored.is_empty() {
+            self.restored.retain(|&offset, _| offset >= first);
+        }
         self.redeliver.retain(|&(_, offset), _| offset >= first);
         self.delayed.retain(|&(_, offset), _| offset >= first);
     }
 
     /// Messages waiting for this group: never delivered, or due for redelivery.
     pub(crate) fn pending(&self, log: &Log) -> u64 {
+        let cursor_at = |p: u8| {
+            let level = log.level(p);
+            self.cursors[usize::from(p)]
+                .max(level.start())
+                .max(level.seq_at_or_after(self.min_offset.max(self.acks.floor())))
+        };
         let fresh: u64 = log
             .active()
             .iter()
-            .map(|&p| {
-                let level = log.level(p);
-                let from = self.cursors[usize::from(p)]
-                    .max(level.start())
-                    .max(level.seq_at_or_after(self.min_offset));
-                level.end().saturating_sub(from)
-            })
+            .map(|&p| log.level(p).end().saturating_sub(cursor_at(p)))
             .sum();
-        fresh + self.redeliver.len() as u64 + self.delayed.len() as u64
+        // Offsets acked out of order before a restart are still ahead of the cursors.
+        let acked_ahead = self
+            .acks
+            .above_floor()
+            .filter(|&o| {
+                log.get(o).is_some_and(|m| {
+                    let level = log.level(m.priority);
+                    let at = cursor_at(m.priority);
+                    at < level.end() && level.offset_at(at) <= o
+                })
+            })
+            .count() as u64;
+        fresh.saturating_sub(acked_ahead) + self.redeliver.len() as u64 + self.delayed.len() as u64
     }
 
     /// A snapshot of the group's counters.

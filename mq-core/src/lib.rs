@@ -37,6 +37,7 @@ mod config;
 mod consumer;
 pub mod dlq;
 mod error;
+mod file;
 mod group;
 mod log;
 mod memory;
@@ -55,12 +56,16 @@ pub use config::{
 };
 pub use consumer::{Consumer, Recv, RecvBatch, Subscription};
 pub use error::{Error, Limit};
+pub use file::{DEFAULT_SEGMENT_BYTES, FileOptions, FileStorage, FsyncPolicy};
 pub use group::{ConsumerId, Delivery};
 pub use memory::MemoryStorage;
 pub use message::{Header, Message, NewMessage, Offset};
 pub use name::{DLQ_SUFFIX, GroupName, MAX_NAME_LEN, NameError, TopicName};
 pub use stats::{BrokerStats, GroupStats, TopicInfo, TopicStats};
-pub use storage::{Durability, Storage, StorageError, TopicStore};
+pub use storage::{
+    Appended, Durability, GroupEvent, RecoveredGroup, RecoveredTopic, Storage, StorageError,
+    SyncWait, TopicStore,
+};
 pub use topic::BatchReceipt;
 
 /// The README's Rust examples, compiled and run as doc tests so they stay true.

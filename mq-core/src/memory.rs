@@ -5,7 +5,10 @@ use std::sync::Arc;
 use crate::config::TopicConfig;
 use crate::message::{Message, Offset};
 use crate::name::TopicName;
-use crate::storage::{Durability, Storage, StorageError, TopicStore};
+use crate::storage::{
+    Appended, Durability, GroupEvent, RecoveredGroup, RecoveredTopic, Storage, StorageError,
+    SyncWait, TopicStore,
+};
 
 /// Keeps topics in memory only: everything is gone when the process exits.
 ///
@@ -38,11 +41,38 @@ impl Storage for MemoryStorage {
     fn remove_topic(&self, _topic: &TopicName) -> Result<(), StorageError> {
         Ok(())
     }
+
+    fn recover(&self) -> Result<Vec<RecoveredTopic>, StorageError> {
+        Ok(Vec::new())
+    }
+
+    fn flush(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
 }
 
 impl TopicStore for MemoryTopic {
-    fn append(&mut self, _messages: &[Arc<Message>]) -> Result<Durability, StorageError> {
-        Ok(Durability::Memory)
+    fn append(&mut self, _messages: &[Arc<Message>]) -> Result<Appended, StorageError> {
+        Ok(Appended {
+            durability: Durability::Memory,
+            sync: None,
+        })
+    }
+
+    fn keeps_groups(&self) -> bool {
+        false
+    }
+
+    fn record_groups(&mut self, _events: &[GroupEvent]) -> Result<Option<SyncWait>, StorageError> {
+        Ok(None)
+    }
+
+    fn wants_compaction(&self) -> bool {
+        false
+    }
+
+    fn compact_groups(&mut self, _groups: &[RecoveredGroup]) -> Result<(), StorageError> {
+        Ok(())
     }
 
     fn trim_before(&mut self, _first: Offset) -> Result<(), StorageError> {

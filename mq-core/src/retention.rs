@@ -11,15 +11,15 @@ use crate::topic::TopicState;
 impl RetentionConfig {
     /// The bound `log` would cross with `count` more messages of `bytes` more bytes.
     fn exceeded(&self, log: &Log, count: u64, bytes: u64) -> Option<Limit> {
-        if let Some(max) = self.max_messages {
-            if log.len() + count > max {
-                return Some(Limit::Messages(max));
-            }
+        if let Some(max) = self.max_messages
+            && log.len() + count > max
+        {
+            return Some(Limit::Messages(max));
         }
-        if let Some(max) = self.max_bytes {
-            if log.bytes() + bytes > max {
-                return Some(Limit::Bytes(max));
-            }
+        if let Some(max) = self.max_bytes
+            && log.bytes() + bytes > max
+        {
+            return Some(Limit::Bytes(max));
         }
         None
     }

@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::TopicConfig;
+use crate::config::{AckMode, TopicConfig};
 use crate::message::{Message, Offset};
-use crate::name::TopicName;
+use crate::name::{GroupName, TopicName};
 
 /// How durable an appended message is when the broker confirms it (SPEC §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -49,6 +49,124 @@ impl StorageError {
     }
 }
 
+/// A wait for data to reach disk, done after the topic's lock is released so that
+/// concurrent writers share one fsync (group commit).
+pub struct SyncWait(Box<dyn FnOnce() -> Result<(), StorageError> + Send>);
+
+impl SyncWait {
+    /// A wait that runs `wait`.
+    pub fn new(wait: impl FnOnce() -> Result<(), StorageError> + Send + 'static) -> Self {
+        Self(Box::new(wait))
+    }
+
+    /// Blocks until the data is on disk.
+    ///
+    /// # Errors
+    /// [`StorageError`] when the fsync failed.
+    pub fn wait(self) -> Result<(), StorageError> {
+        (self.0)()
+    }
+}
+
+impl fmt::Debug for SyncWait {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SyncWait")
+    }
+}
+
+/// What a store says about an append.
+#[derive(Debug)]
+pub struct Appended {
+    /// How durable the batch is now.
+    pub durability: Durability,
+    /// Under fsync `always`: the wait after which it is [`Durability::Fsynced`].
+    pub sync: Option<SyncWait>,
+}
+
+/// A change to a durable group's state, journaled by stores that keep group state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupEvent {
+    /// A durable group was created.
+    Created {
+        /// The group.
+        group: GroupName,
+        /// Its ack mode.
+        ack: AckMode,
+        /// Its ack timeout.
+        ack_timeout: std::time::Duration,
+        /// Its delivery limit.
+        max_deliveries: Option<u32>,
+        /// The first offset it reads.
+        start: u64,
+    },
+    /// A durable group was deleted.
+    Deleted {
+        /// The group.
+        group: GroupName,
+    },
+    /// The group is done with these offsets (acked, auto-acked or dead-lettered).
+    Acked {
+        /// The group.
+        group: GroupName,
+        /// The offsets.
+        offsets: Vec<u64>,
+    },
+    /// The group delivered these offsets once more.
+    Delivered {
+        /// The group.
+        group: GroupName,
+        /// The offsets.
+        offsets: Vec<u64>,
+    },
+    /// The group is done with everything below `floor`.
+    Floor {
+        /// The group.
+        group: GroupName,
+        /// The floor.
+        floor: u64,
+    },
+}
+
+/// A durable group as a store recovered it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveredGroup {
+    /// Its name.
+    pub name: GroupName,
+    /// Its ack mode.
+    pub ack: AckMode,
+    /// Its ack timeout.
+    pub ack_timeout: std::time::Duration,
+    /// Its delivery limit.
+    pub max_deliveries: Option<u32>,
+    /// The first offset it reads.
+    pub start: u64,
+    /// Everything below is done.
+    pub floor: u64,
+    /// Offsets above the floor that are done, in order.
+    pub acked: Vec<u64>,
+    /// Delivery counts of offsets delivered and not done.
+    pub deliveries: Vec<(u64, u32)>,
+}
+
+/// A topic as a store recovered it at startup.
+#[derive(Debug)]
+pub struct RecoveredTopic {
+    /// Its name.
+    pub name: TopicName,
+    /// Its config.
+    pub config: TopicConfig,
+    /// Retained messages, in offset order, without gaps.
+    pub messages: Vec<Arc<Message>>,
+    /// The offset the next message gets.
+    pub next_offset: u64,
+    /// Its durable groups.
+    pub groups: Vec<RecoveredGroup>,
+    /// The store to keep appending to.
+    pub store: Box<dyn TopicStore>,
+    /// Damage found and repaired, for the operator.
+    pub warnings: Vec<String>,
+}
+
 /// A storage medium for topics.
 pub trait Storage: Send + Sync + fmt::Debug {
     /// A short name: `memory` or `file`.
@@ -69,6 +187,18 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// # Errors
     /// [`StorageError`] when the medium cannot be changed.
     fn remove_topic(&self, topic: &TopicName) -> Result<(), StorageError>;
+
+    /// The topics found at startup (none for `memory`).
+    ///
+    /// # Errors
+    /// [`StorageError`] when the medium cannot be read.
+    fn recover(&self) -> Result<Vec<RecoveredTopic>, StorageError>;
+
+    /// Puts everything written so far on disk (at shutdown).
+    ///
+    /// # Errors
+    /// [`StorageError`] when an fsync fails.
+    fn flush(&self) -> Result<(), StorageError>;
 }
 
 /// The store of one topic. Called with the topic's lock held, in log order.
@@ -77,7 +207,26 @@ pub trait TopicStore: Send + fmt::Debug {
     ///
     /// # Errors
     /// [`StorageError`]; the broker then refuses the append.
-    fn append(&mut self, messages: &[Arc<Message>]) -> Result<Durability, StorageError>;
+    fn append(&mut self, messages: &[Arc<Message>]) -> Result<Appended, StorageError>;
+
+    /// Whether this store keeps group state (and so wants [`GroupEvent`]s).
+    fn keeps_groups(&self) -> bool;
+
+    /// Journals group state changes; under fsync `always`, returns the wait after which
+    /// they are on disk.
+    ///
+    /// # Errors
+    /// [`StorageError`] when the medium cannot be written.
+    fn record_groups(&mut self, events: &[GroupEvent]) -> Result<Option<SyncWait>, StorageError>;
+
+    /// Whether the group journal should be rewritten from a snapshot.
+    fn wants_compaction(&self) -> bool;
+
+    /// Rewrites the group journal as a snapshot of `groups`.
+    ///
+    /// # Errors
+    /// [`StorageError`] when the medium cannot be written.
+    fn compact_groups(&mut self, groups: &[RecoveredGroup]) -> Result<(), StorageError>;
 
     /// Forgets every message before `first`, which is now the first retained offset.
     ///

@@ -16,7 +16,7 @@ use crate::log::Log;
 use crate::message::{Message, NewMessage, Offset};
 use crate::name::{GroupName, TopicName};
 use crate::stats::TopicStats;
-use crate::storage::{Durability, TopicStore};
+use crate::storage::{Durability, GroupEvent, RecoveredTopic, SyncWait, TopicStore};
 
 /// What the broker confirms for an appended batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +75,39 @@ impl Topic {
         }
     }
 
+    /// A topic as storage recovered it; durable groups come back with their positions.
+    pub(crate) fn restore(rec: RecoveredTopic) -> Self {
+        let mut log = Log::new(
+            rec.messages
+                .first()
+                .map_or(rec.next_offset, |m| m.offset.get()),
+        );
+        let mut last_timestamp = Timestamp::default();
+        for message in rec.messages {
+            last_timestamp = message.timestamp;
+            log.push(message);
+        }
+        let groups = rec
+            .groups
+            .iter()
+            .map(|g| (g.name.clone(), Group::restore(g, &log)))
+            .collect();
+        let state = TopicState {
+            name: rec.name.clone(),
+            config: rec.config,
+            published: log.next(),
+            log,
+            groups,
+            store: rec.store,
+            deleted: false,
+            last_timestamp,
+        };
+        Self {
+            name: rec.name,
+            state: Mutex::new(state),
+        }
+    }
+
     /// Locks the topic's state. A panic in another thread while it held the lock leaves the
     /// state consistent at batch granularity, so the poison flag is ignored.
     pub(crate) fn lock(&self) -> MutexGuard<'_, TopicState> {
@@ -95,15 +128,16 @@ impl TopicState {
         batch: Vec<NewMessage>,
         now: Timestamp,
         wakers: &mut Vec<Waker>,
-    ) -> Result<BatchReceipt, Error> {
+    ) -> Result<(BatchReceipt, Option<SyncWait>), Error> {
         let count = batch.len() as u64;
         let first = self.log.next();
         if count == 0 {
-            return Ok(BatchReceipt {
+            let receipt = BatchReceipt {
                 first: Offset(first),
                 count,
-                durability: crate::storage::Durability::Memory,
-            });
+                durability: Durability::Memory,
+            };
+            return Ok((receipt, None));
         }
         let bytes = batch.iter().map(NewMessage::size).sum();
         self.make_room(count, bytes)?;
@@ -115,7 +149,7 @@ impl TopicState {
             .zip(first..)
             .map(|(m, offset)| Arc::new(Message::from_new(Offset(offset), timestamp, m)))
             .collect();
-        let durability = self.store.append(&messages)?;
+        let appended = self.store.append(&messages)?;
         for message in messages {
             self.log.push(message);
         }
@@ -124,11 +158,53 @@ impl TopicState {
         for group in self.groups.values_mut() {
             group.take_wakers(wakers);
         }
-        Ok(BatchReceipt {
+        let receipt = BatchReceipt {
             first: Offset(first),
             count,
-            durability,
-        })
+            durability: appended.durability,
+        };
+        Ok((receipt, appended.sync))
+    }
+
+    /// Journals what durable groups changed since the last call; under fsync `always`,
+    /// returns the wait after which it is on disk.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the journal cannot be written.
+    pub(crate) fn persist_groups(&mut self) -> Result<Option<SyncWait>, Error> {
+        let mut events = Vec::new();
+        for group in self.groups.values_mut() {
+            group.take_events(&mut events);
+        }
+        self.record(&events)
+    }
+
+    /// Journals `events` (a no-op for stores that keep no group state).
+    pub(crate) fn record(&mut self, events: &[GroupEvent]) -> Result<Option<SyncWait>, Error> {
+        if events.is_empty() || !self.store.keeps_groups() {
+            return Ok(None);
+        }
+        Ok(self.store.record_groups(events)?)
+    }
+
+    /// Rewrites the group journal as a snapshot when it has grown.
+    pub(crate) fn compact_if_needed(&mut self) -> Result<(), Error> {
+        if !self.store.wants_compaction() {
+            return Ok(());
+        }
+        // The snapshot includes every change not yet journaled.
+        let mut superseded = Vec::new();
+        for group in self.groups.values_mut() {
+            group.take_events(&mut superseded);
+        }
+        let snapshot: Vec<_> = self
+            .groups
+            .iter()
+            .filter(|(name, _)| !name.is_ephemeral())
+            .map(|(_, g)| g.snapshot())
+            .collect();
+        self.store.compact_groups(&snapshot)?;
+        Ok(())
     }
 
     /// The retained messages behind dead letters, for the dead-letter topic.

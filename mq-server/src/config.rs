@@ -17,9 +17,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9800";
 #[serde(rename_all = "kebab-case")]
 pub enum StorageKind {
     /// Nothing touches disk; everything is gone at exit.
-    #[default]
     Memory,
-    /// A segmented log per topic under the data dir.
+    /// A segmented log per topic under the data dir (the default).
+    #[default]
     File,
 }
 
@@ -67,7 +67,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: DEFAULT_LISTEN.to_owned(),
-            storage: StorageKind::Memory,
+            storage: StorageKind::File,
             data_dir: PathBuf::from("./mq-data"),
             fsync: FsyncPolicy::Interval,
             auth_token: None,
@@ -150,6 +150,23 @@ mod humantime_serde_opt {
 }
 
 impl ServerConfig {
+    /// Whether publishes and acks wait for an fsync before they are confirmed.
+    pub fn waits_for_disk(&self) -> bool {
+        self.storage == StorageKind::File && self.fsync == FsyncPolicy::Always
+    }
+
+    /// The file storage options these settings ask for.
+    pub fn file_options(&self) -> mq_core::FileOptions {
+        mq_core::FileOptions {
+            fsync: match self.fsync {
+                FsyncPolicy::Always => mq_core::FsyncPolicy::Always,
+                FsyncPolicy::Interval => mq_core::FsyncPolicy::Interval,
+                FsyncPolicy::Never => mq_core::FsyncPolicy::Never,
+            },
+            ..mq_core::FileOptions::default()
+        }
+    }
+
     /// Checks values that can be wrong independently of the machine.
     ///
     /// # Errors

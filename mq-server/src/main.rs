@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Parser;
 use mq_server::{ConfigFile, DEFAULT_LISTEN, FsyncPolicy, ServerConfig, StorageKind};
 use mq_transport::{TcpTransport, Transport};
@@ -19,7 +19,7 @@ struct Args {
     /// Address to listen on (IP:PORT; port 0 picks a free one) [default: 127.0.0.1:9800]
     #[arg(long, env = "MQ_LISTEN", value_name = "ADDR")]
     listen: Option<String>,
-    /// Where topics are stored [default: memory]
+    /// Where topics are stored [default: file]
     #[arg(long, env = "MQ_STORAGE", value_enum)]
     storage: Option<StorageKind>,
     /// Directory of the file storage [default: ./mq-data]
@@ -110,11 +110,19 @@ fn main() -> ExitCode {
 
 fn serve(args: Args) -> anyhow::Result<()> {
     let config = args.into_config()?;
-    if config.storage == StorageKind::File {
-        bail!(
-            "file storage is not available in this build yet: run with --storage memory \
-             (messages are then kept in memory only)"
-        );
+    let broker = match config.storage {
+        StorageKind::Memory => mq_core::Broker::new(),
+        StorageKind::File => {
+            let storage = mq_core::FileStorage::open(&config.data_dir, config.file_options())
+                .with_context(|| format!("cannot use data dir {}", config.data_dir.display()))?;
+            mq_core::Broker::builder()
+                .storage(storage)
+                .build()
+                .with_context(|| format!("cannot recover data dir {}", config.data_dir.display()))?
+        }
+    };
+    for warning in broker.recovery_warnings() {
+        tracing::warn!("recovery: {warning}");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -127,12 +135,11 @@ fn serve(args: Args) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr();
-        tracing::info!(%addr, storage = ?config.storage, "mq-server ready");
+        tracing::info!(%addr, storage = ?config.storage, data_dir = %config.data_dir.display(), "mq-server ready");
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "listening on {addr}").context("cannot write to stdout")?;
         stdout.flush().context("cannot write to stdout")?;
         drop(stdout);
-        let broker = mq_core::Broker::new();
         mq_server::run(listener, broker, config, shutdown_signal()).await
     })
 }

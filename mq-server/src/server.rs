@@ -86,6 +86,10 @@ pub async fn run(
         sessions.shutdown().await;
     }
     let _ = cleaner.await;
+    if let Err(e) = broker.flush() {
+        tracing::error!(error = %e, "flushing storage at shutdown failed");
+        return Err(e.into());
+    }
     tracing::info!("shutdown complete");
     Ok(())
 }

@@ -194,14 +194,14 @@ impl Session {
                 ),
             ));
         }
-        if let Some(expected) = &self.config.auth_token {
-            if token.as_deref() != Some(expected.as_str()) {
-                let what = if token.is_some() { "wrong" } else { "missing" };
-                return Err(error(
-                    ErrorCode::Unauthorized,
-                    format!("auth token {what}: pass the server's token (MQ_AUTH_TOKEN)"),
-                ));
-            }
+        if let Some(expected) = &self.config.auth_token
+            && token.as_deref() != Some(expected.as_str())
+        {
+            let what = if token.is_some() { "wrong" } else { "missing" };
+            return Err(error(
+                ErrorCode::Unauthorized,
+                format!("auth token {what}: pass the server's token (MQ_AUTH_TOKEN)"),
+            ));
         }
         tracing::debug!(%client, "handshake done");
         Ok(ServerMsg::Welcome {
@@ -228,7 +228,10 @@ impl Session {
                             "a message of {size} bytes exceeds this server's limit of {limit} bytes per message"
                         ),
                     ),
-                    _ => match self.broker.publish_batch(&topic, messages) {
+                    _ => match self
+                        .durable(move |broker| broker.publish_batch(&topic, messages))
+                        .await
+                    {
                         Ok(r) => ServerMsg::Published {
                             first: r.first,
                             count: r.count as u32,
@@ -247,14 +250,15 @@ impl Session {
                     // Stop the pump first: the acks then reopen the window with nobody to
                     // fill it.
                     let consumer = s.stop().await;
-                    let acked = consumer.ack_batch(&ack);
-                    drop(consumer);
-                    done_or(acked)
+                    done_or(self.durable(move |_| consumer.ack_batch(&ack)).await)
                 }
                 None => unknown_sub(sub),
             },
             ClientMsg::Ack { sub, offsets } => match self.subs.get(&sub) {
-                Some(s) => done_or(s.consumer.ack_batch(&offsets)),
+                Some(s) => {
+                    let consumer = Arc::clone(&s.consumer);
+                    done_or(self.durable(move |_| consumer.ack_batch(&offsets)).await)
+                }
                 None => unknown_sub(sub),
             },
             ClientMsg::Nack {
@@ -264,7 +268,11 @@ impl Session {
             } => match self.subs.get(&sub) {
                 Some(s) => {
                     let delay = (delay_ms > 0).then(|| Duration::from_millis(delay_ms));
-                    done_or(s.consumer.nack_batch(&offsets, delay))
+                    let consumer = Arc::clone(&s.consumer);
+                    done_or(
+                        self.durable(move |_| consumer.nack_batch(&offsets, delay))
+                            .await,
+                    )
                 }
                 None => unknown_sub(sub),
             },
@@ -309,6 +317,27 @@ impl Session {
         };
         self.send(id, reply).await;
         Next::Continue
+    }
+
+    /// Runs a broker call that may wait for an fsync: on the blocking pool when the
+    /// storage fsyncs before confirming (so concurrent sessions share one fsync and no
+    /// async worker waits on a disk), inline otherwise.
+    async fn durable<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&Broker) -> Result<T, mq_core::Error> + Send + 'static,
+    ) -> Result<T, mq_core::Error> {
+        if !self.config.waits_for_disk() {
+            return call(&self.broker);
+        }
+        let broker = self.broker.clone();
+        match tokio::task::spawn_blocking(move || call(&broker)).await {
+            Ok(result) => result,
+            Err(e) => Err(mq_core::Error::Storage(mq_core::StorageError {
+                context: "waiting for the disk".into(),
+                message: e.to_string(),
+                kind: None,
+            })),
+        }
     }
 
     /// Attaches a consumer and starts its pump; replies `Subscribed` itself and returns

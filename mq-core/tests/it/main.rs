@@ -6,6 +6,7 @@
 
 mod properties;
 mod rules;
+mod storage;
 mod stress;
 
 use mq_core::{Broker, GroupName, ManualClock, Subscription, Timestamp, TopicName};

@@ -174,15 +174,15 @@ impl Harness {
         for d in out {
             let (producer, seq, priority) = self.published[d.offset().get() as usize];
             prop_assert_eq!(d.message.priority, priority);
-            if d.deliveries == 1 {
-                if let Some(prev) = self.first_order.insert((group, producer, priority), seq) {
-                    prop_assert!(
-                        seq > prev,
-                        "producer {} priority {} out of order",
-                        producer,
-                        priority
-                    );
-                }
+            if d.deliveries == 1
+                && let Some(prev) = self.first_order.insert((group, producer, priority), seq)
+            {
+                prop_assert!(
+                    seq > prev,
+                    "producer {} priority {} out of order",
+                    producer,
+                    priority
+                );
             }
             self.seen.entry(group).or_default().insert(d.offset().get());
             self.held[consumer].push(d.offset());

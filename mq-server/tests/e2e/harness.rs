@@ -23,9 +23,14 @@ impl Server {
     /// Starts `mq-server --listen 127.0.0.1:0 --storage memory` plus `extra` flags and waits
     /// for its `listening on` line.
     pub(crate) fn start(extra: &[&str]) -> Self {
+        Self::start_with(&[&["--storage", "memory"], extra].concat())
+    }
+
+    /// Starts `mq-server --listen 127.0.0.1:0` plus exactly `args`.
+    pub(crate) fn start_with(args: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mq-server"))
-            .args(["--listen", "127.0.0.1:0", "--storage", "memory"])
-            .args(extra)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -61,6 +66,13 @@ impl Server {
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .expect("VmRSS present")
+    }
+
+    /// Kills the process with SIGKILL, as a crash would.
+    pub(crate) fn crash(mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("SIGKILL delivered");
+        child.wait().expect("reaped");
     }
 
     /// Sends SIGTERM and waits for the exit.

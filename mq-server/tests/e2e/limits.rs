@@ -73,20 +73,6 @@ async fn settings_come_from_the_config_file_and_flags_win() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-#[test]
-fn file_storage_is_refused_with_a_clear_error_until_it_exists() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mq-server"))
-        .args(["--listen", "127.0.0.1:0", "--storage", "file"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("error: file storage is not available"),
-        "{stderr}"
-    );
-}
-
 struct FailOdd;
 
 #[async_trait]

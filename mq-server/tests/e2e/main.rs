@@ -7,6 +7,7 @@
 
 mod bad_input;
 mod behaviour;
+mod durability;
 mod harness;
 mod limits;
 mod load;

@@ -1,0 +1,391 @@
+//! [`Journal`]: one topic's durable group state as an append-only file of events, compacted
+//! into a snapshot when it grows.
+//!
+//! ```text
+//! <dir>/groups.journal   records: len:u32 crc:u32 body (LE, CRC32C of body)
+//! body := kind:u8 name_len:u16 name fields
+//!   1 created   ack:u8 (1 auto, 2 manual) ack_timeout_ms:u64 max_deliveries:u32 (0 = none) start:u64
+//!   2 deleted
+//!   3 acked     count:u32 count × offset:u64      (acked, auto-acked or dead-lettered)
+//!   4 delivered count:u32 count × offset:u64      (one more delivery each)
+//!   5 floor     floor:u64                         (everything below is done)
+//! ```
+//! Replaying the events gives each durable group's ack floor, the acks above it and the
+//! delivery counts of what is not yet acked. A torn tail is cut off like a segment's.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes};
+use rustc_hash::FxHashMap;
+
+use super::sync::SyncFile;
+use crate::ackset::AckSet;
+use crate::config::AckMode;
+use crate::name::GroupName;
+use crate::storage::{GroupEvent, RecoveredGroup, StorageError};
+
+/// Journal size past which it is rewritten as a snapshot.
+const COMPACT_AT: u64 = 16 * 1024 * 1024;
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StorageError {
+    let context = context.into();
+    move |e| StorageError::io(context, &e)
+}
+
+/// Group state being rebuilt from events.
+struct Replay {
+    ack: AckMode,
+    ack_timeout: Duration,
+    max_deliveries: Option<u32>,
+    start: u64,
+    acks: AckSet,
+    deliveries: FxHashMap<u64, u32>,
+}
+
+/// The group journal of one topic.
+#[derive(Debug)]
+pub(crate) struct Journal {
+    path: PathBuf,
+    file: File,
+    len: u64,
+    sync: Arc<SyncFile>,
+    buf: Vec<u8>,
+}
+
+fn encode(event: &GroupEvent, buf: &mut Vec<u8>) {
+    let start = buf.len();
+    buf.put_u32_le(0);
+    buf.put_u32_le(0);
+    let (kind, group) = match event {
+        GroupEvent::Created { group, .. } => (1, group),
+        GroupEvent::Deleted { group } => (2, group),
+        GroupEvent::Acked { group, .. } => (3, group),
+        GroupEvent::Delivered { group, .. } => (4, group),
+        GroupEvent::Floor { group, .. } => (5, group),
+    };
+    buf.put_u8(kind);
+    buf.put_u16_le(group.as_str().len() as u16);
+    buf.put_slice(group.as_str().as_bytes());
+    match event {
+        GroupEvent::Created {
+            ack,
+            ack_timeout,
+            max_deliveries,
+            start,
+            ..
+        } => {
+            buf.put_u8(match ack {
+                AckMode::Auto => 1,
+                AckMode::Manual => 2,
+            });
+            buf.put_u64_le(u64::try_from(ack_timeout.as_millis()).unwrap_or(u64::MAX));
+            buf.put_u32_le(max_deliveries.unwrap_or(0));
+            buf.put_u64_le(*start);
+        }
+        GroupEvent::Deleted { .. } => {}
+        GroupEvent::Acked { offsets, .. } | GroupEvent::Delivered { offsets, .. } => {
+            buf.put_u32_le(offsets.len() as u32);
+            for o in offsets {
+                buf.put_u64_le(*o);
+            }
+        }
+        GroupEvent::Floor { floor, .. } => buf.put_u64_le(*floor),
+    }
+    let len = buf.len() - start - 8;
+    let crc = crc32c::crc32c(&buf[start + 8..]);
+    buf[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
+    buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+struct Cursor<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        let end = self.pos.checked_add(n)?;
+        let out = self.data.get(self.pos..end)?;
+        self.pos = end;
+        Some(out)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    fn u16(&mut self) -> Option<u16> {
+        self.take(2).map(|b| u16::from_le_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Some(u64::from_le_bytes(a))
+    }
+}
+
+fn decode(body: &[u8]) -> Option<GroupEvent> {
+    let mut c = Cursor { data: body, pos: 0 };
+    let kind = c.u8()?;
+    let n = c.u16()? as usize;
+    let group = GroupName::from(String::from_utf8(c.take(n)?.to_vec()).ok()?);
+    let offsets = |c: &mut Cursor<'_>| -> Option<Vec<u64>> {
+        let count = c.u32()? as usize;
+        (0..count).map(|_| c.u64()).collect()
+    };
+    let event = match kind {
+        1 => GroupEvent::Created {
+            group,
+            ack: match c.u8()? {
+                1 => AckMode::Auto,
+                2 => AckMode::Manual,
+                _ => return None,
+            },
+            ack_timeout: Duration::from_millis(c.u64()?),
+            max_deliveries: Some(c.u32()?).filter(|&m| m > 0),
+            start: c.u64()?,
+        },
+        2 => GroupEvent::Deleted { group },
+        3 => GroupEvent::Acked {
+            group,
+            offsets: offsets(&mut c)?,
+        },
+        4 => GroupEvent::Delivered {
+            group,
+            offsets: offsets(&mut c)?,
+        },
+        5 => GroupEvent::Floor {
+            group,
+            floor: c.u64()?,
+        },
+        _ => return None,
+    };
+    (c.pos == body.len()).then_some(event)
+}
+
+fn apply(groups: &mut BTreeMap<GroupName, Replay>, event: GroupEvent) {
+    match event {
+        GroupEvent::Created {
+            group,
+            ack,
+            ack_timeout,
+            max_deliveries,
+            start,
+        } => {
+            groups.insert(
+                group,
+                Replay {
+                    ack,
+                    ack_timeout,
+                    max_deliveries,
+                    start,
+                    acks: AckSet::new(start),
+                    deliveries: FxHashMap::default(),
+                },
+            );
+        }
+        GroupEvent::Deleted { group } => {
+            groups.remove(&group);
+        }
+        GroupEvent::Acked { group, offsets } => {
+            if let Some(g) = groups.get_mut(&group) {
+                for o in offsets {
+                    g.acks.insert(o);
+                    g.deliveries.remove(&o);
+                }
+            }
+        }
+        GroupEvent::Delivered { group, offsets } => {
+            if let Some(g) = groups.get_mut(&group) {
+                for o in offsets {
+                    if !g.acks.contains(o) {
+                        *g.deliveries.entry(o).or_default() += 1;
+                    }
+                }
+            }
+        }
+        GroupEvent::Floor { group, floor } => {
+            if let Some(g) = groups.get_mut(&group) {
+                g.acks.raise_floor(floor);
+                let done = &g.acks;
+                g.deliveries.retain(|&o, _| !done.contains(o));
+            }
+        }
+    }
+}
+
+impl Journal {
+    /// Opens (creating) `dir/groups.journal`, replays it, and cuts off a damaged tail.
+    pub(crate) fn recover(
+        dir: &Path,
+        what: &str,
+    ) -> Result<(Self, Vec<RecoveredGroup>, Vec<String>), StorageError> {
+        let path = dir.join("groups.journal");
+        let data = match fs::read(&path) {
+            Ok(d) => Bytes::from(d),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Bytes::new(),
+            Err(e) => return Err(StorageError::io(format!("reading {}", path.display()), &e)),
+        };
+        let mut groups = BTreeMap::new();
+        let mut warnings = Vec::new();
+        let mut pos = 0usize;
+        while pos < data.len() {
+            let valid = (|| {
+                let header = data.get(pos..pos + 8)?;
+                let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+                let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+                let body = data.get(pos + 8..pos.checked_add(8 + len)?)?;
+                (crc32c::crc32c(body) == crc).then_some(())?;
+                Some((decode(body)?, 8 + len))
+            })();
+            match valid {
+                Some((event, len)) => {
+                    apply(&mut groups, event);
+                    pos += len;
+                }
+                None => {
+                    warnings.push(format!(
+                        "{what}: group journal {} is damaged at byte {pos}; it was truncated there",
+                        path.display()
+                    ));
+                    break;
+                }
+            }
+        }
+        let recovered: Vec<RecoveredGroup> = groups
+            .into_iter()
+            .map(|(name, g)| {
+                let floor = g.acks.floor();
+                let mut delivered: Vec<u64> = g.deliveries.keys().copied().collect();
+                delivered.sort_unstable();
+                RecoveredGroup {
+                    name,
+                    ack: g.ack,
+                    ack_timeout: g.ack_timeout,
+                    max_deliveries: g.max_deliveries,
+                    start: g.start,
+                    floor,
+                    acked: g.acks.above_floor().collect(),
+                    deliveries: delivered
+                        .into_iter()
+                        .map(|o| (o, g.deliveries[&o]))
+                        .collect(),
+                }
+            })
+            .collect();
+        let journal = Self::rewrite(&path, what, &snapshot(&recovered))?;
+        Ok((journal, recovered, warnings))
+    }
+
+    /// Writes `events` as the whole journal (atomically: a new file renamed over the old).
+    fn rewrite(path: &Path, what: &str, events: &[GroupEvent]) -> Result<Self, StorageError> {
+        let mut buf = Vec::new();
+        for e in events {
+            encode(e, &mut buf);
+        }
+        let tmp = path.with_extension("journal.tmp");
+        {
+            let mut f = File::create(&tmp).map_err(io(format!("writing {}", tmp.display())))?;
+            f.write_all(&buf)
+                .and_then(|()| f.sync_all())
+                .map_err(io(format!("writing {}", tmp.display())))?;
+        }
+        fs::rename(&tmp, path).map_err(io(format!("replacing {}", path.display())))?;
+        if let Some(parent) = path.parent()
+            && let Ok(d) = File::open(parent)
+        {
+            let _ = d.sync_all();
+        }
+        let file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(io(format!("opening {}", path.display())))?;
+        let sync = SyncFile::new(
+            format!("{what} group journal"),
+            file.try_clone()
+                .map_err(io(format!("opening {}", path.display())))?,
+            0,
+        );
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            len: buf.len() as u64,
+            sync,
+            buf: Vec::new(),
+        })
+    }
+
+    /// The tracker of what of the journal is on disk.
+    pub(crate) fn sync_file(&self) -> &Arc<SyncFile> {
+        &self.sync
+    }
+
+    /// Appends events; returns the sync ticket covering them.
+    pub(crate) fn append(&mut self, events: &[GroupEvent]) -> Result<u64, StorageError> {
+        self.buf.clear();
+        for e in events {
+            encode(e, &mut self.buf);
+        }
+        self.file
+            .write_all(&self.buf)
+            .map_err(io(format!("appending to {}", self.path.display())))?;
+        self.len += self.buf.len() as u64;
+        Ok(self.sync.wrote(self.buf.len() as u64))
+    }
+
+    /// Whether the journal has grown enough to be compacted.
+    pub(crate) fn wants_compaction(&self) -> bool {
+        self.len >= COMPACT_AT
+    }
+
+    /// Replaces the journal with a snapshot of `groups`. The new file gets a new sync
+    /// tracker, registered by the caller.
+    pub(crate) fn compact(
+        &mut self,
+        groups: &[RecoveredGroup],
+        what: &str,
+    ) -> Result<(), StorageError> {
+        self.sync.sync_all()?;
+        *self = Self::rewrite(&self.path, what, &snapshot(groups))?;
+        Ok(())
+    }
+}
+
+/// The events that recreate `groups`.
+pub(crate) fn snapshot(groups: &[RecoveredGroup]) -> Vec<GroupEvent> {
+    let mut events = Vec::new();
+    for g in groups {
+        events.push(GroupEvent::Created {
+            group: g.name.clone(),
+            ack: g.ack,
+            ack_timeout: g.ack_timeout,
+            max_deliveries: g.max_deliveries,
+            start: g.start,
+        });
+        events.push(GroupEvent::Floor {
+            group: g.name.clone(),
+            floor: g.floor,
+        });
+        if !g.acked.is_empty() {
+            events.push(GroupEvent::Acked {
+                group: g.name.clone(),
+                offsets: g.acked.clone(),
+            });
+        }
+        for &(offset, n) in &g.deliveries {
+            events.push(GroupEvent::Delivered {
+                group: g.name.clone(),
+                offsets: vec![offset; n as usize],
+            });
+        }
+    }
+    events
+}

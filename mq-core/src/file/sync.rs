@@ -1,0 +1,172 @@
+//! Durability of appended bytes: the fsync policy, group commit for `always`, and the
+//! background flusher for `interval`.
+//!
+//! Every file that takes appends has a [`SyncFile`]: a count of bytes written and of bytes
+//! known to be on disk. Under `always`, a writer takes a ticket (the written count after its
+//! append) and, once it has released the topic's lock, waits for a sync that covers it. The
+//! first waiter syncs for everyone who wrote before it ran: concurrent publishers share one
+//! fsync (group commit).
+
+use std::fs::File;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use crate::storage::StorageError;
+
+/// When appended data is fsynced (SPEC §3).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FsyncPolicy {
+    /// Before a publish (or ack) is confirmed; concurrent writers share one fsync.
+    Always,
+    /// Every `interval` by a background thread (default).
+    #[default]
+    Interval,
+    /// Never explicitly; the operating system decides.
+    Never,
+}
+
+#[derive(Debug)]
+struct SyncState {
+    file: File,
+    synced: u64,
+    syncing: bool,
+    failed: Option<String>,
+}
+
+/// A file that takes appends, and what of it is on disk.
+#[derive(Debug)]
+pub(crate) struct SyncFile {
+    what: String,
+    written: AtomicU64,
+    dirty: AtomicBool,
+    state: Mutex<SyncState>,
+    done: Condvar,
+}
+
+impl SyncFile {
+    /// Tracks `file` (a handle on the file being appended to), described as `what` in
+    /// errors; `written` bytes are already on disk.
+    pub(crate) fn new(what: String, file: File, written: u64) -> Arc<Self> {
+        Arc::new(Self {
+            what,
+            written: AtomicU64::new(written),
+            dirty: AtomicBool::new(false),
+            state: Mutex::new(SyncState {
+                file,
+                synced: written,
+                syncing: false,
+                failed: None,
+            }),
+            done: Condvar::new(),
+        })
+    }
+
+    /// Records `n` more bytes written; returns the ticket a sync must reach to cover them.
+    pub(crate) fn wrote(&self, n: u64) -> u64 {
+        self.dirty.store(true, Ordering::Release);
+        self.written.fetch_add(n, Ordering::AcqRel) + n
+    }
+
+    /// Points the tracker at a new file (a rolled segment), first syncing the old one.
+    pub(crate) fn switch(&self, file: File) -> Result<(), StorageError> {
+        self.sync_all()?;
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.file = file;
+        Ok(())
+    }
+
+    /// Waits until every byte up to `ticket` is on disk, syncing if nobody else is.
+    pub(crate) fn wait(&self, ticket: u64) -> Result<(), StorageError> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(e) = &state.failed {
+                return Err(StorageError {
+                    context: format!("syncing {}", self.what),
+                    message: e.clone(),
+                    kind: None,
+                });
+            }
+            if state.synced >= ticket {
+                return Ok(());
+            }
+            if state.syncing {
+                state = self
+                    .done
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            state.syncing = true;
+            let target = self.written.load(Ordering::Acquire);
+            self.dirty.store(false, Ordering::Release);
+            let file = state.file.try_clone();
+            drop(state);
+            let result = file.and_then(|f| f.sync_data());
+            state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.syncing = false;
+            match result {
+                Ok(()) => state.synced = state.synced.max(target),
+                Err(e) => state.failed = Some(e.to_string()),
+            }
+            self.done.notify_all();
+        }
+    }
+
+    /// Syncs everything written so far.
+    pub(crate) fn sync_all(&self) -> Result<(), StorageError> {
+        self.wait(self.written.load(Ordering::Acquire))
+    }
+
+    fn is_dirty(&self) -> bool {
+        self.dirty.load(Ordering::Acquire)
+    }
+}
+
+/// The files the `interval` flusher keeps on disk.
+#[derive(Debug, Default)]
+pub(crate) struct Flusher {
+    files: Mutex<Vec<Weak<SyncFile>>>,
+}
+
+impl Flusher {
+    /// Adds a file to flush.
+    pub(crate) fn register(&self, file: &Arc<SyncFile>) {
+        self.files
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Arc::downgrade(file));
+    }
+
+    /// Syncs every dirty file; forgets closed ones.
+    pub(crate) fn flush(&self) -> Result<(), StorageError> {
+        let live: Vec<Arc<SyncFile>> = {
+            let mut files = self.files.lock().unwrap_or_else(PoisonError::into_inner);
+            files.retain(|w| w.strong_count() > 0);
+            files.iter().filter_map(Weak::upgrade).collect()
+        };
+        let mut first_error = None;
+        for file in live.iter().filter(|f| f.is_dirty()) {
+            if let Err(e) = file.sync_all() {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Starts a thread that flushes every `every` for as long as `flusher` lives.
+    pub(crate) fn spawn(flusher: &Arc<Flusher>, every: Duration) -> std::io::Result<()> {
+        let weak = Arc::downgrade(flusher);
+        std::thread::Builder::new()
+            .name("mq-fsync".into())
+            .spawn(move || {
+                while let Some(flusher) = weak.upgrade() {
+                    let _ = flusher.flush();
+                    drop(flusher);
+                    std::thread::sleep(every);
+                }
+            })
+            .map(drop)
+    }
+}
