@@ -120,5 +120,28 @@ fn fanout(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, append, pipeline, fanout);
+/// Append batches of 100 through the file storage (fsync `interval`, so the flusher thread
+/// syncs in the background as it would in the server).
+fn file_append(c: &mut Criterion) {
+    let payload = Bytes::from(vec![0u8; 100]);
+    let dir = std::env::temp_dir().join(format!("mq-bench-{}", std::process::id()));
+    let storage =
+        mq_core::FileStorage::open(&dir, mq_core::FileOptions::default()).expect("data dir");
+    let broker = Broker::builder().storage(storage).build().expect("broker");
+    let topic = bounded_topic(&broker, "file");
+    let mut g = c.benchmark_group("file");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function("append_batch_100", |b| {
+        b.iter_batched(
+            || batch(&payload, 1),
+            |msgs| black_box(broker.publish_batch(&topic, msgs).expect("append")),
+            BatchSize::SmallInput,
+        );
+    });
+    g.finish();
+    drop(broker);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, append, pipeline, fanout, file_append);
 criterion_main!(benches);

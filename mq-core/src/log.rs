@@ -68,6 +68,24 @@ impl Log {
         }
     }
 
+    /// A log holding `messages`, which must have consecutive offsets from `first`.
+    pub(crate) fn from_messages(first: u64, messages: Vec<Arc<Message>>) -> Self {
+        let mut log = Self::new(first);
+        for message in &messages {
+            let p = message.priority;
+            if !log.active.contains(&p) {
+                let at = log.active.partition_point(|&a| a > p);
+                log.active.insert(at, p);
+            }
+            log.levels[usize::from(p)]
+                .offsets
+                .push_back(message.offset.get());
+            log.bytes += message.size();
+        }
+        log.messages = VecDeque::from(messages);
+        log
+    }
+
     /// The first retained offset (equal to `next()` when empty).
     pub(crate) fn first(&self) -> u64 {
         self.first

@@ -77,16 +77,15 @@ impl Topic {
 
     /// A topic as storage recovered it; durable groups come back with their positions.
     pub(crate) fn restore(rec: RecoveredTopic) -> Self {
-        let mut log = Log::new(
-            rec.messages
-                .first()
-                .map_or(rec.next_offset, |m| m.offset.get()),
-        );
-        let mut last_timestamp = Timestamp::default();
-        for message in rec.messages {
-            last_timestamp = message.timestamp;
-            log.push(message);
-        }
+        let first = rec
+            .messages
+            .first()
+            .map_or(rec.next_offset, |m| m.offset.get());
+        let last_timestamp = rec
+            .messages
+            .last()
+            .map_or(Timestamp::default(), |m| m.timestamp);
+        let log = Log::from_messages(first, rec.messages);
         let groups = rec
             .groups
             .iter()

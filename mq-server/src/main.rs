@@ -12,6 +12,11 @@ use clap::Parser;
 use mq_server::{ConfigFile, DEFAULT_LISTEN, FsyncPolicy, ServerConfig, StorageKind};
 use mq_transport::{TcpTransport, Transport};
 
+// mimalloc: many small, long-lived allocations (one per retained message) made from
+// several threads at once, where the system allocator spends its time growing arenas.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The mq message broker.
 #[derive(Debug, Parser)]
 #[command(name = "mq-server", version, about)]

@@ -89,64 +89,41 @@ impl SegmentLog {
             })
             .collect();
         bases.sort_unstable();
+        let scans = scan_all(dir, &bases, first)?;
         let mut segments = Vec::new();
-        let mut messages = Vec::new();
+        let mut messages = Vec::with_capacity(scans.iter().map(|s| s.messages.len()).sum());
         let mut warnings = Vec::new();
         let mut next = first;
         let mut cut = false;
-        for &base in &bases {
+        for (&base, scan) in bases.iter().zip(scans) {
             let path = log_path(dir, base);
             if cut {
                 fs::remove_file(&path).map_err(io(format!("removing {}", path.display())))?;
                 let _ = fs::remove_file(index_path(dir, base));
                 continue;
             }
-            let data =
-                Bytes::from(fs::read(&path).map_err(io(format!("reading {}", path.display())))?);
-            let mut pos = if base < first {
-                seek_position(dir, base, first)
-            } else {
-                0
-            };
-            let mut expected = None;
-            let mut end = base;
-            loop {
-                match record::decode(&data, pos) {
-                    Read::End => break,
-                    Read::Record(m, len) if expected.is_none_or(|e| e == m.offset.get()) => {
-                        let offset = m.offset.get();
-                        if offset >= first {
-                            messages.push(Arc::new(m));
-                        }
-                        expected = Some(offset + 1);
-                        end = offset + 1;
-                        pos += len;
-                    }
-                    Read::Record(..) | Read::Damaged(_) => {
-                        let why = match record::decode(&data, pos) {
-                            Read::Damaged(why) => why,
-                            _ => "a record's offset is out of sequence",
-                        };
-                        warnings.push(format!(
-                            "{what}: segment {} is damaged at byte {pos} (after offset {}): {why}; \
-                             the log was truncated there",
-                            path.display(),
-                            end.max(base).saturating_sub(1)
-                        ));
-                        let file = OpenOptions::new()
-                            .write(true)
-                            .open(&path)
-                            .map_err(io(format!("opening {}", path.display())))?;
-                        file.set_len(pos as u64)
-                            .and_then(|()| file.sync_all())
-                            .map_err(io(format!("truncating {}", path.display())))?;
-                        cut = true;
-                        break;
-                    }
-                }
+            messages.extend(scan.messages);
+            if let Some((pos, why)) = scan.damaged {
+                warnings.push(format!(
+                    "{what}: segment {} is damaged at byte {pos} (after offset {}): {why}; \
+                     the log was truncated there",
+                    path.display(),
+                    scan.end.max(base).saturating_sub(1)
+                ));
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(io(format!("opening {}", path.display())))?;
+                file.set_len(pos as u64)
+                    .and_then(|()| file.sync_all())
+                    .map_err(io(format!("truncating {}", path.display())))?;
+                cut = true;
             }
-            next = next.max(end);
-            segments.push(Segment { base, end });
+            next = next.max(scan.end);
+            segments.push(Segment {
+                base,
+                end: scan.end,
+            });
         }
         let log = Self::open_active(dir, what, segments, next, segment_bytes)?;
         Ok(Recovered {
@@ -275,6 +252,100 @@ impl SegmentLog {
     pub(crate) fn segment_count(&self) -> usize {
         self.segments.len()
     }
+}
+
+/// What reading one segment found.
+struct Scan {
+    /// Its records from the first retained offset on.
+    messages: Vec<Arc<Message>>,
+    /// One past its last valid offset.
+    end: u64,
+    /// Where and why it is damaged.
+    damaged: Option<(usize, &'static str)>,
+}
+
+/// Reads and validates one segment from the first retained offset on.
+fn scan(dir: &Path, base: u64, first: u64) -> Result<Scan, StorageError> {
+    let path = log_path(dir, base);
+    let data = Bytes::from(fs::read(&path).map_err(io(format!("reading {}", path.display())))?);
+    let mut pos = if base < first {
+        seek_position(dir, base, first)
+    } else {
+        0
+    };
+    let mut messages = Vec::with_capacity(data.len() / 128);
+    let mut expected = None;
+    let mut end = base;
+    loop {
+        match record::decode(&data, pos) {
+            Read::End => break,
+            Read::Record(m, len) if expected.is_none_or(|e| e == m.offset.get()) => {
+                let offset = m.offset.get();
+                if offset >= first {
+                    messages.push(Arc::new(m));
+                }
+                expected = Some(offset + 1);
+                end = offset + 1;
+                pos += len;
+            }
+            Read::Record(..) => {
+                let why = "a record's offset is out of sequence";
+                return Ok(Scan {
+                    messages,
+                    end,
+                    damaged: Some((pos, why)),
+                });
+            }
+            Read::Damaged(why) => {
+                return Ok(Scan {
+                    messages,
+                    end,
+                    damaged: Some((pos, why)),
+                });
+            }
+        }
+    }
+    Ok(Scan {
+        messages,
+        end,
+        damaged: None,
+    })
+}
+
+/// Scans every segment, spreading them over the machine's cores: a restart with millions of
+/// retained messages is bound by decoding them.
+fn scan_all(dir: &Path, bases: &[u64], first: u64) -> Result<Vec<Scan>, StorageError> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(bases.len())
+        .max(1);
+    let mut results: Vec<Option<Result<Scan, StorageError>>> =
+        (0..bases.len()).map(|_| None).collect();
+    std::thread::scope(|s| {
+        let chunks: Vec<_> = results
+            .chunks_mut(bases.len().div_ceil(threads).max(1))
+            .zip(bases.chunks(bases.len().div_ceil(threads).max(1)))
+            .collect();
+        for (out, bases) in chunks {
+            s.spawn(move || {
+                for (slot, &base) in out.iter_mut().zip(bases) {
+                    *slot = Some(scan(dir, base, first));
+                }
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|| {
+                Err(StorageError {
+                    context: "scanning segments".into(),
+                    message: "a scan did not finish".into(),
+                    kind: None,
+                })
+            })
+        })
+        .collect()
 }
 
 /// Where in segment `base` the record of `offset` starts, per the sparse index (0 when the
