@@ -475,7 +475,8 @@ impl Broker {
             }
             // Best effort: a failed journal write only means a restart redelivers these.
             let _ = state.persist_groups();
-            state.dead_messages(&dead)
+            // Nobody to report a failed read-back to: the messages stay in the log.
+            state.dead_messages(&dead).unwrap_or_default()
         };
         wakers.into_iter().for_each(Waker::wake);
         // A consumer being dropped has nobody to report to; the dead-letter topic is
@@ -555,7 +556,10 @@ impl Broker {
                     }
                 }
                 for (name, dead) in dead_by_group {
-                    letters.push((name, state.dead_messages(&dead)));
+                    match state.dead_messages(&dead) {
+                        Ok(batch) => letters.push((name, batch)),
+                        Err(e) => report.errors.push(e),
+                    }
                 }
                 match state.clean(now) {
                     Ok(n) => report.deleted += n,

@@ -196,9 +196,10 @@ impl Consumer {
             if group.expire(now, &mut dead) {
                 group.take_wakers(&mut wakers);
             }
-            let n = group.deliver(&state.log, self.id, now, max, out);
+            let n = state.deliver(&self.group, self.id, now, max, out)?;
             if n == 0
                 && let Some(waker) = waker
+                && let Some(group) = state.groups.get_mut(&self.group)
             {
                 group.set_waker(self.id, waker);
             }
@@ -206,7 +207,7 @@ impl Consumer {
             // few only means a message may be delivered a little more often than
             // `max_deliveries` after a crash.
             let _sync = state.persist_groups()?;
-            (n, state.dead_messages(&dead))
+            (n, state.dead_messages(&dead)?)
         };
         self.broker.count_out(n);
         self.finish(wakers, letters)?;
@@ -271,7 +272,7 @@ impl Consumer {
             }
             group.take_wakers(&mut wakers);
             let sync = state.persist_groups()?;
-            (state.dead_messages(&dead), sync)
+            (state.dead_messages(&dead)?, sync)
         };
         if let Some(sync) = sync {
             sync.wait()?;

@@ -338,15 +338,16 @@ impl Group {
         out.extend(self.consumers.iter_mut().filter_map(|s| s.waker.take()));
     }
 
-    /// Hands up to `max` messages to consumer `id`, within its prefetch window; returns how
-    /// many were pushed to `out`.
+    /// Hands up to `max` messages to consumer `id`, within its prefetch window: pushes each
+    /// one's offset and delivery count to `out` (the caller fetches the messages) and
+    /// returns how many.
     pub(crate) fn deliver(
         &mut self,
         log: &Log,
         id: ConsumerId,
         now: Timestamp,
         max: usize,
-        out: &mut Vec<Delivery>,
+        out: &mut Vec<(u64, u32)>,
     ) -> usize {
         let manual = self.settings.ack == AckMode::Manual;
         let Some(slot) = self.slot(id) else { return 0 };
@@ -381,13 +382,10 @@ impl Group {
                     (offset, priority, before + 1)
                 }
             };
-            let Some(message) = log.get(offset) else {
+            if offset < log.first() {
                 continue;
-            };
-            out.push(Delivery {
-                message: Arc::clone(message),
-                deliveries,
-            });
+            }
+            out.push((offset, deliveries));
             n += 1;
             self.delivered += 1;
             if let Some(c) = self.journal.as_mut() {
@@ -624,9 +622,9 @@ impl Group {
             .acks
             .above_floor()
             .filter(|&o| {
-                log.get(o).is_some_and(|m| {
-                    let level = log.level(m.priority);
-                    let at = cursor_at(m.priority);
+                log.priority_of(o).is_some_and(|p| {
+                    let level = log.level(p);
+                    let at = cursor_at(p);
                     at < level.end() && level.offset_at(at) <= o
                 })
             })

@@ -56,8 +56,11 @@ pub use config::{
 };
 pub use consumer::{Consumer, Recv, RecvBatch, Subscription};
 pub use error::{Error, Limit};
-pub use file::{DEFAULT_SEGMENT_BYTES, FileOptions, FileStorage, FsyncPolicy};
+pub use file::{
+    DEFAULT_RESIDENT_BYTES, DEFAULT_SEGMENT_BYTES, FileOptions, FileStorage, FsyncPolicy,
+};
 pub use group::{ConsumerId, Delivery};
+pub use log::StoredMessage;
 pub use memory::MemoryStorage;
 pub use message::{Header, Message, NewMessage, Offset};
 pub use name::{DLQ_SUFFIX, GroupName, MAX_NAME_LEN, NameError, TopicName};

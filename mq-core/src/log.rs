@@ -3,7 +3,9 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::message::Message;
+use crate::clock::Timestamp;
+use crate::message::{Message, Offset};
+use crate::storage::{StorageError, TopicStore};
 
 /// The offsets of one priority level, in increasing order.
 ///
@@ -37,52 +39,106 @@ impl Level {
     }
 }
 
+/// What the log knows of every retained message, loaded or not.
+#[derive(Debug)]
+struct Slot {
+    timestamp: Timestamp,
+    size: u32,
+    priority: u8,
+    /// The message itself, when resident in memory.
+    message: Option<Arc<Message>>,
+}
+
+/// A message as recovered from storage: whole, or only what the log must know of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredMessage {
+    /// The whole message, kept in memory.
+    Loaded(Arc<Message>),
+    /// Left on disk; read back when a group needs it.
+    OnDisk {
+        /// Its offset.
+        offset: Offset,
+        /// When it was appended.
+        timestamp: Timestamp,
+        /// Its size (payload, key, headers).
+        size: u64,
+        /// Its priority.
+        priority: u8,
+    },
+}
+
 /// A topic's retained messages.
 ///
 /// # Invariants
-/// - `messages[i].offset == first + i`; timestamps never decrease;
+/// - `slots[i]` describes offset `first + i`; timestamps never decrease;
 /// - `levels[p]` holds exactly the offsets of retained messages of priority `p`, in order;
 /// - `active` lists the priorities that ever had a message, highest first;
-/// - `bytes` is the sum of the retained messages' sizes.
+/// - `bytes` is the sum of the retained messages' sizes;
+/// - with a `budget`, the messages held in memory (`resident`, oldest load first) take at
+///   most about `budget` bytes; the others are read back from the store on demand.
 ///
 /// Append and trimming the front are O(1) amortised; finding the next message a group
 /// should get costs O(number of priority levels in use), whatever the backlog.
 #[derive(Debug)]
 pub(crate) struct Log {
     first: u64,
-    messages: VecDeque<Arc<Message>>,
+    slots: VecDeque<Slot>,
     bytes: u64,
     levels: Vec<Level>,
     active: Vec<u8>,
+    budget: Option<u64>,
+    resident: VecDeque<u64>,
+    resident_bytes: u64,
 }
 
+/// Bytes read from the store at once when a message is not in memory.
+const READ_CHUNK: usize = 256 * 1024;
+
 impl Log {
-    /// An empty log whose next offset is `next`.
+    /// An empty log whose next offset is `next`, holding every message in memory.
     pub(crate) fn new(next: u64) -> Self {
         Self {
             first: next,
-            messages: VecDeque::new(),
+            slots: VecDeque::new(),
             bytes: 0,
             levels: (0..=u8::MAX).map(|_| Level::default()).collect(),
             active: Vec::new(),
+            budget: None,
+            resident: VecDeque::new(),
+            resident_bytes: 0,
         }
     }
 
-    /// A log holding `messages`, which must have consecutive offsets from `first`.
-    pub(crate) fn from_messages(first: u64, messages: Vec<Arc<Message>>) -> Self {
+    /// A log of recovered messages with consecutive offsets from `first`, keeping at most
+    /// about `budget` bytes of them in memory (all, for `None`).
+    pub(crate) fn recovered(
+        first: u64,
+        runs: Vec<Vec<StoredMessage>>,
+        budget: Option<u64>,
+    ) -> Self {
         let mut log = Self::new(first);
-        for message in &messages {
-            let p = message.priority;
-            if !log.active.contains(&p) {
-                let at = log.active.partition_point(|&a| a > p);
-                log.active.insert(at, p);
+        log.budget = budget;
+        log.slots.reserve(runs.iter().map(Vec::len).sum());
+        for stored in runs.into_iter().flatten() {
+            match stored {
+                StoredMessage::Loaded(m) => log.push(m),
+                StoredMessage::OnDisk {
+                    offset,
+                    timestamp,
+                    size,
+                    priority,
+                } => {
+                    debug_assert_eq!(offset.get(), log.next());
+                    log.index(offset.get(), priority, size);
+                    log.slots.push_back(Slot {
+                        timestamp,
+                        size: u32::try_from(size).unwrap_or(u32::MAX),
+                        priority,
+                        message: None,
+                    });
+                }
             }
-            log.levels[usize::from(p)]
-                .offsets
-                .push_back(message.offset.get());
-            log.bytes += message.size();
         }
-        log.messages = VecDeque::from(messages);
         log
     }
 
@@ -93,12 +149,12 @@ impl Log {
 
     /// The offset the next appended message gets.
     pub(crate) fn next(&self) -> u64 {
-        self.first + self.messages.len() as u64
+        self.first + self.slots.len() as u64
     }
 
     /// Number of retained messages.
     pub(crate) fn len(&self) -> u64 {
-        self.messages.len() as u64
+        self.slots.len() as u64
     }
 
     /// Retained bytes.
@@ -106,40 +162,134 @@ impl Log {
         self.bytes
     }
 
-    /// The message at `offset`, if retained.
-    pub(crate) fn get(&self, offset: u64) -> Option<&Arc<Message>> {
+    fn slot(&self, offset: u64) -> Option<&Slot> {
         let idx = usize::try_from(offset.checked_sub(self.first)?).ok()?;
-        self.messages.get(idx)
+        self.slots.get(idx)
     }
 
-    /// The oldest retained message.
-    pub(crate) fn front(&self) -> Option<&Arc<Message>> {
-        self.messages.front()
+    /// The priority of the message at `offset`, if retained.
+    pub(crate) fn priority_of(&self, offset: u64) -> Option<u8> {
+        self.slot(offset).map(|s| s.priority)
     }
 
-    /// Appends a message; its offset must be `next()`.
-    pub(crate) fn push(&mut self, message: Arc<Message>) {
-        debug_assert_eq!(message.offset.get(), self.next());
-        let p = message.priority;
+    /// The message at `offset`, reading it (and those after it) back from `store` when it
+    /// is not in memory; `None` when it is not retained.
+    ///
+    /// # Errors
+    /// [`StorageError`] when the store cannot read it.
+    pub(crate) fn fetch(
+        &mut self,
+        offset: u64,
+        store: &mut dyn TopicStore,
+    ) -> Result<Option<Arc<Message>>, StorageError> {
+        let Some(slot) = self.slot(offset) else {
+            return Ok(None);
+        };
+        if let Some(m) = &slot.message {
+            return Ok(Some(Arc::clone(m)));
+        }
+        let mut wanted = None;
+        for m in store.read(Offset(offset), READ_CHUNK)? {
+            let o = m.offset.get();
+            if o == offset {
+                wanted = Some(Arc::clone(&m));
+            }
+            let Some(idx) = o
+                .checked_sub(self.first)
+                .and_then(|i| usize::try_from(i).ok())
+            else {
+                continue;
+            };
+            if let Some(slot) = self.slots.get_mut(idx)
+                && slot.message.is_none()
+            {
+                self.resident_bytes += u64::from(slot.size);
+                self.resident.push_back(o);
+                slot.message = Some(m);
+            }
+        }
+        self.evict();
+        wanted.map_or_else(
+            || {
+                Err(StorageError {
+                    context: format!("reading offset {offset} back"),
+                    message: "the store does not hold it".into(),
+                    kind: None,
+                })
+            },
+            |m| Ok(Some(m)),
+        )
+    }
+
+    /// Drops messages from memory, oldest load first, until within the budget.
+    fn evict(&mut self) {
+        let Some(budget) = self.budget else { return };
+        while self.resident_bytes > budget {
+            let Some(offset) = self.resident.pop_front() else {
+                self.resident_bytes = 0;
+                return;
+            };
+            let first = self.first;
+            if let Some(slot) = offset
+                .checked_sub(first)
+                .and_then(|i| usize::try_from(i).ok())
+                .and_then(|i| self.slots.get_mut(i))
+                && slot.message.take().is_some()
+            {
+                self.resident_bytes -= u64::from(slot.size).min(self.resident_bytes);
+            }
+        }
+    }
+
+    /// Offset and timestamp of the oldest retained message.
+    pub(crate) fn front(&self) -> Option<(u64, Timestamp)> {
+        self.slots.front().map(|s| (self.first, s.timestamp))
+    }
+
+    fn index(&mut self, offset: u64, p: u8, size: u64) {
         let level = &mut self.levels[usize::from(p)];
         if level.offsets.is_empty() && !self.active.contains(&p) {
             let at = self.active.partition_point(|&a| a > p);
             self.active.insert(at, p);
         }
-        level.offsets.push_back(message.offset.get());
-        self.bytes += message.size();
-        self.messages.push_back(message);
+        self.levels[usize::from(p)].offsets.push_back(offset);
+        self.bytes += size;
+    }
+
+    /// Appends a message; its offset must be `next()`.
+    pub(crate) fn push(&mut self, message: Arc<Message>) {
+        debug_assert_eq!(message.offset.get(), self.next());
+        let size = message.size();
+        self.index(message.offset.get(), message.priority, size);
+        if self.budget.is_some() {
+            self.resident.push_back(message.offset.get());
+            self.resident_bytes += size;
+        }
+        self.slots.push_back(Slot {
+            timestamp: message.timestamp,
+            size: u32::try_from(size).unwrap_or(u32::MAX),
+            priority: message.priority,
+            message: Some(message),
+        });
+        self.evict();
     }
 
     /// Removes the oldest message.
-    pub(crate) fn pop_front(&mut self) -> Option<Arc<Message>> {
-        let message = self.messages.pop_front()?;
+    pub(crate) fn pop_front(&mut self) {
+        let Some(slot) = self.slots.pop_front() else {
+            return;
+        };
         self.first += 1;
-        self.bytes -= message.size();
-        let level = &mut self.levels[usize::from(message.priority)];
+        self.bytes -= u64::from(slot.size);
+        if slot.message.is_some() && self.budget.is_some() {
+            self.resident_bytes -= u64::from(slot.size).min(self.resident_bytes);
+        }
+        while self.resident.front().is_some_and(|&o| o < self.first) {
+            self.resident.pop_front();
+        }
+        let level = &mut self.levels[usize::from(slot.priority)];
         level.offsets.pop_front();
         level.removed += 1;
-        Some(message)
     }
 
     /// The level of priority `p`.
@@ -156,7 +306,7 @@ impl Log {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{NewMessage, Offset, Timestamp};
+    use crate::NewMessage;
 
     fn msg(offset: u64, priority: u8) -> Arc<Message> {
         Arc::new(Message::from_new(
@@ -184,7 +334,7 @@ mod tests {
         assert_eq!(log.level(3).start(), 1);
         assert_eq!(log.level(3).offset_at(1), 8);
         assert_eq!(log.level(0).seq_at_or_after(7), 1);
-        assert!(log.get(6).is_none());
-        assert_eq!(log.get(9).map(|m| m.priority), Some(1));
+        assert!(log.priority_of(6).is_none());
+        assert_eq!(log.priority_of(9), Some(1));
     }
 }

@@ -75,6 +75,18 @@ impl TopicStore for MemoryTopic {
         Ok(())
     }
 
+    fn read(&mut self, from: Offset, _max_bytes: usize) -> Result<Vec<Arc<Message>>, StorageError> {
+        Err(StorageError {
+            context: format!("reading offset {from} back"),
+            message: "memory storage keeps every message in memory and cannot read back".into(),
+            kind: None,
+        })
+    }
+
+    fn resident_budget(&self) -> Option<u64> {
+        None
+    }
+
     fn trim_before(&mut self, _first: Offset) -> Result<(), StorageError> {
         Ok(())
     }

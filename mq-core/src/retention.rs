@@ -92,10 +92,9 @@ impl TopicState {
         let floor = self.needed_floor();
         let before = self.log.first();
         let retention = &self.config.retention;
-        while let Some(front) = self.log.front() {
-            let age = now.since(front.timestamp);
-            let consumed =
-                floor.is_some_and(|f| front.offset.get() < f) && age >= retention.retain_consumed;
+        while let Some((offset, timestamp)) = self.log.front() {
+            let age = now.since(timestamp);
+            let consumed = floor.is_some_and(|f| offset < f) && age >= retention.retain_consumed;
             let expired = retention.max_age.is_some_and(|max| age >= max);
             if !(consumed || expired) {
                 break;

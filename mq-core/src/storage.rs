@@ -155,8 +155,9 @@ pub struct RecoveredTopic {
     pub name: TopicName,
     /// Its config.
     pub config: TopicConfig,
-    /// Retained messages, in offset order, without gaps.
-    pub messages: Vec<Arc<Message>>,
+    /// Retained messages, in offset order, without gaps, in runs (one per segment): whole,
+    /// or left on disk.
+    pub messages: Vec<Vec<crate::log::StoredMessage>>,
     /// The offset the next message gets.
     pub next_offset: u64,
     /// Its durable groups.
@@ -227,6 +228,18 @@ pub trait TopicStore: Send + fmt::Debug {
     /// # Errors
     /// [`StorageError`] when the medium cannot be written.
     fn compact_groups(&mut self, groups: &[RecoveredGroup]) -> Result<(), StorageError>;
+
+    /// Reads back stored messages from offset `from` on, about `max_bytes` of them (at
+    /// least one when `from` is stored).
+    ///
+    /// # Errors
+    /// [`StorageError`] when the medium cannot be read; a store that never drops messages
+    /// from memory is never asked.
+    fn read(&mut self, from: Offset, max_bytes: usize) -> Result<Vec<Arc<Message>>, StorageError>;
+
+    /// How many bytes of messages a topic on this store keeps in memory; `None`: all of
+    /// them (the store cannot read them back).
+    fn resident_budget(&self) -> Option<u64>;
 
     /// Forgets every message before `first`, which is now the first retained offset.
     ///

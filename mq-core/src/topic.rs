@@ -11,8 +11,9 @@ use rustc_hash::FxHashMap;
 use crate::clock::Timestamp;
 use crate::config::TopicConfig;
 use crate::error::Error;
+use crate::group::{ConsumerId, Delivery};
 use crate::group::{DeadLetter, Group};
-use crate::log::Log;
+use crate::log::{Log, StoredMessage};
 use crate::message::{Message, NewMessage, Offset};
 use crate::name::{GroupName, TopicName};
 use crate::stats::TopicStats;
@@ -62,7 +63,7 @@ impl Topic {
         let state = TopicState {
             name: name.clone(),
             config,
-            log: Log::new(0),
+            log: Log::recovered(0, Vec::new(), store.resident_budget()),
             groups: FxHashMap::default(),
             store,
             deleted: false,
@@ -77,15 +78,26 @@ impl Topic {
 
     /// A topic as storage recovered it; durable groups come back with their positions.
     pub(crate) fn restore(rec: RecoveredTopic) -> Self {
+        let stored = |m: &StoredMessage| match m {
+            StoredMessage::Loaded(m) => (m.offset.get(), m.timestamp),
+            StoredMessage::OnDisk {
+                offset, timestamp, ..
+            } => (offset.get(), *timestamp),
+        };
         let first = rec
             .messages
-            .first()
-            .map_or(rec.next_offset, |m| m.offset.get());
+            .iter()
+            .flatten()
+            .next()
+            .map_or(rec.next_offset, |m| stored(m).0);
         let last_timestamp = rec
             .messages
-            .last()
-            .map_or(Timestamp::default(), |m| m.timestamp);
-        let log = Log::from_messages(first, rec.messages);
+            .iter()
+            .flatten()
+            .next_back()
+            .map_or(Timestamp::default(), |m| stored(m).1);
+        let budget = rec.store.resident_budget();
+        let log = Log::recovered(first, rec.messages, budget);
         let groups = rec
             .groups
             .iter()
@@ -207,10 +219,51 @@ impl TopicState {
     }
 
     /// The retained messages behind dead letters, for the dead-letter topic.
-    pub(crate) fn dead_messages(&self, dead: &[DeadLetter]) -> Vec<(Arc<Message>, DeadLetter)> {
-        dead.iter()
-            .filter_map(|d| self.log.get(d.offset).map(|m| (Arc::clone(m), *d)))
-            .collect()
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when a message cannot be read back from the store.
+    pub(crate) fn dead_messages(
+        &mut self,
+        dead: &[DeadLetter],
+    ) -> Result<Vec<(Arc<Message>, DeadLetter)>, Error> {
+        let mut out = Vec::with_capacity(dead.len());
+        for d in dead {
+            if let Some(m) = self.log.fetch(d.offset, self.store.as_mut())? {
+                out.push((m, *d));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Hands up to `max` messages of `group` to `consumer` (see [`Group::deliver`]),
+    /// reading them back from the store when they are not in memory.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when a message cannot be read back; the deliveries already made
+    /// stay in flight and come back after the ack timeout.
+    pub(crate) fn deliver(
+        &mut self,
+        group: &GroupName,
+        consumer: ConsumerId,
+        now: Timestamp,
+        max: usize,
+        out: &mut Vec<Delivery>,
+    ) -> Result<usize, Error> {
+        let mut picks = Vec::new();
+        let Some(g) = self.groups.get_mut(group) else {
+            return Ok(0);
+        };
+        g.deliver(&self.log, consumer, now, max, &mut picks);
+        let before = out.len();
+        for (offset, deliveries) in picks {
+            if let Some(message) = self.log.fetch(offset, self.store.as_mut())? {
+                out.push(Delivery {
+                    message,
+                    deliveries,
+                });
+            }
+        }
+        Ok(out.len() - before)
     }
 
     /// The topic's counters.

@@ -37,6 +37,8 @@ use crate::storage::{
 
 /// Default size at which a segment is rolled.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// Default bytes of messages a topic keeps in memory.
+pub const DEFAULT_RESIDENT_BYTES: u64 = 64 * 1024 * 1024;
 /// How long a trim of the first retained offset may wait before it is written down.
 const META_EVERY: Duration = Duration::from_secs(1);
 
@@ -49,6 +51,9 @@ pub struct FileOptions {
     pub interval: Duration,
     /// Size at which a segment is rolled.
     pub segment_bytes: u64,
+    /// Bytes of messages each topic keeps in memory; older ones are read back from disk
+    /// when a group needs them.
+    pub resident_bytes: u64,
 }
 
 impl Default for FileOptions {
@@ -57,6 +62,7 @@ impl Default for FileOptions {
             fsync: FsyncPolicy::Interval,
             interval: Duration::from_millis(100),
             segment_bytes: DEFAULT_SEGMENT_BYTES,
+            resident_bytes: DEFAULT_RESIDENT_BYTES,
         }
     }
 }
@@ -167,7 +173,13 @@ impl FileStorage {
     > {
         let dir = self.topic_dir(topic);
         let what = format!("topic \"{topic}\"");
-        let recovered = SegmentLog::recover(&dir, &what, first, self.options.segment_bytes)?;
+        let recovered = SegmentLog::recover(
+            &dir,
+            &what,
+            first,
+            self.options.segment_bytes,
+            self.options.resident_bytes,
+        )?;
         let (journal, groups, mut warnings) = Journal::recover(&dir, &what)?;
         warnings.extend(recovered.warnings.iter().cloned());
         self.flusher.register(recovered.log.sync_file());
@@ -176,6 +188,7 @@ impl FileStorage {
             FileTopic {
                 dir,
                 what,
+                resident_bytes: self.options.resident_bytes,
                 policy: self.options.fsync,
                 flusher: Arc::clone(&self.flusher),
                 first,
@@ -290,6 +303,7 @@ impl Storage for FileStorage {
 struct FileTopic {
     dir: PathBuf,
     what: String,
+    resident_bytes: u64,
     policy: FsyncPolicy,
     flusher: Arc<Flusher>,
     first: u64,
@@ -338,6 +352,14 @@ impl TopicStore for FileTopic {
             durability: Durability::Written,
             sync,
         })
+    }
+
+    fn read(&mut self, from: Offset, max_bytes: usize) -> Result<Vec<Arc<Message>>, StorageError> {
+        self.log()?.read(from.get(), max_bytes)
+    }
+
+    fn resident_budget(&self) -> Option<u64> {
+        Some(self.resident_bytes)
     }
 
     fn trim_before(&mut self, first: Offset) -> Result<(), StorageError> {

@@ -124,6 +124,86 @@ pub(crate) fn decode(data: &Bytes, pos: usize) -> Read {
     }
 }
 
+/// What the log must know of a record it leaves on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Meta {
+    pub(crate) offset: u64,
+    pub(crate) timestamp: u64,
+    pub(crate) priority: u8,
+    /// Payload, key and header bytes, as [`Message::size`] counts them.
+    pub(crate) size: u64,
+}
+
+/// Why [`decode_meta`] stopped when the data ran out mid-record (more may follow).
+pub(crate) const CUT_HEADER: &str = "a record header is cut off";
+/// See [`CUT_HEADER`].
+pub(crate) const CUT_RECORD: &str = "a record is cut off";
+
+/// Like [`decode`] (the checksum included), but only reads what the log keeps of a message
+/// left on disk: no allocation.
+pub(crate) fn decode_meta(data: &[u8], pos: usize) -> Result<Option<(Meta, usize)>, &'static str> {
+    if pos == data.len() {
+        return Ok(None);
+    }
+    if data.len() - pos < FRAME {
+        return Err(CUT_HEADER);
+    }
+    let len = u32::from_le_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]) as usize;
+    let crc = u32::from_le_bytes([data[pos + 4], data[pos + 5], data[pos + 6], data[pos + 7]]);
+    let body = pos + FRAME;
+    if len > data.len() - body {
+        return Err(CUT_RECORD);
+    }
+    let body = &data[body..body + len];
+    if crc32c::crc32c(body) != crc {
+        return Err("a record's checksum does not match");
+    }
+    match meta_of(body) {
+        Some(meta) => Ok(Some((meta, FRAME + len))),
+        None => Err("a record's fields do not add up"),
+    }
+}
+
+/// Reads the fields of a record body the log keeps, checking that they add up.
+fn meta_of(body: &[u8]) -> Option<Meta> {
+    let mut pos = 0usize;
+    let mut take = |n: usize| -> Option<&[u8]> {
+        let end = pos.checked_add(n)?;
+        let out = body.get(pos..end)?;
+        pos = end;
+        Some(out)
+    };
+    let u64_at = |b: &[u8]| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+    let u32_at = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    let offset = u64_at(take(8)?);
+    let timestamp = u64_at(take(8)?);
+    let priority = take(1)?[0];
+    let mut size = 0u64;
+    let key = u32_at(take(4)?);
+    if key != u32::MAX {
+        take(key as usize)?;
+        size += u64::from(key);
+    }
+    let h = take(2)?;
+    for _ in 0..u16::from_le_bytes([h[0], h[1]]) {
+        let n = take(2)?;
+        let n = usize::from(u16::from_le_bytes([n[0], n[1]]));
+        take(n)?;
+        let v = u32_at(take(4)?) as usize;
+        take(v)?;
+        size += (n + v) as u64;
+    }
+    let n = u32_at(take(4)?) as usize;
+    take(n)?;
+    size += n as u64;
+    (pos == body.len()).then_some(Meta {
+        offset,
+        timestamp,
+        priority,
+        size,
+    })
+}
+
 fn parse(c: &mut Cursor<'_>) -> Option<Message> {
     let offset = Offset(c.u64()?);
     let timestamp = Timestamp::from_millis(c.u64()?);
@@ -183,6 +263,25 @@ mod tests {
         assert_eq!(m, sample());
         assert!(matches!(decode(&data, len), Read::Record(..)));
         assert!(matches!(decode(&data, 2 * len), Read::End));
+    }
+
+    #[test]
+    fn meta_reads_what_the_log_keeps() {
+        let mut buf = Vec::new();
+        encode(&sample(), &mut buf);
+        let data = Bytes::from(buf);
+        let (meta, len) = decode_meta(&data, 0).unwrap().unwrap();
+        assert_eq!(len, data.len());
+        assert_eq!(
+            meta,
+            Meta {
+                offset: 42,
+                timestamp: 7,
+                priority: 3,
+                size: sample().size()
+            }
+        );
+        assert!(decode_meta(&data.slice(..len - 1), 0).is_err());
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! segments once every record in them is before the first retained offset.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{Read as _, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -17,7 +17,9 @@ use bytes::Bytes;
 
 use super::record::{self, Read};
 use super::sync::SyncFile;
-use crate::message::Message;
+use crate::clock::Timestamp;
+use crate::log::StoredMessage;
+use crate::message::{Message, Offset};
 use crate::storage::StorageError;
 
 /// Bytes of segment between two sparse index entries.
@@ -33,6 +35,8 @@ struct Segment {
     base: u64,
     /// One past the last offset it holds.
     end: u64,
+    /// Its sparse index, once loaded: (offset, position) pairs in order.
+    index: Option<Vec<(u64, u64)>>,
 }
 
 fn log_path(dir: &Path, base: u64) -> PathBuf {
@@ -47,8 +51,9 @@ fn index_path(dir: &Path, base: u64) -> PathBuf {
 #[derive(Debug)]
 pub(crate) struct Recovered {
     pub(crate) log: SegmentLog,
-    /// Messages at or after the first retained offset, in order.
-    pub(crate) messages: Vec<Arc<Message>>,
+    /// Messages at or after the first retained offset, in order, one list per segment: the
+    /// newest whole, the older ones only as the log must know them.
+    pub(crate) messages: Vec<Vec<StoredMessage>>,
     /// The offset the next message gets.
     pub(crate) next: u64,
     /// What was damaged and cut off.
@@ -78,6 +83,7 @@ impl SegmentLog {
         what: &str,
         first: u64,
         segment_bytes: u64,
+        resident_bytes: u64,
     ) -> Result<Recovered, StorageError> {
         fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
         let mut bases: Vec<u64> = fs::read_dir(dir)
@@ -89,9 +95,21 @@ impl SegmentLog {
             })
             .collect();
         bases.sort_unstable();
-        let scans = scan_all(dir, &bases, first)?;
+        // The newest segments, up to the resident budget, are read whole; the older ones
+        // only for what the log must know, and read back on demand.
+        let mut whole = vec![false; bases.len()];
+        let mut budget = resident_bytes;
+        for (i, &base) in bases.iter().enumerate().rev() {
+            let len = fs::metadata(log_path(dir, base)).map_or(0, |m| m.len());
+            if len > budget {
+                break;
+            }
+            budget -= len;
+            whole[i] = true;
+        }
+        let scans = scan_all(dir, &bases, &whole, first)?;
         let mut segments = Vec::new();
-        let mut messages = Vec::with_capacity(scans.iter().map(|s| s.messages.len()).sum());
+        let mut messages = Vec::with_capacity(scans.len());
         let mut warnings = Vec::new();
         let mut next = first;
         let mut cut = false;
@@ -102,7 +120,7 @@ impl SegmentLog {
                 let _ = fs::remove_file(index_path(dir, base));
                 continue;
             }
-            messages.extend(scan.messages);
+            messages.push(scan.messages);
             if let Some((pos, why)) = scan.damaged {
                 warnings.push(format!(
                     "{what}: segment {} is damaged at byte {pos} (after offset {}): {why}; \
@@ -123,6 +141,7 @@ impl SegmentLog {
             segments.push(Segment {
                 base,
                 end: scan.end,
+                index: None,
             });
         }
         let log = Self::open_active(dir, what, segments, next, segment_bytes)?;
@@ -145,6 +164,7 @@ impl SegmentLog {
             segments.push(Segment {
                 base: next,
                 end: next,
+                index: None,
             });
         }
         let base = segments.last().map_or(next, |s| s.base);
@@ -158,7 +178,10 @@ impl SegmentLog {
             .metadata()
             .map_err(io(format!("reading {}", path.display())))?
             .len();
-        let index = rebuild_index(dir, base, active_len)?;
+        let (index, entries) = rebuild_index(dir, base, active_len)?;
+        if let Some(active) = segments.last_mut() {
+            active.index = Some(entries);
+        }
         let sync = SyncFile::new(
             format!("{what} segment {}", path.display()),
             active
@@ -194,14 +217,19 @@ impl SegmentLog {
         }
         self.buf.clear();
         let mut index = Vec::new();
+        let mut entries = Vec::new();
         for m in messages {
             let at = self.active_len + self.buf.len() as u64;
             if at >= self.next_index_at {
                 index.extend_from_slice(&m.offset.get().to_le_bytes());
                 index.extend_from_slice(&at.to_le_bytes());
+                entries.push((m.offset.get(), at));
                 self.next_index_at = (at / INDEX_EVERY + 1) * INDEX_EVERY;
             }
             record::encode(m, &mut self.buf);
+        }
+        if let Some(active) = self.segments.last_mut() {
+            active.index.get_or_insert_with(Vec::new).extend(entries);
         }
         self.active
             .write_all(&self.buf)
@@ -229,12 +257,74 @@ impl SegmentLog {
             .try_clone()
             .map_err(io(format!("opening {}", path.display())))?;
         self.sync.switch(handle)?;
-        self.index = rebuild_index(&self.dir, base, 0)?;
+        self.index = rebuild_index(&self.dir, base, 0)?.0;
         self.active = active;
         self.active_len = 0;
         self.next_index_at = 0;
-        self.segments.push(Segment { base, end: base });
+        self.segments.push(Segment {
+            base,
+            end: base,
+            index: Some(Vec::new()),
+        });
         Ok(())
+    }
+
+    /// Reads back messages from offset `from` on, about `max_bytes` of them (at least the
+    /// one at `from`, when it is stored).
+    pub(crate) fn read(
+        &mut self,
+        from: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<Arc<Message>>, StorageError> {
+        let Some(i) = self
+            .segments
+            .partition_point(|s| s.base <= from)
+            .checked_sub(1)
+        else {
+            return Ok(Vec::new());
+        };
+        let (base, end) = (self.segments[i].base, self.segments[i].end);
+        if from >= end {
+            return Ok(Vec::new());
+        }
+        let dir = self.dir.clone();
+        let index = self.segments[i]
+            .index
+            .get_or_insert_with(|| read_index(&dir, base));
+        let at = index.partition_point(|&(o, _)| o <= from);
+        let start = at.checked_sub(1).map_or(0, |j| index[j].1);
+        let path = log_path(&self.dir, base);
+        let mut file = File::open(&path).map_err(io(format!("opening {}", path.display())))?;
+        let mut want = max_bytes.max(64 * 1024);
+        loop {
+            file.seek(SeekFrom::Start(start))
+                .map_err(io(format!("reading {}", path.display())))?;
+            let mut buf = Vec::with_capacity(want);
+            (&mut file)
+                .take(want as u64)
+                .read_to_end(&mut buf)
+                .map_err(io(format!("reading {}", path.display())))?;
+            let complete = buf.len() < want;
+            let data = Bytes::from(buf);
+            let mut out = Vec::new();
+            let mut bytes = 0usize;
+            let mut pos = 0;
+            while let Read::Record(m, len) = record::decode(&data, pos) {
+                pos += len;
+                if m.offset.get() >= from {
+                    bytes += len;
+                    out.push(Arc::new(m));
+                    if bytes >= max_bytes {
+                        break;
+                    }
+                }
+            }
+            if !out.is_empty() || complete {
+                return Ok(out);
+            }
+            // The record at `from` is larger than what was read: read more.
+            want *= 2;
+        }
     }
 
     /// Deletes every segment whose records all come before `first`.
@@ -257,64 +347,125 @@ impl SegmentLog {
 /// What reading one segment found.
 struct Scan {
     /// Its records from the first retained offset on.
-    messages: Vec<Arc<Message>>,
+    messages: Vec<StoredMessage>,
     /// One past its last valid offset.
     end: u64,
     /// Where and why it is damaged.
     damaged: Option<(usize, &'static str)>,
 }
 
-/// Reads and validates one segment from the first retained offset on.
-fn scan(dir: &Path, base: u64, first: u64) -> Result<Scan, StorageError> {
-    let path = log_path(dir, base);
-    let data = Bytes::from(fs::read(&path).map_err(io(format!("reading {}", path.display())))?);
-    let mut pos = if base < first {
+/// Reads and validates one segment from the first retained offset on: whole messages, or
+/// only what the log must know of them.
+fn scan(dir: &Path, base: u64, first: u64, whole: bool) -> Result<Scan, StorageError> {
+    let start = if base < first {
         seek_position(dir, base, first)
     } else {
         0
     };
-    let mut messages = Vec::with_capacity(data.len() / 128);
+    let mut scan = Scan {
+        messages: Vec::new(),
+        end: base,
+        damaged: None,
+    };
     let mut expected = None;
-    let mut end = base;
-    loop {
-        match record::decode(&data, pos) {
-            Read::End => break,
-            Read::Record(m, len) if expected.is_none_or(|e| e == m.offset.get()) => {
-                let offset = m.offset.get();
-                if offset >= first {
-                    messages.push(Arc::new(m));
+    let mut accept = |scan: &mut Scan, offset: u64, stored: StoredMessage| {
+        if expected.is_some_and(|e| e != offset) {
+            return false;
+        }
+        if offset >= first {
+            scan.messages.push(stored);
+        }
+        expected = Some(offset + 1);
+        scan.end = offset + 1;
+        true
+    };
+    let path = log_path(dir, base);
+    let sequence = "a record's offset is out of sequence";
+    if whole {
+        let data = Bytes::from(fs::read(&path).map_err(io(format!("reading {}", path.display())))?);
+        scan.messages.reserve(data.len() / 128);
+        let mut pos = start;
+        loop {
+            match record::decode(&data, pos) {
+                Read::End => break,
+                Read::Damaged(why) => {
+                    scan.damaged = Some((pos, why));
+                    break;
                 }
-                expected = Some(offset + 1);
-                end = offset + 1;
-                pos += len;
-            }
-            Read::Record(..) => {
-                let why = "a record's offset is out of sequence";
-                return Ok(Scan {
-                    messages,
-                    end,
-                    damaged: Some((pos, why)),
-                });
-            }
-            Read::Damaged(why) => {
-                return Ok(Scan {
-                    messages,
-                    end,
-                    damaged: Some((pos, why)),
-                });
+                Read::Record(m, len) => {
+                    if !accept(
+                        &mut scan,
+                        m.offset.get(),
+                        StoredMessage::Loaded(Arc::new(m)),
+                    ) {
+                        scan.damaged = Some((pos, sequence));
+                        break;
+                    }
+                    pos += len;
+                }
             }
         }
+        return Ok(scan);
     }
-    Ok(Scan {
-        messages,
-        end,
-        damaged: None,
-    })
+    // What stays on disk is streamed through a small buffer, not read whole.
+    const CHUNK: u64 = 256 * 1024;
+    let mut file = File::open(&path).map_err(io(format!("opening {}", path.display())))?;
+    let len = file.metadata().map_or(0, |m| m.len());
+    // About one message per 100 bytes of segment: a close guess saves regrowing the list.
+    scan.messages
+        .reserve(usize::try_from(len / 100).unwrap_or(0));
+    file.seek(SeekFrom::Start(start as u64))
+        .map_err(io(format!("reading {}", path.display())))?;
+    let mut data: Vec<u8> = Vec::with_capacity(2 * CHUNK as usize);
+    let mut at = start;
+    loop {
+        let got = (&mut file)
+            .take(CHUNK)
+            .read_to_end(&mut data)
+            .map_err(io(format!("reading {}", path.display())))?;
+        let eof = (got as u64) < CHUNK;
+        let mut pos = 0;
+        loop {
+            match record::decode_meta(&data, pos) {
+                Ok(None) => break,
+                Ok(Some((meta, len))) => {
+                    let stored = StoredMessage::OnDisk {
+                        offset: Offset(meta.offset),
+                        timestamp: Timestamp::from_millis(meta.timestamp),
+                        size: meta.size,
+                        priority: meta.priority,
+                    };
+                    if !accept(&mut scan, meta.offset, stored) {
+                        scan.damaged = Some((at + pos, sequence));
+                        return Ok(scan);
+                    }
+                    pos += len;
+                }
+                Err(why) if !eof && (why == record::CUT_HEADER || why == record::CUT_RECORD) => {
+                    break;
+                }
+                Err(why) => {
+                    scan.damaged = Some((at + pos, why));
+                    return Ok(scan);
+                }
+            }
+        }
+        at += pos;
+        if eof {
+            return Ok(scan);
+        }
+        data.drain(..pos);
+    }
 }
 
 /// Scans every segment, spreading them over the machine's cores: a restart with millions of
 /// retained messages is bound by decoding them.
-fn scan_all(dir: &Path, bases: &[u64], first: u64) -> Result<Vec<Scan>, StorageError> {
+fn scan_all(
+    dir: &Path,
+    bases: &[u64],
+    whole: &[bool],
+    first: u64,
+) -> Result<Vec<Scan>, StorageError> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(bases.len())
@@ -322,14 +473,15 @@ fn scan_all(dir: &Path, bases: &[u64], first: u64) -> Result<Vec<Scan>, StorageE
     let mut results: Vec<Option<Result<Scan, StorageError>>> =
         (0..bases.len()).map(|_| None).collect();
     std::thread::scope(|s| {
-        let chunks: Vec<_> = results
-            .chunks_mut(bases.len().div_ceil(threads).max(1))
-            .zip(bases.chunks(bases.len().div_ceil(threads).max(1)))
-            .collect();
-        for (out, bases) in chunks {
+        let per = bases.len().div_ceil(threads).max(1);
+        let chunks = results
+            .chunks_mut(per)
+            .zip(bases.chunks(per))
+            .zip(whole.chunks(per));
+        for ((out, bases), whole) in chunks {
             s.spawn(move || {
-                for (slot, &base) in out.iter_mut().zip(bases) {
-                    *slot = Some(scan(dir, base, first));
+                for ((slot, &base), &whole) in out.iter_mut().zip(bases).zip(whole) {
+                    *slot = Some(scan(dir, base, first, whole));
                 }
             });
         }
@@ -351,10 +503,18 @@ fn scan_all(dir: &Path, bases: &[u64], first: u64) -> Result<Vec<Scan>, StorageE
 /// Where in segment `base` the record of `offset` starts, per the sparse index (0 when the
 /// index has no entry at or before it). The caller verifies what it finds there.
 fn seek_position(dir: &Path, base: u64, offset: u64) -> usize {
+    let entries = read_index(dir, base);
+    let at = entries.partition_point(|&(o, _)| o <= offset);
+    at.checked_sub(1)
+        .map_or(0, |i| usize::try_from(entries[i].1).unwrap_or(0))
+}
+
+/// The sparse index of segment `base` (empty when it cannot be read: readers then scan).
+fn read_index(dir: &Path, base: u64) -> Vec<(u64, u64)> {
     let Ok(index) = fs::read(index_path(dir, base)) else {
-        return 0;
+        return Vec::new();
     };
-    let entries: Vec<(u64, u64)> = index
+    index
         .chunks_exact(16)
         .map(|c| {
             let mut o = [0u8; 8];
@@ -363,17 +523,15 @@ fn seek_position(dir: &Path, base: u64, offset: u64) -> usize {
             p.copy_from_slice(&c[8..]);
             (u64::from_le_bytes(o), u64::from_le_bytes(p))
         })
-        .collect();
-    let at = entries.partition_point(|&(o, _)| o <= offset);
-    at.checked_sub(1)
-        .map_or(0, |i| usize::try_from(entries[i].1).unwrap_or(0))
+        .collect()
 }
 
 /// Recreates the index of segment `base` for its first `len` bytes, so an index torn by a
 /// crash never points past the data.
-fn rebuild_index(dir: &Path, base: u64, len: u64) -> Result<File, StorageError> {
+fn rebuild_index(dir: &Path, base: u64, len: u64) -> Result<(File, Vec<(u64, u64)>), StorageError> {
     let path = index_path(dir, base);
     let mut entries = Vec::new();
+    let mut pairs = Vec::new();
     if len > 0 {
         let data = Bytes::from(
             fs::read(log_path(dir, base)).map_err(io(format!("reading segment {base}")))?,
@@ -384,6 +542,7 @@ fn rebuild_index(dir: &Path, base: u64, len: u64) -> Result<File, StorageError> 
             if pos as u64 >= next_at {
                 entries.extend_from_slice(&m.offset.get().to_le_bytes());
                 entries.extend_from_slice(&(pos as u64).to_le_bytes());
+                pairs.push((m.offset.get(), pos as u64));
                 next_at = (pos as u64 / INDEX_EVERY + 1) * INDEX_EVERY;
             }
             pos += n;
@@ -398,5 +557,5 @@ fn rebuild_index(dir: &Path, base: u64, len: u64) -> Result<File, StorageError> 
     file.write_all(&entries)
         .and_then(|()| file.seek(SeekFrom::End(0)).map(drop))
         .map_err(io(format!("writing {}", path.display())))?;
-    Ok(file)
+    Ok((file, pairs))
 }

@@ -20,6 +20,16 @@ fn options(fsync: FsyncPolicy, segment_bytes: u64) -> FileOptions {
     }
 }
 
+/// Options keeping only `resident_bytes` of each topic in memory.
+fn small_memory(resident_bytes: u64) -> FileOptions {
+    FileOptions {
+        fsync: FsyncPolicy::Never,
+        segment_bytes: 4096,
+        resident_bytes,
+        ..FileOptions::default()
+    }
+}
+
 fn open(dir: &Path, clock: &ManualClock, opts: FileOptions) -> Broker {
     Broker::builder()
         .clock(clock.clone())
@@ -357,7 +367,8 @@ proptest! {
     fn file_storage_behaves_like_memory_storage_across_restarts(ops in proptest::collection::vec(op(), 1..40)) {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(Timestamp::from_millis(1));
-        let opts = options(FsyncPolicy::Never, 512);
+        // A tiny memory budget: most reads go back to disk.
+        let opts = small_memory(200);
         let mut memory = Side { broker: Some(Broker::builder().clock(clock.clone()).build().unwrap()), consumer: None, log: Vec::new() };
         let mut file = Side { broker: Some(open(dir.path(), &clock, opts.clone())), consumer: None, log: Vec::new() };
         for op in &ops {
@@ -395,4 +406,110 @@ proptest! {
         file.consume(usize::MAX, true);
         prop_assert_eq!(&memory.log, &file.log);
     }
+}
+
+#[test]
+fn messages_beyond_the_memory_budget_are_read_back_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(Timestamp::from_millis(1));
+    let t = topic("big");
+    let payload = |i: u32| format!("message {i:05} ").repeat(8);
+    {
+        let b = open(dir.path(), &clock, small_memory(10_000));
+        for chunk in (0..3000u32).collect::<Vec<_>>().chunks(100) {
+            let batch = chunk
+                .iter()
+                .map(|&i| NewMessage::new(payload(i)).priority((i % 3) as u8))
+                .collect();
+            b.publish_batch(&t, batch).unwrap();
+        }
+        // A group that starts late reads everything, mostly from disk, in priority order.
+        let late = b.subscribe(sub(&t, "late").ack(AckMode::Auto)).unwrap();
+        let got = drain(&late);
+        assert_eq!(got.len(), 3000);
+        assert!(
+            got.windows(2)
+                .all(|w| w[0].message.priority >= w[1].message.priority)
+        );
+        for d in &got {
+            assert_eq!(
+                d.message.payload,
+                payload(d.offset().get() as u32).as_bytes()
+            );
+        }
+        let _slow = b.subscribe(sub(&t, "slow")).unwrap();
+    }
+    // After a restart only the newest segments are loaded; the rest comes from disk.
+    let b = open(dir.path(), &clock, small_memory(10_000));
+    let slow = b.subscribe(sub(&t, "slow").ack(AckMode::Manual)).unwrap();
+    let got = drain(&slow);
+    assert_eq!(got.len(), 1000, "the prefetch window");
+    slow.ack_batch(&got.iter().map(|d| d.offset()).collect::<Vec<_>>())
+        .unwrap();
+    let mut seen: Vec<u64> = got.iter().map(|d| d.offset().get()).collect();
+    loop {
+        let more = drain(&slow);
+        if more.is_empty() {
+            break;
+        }
+        for d in &more {
+            assert_eq!(
+                d.message.payload,
+                payload(d.offset().get() as u32).as_bytes()
+            );
+        }
+        slow.ack_batch(&more.iter().map(|d| d.offset()).collect::<Vec<_>>())
+            .unwrap();
+        seen.extend(more.iter().map(|d| d.offset().get()));
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (0..3000).collect::<Vec<_>>());
+}
+
+#[test]
+fn damage_in_a_segment_left_on_disk_ends_the_log_there_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(Timestamp::from_millis(1));
+    {
+        let b = open(dir.path(), &clock, small_memory(1000));
+        for i in 0..400 {
+            b.publish(&topic("cold"), NewMessage::new(format!("payload {i:04}")))
+                .unwrap();
+        }
+        b.flush().unwrap();
+    }
+    let mut logs: Vec<_> = std::fs::read_dir(dir.path().join("topics/cold"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    logs.sort();
+    assert!(logs.len() > 2);
+    let mut bytes = std::fs::read(&logs[0]).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0xFF;
+    std::fs::write(&logs[0], &bytes).unwrap();
+    let b = open(dir.path(), &clock, small_memory(1000));
+    assert_eq!(
+        b.recovery_warnings().len(),
+        1,
+        "{:?}",
+        b.recovery_warnings()
+    );
+    let stats = b.topic_stats(&topic("cold")).unwrap();
+    assert!(stats.retained > 0 && stats.retained < 400);
+    let c = b
+        .subscribe(sub(&topic("cold"), "g").ack(AckMode::Auto))
+        .unwrap();
+    let kept = drain(&c);
+    assert_eq!(kept.len() as u64, stats.retained);
+    for (i, d) in kept.iter().enumerate() {
+        assert_eq!(d.message.payload, format!("payload {i:04}").as_bytes());
+    }
+    assert_eq!(
+        b.publish(&topic("cold"), NewMessage::new("x"))
+            .unwrap()
+            .offset,
+        stats.next_offset
+    );
 }
