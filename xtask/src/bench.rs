@@ -39,21 +39,8 @@ impl Bench {
             "mq-cli",
         ])?;
         let release = target_dir().join("release");
-        let mut server = Command::new(release.join("mq-server"))
-            .args(["--listen", "127.0.0.1:0", "--storage", "memory"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("cannot start the release mq-server")?;
-        let mut line = String::new();
-        BufReader::new(server.stdout.take().context("no stdout")?).read_line(&mut line)?;
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .context("mq-server did not start")?
-            .to_owned();
         let (n, large) = (self.n.to_string(), self.large_n.to_string());
-        let suite: Vec<Vec<&str>> = vec![
+        let memory_suite: Vec<Vec<&str>> = vec![
             vec!["limit", "-n", &n, "--size", "100"],
             vec!["publish", "-n", &n, "--size", "100"],
             vec!["fanout", "-n", &n, "--size", "100", "--consumers", "4"],
@@ -71,35 +58,49 @@ impl Bench {
                 "4",
             ],
         ];
-        // A first run pays for faulting the server's memory in; measure warm runs.
-        let warm_up: Vec<&str> = vec!["publish", "-n", &n, "--size", "100"];
+        let interval_suite: Vec<Vec<&str>> = vec![
+            vec!["publish", "-n", &n, "--size", "100"],
+            vec!["fanout", "-n", &n, "--size", "100", "--consumers", "4"],
+        ];
+        let always_suite: Vec<Vec<&str>> = vec![vec![
+            "publish",
+            "-n",
+            &n,
+            "--size",
+            "100",
+            "--producers",
+            "8",
+        ]];
+        let data_dir = std::env::temp_dir().join(format!("mq-xtask-bench-{}", std::process::id()));
+        let data = data_dir.to_str().unwrap_or("/tmp/mq-xtask-bench");
+        let setups: Vec<Setup<'_>> = vec![
+            ("memory", vec!["--storage", "memory"], &memory_suite),
+            (
+                "file, fsync interval",
+                vec![
+                    "--storage",
+                    "file",
+                    "--fsync",
+                    "interval",
+                    "--data-dir",
+                    data,
+                ],
+                &interval_suite,
+            ),
+            (
+                "file, fsync always",
+                vec!["--storage", "file", "--fsync", "always", "--data-dir", data],
+                &always_suite,
+            ),
+        ];
         let mut rows = Vec::new();
-        let mut failure = None;
-        for (i, args) in std::iter::once(&warm_up).chain(&suite).enumerate() {
-            eprintln!("xtask bench: mq bench {}", args.join(" "));
-            let out = Command::new(release.join("mq"))
-                .args(["--server", &addr, "bench"])
-                .args(args)
-                .args(["--format", "json"])
-                .stderr(Stdio::inherit())
-                .output()
-                .context("cannot run mq bench")?;
-            if !out.status.success() {
-                failure = Some(format!("mq bench {} failed", args.join(" ")));
-                break;
+        for (storage, server_args, suite) in setups {
+            let _ = std::fs::remove_dir_all(&data_dir);
+            let result = run_suite(&release, &server_args, &n, suite);
+            let _ = std::fs::remove_dir_all(&data_dir);
+            for (args, value) in result? {
+                rows.push((storage, args, value));
             }
-            let result: Value =
-                serde_json::from_slice(&out.stdout).context("mq bench printed no JSON")?;
-            if i > 0 {
-                rows.push((args.join(" "), result));
-            }
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM", &server.id().to_string()])
-            .status();
-        let _ = server.wait();
-        if let Some(failure) = failure {
-            bail!(failure);
         }
         let table = render(&rows);
         println!("{table}");
@@ -111,30 +112,93 @@ impl Bench {
     }
 }
 
+/// One server configuration: its label, its flags, and the workloads run against it.
+type Setup<'a> = (&'a str, Vec<&'a str>, &'a Vec<Vec<&'a str>>);
+
+/// Starts a release server with `server_args`, warms it up with one discarded run, runs
+/// `suite` against it, and stops it.
+fn run_suite(
+    release: &std::path::Path,
+    server_args: &[&str],
+    n: &str,
+    suite: &[Vec<&str>],
+) -> anyhow::Result<Vec<(String, Value)>> {
+    let mut server = Command::new(release.join("mq-server"))
+        .args(["--listen", "127.0.0.1:0"])
+        .args(server_args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cannot start the release mq-server")?;
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().context("no stdout")?).read_line(&mut line)?;
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .context("mq-server did not start")?
+        .to_owned();
+    // A first run pays for faulting the server's memory in; measure warm runs.
+    let warm_up: Vec<&str> = vec!["publish", "-n", n, "--size", "100"];
+    let mut rows = Vec::new();
+    let mut failure = None;
+    for (i, args) in std::iter::once(&warm_up).chain(suite).enumerate() {
+        eprintln!(
+            "xtask bench: mq-server {} / mq bench {}",
+            server_args.join(" "),
+            args.join(" ")
+        );
+        let out = Command::new(release.join("mq"))
+            .args(["--server", &addr, "bench"])
+            .args(args)
+            .args(["--format", "json"])
+            .stderr(Stdio::inherit())
+            .output()
+            .context("cannot run mq bench")?;
+        if !out.status.success() {
+            failure = Some(format!("mq bench {} failed", args.join(" ")));
+            break;
+        }
+        let result: Value =
+            serde_json::from_slice(&out.stdout).context("mq bench printed no JSON")?;
+        if i > 0 {
+            rows.push((args.join(" "), result));
+        }
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    let _ = server.wait();
+    if let Some(failure) = failure {
+        bail!(failure);
+    }
+    Ok(rows)
+}
+
 fn cell(v: &Value, key: &str, digits: usize) -> String {
     v.get(key)
         .and_then(Value::as_f64)
         .map_or_else(|| "–".to_owned(), |x| format!("{x:.digits$}"))
 }
 
-fn render(rows: &[(String, Value)]) -> String {
+fn render(rows: &[(&str, String, Value)]) -> String {
     let mut out = String::new();
     out.push_str(&format!(
-        "Measured {} on {} by `cargo xtask bench`: a release `mq-server --storage memory` on \
-         127.0.0.1, warmed up by one discarded `publish` run, and `mq --server ADDR bench … \
-         --format json` for each row (client and server share the machine's cores).\n\n",
+        "Measured {} on {} by `cargo xtask bench`: a release `mq-server` on 127.0.0.1 with \
+         the storage of each row, warmed up by one discarded `publish` run, and \
+         `mq --server ADDR bench … --format json` for each row (client and server share the \
+         machine's cores).\n\n",
         command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
         machine()
     ));
-    out.push_str("| command (`mq bench …`) | msgs | secs | msgs/s | MB/s | p50 µs | p99 µs | p99.9 µs | vs limit |\n");
-    out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
-    for (args, v) in rows {
+    out.push_str("| storage | command (`mq bench …`) | msgs | secs | msgs/s | MB/s | p50 µs | p99 µs | p99.9 µs | vs limit |\n");
+    out.push_str("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    for (storage, args, v) in rows {
         let ratio = v
             .get("ratio_to_limit")
             .and_then(Value::as_f64)
             .map_or_else(|| "–".to_owned(), |r| format!("{:.0}%", r * 100.0));
         out.push_str(&format!(
-            "| `{args}` | {} | {} | {} | {} | {} | {} | {} | {ratio} |\n",
+            "| {storage} | `{args}` | {} | {} | {} | {} | {} | {} | {} | {ratio} |\n",
             cell(v, "msgs", 0),
             cell(v, "secs", 3),
             cell(v, "msgs_per_s", 0),
