@@ -289,10 +289,14 @@ impl Session {
                 }
                 None => unknown_sub(sub),
             },
-            ClientMsg::CreateTopic { topic, config } => {
-                done_or(self.broker.create_topic(&topic, config))
-            }
-            ClientMsg::DeleteTopic { topic } => done_or(self.broker.delete_topic(&topic)),
+            ClientMsg::CreateTopic { topic, config } => done_or(
+                self.durable(move |broker| broker.create_topic(&topic, config))
+                    .await,
+            ),
+            ClientMsg::DeleteTopic { topic } => done_or(
+                self.durable(move |broker| broker.delete_topic(&topic))
+                    .await,
+            ),
             ClientMsg::ListTopics => ServerMsg::Topics {
                 topics: self.broker.topics(),
             },
@@ -304,9 +308,10 @@ impl Session {
                 Ok(groups) => ServerMsg::Groups(groups),
                 Err(e) => ServerMsg::error(&e),
             },
-            ClientMsg::DeleteGroup { topic, group } => {
-                done_or(self.broker.delete_group(&topic, &group))
-            }
+            ClientMsg::DeleteGroup { topic, group } => done_or(
+                self.durable(move |broker| broker.delete_group(&topic, &group))
+                    .await,
+            ),
             ClientMsg::Stats { topic: None } => ServerMsg::BrokerStats(self.broker.stats()),
             ClientMsg::Stats { topic: Some(topic) } => match self.broker.topic_stats(&topic) {
                 Ok(stats) => ServerMsg::TopicStats(Box::new(stats)),
@@ -351,7 +356,7 @@ impl Session {
         if req.prefetch > 0 {
             sub.prefetch = Some(req.prefetch);
         }
-        let consumer = match self.broker.subscribe(sub) {
+        let consumer = match self.durable(move |broker| broker.subscribe(sub)).await {
             Ok(c) => Arc::new(c),
             Err(e) => return Some(ServerMsg::error(&e)),
         };
