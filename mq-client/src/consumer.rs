@@ -359,16 +359,7 @@ impl Consumer {
             },
             Inner::Embedded { consumer, buffer } => loop {
                 if let Some(d) = buffer.pop_front() {
-                    let m = &d.message;
-                    let message = DeliveredMessage {
-                        offset: m.offset,
-                        timestamp: m.timestamp,
-                        priority: m.priority,
-                        deliveries: d.deliveries,
-                        key: m.key.clone(),
-                        headers: m.headers.clone(),
-                        payload: m.payload.clone(),
-                    };
+                    let message = DeliveredMessage::from(&d);
                     return Poll::Ready(Some(Ok(Delivery { message, acker })));
                 }
                 let mut taken = Vec::new();

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use mq_core::FsyncPolicy;
 use mq_transport::DEFAULT_MAX_FRAME;
 
 /// Default listen address.
@@ -21,19 +22,6 @@ pub enum StorageKind {
     /// A segmented log per topic under the data dir (the default).
     #[default]
     File,
-}
-
-/// When the file storage fsyncs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum FsyncPolicy {
-    /// Before each publish is acknowledged.
-    Always,
-    /// Every 100 ms (group commit).
-    #[default]
-    Interval,
-    /// Never explicitly; the OS decides.
-    Never,
 }
 
 /// The server's settings.
@@ -158,11 +146,7 @@ impl ServerConfig {
     /// The file storage options these settings ask for.
     pub fn file_options(&self) -> mq_core::FileOptions {
         mq_core::FileOptions {
-            fsync: match self.fsync {
-                FsyncPolicy::Always => mq_core::FsyncPolicy::Always,
-                FsyncPolicy::Interval => mq_core::FsyncPolicy::Interval,
-                FsyncPolicy::Never => mq_core::FsyncPolicy::Never,
-            },
+            fsync: self.fsync,
             ..mq_core::FileOptions::default()
         }
     }

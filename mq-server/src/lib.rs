@@ -23,5 +23,5 @@ mod pump;
 mod server;
 mod session;
 
-pub use config::{ConfigFile, DEFAULT_LISTEN, FsyncPolicy, ServerConfig, StorageKind};
+pub use config::{ConfigFile, DEFAULT_LISTEN, ServerConfig, StorageKind};
 pub use server::run;

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use mq_server::{ConfigFile, DEFAULT_LISTEN, FsyncPolicy, ServerConfig, StorageKind};
+use mq_core::FsyncPolicy;
+use mq_server::{ConfigFile, DEFAULT_LISTEN, ServerConfig, StorageKind};
 use mq_transport::{TcpTransport, Transport};
 
 // mimalloc: many small, long-lived allocations (one per retained message) made from
@@ -30,8 +31,8 @@ struct Args {
     /// Directory of the file storage [default: ./mq-data]
     #[arg(long, env = "MQ_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// When the file storage fsyncs [default: interval]
-    #[arg(long, env = "MQ_FSYNC", value_enum)]
+    /// When the file storage fsyncs: always, interval or never [default: interval]
+    #[arg(long, env = "MQ_FSYNC", value_name = "POLICY")]
     fsync: Option<FsyncPolicy>,
     /// TOML file with any of these settings; flags and environment variables win over it
     #[arg(long, env = "MQ_CONFIG", value_name = "FILE")]

@@ -105,16 +105,7 @@ impl Pump {
                 bytes = 0;
             }
             bytes += size;
-            let m = &d.message;
-            batch.push(DeliveredMessage {
-                offset: m.offset,
-                timestamp: m.timestamp,
-                priority: m.priority,
-                deliveries: d.deliveries,
-                key: m.key.clone(),
-                headers: m.headers.clone(),
-                payload: m.payload.clone(),
-            });
+            batch.push(DeliveredMessage::from(&d));
         }
         batch.is_empty() || self.push(batch).await
     }

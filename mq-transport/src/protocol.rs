@@ -85,6 +85,23 @@ pub struct DeliveredMessage {
     pub payload: Bytes,
 }
 
+impl From<&mq_core::Delivery> for DeliveredMessage {
+    /// The wire form of a core delivery; the payload, key and header values are shared,
+    /// not copied.
+    fn from(d: &mq_core::Delivery) -> Self {
+        let m = &d.message;
+        Self {
+            offset: m.offset,
+            timestamp: m.timestamp,
+            priority: m.priority,
+            deliveries: d.deliveries,
+            key: m.key.clone(),
+            headers: m.headers.clone(),
+            payload: m.payload.clone(),
+        }
+    }
+}
+
 /// Frames a client sends.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientMsg {

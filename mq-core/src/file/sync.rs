@@ -27,6 +27,21 @@ pub enum FsyncPolicy {
     Never,
 }
 
+impl std::str::FromStr for FsyncPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "always" => Ok(FsyncPolicy::Always),
+            "interval" => Ok(FsyncPolicy::Interval),
+            "never" => Ok(FsyncPolicy::Never),
+            other => Err(format!(
+                "fsync policy {other:?} is unknown: use always, interval or never"
+            )),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct SyncState {
     file: File,
