@@ -13,7 +13,7 @@ use crate::dlq::dead_letter_message;
 use crate::error::Error;
 use crate::group::{ConsumerId, DeadLetter, Group, GroupSettings};
 use crate::log::Log;
-use crate::memory::MemoryStorage;
+use crate::memory::{MemoryStorage, MemoryTopic};
 use crate::message::{Message, NewMessage, Offset};
 use crate::name::{GroupName, TopicName};
 use crate::stats::{BrokerStats, GroupStats, TopicInfo, TopicStats};
@@ -298,6 +298,9 @@ impl Broker {
             }
             state.groups.clear();
             state.log = Log::new(0);
+            // Close the topic's files now: consumers may keep this state alive after a
+            // topic of the same name has been created again.
+            state.store = Box::new(MemoryTopic);
         }
         wakers.into_iter().for_each(Waker::wake);
         self.inner.storage.remove_topic(topic)?;

@@ -22,8 +22,10 @@ use crate::storage::{
 #[derive(Debug, Default, Clone, Copy)]
 pub struct MemoryStorage;
 
+/// A topic store that keeps nothing; also what a deleted topic's state holds, so that its
+/// files are closed before they are removed.
 #[derive(Debug)]
-struct MemoryTopic;
+pub(crate) struct MemoryTopic;
 
 impl Storage for MemoryStorage {
     fn kind(&self) -> &'static str {

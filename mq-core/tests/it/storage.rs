@@ -513,3 +513,31 @@ fn damage_in_a_segment_left_on_disk_ends_the_log_there_too() {
         stats.next_offset
     );
 }
+
+#[test]
+fn a_topic_deleted_and_created_again_under_a_live_consumer_keeps_its_new_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(Timestamp::from_millis(1));
+    let t = topic("reborn");
+    {
+        let b = open(dir.path(), &clock, FileOptions::default());
+        let old = b.subscribe(sub(&t, "g").ack(AckMode::Auto)).unwrap();
+        for i in 0..5 {
+            b.publish(&t, NewMessage::new(format!("old {i}"))).unwrap();
+        }
+        drain(&old);
+        clock.advance(Duration::from_millis(1));
+        b.tick(clock.now());
+        b.delete_topic(&t).unwrap();
+        b.publish(&t, NewMessage::new("new 0")).unwrap();
+        // The old consumer (and the old topic state it holds) goes only now.
+        drop(old);
+        b.flush().unwrap();
+    }
+    let b = open(dir.path(), &clock, FileOptions::default());
+    let stats = b.topic_stats(&t).unwrap();
+    assert_eq!(
+        (stats.retained, stats.first_offset, stats.next_offset),
+        (1, Offset(0), Offset(1))
+    );
+}
