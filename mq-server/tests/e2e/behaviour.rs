@@ -66,13 +66,24 @@ async fn competing_consumers_get_each_message_once() {
         .await
         .unwrap();
     assert_eq!(offsets.len(), 300);
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     for mut w in workers {
+        let (received, done_tx, mut done_rx) = (received.clone(), done_tx.clone(), done_rx.clone());
         tasks.push(tokio::spawn(async move {
             let mut seen = Vec::new();
-            while let Ok(Ok(d)) = tokio::time::timeout(Duration::from_millis(500), w.recv()).await {
+            loop {
+                let d = tokio::select! {
+                    d = w.recv() => d.unwrap(),
+                    _ = done_rx.changed() => break,
+                };
                 seen.push(d.offset().get());
                 d.ack().await.unwrap();
+                if received.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == 300 {
+                    let _ = done_tx.send(true);
+                    break;
+                }
             }
             seen
         }));
@@ -183,23 +194,17 @@ async fn deliveries_of_a_killed_consumer_go_to_another() {
         .subscribe(Subscription::new(t.clone()).group(group("g")))
         .await
         .unwrap();
+    let producer = server.client().await.producer(t.clone());
+    producer.send(NewMessage::new("precious")).await.unwrap();
+    // The only consumer gets it and holds it un-acked.
+    let d = doomed.recv().await.unwrap();
+    assert_eq!(text(&d), "precious");
     let survivor_client = server.client().await;
     let mut survivor = survivor_client
         .subscribe(Subscription::new(t.clone()).group(group("g")))
         .await
         .unwrap();
-    let producer = server.client().await.producer(t.clone());
-    producer.send(NewMessage::new("precious")).await.unwrap();
-    // Whoever got it: make sure the doomed one holds it un-acked.
-    let d = tokio::select! {
-        d = doomed.recv() => d.unwrap(),
-        d = survivor.recv() => {
-            let d = d.unwrap();
-            d.nack(None).await.unwrap();
-            doomed.recv().await.unwrap()
-        }
-    };
-    assert_eq!(text(&d), "precious");
+    assert!(survivor.poll().unwrap().is_none());
     // The doomed consumer's connection dies without an ack.
     drop(doomed);
     drop(doomed_client);
@@ -208,7 +213,7 @@ async fn deliveries_of_a_killed_consumer_go_to_another() {
         .expect("redelivered in time")
         .unwrap();
     assert_eq!(text(&again), "precious");
-    assert!(again.deliveries() >= 2);
+    assert_eq!(again.deliveries(), 2);
     again.ack().await.unwrap();
 }
 
@@ -269,7 +274,16 @@ async fn a_slow_consumer_costs_the_server_no_more_than_its_window() {
             .unwrap();
     }
     producer.flush().await.unwrap();
-    let stats = server.client().await.topic_stats(&t).await.unwrap();
+    // The pump fills the window as soon as it runs; wait until it has.
+    let admin = server.client().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let stats = loop {
+        let stats = admin.topic_stats(&t).await.unwrap();
+        if stats.groups[0].in_flight == 10 || tokio::time::Instant::now() > deadline {
+            break stats;
+        }
+        tokio::task::yield_now().await;
+    };
     let g = &stats.groups[0];
     assert_eq!(stats.retained, 100_000);
     assert_eq!(g.in_flight, 10, "never more in flight than the window");
