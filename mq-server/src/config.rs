@@ -35,6 +35,10 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Fsync policy of the file storage.
     pub fsync: FsyncPolicy,
+    /// Size at which the file storage rolls a topic's segment.
+    pub segment_bytes: u64,
+    /// Bytes of messages each topic keeps in memory with the file storage.
+    pub resident_bytes: u64,
     /// When set, a connection's handshake must carry this token.
     pub auth_token: Option<String>,
     /// Connections served at once; more are refused with `server_busy`.
@@ -58,6 +62,8 @@ impl Default for ServerConfig {
             storage: StorageKind::File,
             data_dir: PathBuf::from("./mq-data"),
             fsync: FsyncPolicy::Interval,
+            segment_bytes: mq_core::DEFAULT_SEGMENT_BYTES,
+            resident_bytes: mq_core::DEFAULT_RESIDENT_BYTES,
             auth_token: None,
             max_connections: 10_000,
             max_frame: DEFAULT_MAX_FRAME,
@@ -76,6 +82,8 @@ impl Default for ServerConfig {
 /// storage = "memory"
 /// data_dir = "./mq-data"
 /// fsync = "interval"
+/// segment_bytes = 67108864
+/// resident_bytes = 67108864
 /// auth_token = "secret"
 /// max_connections = 10000
 /// max_frame = 16777216
@@ -93,6 +101,10 @@ pub struct ConfigFile {
     pub data_dir: Option<PathBuf>,
     /// See [`ServerConfig::fsync`].
     pub fsync: Option<FsyncPolicy>,
+    /// See [`ServerConfig::segment_bytes`].
+    pub segment_bytes: Option<u64>,
+    /// See [`ServerConfig::resident_bytes`].
+    pub resident_bytes: Option<u64>,
     /// See [`ServerConfig::auth_token`].
     pub auth_token: Option<String>,
     /// See [`ServerConfig::max_connections`].
@@ -147,6 +159,8 @@ impl ServerConfig {
     pub fn file_options(&self) -> mq_core::FileOptions {
         mq_core::FileOptions {
             fsync: self.fsync,
+            segment_bytes: self.segment_bytes,
+            resident_bytes: self.resident_bytes,
             ..mq_core::FileOptions::default()
         }
     }
@@ -169,6 +183,10 @@ impl ServerConfig {
         anyhow::ensure!(
             self.max_frame >= 1024,
             "max_frame must be at least 1024 bytes"
+        );
+        anyhow::ensure!(
+            self.segment_bytes >= 4096,
+            "segment_bytes must be at least 4096"
         );
         Ok(())
     }

@@ -34,6 +34,13 @@ struct Args {
     /// When the file storage fsyncs: always, interval or never [default: interval]
     #[arg(long, env = "MQ_FSYNC", value_name = "POLICY")]
     fsync: Option<FsyncPolicy>,
+    /// Size at which a topic's segment file is rolled [default: 67108864]
+    #[arg(long, env = "MQ_SEGMENT_BYTES", value_name = "BYTES")]
+    segment_bytes: Option<u64>,
+    /// Bytes of messages each topic keeps in memory; older ones are read back from disk
+    /// [default: 67108864]
+    #[arg(long, env = "MQ_RESIDENT_BYTES", value_name = "BYTES")]
+    resident_bytes: Option<u64>,
     /// TOML file with any of these settings; flags and environment variables win over it
     #[arg(long, env = "MQ_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
@@ -74,6 +81,14 @@ impl Args {
             storage: self.storage.or(file.storage).unwrap_or(d.storage),
             data_dir: self.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
             fsync: self.fsync.or(file.fsync).unwrap_or(d.fsync),
+            segment_bytes: self
+                .segment_bytes
+                .or(file.segment_bytes)
+                .unwrap_or(d.segment_bytes),
+            resident_bytes: self
+                .resident_bytes
+                .or(file.resident_bytes)
+                .unwrap_or(d.resident_bytes),
             auth_token: self.auth_token.or(file.auth_token),
             max_connections: self
                 .max_connections

@@ -293,3 +293,42 @@ async fn a_second_server_on_the_same_data_dir_is_refused() {
         .await
         .map_err(|e| matches!(e, ClientError::ConnectionRefused { .. }));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_with_a_small_memory_budget_serves_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = topic("spill");
+    let server = Server::start_with(&[
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--segment-bytes",
+        "65536",
+        "--resident-bytes",
+        "100000",
+    ]);
+    let client = server.client().await;
+    let producer = client.producer(t.clone());
+    for i in 0..5000u32 {
+        producer
+            .publish(NewMessage::new(format!("{i:08}").repeat(16)))
+            .await
+            .unwrap();
+    }
+    producer.flush().await.unwrap();
+    let segments = std::fs::read_dir(dir.path().join("topics/spill"))
+        .unwrap()
+        .count();
+    assert!(segments > 20, "{segments} files");
+    let mut late = client
+        .subscribe(
+            Subscription::new(t.clone())
+                .group(group("late"))
+                .ack(AckMode::Auto),
+        )
+        .await
+        .unwrap();
+    for i in 0..5000u32 {
+        let d = late.recv().await.unwrap();
+        assert_eq!(d.payload(), format!("{i:08}").repeat(16).as_bytes());
+    }
+}
