@@ -53,6 +53,8 @@ pub(crate) struct TopicState {
     pub(crate) groups: FxHashMap<GroupName, Group>,
     pub(crate) store: Box<dyn TopicStore>,
     pub(crate) deleted: bool,
+    /// Scratch space for [`TopicState::deliver`], kept to spare an allocation per call.
+    picks: Vec<(u64, u32)>,
     published: u64,
     last_timestamp: Timestamp,
 }
@@ -67,6 +69,7 @@ impl Topic {
             groups: FxHashMap::default(),
             store,
             deleted: false,
+            picks: Vec::new(),
             published: 0,
             last_timestamp: Timestamp::default(),
         };
@@ -111,6 +114,7 @@ impl Topic {
             groups,
             store: rec.store,
             deleted: false,
+            picks: Vec::new(),
             last_timestamp,
         };
         Self {
@@ -249,13 +253,21 @@ impl TopicState {
         max: usize,
         out: &mut Vec<Delivery>,
     ) -> Result<usize, Error> {
-        let mut picks = Vec::new();
         let Some(g) = self.groups.get_mut(group) else {
             return Ok(0);
         };
+        let mut picks = std::mem::take(&mut self.picks);
+        picks.clear();
         g.deliver(&self.log, consumer, now, max, &mut picks);
         let before = out.len();
-        for (offset, deliveries) in picks {
+        let fetched = self.fetch_all(&picks, out);
+        self.picks = picks;
+        fetched?;
+        Ok(out.len() - before)
+    }
+
+    fn fetch_all(&mut self, picks: &[(u64, u32)], out: &mut Vec<Delivery>) -> Result<(), Error> {
+        for &(offset, deliveries) in picks {
             if let Some(message) = self.log.fetch(offset, self.store.as_mut())? {
                 out.push(Delivery {
                     message,
@@ -263,7 +275,7 @@ impl TopicState {
                 });
             }
         }
-        Ok(out.len() - before)
+        Ok(())
     }
 
     /// The topic's counters.
