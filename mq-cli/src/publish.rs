@@ -1,15 +1,34 @@
 //! `mq publish`: messages from arguments or standard input, each acknowledged before exit.
 
+use std::collections::VecDeque;
 use std::io::BufRead;
 
 use anyhow::Context;
 use mq_client::{Client, NewMessage};
-use mq_core::TopicName;
+use mq_core::{Offset, TopicName};
 
 use crate::args::PublishArgs;
 
 /// Messages per publish request when reading standard input.
 const STDIN_BATCH: usize = 500;
+/// Batches waiting for their acknowledgements at once when reading standard input.
+const IN_FLIGHT: usize = 16;
+
+/// What was published: how many, and the first and last offsets.
+#[derive(Default)]
+struct Published {
+    count: usize,
+    range: Option<(Offset, Offset)>,
+}
+
+impl Published {
+    fn add(&mut self, offsets: &[Offset]) {
+        self.count += offsets.len();
+        if let (Some(&first), Some(&last)) = (offsets.first(), offsets.last()) {
+            self.range = Some(self.range.map_or((first, last), |(f, _)| (f, last)));
+        }
+    }
+}
 
 pub(crate) async fn run(client: &Client, args: &PublishArgs) -> anyhow::Result<()> {
     let topic = TopicName::new(&args.topic)?;
@@ -24,34 +43,44 @@ pub(crate) async fn run(client: &Client, args: &PublishArgs) -> anyhow::Result<(
         }
         m
     };
-    let mut offsets = Vec::new();
+    let mut published = Published::default();
     if args.messages.is_empty() {
-        let stdin = std::io::stdin();
+        // Batches are queued in order and up to IN_FLIGHT of them wait for their
+        // acknowledgements at once.
+        let mut waiting = VecDeque::new();
         let mut batch = Vec::new();
-        for line in stdin.lock().lines() {
+        for line in std::io::stdin().lock().lines() {
             batch.push(build(line.context("cannot read standard input")?));
             if batch.len() == STDIN_BATCH {
-                offsets.extend(producer.send_batch(std::mem::take(&mut batch)).await?);
+                waiting.push_back(producer.queue_batch(std::mem::take(&mut batch)).await?);
+                if waiting.len() >= IN_FLIGHT
+                    && let Some(oldest) = waiting.pop_front()
+                {
+                    published.add(&oldest.offsets().await?);
+                }
             }
         }
         if !batch.is_empty() {
-            offsets.extend(producer.send_batch(batch).await?);
+            waiting.push_back(producer.queue_batch(batch).await?);
+        }
+        for queued in waiting {
+            published.add(&queued.offsets().await?);
         }
     } else {
         let batch = args.messages.iter().cloned().map(build).collect();
-        offsets = producer.send_batch(batch).await?;
+        published.add(&producer.send_batch(batch).await?);
     }
-    match (offsets.first(), offsets.last()) {
-        (Some(first), Some(last)) if first == last => {
+    match published.range {
+        Some((first, last)) if first == last => {
             println!("published 1 message to {topic} at offset {first}");
         }
-        (Some(first), Some(last)) => {
+        Some((first, last)) => {
             println!(
                 "published {} messages to {topic} at offsets {first}-{last}",
-                offsets.len()
+                published.count
             );
         }
-        _ => println!("published 0 messages to {topic}"),
+        None => println!("published 0 messages to {topic}"),
     }
     Ok(())
 }

@@ -40,4 +40,4 @@ pub use client::{Client, ClientConfig};
 pub use consumer::{AckHandle, Consumer, Delivery, Handler, HandlerError};
 pub use error::ClientError;
 pub use mq_core::{AckMode, NewMessage, StartPosition, Subscription};
-pub use producer::{Producer, ProducerConfig};
+pub use producer::{Producer, ProducerConfig, QueuedBatch};

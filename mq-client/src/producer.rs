@@ -51,6 +51,20 @@ enum Item {
     Flush(oneshot::Sender<()>),
 }
 
+/// A batch queued by [`Producer::queue_batch`], waiting for its acknowledgement.
+#[derive(Debug)]
+pub struct QueuedBatch(oneshot::Receiver<Result<Vec<Offset>, ClientError>>);
+
+impl QueuedBatch {
+    /// Waits for the batch's offsets.
+    ///
+    /// # Errors
+    /// [`ClientError::TopicFull`] when the topic refused it; connection errors.
+    pub async fn offsets(self) -> Result<Vec<Offset>, ClientError> {
+        self.0.await.map_err(|_| ClientError::closed())?
+    }
+}
+
 /// Publishes to one topic. Cheap to clone; clones share the batching.
 ///
 /// ```no_run
@@ -114,12 +128,22 @@ impl Producer {
     /// # Errors
     /// As [`Producer::send`].
     pub async fn send_batch(&self, messages: Vec<NewMessage>) -> Result<Vec<Offset>, ClientError> {
+        self.queue_batch(messages).await?.offsets().await
+    }
+
+    /// Queues a batch (all or nothing) and returns at once with a handle on its offsets:
+    /// batches queued one after another are published in that order, and many can wait
+    /// for their acknowledgements at the same time.
+    ///
+    /// # Errors
+    /// Connection errors.
+    pub async fn queue_batch(&self, messages: Vec<NewMessage>) -> Result<QueuedBatch, ClientError> {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(Item::Batch(messages, Some(tx)))
             .await
             .map_err(|_| Self::closed())?;
-        rx.await.map_err(|_| Self::closed())?
+        Ok(QueuedBatch(rx))
     }
 
     /// Queues a batch (all or nothing) without waiting for its acknowledgement, like
