@@ -482,15 +482,20 @@ impl Broker {
             state.dead_messages(&dead).unwrap_or_default()
         };
         wakers.into_iter().for_each(Waker::wake);
-        // A consumer being dropped has nobody to report to; the dead-letter topic is
-        // auto-created with default bounds, so this fails only when it is full.
-        let _ = self.dead_letter(&consumer.topic.name, &consumer.group, letters);
+        // A consumer being dropped has nobody to report to; what the dead-letter topic
+        // refuses stays in the group.
+        let _ = self.dead_letter(&consumer.topic, &consumer.group, letters);
     }
 
-    /// Appends dead letters of `group` on `topic` to `<topic>.dlq`.
+    /// Appends dead letters of `group` on `topic` to `<topic>.dlq`, then tells the group:
+    /// copied messages are done; those the dead-letter topic refused go back to waiting, so
+    /// nothing is lost.
+    ///
+    /// # Errors
+    /// Why the dead-letter topic refused them (full, storage).
     pub(crate) fn dead_letter(
         &self,
-        topic: &TopicName,
+        topic: &Topic,
         group: &GroupName,
         letters: Vec<(Arc<Message>, DeadLetter)>,
     ) -> Result<(), Error> {
@@ -499,9 +504,30 @@ impl Broker {
         }
         let batch = letters
             .iter()
-            .map(|(message, letter)| dead_letter_message(topic, group, message, *letter))
+            .map(|(message, letter)| dead_letter_message(&topic.name, group, message, *letter))
             .collect();
-        self.publish_batch(&topic.dead_letter(), batch).map(|_| ())
+        let copied = self
+            .publish_batch(&topic.name.dead_letter(), batch)
+            .map(|_| ());
+        let offsets: Vec<u64> = letters.iter().map(|(_, d)| d.offset).collect();
+        let mut wakers = Vec::new();
+        let sync = {
+            let mut state = topic.lock();
+            let state = &mut *state;
+            match state.groups.get_mut(group) {
+                Some(g) => {
+                    g.settle_dead(&offsets, copied.is_ok());
+                    g.take_wakers(&mut wakers);
+                    state.persist_groups()?
+                }
+                None => None,
+            }
+        };
+        wakers.into_iter().for_each(Waker::wake);
+        if let Some(sync) = sync {
+            sync.wait()?;
+        }
+        copied
     }
 
     /// Counts deliveries for the broker-wide stats.
@@ -577,9 +603,10 @@ impl Broker {
             }
             wakers.into_iter().for_each(Waker::wake);
             for (group, batch) in letters {
-                report.dead_lettered += batch.len() as u64;
-                if let Err(e) = self.dead_letter(&topic.name, &group, batch) {
-                    report.errors.push(e);
+                let n = batch.len() as u64;
+                match self.dead_letter(&topic, &group, batch) {
+                    Ok(()) => report.dead_lettered += n,
+                    Err(e) => report.errors.push(e),
                 }
             }
         }

@@ -312,8 +312,7 @@ impl Consumer {
         if letters.is_empty() {
             return Ok(());
         }
-        self.broker
-            .dead_letter(&self.topic.name, &self.group, letters)
+        self.broker.dead_letter(&self.topic, &self.group, letters)
     }
 }
 

@@ -125,6 +125,9 @@ pub(crate) struct Group {
     dead_lettered: u64,
     /// Delivery counts recovered from storage for messages not yet redelivered.
     restored: FxHashMap<u64, u32>,
+    /// Messages given up on, until their copy is in the dead-letter topic: (priority,
+    /// deliveries). Not done yet, so retention keeps them.
+    dying: FxHashMap<u64, (u8, u32)>,
     /// For a durable group on a store that keeps group state: changes not yet journaled.
     journal: Option<Changes>,
 }
@@ -169,6 +172,7 @@ impl Group {
             redelivered: 0,
             dead_lettered: 0,
             restored: FxHashMap::default(),
+            dying: FxHashMap::default(),
             journal: None,
         }
     }
@@ -222,6 +226,7 @@ impl Group {
             .chain(self.redeliver.iter().map(|(&(_, o), &d)| (o, d)))
             .chain(self.delayed.iter().map(|(&(_, o), &(_, d))| (o, d)))
             .chain(self.restored.iter().map(|(&o, &d)| (o, d)))
+            .chain(self.dying.iter().map(|(&o, &(_, d))| (o, d)))
             .collect();
         deliveries.sort_unstable();
         RecoveredGroup {
@@ -559,9 +564,7 @@ impl Group {
             .max_deliveries
             .is_some_and(|max| f.deliveries >= max)
         {
-            self.acks.insert(offset);
-            self.record_done(offset);
-            self.dead_lettered += 1;
+            self.dying.insert(offset, (f.priority, f.deliveries));
             dead.push(DeadLetter {
                 offset,
                 deliveries: f.deliveries,
@@ -577,6 +580,25 @@ impl Group {
             _ => {
                 self.redeliver
                     .insert((Reverse(f.priority), offset), f.deliveries);
+            }
+        }
+    }
+
+    /// Ends the dying of `offsets`: done when their copy reached the dead-letter topic,
+    /// otherwise back to waiting (they are tried again, and dead-lettered again, after
+    /// their next failed delivery).
+    pub(crate) fn settle_dead(&mut self, offsets: &[u64], copied: bool) {
+        for &offset in offsets {
+            let Some((priority, deliveries)) = self.dying.remove(&offset) else {
+                continue;
+            };
+            if copied {
+                self.acks.insert(offset);
+                self.record_done(offset);
+                self.dead_lettered += 1;
+            } else {
+                self.redeliver
+                    .insert((Reverse(priority), offset), deliveries);
             }
         }
     }
@@ -599,6 +621,9 @@ impl Group {
         self.acks.raise_floor(first);
         if !self.restored.is_empty() {
             self.restored.retain(|&offset, _| offset >= first);
+        }
+        if !self.dying.is_empty() {
+            self.dying.retain(|&offset, _| offset >= first);
         }
         self.redeliver.retain(|&(_, offset), _| offset >= first);
         self.delayed.retain(|&(_, offset), _| offset >= first);

@@ -517,6 +517,34 @@ fn max_deliveries_moves_a_message_to_the_dead_letter_topic_with_headers() {
 }
 
 #[test]
+fn a_message_the_dead_letter_topic_refuses_stays_in_its_group() {
+    let b = Broker::new();
+    let t = topic("jobs");
+    let mut config = TopicConfig::default();
+    config.groups.max_deliveries = Some(1);
+    b.create_topic(&t, config).unwrap();
+    let mut full = TopicConfig::default();
+    full.retention.max_messages = Some(1);
+    b.create_topic(&topic("jobs.dlq"), full).unwrap();
+    b.publish(&topic("jobs.dlq"), NewMessage::new("already here"))
+        .unwrap();
+    let c = b.subscribe(sub(&t, "g")).unwrap();
+    b.publish(&t, NewMessage::new("poison")).unwrap();
+    let d = c.poll().unwrap().unwrap();
+    let err = c.nack(d.offset(), None).unwrap_err();
+    assert!(matches!(err, Error::TopicFull { .. }), "{err:?}");
+    // Not lost: it comes back, and goes to the dead-letter topic once there is room.
+    let again = c.poll().unwrap().unwrap();
+    assert_eq!((again.offset(), again.deliveries), (d.offset(), 2));
+    b.delete_topic(&topic("jobs.dlq")).unwrap();
+    c.nack(again.offset(), None).unwrap();
+    assert!(c.poll().unwrap().is_none());
+    let g = &b.groups(&t).unwrap()[0];
+    assert_eq!((g.dead_lettered, g.pending, g.in_flight), (1, 0, 0));
+    assert_eq!(b.topic_stats(&topic("jobs.dlq")).unwrap().retained, 1);
+}
+
+#[test]
 fn ack_timeouts_also_count_towards_max_deliveries() {
     let (b, clock) = broker_at_1000();
     let t = topic("t");
