@@ -5,6 +5,7 @@
 mod bench;
 mod ci;
 mod demo;
+mod tidy;
 mod util;
 
 use clap::{Parser, Subcommand};
