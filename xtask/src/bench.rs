@@ -61,6 +61,7 @@ impl Bench {
         let interval_suite: Vec<Vec<&str>> = vec![
             vec!["publish", "-n", &n, "--size", "100"],
             vec!["fanout", "-n", &n, "--size", "100", "--consumers", "4"],
+            vec!["workqueue", "-n", &n, "--size", "100", "--consumers", "4"],
         ];
         let always_suite: Vec<Vec<&str>> = vec![vec![
             "publish",
