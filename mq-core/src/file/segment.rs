@@ -141,7 +141,7 @@ impl SegmentLog {
             segments.push(Segment {
                 base,
                 end: scan.end,
-                index: None,
+                index: Some(scan.index),
             });
         }
         let log = Self::open_active(dir, what, segments, next, segment_bytes)?;
@@ -164,7 +164,7 @@ impl SegmentLog {
             segments.push(Segment {
                 base: next,
                 end: next,
-                index: None,
+                index: Some(Vec::new()),
             });
         }
         let base = segments.last().map_or(next, |s| s.base);
@@ -178,10 +178,13 @@ impl SegmentLog {
             .metadata()
             .map_err(io(format!("reading {}", path.display())))?
             .len();
-        let (index, entries) = rebuild_index(dir, base, active_len)?;
-        if let Some(active) = segments.last_mut() {
-            active.index = Some(entries);
-        }
+        // Rewrite the open segment's index from what recovery read, so an index torn by a
+        // crash never points past the data.
+        let entries = segments
+            .last()
+            .and_then(|s| s.index.as_deref())
+            .unwrap_or(&[]);
+        let index = write_index(dir, base, entries)?;
         let sync = SyncFile::new(
             format!("{what} segment {}", path.display()),
             active
@@ -257,7 +260,7 @@ impl SegmentLog {
             .try_clone()
             .map_err(io(format!("opening {}", path.display())))?;
         self.sync.switch(handle)?;
-        self.index = rebuild_index(&self.dir, base, 0)?.0;
+        self.index = write_index(&self.dir, base, &[])?;
         self.active = active;
         self.active_len = 0;
         self.next_index_at = 0;
@@ -352,6 +355,9 @@ struct Scan {
     end: u64,
     /// Where and why it is damaged.
     damaged: Option<(usize, &'static str)>,
+    /// Its sparse index, from what was read: (offset, position) of the first record at or
+    /// after every INDEX_EVERY bytes.
+    index: Vec<(u64, u64)>,
 }
 
 /// Reads and validates one segment from the first retained offset on: whole messages, or
@@ -366,11 +372,18 @@ fn scan(dir: &Path, base: u64, first: u64, whole: bool) -> Result<Scan, StorageE
         messages: Vec::new(),
         end: base,
         damaged: None,
+        index: Vec::new(),
     };
     let mut expected = None;
-    let mut accept = |scan: &mut Scan, offset: u64, stored: StoredMessage| {
+    let mut next_index_at = 0u64;
+    let mut accept = |scan: &mut Scan, offset: u64, pos: usize, stored: StoredMessage| {
         if expected.is_some_and(|e| e != offset) {
             return false;
+        }
+        let pos = pos as u64;
+        if pos >= next_index_at {
+            scan.index.push((offset, pos));
+            next_index_at = (pos / INDEX_EVERY + 1) * INDEX_EVERY;
         }
         if offset >= first {
             scan.messages.push(stored);
@@ -396,6 +409,7 @@ fn scan(dir: &Path, base: u64, first: u64, whole: bool) -> Result<Scan, StorageE
                     if !accept(
                         &mut scan,
                         m.offset.get(),
+                        pos,
                         StoredMessage::Loaded(Arc::new(m)),
                     ) {
                         scan.damaged = Some((pos, sequence));
@@ -435,7 +449,7 @@ fn scan(dir: &Path, base: u64, first: u64, whole: bool) -> Result<Scan, StorageE
                         size: meta.size,
                         priority: meta.priority,
                     };
-                    if !accept(&mut scan, meta.offset, stored) {
+                    if !accept(&mut scan, meta.offset, at + pos, stored) {
                         scan.damaged = Some((at + pos, sequence));
                         return Ok(scan);
                     }
@@ -526,27 +540,13 @@ fn read_index(dir: &Path, base: u64) -> Vec<(u64, u64)> {
         .collect()
 }
 
-/// Recreates the index of segment `base` for its first `len` bytes, so an index torn by a
-/// crash never points past the data.
-fn rebuild_index(dir: &Path, base: u64, len: u64) -> Result<(File, Vec<(u64, u64)>), StorageError> {
+/// Writes the index file of segment `base` afresh with `entries`, open for appending more.
+fn write_index(dir: &Path, base: u64, entries: &[(u64, u64)]) -> Result<File, StorageError> {
     let path = index_path(dir, base);
-    let mut entries = Vec::new();
-    let mut pairs = Vec::new();
-    if len > 0 {
-        let data = Bytes::from(
-            fs::read(log_path(dir, base)).map_err(io(format!("reading segment {base}")))?,
-        );
-        let mut pos = 0usize;
-        let mut next_at = 0u64;
-        while let Read::Record(m, n) = record::decode(&data, pos) {
-            if pos as u64 >= next_at {
-                entries.extend_from_slice(&m.offset.get().to_le_bytes());
-                entries.extend_from_slice(&(pos as u64).to_le_bytes());
-                pairs.push((m.offset.get(), pos as u64));
-                next_at = (pos as u64 / INDEX_EVERY + 1) * INDEX_EVERY;
-            }
-            pos += n;
-        }
+    let mut bytes = Vec::with_capacity(entries.len() * 16);
+    for (offset, pos) in entries {
+        bytes.extend_from_slice(&offset.to_le_bytes());
+        bytes.extend_from_slice(&pos.to_le_bytes());
     }
     let mut file = OpenOptions::new()
         .create(true)
@@ -554,8 +554,8 @@ fn rebuild_index(dir: &Path, base: u64, len: u64) -> Result<(File, Vec<(u64, u64
         .truncate(true)
         .open(&path)
         .map_err(io(format!("writing {}", path.display())))?;
-    file.write_all(&entries)
+    file.write_all(&bytes)
         .and_then(|()| file.seek(SeekFrom::End(0)).map(drop))
         .map_err(io(format!("writing {}", path.display())))?;
-    Ok((file, pairs))
+    Ok(file)
 }
