@@ -17,7 +17,7 @@ use crate::memory::{MemoryStorage, MemoryTopic};
 use crate::message::{Message, NewMessage, Offset};
 use crate::name::{GroupName, TopicName};
 use crate::stats::{BrokerStats, GroupStats, TopicInfo, TopicStats};
-use crate::storage::{Durability, GroupEvent, Storage};
+use crate::storage::{Durability, GroupEvent, QuarantinedTopic, Storage};
 use crate::topic::{BatchReceipt, Topic};
 
 /// What the broker confirms for one appended message.
@@ -45,6 +45,7 @@ pub struct TickReport {
 pub struct BrokerBuilder {
     clock: Option<Arc<dyn Clock>>,
     storage: Option<Arc<dyn Storage>>,
+    max_message: Option<u64>,
 }
 
 impl BrokerBuilder {
@@ -62,21 +63,46 @@ impl BrokerBuilder {
         self
     }
 
-    /// Builds the broker.
+    /// Refuses messages whose [`NewMessage::encoded_size`] exceeds `bytes` (default: no
+    /// limit). A server sets it from its frame limit, so that every message it accepts can
+    /// be delivered, also as a dead letter.
+    #[must_use]
+    pub fn max_message_size(mut self, bytes: u64) -> Self {
+        self.max_message = Some(bytes);
+        self
+    }
+
+    /// Builds the broker, recovering the topics the storage holds. Topics the storage
+    /// cannot read are quarantined ([`Broker::quarantined`]); the others serve.
     ///
     /// # Errors
-    /// [`Error::Storage`] when the storage cannot be opened.
-    /// Builds the broker, recovering the topics the storage holds.
-    ///
-    /// # Errors
-    /// [`Error::Storage`] when the storage cannot be read.
+    /// [`Error::Storage`] when the storage cannot be read;
+    /// [`Error::StoredMessageTooLarge`] when a topic holds a message over the
+    /// [`BrokerBuilder::max_message_size`].
     pub fn build(self) -> Result<Broker, Error> {
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let started = clock.now();
         let storage = self.storage.unwrap_or_else(|| Arc::new(MemoryStorage));
         let mut topics = FxHashMap::default();
-        let mut warnings = Vec::new();
-        for recovered in storage.recover()? {
+        let recovery = storage.recover()?;
+        let mut warnings = recovery.notices;
+        for q in &recovery.quarantined {
+            warnings.push(format!(
+                "topic \"{}\" is quarantined: {}; its files were left as they are \
+                 (see docs/STORAGE.md to release it)",
+                q.name, q.reason
+            ));
+        }
+        for recovered in recovery.topics {
+            if let Some(limit) = self.max_message
+                && recovered.largest_message > limit
+            {
+                return Err(Error::StoredMessageTooLarge {
+                    topic: recovered.name,
+                    size: recovered.largest_message,
+                    limit,
+                });
+            }
             warnings.extend(recovered.warnings.iter().cloned());
             let topic = Topic::restore(recovered);
             topics.insert(topic.name.clone(), Arc::new(topic));
@@ -84,6 +110,8 @@ impl BrokerBuilder {
         Ok(Broker {
             inner: Arc::new(Inner {
                 topics: RwLock::new(topics),
+                quarantined: recovery.quarantined,
+                max_message: self.max_message,
                 storage,
                 clock,
                 started,
@@ -100,6 +128,9 @@ impl BrokerBuilder {
 #[derive(Debug)]
 struct Inner {
     topics: RwLock<FxHashMap<TopicName, Arc<Topic>>>,
+    /// Topics found in storage that cannot be served; fixed at start.
+    quarantined: Vec<QuarantinedTopic>,
+    max_message: Option<u64>,
     storage: Arc<dyn Storage>,
     clock: Arc<dyn Clock>,
     started: Timestamp,
@@ -148,10 +179,32 @@ impl Broker {
         self.inner.storage.kind()
     }
 
-    /// Damage the storage found and repaired when the broker started (torn or corrupt
-    /// records cut off), one line each, naming topic, file and position.
+    /// What the storage found when the broker started, one line each: damage it skipped
+    /// or cut off (naming topic, file, bytes and lost offsets), quarantined topics, and
+    /// files it left alone.
     pub fn recovery_warnings(&self) -> &[String] {
         &self.inner.warnings
+    }
+
+    /// Topics found in storage that cannot be served.
+    pub fn quarantined(&self) -> &[QuarantinedTopic] {
+        &self.inner.quarantined
+    }
+
+    /// The limit on a message's [`NewMessage::encoded_size`], if any.
+    pub fn max_message_size(&self) -> Option<u64> {
+        self.inner.max_message
+    }
+
+    /// The refusal for a quarantined topic, if `name` is one.
+    fn quarantine_of(&self, name: &TopicName) -> Result<(), Error> {
+        match self.inner.quarantined.iter().find(|q| &q.name == name) {
+            Some(q) => Err(Error::TopicQuarantined {
+                topic: name.clone(),
+                reason: q.reason.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Puts everything written so far on disk (call at shutdown).
@@ -172,7 +225,11 @@ impl Broker {
     }
 
     fn get(&self, name: &TopicName) -> Result<Arc<Topic>, Error> {
-        self.find(name).ok_or_else(|| Error::TopicNotFound {
+        if let Some(topic) = self.find(name) {
+            return Ok(topic);
+        }
+        self.quarantine_of(name)?;
+        Err(Error::TopicNotFound {
             topic: name.clone(),
         })
     }
@@ -203,6 +260,7 @@ impl Broker {
             }
             return Ok(Arc::clone(topic));
         }
+        self.quarantine_of(name)?;
         let store = self.inner.storage.open_topic(name, &config)?;
         let topic = Arc::new(Topic::new(name.clone(), config, store));
         topics.insert(name.clone(), Arc::clone(&topic));
@@ -221,7 +279,9 @@ impl Broker {
     ///
     /// # Errors
     /// [`Error::TopicFull`] when the topic's bounds are reached and its overflow is
-    /// `reject`; [`Error::Storage`] when the storage fails.
+    /// `reject`; [`Error::MessageTooLarge`] over the broker's message limit;
+    /// [`Error::TopicQuarantined`] for a topic whose files cannot be read;
+    /// [`Error::Storage`] when the storage fails.
     pub fn publish(&self, topic: &TopicName, message: NewMessage) -> Result<Receipt, Error> {
         let receipt = self.publish_batch(topic, vec![message])?;
         Ok(Receipt {
@@ -240,6 +300,19 @@ impl Broker {
         topic: &TopicName,
         batch: Vec<NewMessage>,
     ) -> Result<BatchReceipt, Error> {
+        if let Some(limit) = self.inner.max_message {
+            for (index, m) in batch.iter().enumerate() {
+                let size = m.encoded_size();
+                if size > limit {
+                    return Err(Error::MessageTooLarge {
+                        topic: topic.clone(),
+                        index,
+                        size,
+                        limit,
+                    });
+                }
+            }
+        }
         let now = self.now();
         let mut wakers = Vec::new();
         let mut handle = self.get_or_create(topic)?;
@@ -279,6 +352,7 @@ impl Broker {
     /// [`Error::TopicNotFound`] if it does not exist; [`Error::Storage`] when its files
     /// cannot be removed.
     pub fn delete_topic(&self, topic: &TopicName) -> Result<(), Error> {
+        self.quarantine_of(topic)?;
         let handle = {
             let mut topics = self
                 .inner
@@ -626,6 +700,7 @@ impl Broker {
             topics: topics.len() as u64,
             messages_in: self.inner.messages_in.load(Ordering::Relaxed),
             messages_out: self.inner.messages_out.load(Ordering::Relaxed),
+            quarantined: self.inner.quarantined.clone(),
         }
     }
 

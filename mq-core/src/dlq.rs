@@ -1,7 +1,10 @@
 //! Dead letters: how a message a group gave up on is copied to `<topic>.dlq`.
 //!
 //! The copy keeps the original priority, key, headers and payload, and appends headers that
-//! say where it came from and why it was given up on.
+//! say where it came from and why it was given up on. A message dead-lettered again (from a
+//! dead-letter topic) has its earlier `x-mq-dlq-*` headers replaced, so a copy never grows
+//! by more than [`RESERVE`] bytes: a message the broker accepted always fits its
+//! dead-letter topic's frames too.
 
 use std::sync::Arc;
 
@@ -22,6 +25,24 @@ pub const HEADER_OFFSET: &str = "x-mq-dlq-offset";
 /// Header holding how many times the group delivered it, in decimal.
 pub const HEADER_DELIVERIES: &str = "x-mq-dlq-deliveries";
 
+/// Prefix of the headers the broker adds to a dead-letter copy.
+pub const HEADER_PREFIX: &str = "x-mq-dlq-";
+
+/// Most [`crate::NewMessage::encoded_size`] bytes the headers of a dead-letter copy add:
+/// six headers, with topic and group values up to 256 bytes (the longest names are 200,
+/// and a dead-letter topic's name 204), the offset and delivery count in decimal.
+pub const RESERVE: u64 = {
+    let names = (HEADER_REASON.len()
+        + HEADER_LAST_FAILURE.len()
+        + HEADER_TOPIC.len()
+        + HEADER_GROUP.len()
+        + HEADER_OFFSET.len()
+        + HEADER_DELIVERIES.len()) as u64;
+    // "max_deliveries", "consumer_detached", topic, group, u64, u32.
+    let values = 14 + 17 + 256 + 256 + 20 + 10;
+    names + values + 6 * crate::message::HEADER_FRAMING
+};
+
 /// The dead-letter copy of `message`.
 pub(crate) fn dead_letter_message(
     topic: &TopicName,
@@ -29,7 +50,12 @@ pub(crate) fn dead_letter_message(
     message: &Arc<Message>,
     letter: DeadLetter,
 ) -> NewMessage {
-    let mut headers = message.headers.clone();
+    let mut headers: Vec<Header> = message
+        .headers
+        .iter()
+        .filter(|h| !h.name.starts_with(HEADER_PREFIX))
+        .cloned()
+        .collect();
     headers.extend([
         Header::new(HEADER_REASON, "max_deliveries"),
         Header::new(HEADER_LAST_FAILURE, letter.failure.as_str()),

@@ -125,6 +125,48 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A message of a batch is larger than the broker accepts.
+    #[error(
+        "message {index} of the batch to topic \"{topic}\" is {size} bytes (payload, key, \
+         headers and 6 bytes per header); this broker accepts at most {limit}: send it \
+         smaller, split it, or raise the server's --max-frame"
+    )]
+    MessageTooLarge {
+        /// The topic.
+        topic: TopicName,
+        /// The message's position in its batch.
+        index: usize,
+        /// Its [`crate::NewMessage::encoded_size`].
+        size: u64,
+        /// The broker's limit.
+        limit: u64,
+    },
+    /// Storage holds a message larger than the broker is configured to deliver.
+    #[error(
+        "topic \"{topic}\" holds a message of {size} bytes, more than the {limit} bytes this \
+         broker may deliver: raise --max-frame back (to at least {size} plus the frame \
+         overhead in PROTOCOL.md)"
+    )]
+    StoredMessageTooLarge {
+        /// The topic.
+        topic: TopicName,
+        /// The largest stored message's [`crate::Message::encoded_size`].
+        size: u64,
+        /// The broker's limit.
+        limit: u64,
+    },
+    /// The topic's files could not be read at start: it is set aside until an operator
+    /// repairs, moves or deletes them.
+    #[error(
+        "topic \"{topic}\" is quarantined: {reason}; stop the server, repair or move its \
+         directory away (docs/STORAGE.md), then start it again"
+    )]
+    TopicQuarantined {
+        /// The topic.
+        topic: TopicName,
+        /// Why its files cannot be read.
+        reason: String,
+    },
     /// The storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),

@@ -139,6 +139,15 @@ struct Changes {
     delivered: Vec<u64>,
 }
 
+/// Marks the offsets `log` lost as done in `acks`: no group waits for them.
+fn settle_lost(acks: &mut AckSet, log: &Log) {
+    for lost in log.lost() {
+        for offset in lost.start.max(acks.floor())..lost.end {
+            acks.insert(offset);
+        }
+    }
+}
+
 impl Group {
     /// A new group reading `log` from `start`.
     pub(crate) fn new(
@@ -155,6 +164,8 @@ impl Group {
         let cursors = (0..=u8::MAX)
             .map(|p| log.level(p).seq_at_or_after(start))
             .collect();
+        let mut acks = AckSet::new(start);
+        settle_lost(&mut acks, log);
         Self {
             name,
             settings,
@@ -165,7 +176,7 @@ impl Group {
             delayed: BTreeMap::new(),
             in_flight: FxHashMap::default(),
             deadlines: VecDeque::new(),
-            acks: AckSet::new(start),
+            acks,
             consumers: Vec::new(),
             delivered: 0,
             acked: 0,
@@ -208,6 +219,7 @@ impl Group {
             group.acks.insert(offset);
         }
         group.acks.raise_floor(log.first());
+        settle_lost(&mut group.acks, log);
         let floor = group.acks.floor();
         for p in 0..=u8::MAX {
             group.cursors[usize::from(p)] = log.level(p).seq_at_or_after(floor);

@@ -57,17 +57,18 @@ pub use config::{
 pub use consumer::{Consumer, Recv, RecvBatch, Subscription};
 pub use error::{Error, Limit};
 pub use file::{
-    DEFAULT_RESIDENT_BYTES, DEFAULT_SEGMENT_BYTES, FileOptions, FileStorage, FsyncPolicy,
+    DATA_FORMAT, DEFAULT_RESIDENT_BYTES, DEFAULT_SEGMENT_BYTES, FileOptions, FileStorage,
+    FsyncPolicy,
 };
 pub use group::{ConsumerId, Delivery};
 pub use log::StoredMessage;
 pub use memory::MemoryStorage;
-pub use message::{Header, Message, NewMessage, Offset};
+pub use message::{HEADER_FRAMING, Header, Message, NewMessage, Offset};
 pub use name::{DLQ_SUFFIX, GroupName, MAX_NAME_LEN, NameError, TopicName};
-pub use stats::{BrokerStats, GroupStats, TopicInfo, TopicStats};
+pub use stats::{BrokerStats, GroupStats, LostRange, TopicInfo, TopicStats};
 pub use storage::{
-    Appended, Durability, GroupEvent, RecoveredGroup, RecoveredTopic, Storage, StorageError,
-    SyncWait, TopicStore,
+    Appended, Durability, GroupEvent, QuarantinedTopic, RecoveredGroup, RecoveredTopic, Recovery,
+    Storage, StorageError, SyncWait, TopicStore,
 };
 pub use topic::BatchReceipt;
 

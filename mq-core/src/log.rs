@@ -1,6 +1,7 @@
 //! [`Log`]: a topic's retained messages in offset order, with an index by priority.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::sync::Arc;
 
 use crate::clock::Timestamp;
@@ -45,6 +46,8 @@ struct Slot {
     timestamp: Timestamp,
     size: u32,
     priority: u8,
+    /// An offset lost to damage: no message, settled for every group.
+    lost: bool,
     /// The message itself, when resident in memory.
     message: Option<Arc<Message>>,
 }
@@ -71,6 +74,8 @@ pub enum StoredMessage {
 ///
 /// # Invariants
 /// - `slots[i]` describes offset `first + i`; timestamps never decrease;
+/// - `lost` lists, in order, the ranges of retained offsets whose messages storage lost
+///   (their slots are marked `lost`; `lost_count` counts them); they are in no level;
 /// - `levels[p]` holds exactly the offsets of retained messages of priority `p`, in order;
 /// - `active` lists the priorities that ever had a message, highest first;
 /// - `bytes` is the sum of the retained messages' sizes;
@@ -83,6 +88,8 @@ pub enum StoredMessage {
 pub(crate) struct Log {
     first: u64,
     slots: VecDeque<Slot>,
+    lost: VecDeque<Range<u64>>,
+    lost_count: u64,
     bytes: u64,
     levels: Vec<Level>,
     active: Vec<u8>,
@@ -100,6 +107,8 @@ impl Log {
         Self {
             first: next,
             slots: VecDeque::new(),
+            lost: VecDeque::new(),
+            lost_count: 0,
             bytes: 0,
             levels: (0..=u8::MAX).map(|_| Level::default()).collect(),
             active: Vec::new(),
@@ -109,11 +118,13 @@ impl Log {
         }
     }
 
-    /// A log of recovered messages with consecutive offsets from `first`, keeping at most
-    /// about `budget` bytes of them in memory (all, for `None`).
+    /// A log of recovered messages in increasing offsets from `first` whose next offset is
+    /// `next`, keeping at most about `budget` bytes of them in memory (all, for `None`).
+    /// Offsets missing in between were lost: they become holes.
     pub(crate) fn recovered(
         first: u64,
         runs: Vec<Vec<StoredMessage>>,
+        next: u64,
         budget: Option<u64>,
     ) -> Self {
         let mut log = Self::new(first);
@@ -121,25 +132,55 @@ impl Log {
         log.slots.reserve(runs.iter().map(Vec::len).sum());
         for stored in runs.into_iter().flatten() {
             match stored {
-                StoredMessage::Loaded(m) => log.push(m),
+                StoredMessage::Loaded(m) => {
+                    log.lose_until(m.offset.get());
+                    log.push(m);
+                }
                 StoredMessage::OnDisk {
                     offset,
                     timestamp,
                     size,
                     priority,
                 } => {
-                    debug_assert_eq!(offset.get(), log.next());
+                    log.lose_until(offset.get());
                     log.index(offset.get(), priority, size);
                     log.slots.push_back(Slot {
                         timestamp,
                         size: u32::try_from(size).unwrap_or(u32::MAX),
                         priority,
+                        lost: false,
                         message: None,
                     });
                 }
             }
         }
+        log.lose_until(next);
         log
+    }
+
+    /// Marks the offsets from `next()` up to `offset` lost.
+    fn lose_until(&mut self, offset: u64) {
+        let from = self.next();
+        if offset <= from {
+            return;
+        }
+        let timestamp = self.slots.back().map(|s| s.timestamp).unwrap_or_default();
+        for _ in from..offset {
+            self.slots.push_back(Slot {
+                timestamp,
+                size: 0,
+                priority: 0,
+                lost: true,
+                message: None,
+            });
+        }
+        self.lost_count += offset - from;
+        self.lost.push_back(from..offset);
+    }
+
+    /// The retained offsets whose messages storage lost, in order.
+    pub(crate) fn lost(&self) -> impl Iterator<Item = Range<u64>> + '_ {
+        self.lost.iter().cloned()
     }
 
     /// The first retained offset (equal to `next()` when empty).
@@ -152,9 +193,9 @@ impl Log {
         self.first + self.slots.len() as u64
     }
 
-    /// Number of retained messages.
+    /// Number of retained messages (lost offsets not counted).
     pub(crate) fn len(&self) -> u64 {
-        self.slots.len() as u64
+        self.slots.len() as u64 - self.lost_count
     }
 
     /// Retained bytes.
@@ -169,7 +210,7 @@ impl Log {
 
     /// The priority of the message at `offset`, if retained.
     pub(crate) fn priority_of(&self, offset: u64) -> Option<u8> {
-        self.slot(offset).map(|s| s.priority)
+        self.slot(offset).filter(|s| !s.lost).map(|s| s.priority)
     }
 
     /// The message at `offset`, reading it (and those after it) back from `store` when it
@@ -269,6 +310,7 @@ impl Log {
             timestamp: message.timestamp,
             size: u32::try_from(size).unwrap_or(u32::MAX),
             priority: message.priority,
+            lost: false,
             message: Some(message),
         });
         self.evict();
@@ -280,12 +322,22 @@ impl Log {
             return;
         };
         self.first += 1;
+        while self.resident.front().is_some_and(|&o| o < self.first) {
+            self.resident.pop_front();
+        }
+        if slot.lost {
+            self.lost_count -= 1;
+            if let Some(front) = self.lost.front_mut() {
+                front.start += 1;
+                if front.is_empty() {
+                    self.lost.pop_front();
+                }
+            }
+            return;
+        }
         self.bytes -= u64::from(slot.size);
         if slot.message.is_some() && self.budget.is_some() {
             self.resident_bytes -= u64::from(slot.size).min(self.resident_bytes);
-        }
-        while self.resident.front().is_some_and(|&o| o < self.first) {
-            self.resident.pop_front();
         }
         let level = &mut self.levels[usize::from(slot.priority)];
         level.offsets.pop_front();
@@ -336,5 +388,28 @@ mod tests {
         assert_eq!(log.level(0).seq_at_or_after(7), 1);
         assert!(log.priority_of(6).is_none());
         assert_eq!(log.priority_of(9), Some(1));
+    }
+
+    #[test]
+    fn offsets_missing_from_recovery_are_holes_that_trim_away() {
+        let run = |offsets: &[u64]| {
+            offsets
+                .iter()
+                .map(|&o| StoredMessage::Loaded(msg(o, 0)))
+                .collect::<Vec<_>>()
+        };
+        let mut log = Log::recovered(3, vec![run(&[3, 4]), run(&[7, 8])], 11, None);
+        assert_eq!(log.next(), 11);
+        assert_eq!(log.len(), 4);
+        assert_eq!(log.lost().collect::<Vec<_>>(), vec![5..7, 9..11]);
+        assert_eq!(log.level(0).end(), 4);
+        assert!(log.priority_of(5).is_none());
+        for _ in 0..3 {
+            log.pop_front();
+        }
+        assert_eq!(log.first(), 6);
+        assert_eq!(log.lost().collect::<Vec<_>>(), vec![6..7, 9..11]);
+        assert_eq!(log.len(), 2);
+        assert_eq!(log.bytes(), 6);
     }
 }

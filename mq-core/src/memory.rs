@@ -6,8 +6,8 @@ use crate::config::TopicConfig;
 use crate::message::{Message, Offset};
 use crate::name::TopicName;
 use crate::storage::{
-    Appended, Durability, GroupEvent, RecoveredGroup, RecoveredTopic, Storage, StorageError,
-    SyncWait, TopicStore,
+    Appended, Durability, GroupEvent, RecoveredGroup, Recovery, Storage, StorageError, SyncWait,
+    TopicStore,
 };
 
 /// Keeps topics in memory only: everything is gone when the process exits.
@@ -44,8 +44,8 @@ impl Storage for MemoryStorage {
         Ok(())
     }
 
-    fn recover(&self) -> Result<Vec<RecoveredTopic>, StorageError> {
-        Ok(Vec::new())
+    fn recover(&self) -> Result<Recovery, StorageError> {
+        Ok(Recovery::default())
     }
 
     fn flush(&self) -> Result<(), StorageError> {

@@ -101,6 +101,22 @@ impl NewMessage {
     pub fn size(&self) -> u64 {
         content_size(&self.payload, self.key.as_ref(), &self.headers)
     }
+
+    /// The size a message limit is checked against: payload, key and header bytes plus
+    /// [`HEADER_FRAMING`] per header. Everything else a frame or record adds per message is
+    /// fixed, so a broker that knows this size knows whether the message fits a frame.
+    pub fn encoded_size(&self) -> u64 {
+        encoded_size(&self.payload, self.key.as_ref(), &self.headers)
+    }
+}
+
+/// Bytes that frame each header in a message's encoded size: the lengths of its name (2)
+/// and of its value (4).
+pub const HEADER_FRAMING: u64 = 6;
+
+/// What [`Message::encoded_size`] and [`NewMessage::encoded_size`] count.
+fn encoded_size(payload: &Bytes, key: Option<&Bytes>, headers: &[Header]) -> u64 {
+    content_size(payload, key, headers) + HEADER_FRAMING * headers.len() as u64
 }
 
 fn content_size(payload: &Bytes, key: Option<&Bytes>, headers: &[Header]) -> u64 {
@@ -141,6 +157,13 @@ impl Message {
     /// Bytes this message counts against a topic's `max_bytes`: payload, key and headers.
     pub fn size(&self) -> u64 {
         content_size(&self.payload, self.key.as_ref(), &self.headers)
+    }
+
+    /// The size a message limit is checked against: payload, key and header bytes plus
+    /// [`HEADER_FRAMING`] per header. Everything else a frame or record adds per message is
+    /// fixed, so a broker that knows this size knows whether the message fits a frame.
+    pub fn encoded_size(&self) -> u64 {
+        encoded_size(&self.payload, self.key.as_ref(), &self.headers)
     }
 
     /// The value of the first header called `name`.

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::TopicConfig;
 use crate::message::Offset;
 use crate::name::{GroupName, TopicName};
+use crate::storage::QuarantinedTopic;
 
 /// One group's counters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,8 +43,21 @@ pub struct TopicStats {
     pub first_offset: Offset,
     /// The offset the next message will get.
     pub next_offset: Offset,
+    /// Retained offsets whose messages the storage lost to damage (docs/STORAGE.md): every
+    /// group counts them as settled. Absent when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lost: Vec<LostRange>,
     /// The topic's groups, by name.
     pub groups: Vec<GroupStats>,
+}
+
+/// Offsets `first` to `last` (inclusive) of a topic, lost to damage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LostRange {
+    /// The first lost offset.
+    pub first: Offset,
+    /// The last lost offset.
+    pub last: Offset,
 }
 
 /// A topic's configuration and counters, as `describe` shows them.
@@ -68,4 +82,8 @@ pub struct BrokerStats {
     pub messages_in: u64,
     /// Deliveries made since start.
     pub messages_out: u64,
+    /// Topics found in storage that cannot be served (docs/STORAGE.md). Absent when there
+    /// are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quarantined: Vec<QuarantinedTopic>,
 }

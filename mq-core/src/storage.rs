@@ -155,17 +155,41 @@ pub struct RecoveredTopic {
     pub name: TopicName,
     /// Its config.
     pub config: TopicConfig,
-    /// Retained messages, in offset order, without gaps, in runs (one per segment): whole,
-    /// or left on disk.
+    /// Retained messages, in offset order, in runs (one per segment): whole, or left on
+    /// disk. Offsets missing between them (and up to `next_offset`) were lost to damage:
+    /// they become holes of the log that every group counts as settled.
     pub messages: Vec<Vec<crate::log::StoredMessage>>,
-    /// The offset the next message gets.
+    /// The offset the next message gets: past every offset ever assigned.
     pub next_offset: u64,
+    /// The largest [`Message::encoded_size`] among the retained messages.
+    pub largest_message: u64,
     /// Its durable groups.
     pub groups: Vec<RecoveredGroup>,
     /// The store to keep appending to.
     pub store: Box<dyn TopicStore>,
     /// Damage found and repaired, for the operator.
     pub warnings: Vec<String>,
+}
+
+/// A topic the storage found but cannot serve: its files are left as they are until an
+/// operator repairs, moves or deletes them (docs/STORAGE.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantinedTopic {
+    /// The topic.
+    pub name: TopicName,
+    /// Why it cannot be served, naming its files.
+    pub reason: String,
+}
+
+/// What a storage found at startup.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    /// The topics it can serve.
+    pub topics: Vec<RecoveredTopic>,
+    /// Topics it found but cannot serve.
+    pub quarantined: Vec<QuarantinedTopic>,
+    /// Things it found and left alone, for the operator (foreign files, once each).
+    pub notices: Vec<String>,
 }
 
 /// A storage medium for topics.
@@ -189,11 +213,12 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// [`StorageError`] when the medium cannot be changed.
     fn remove_topic(&self, topic: &TopicName) -> Result<(), StorageError>;
 
-    /// The topics found at startup (none for `memory`).
+    /// The topics found at startup (none for `memory`); a topic that cannot be read is
+    /// quarantined, not an error.
     ///
     /// # Errors
-    /// [`StorageError`] when the medium cannot be read.
-    fn recover(&self) -> Result<Vec<RecoveredTopic>, StorageError>;
+    /// [`StorageError`] when the medium as a whole cannot be read.
+    fn recover(&self) -> Result<Recovery, StorageError>;
 
     /// Puts everything written so far on disk (at shutdown).
     ///

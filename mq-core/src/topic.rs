@@ -16,6 +16,7 @@ use crate::group::{DeadLetter, Group};
 use crate::log::{Log, StoredMessage};
 use crate::message::{Message, NewMessage, Offset};
 use crate::name::{GroupName, TopicName};
+use crate::stats::LostRange;
 use crate::stats::TopicStats;
 use crate::storage::{Durability, GroupEvent, RecoveredTopic, SyncWait, TopicStore};
 
@@ -65,7 +66,7 @@ impl Topic {
         let state = TopicState {
             name: name.clone(),
             config,
-            log: Log::recovered(0, Vec::new(), store.resident_budget()),
+            log: Log::recovered(0, Vec::new(), 0, store.resident_budget()),
             groups: FxHashMap::default(),
             store,
             deleted: false,
@@ -100,7 +101,7 @@ impl Topic {
             .next_back()
             .map_or(Timestamp::default(), |m| stored(m).1);
         let budget = rec.store.resident_budget();
-        let log = Log::recovered(first, rec.messages, budget);
+        let log = Log::recovered(first, rec.messages, rec.next_offset, budget);
         let groups = rec
             .groups
             .iter()
@@ -289,6 +290,14 @@ impl TopicState {
             retained_bytes: self.log.bytes(),
             first_offset: Offset(self.log.first()),
             next_offset: Offset(self.log.next()),
+            lost: self
+                .log
+                .lost()
+                .map(|r| LostRange {
+                    first: Offset(r.start),
+                    last: Offset(r.end - 1),
+                })
+                .collect(),
             groups,
         }
     }

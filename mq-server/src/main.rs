@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::Parser;
 use mq_core::FsyncPolicy;
 use mq_server::{ConfigFile, DEFAULT_LISTEN, ServerConfig, StorageKind};
-use mq_transport::{TcpTransport, Transport};
+use mq_transport::{TcpTransport, Transport, max_message_size};
 
 // mimalloc: many small, long-lived allocations (one per retained message) made from
 // several threads at once, where the system allocator spends its time growing arenas.
@@ -131,12 +131,13 @@ fn main() -> ExitCode {
 
 fn serve(args: Args) -> anyhow::Result<()> {
     let config = args.into_config()?;
+    let builder = mq_core::Broker::builder().max_message_size(max_message_size(config.max_frame));
     let broker = match config.storage {
-        StorageKind::Memory => mq_core::Broker::new(),
+        StorageKind::Memory => builder.build().context("cannot start the memory storage")?,
         StorageKind::File => {
             let storage = mq_core::FileStorage::open(&config.data_dir, config.file_options())
                 .with_context(|| format!("cannot use data dir {}", config.data_dir.display()))?;
-            mq_core::Broker::builder()
+            builder
                 .storage(storage)
                 .build()
                 .with_context(|| format!("cannot recover data dir {}", config.data_dir.display()))?

@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use mq_core::{Consumer, Delivery};
-use mq_transport::{DeliveredMessage, ErrorCode, Frame, RequestId, ServerMsg, SubscriptionId};
+use mq_transport::{
+    DELIVERED_OVERHEAD, DeliveredMessage, ErrorCode, Frame, RequestId, ServerMsg, SubscriptionId,
+};
 use tokio::sync::{Notify, mpsc};
 
 /// Most deliveries taken from the core per wake-up.
 const MAX_BATCH: usize = 512;
-/// Per-message bytes of a delivery frame besides payload, key and headers.
-const DELIVERY_OVERHEAD: usize = 33;
 
 /// Credits of an auto-ack subscription: how many more messages the client accepts.
 /// (Manual-ack subscriptions are bounded by the core's prefetch window instead.)
@@ -96,7 +96,7 @@ impl Pump {
         let mut batch = Vec::with_capacity(taken.len());
         let mut bytes = 0;
         for d in taken.drain(..) {
-            let size = d.message.size() as usize + DELIVERY_OVERHEAD;
+            let size = d.message.encoded_size() as usize + DELIVERED_OVERHEAD;
             if !batch.is_empty() && bytes + size > self.frame_budget {
                 let full = std::mem::take(&mut batch);
                 if !self.push(full).await {

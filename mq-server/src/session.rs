@@ -15,7 +15,7 @@ use mq_transport::{
     BadFrame, ClientMsg, Connection, ErrorCode, Frame, FrameRead, FrameWrite, PROTOCOL_VERSION,
     RequestId, ServerConnection, ServerMsg, SubscribeRequest, SubscriptionId, TransportError,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::ServerConfig;
@@ -23,8 +23,6 @@ use crate::pump::{Credits, Pump};
 
 /// Frames queued for the writer before senders wait.
 const OUTBOUND_FRAMES: usize = 256;
-/// Bytes reserved in a frame for everything but a published message's content.
-const MESSAGE_OVERHEAD: usize = 64;
 
 /// One subscription of a session.
 struct Sub {
@@ -58,6 +56,8 @@ pub(crate) struct Session {
     subs: HashMap<SubscriptionId, Sub>,
     next_sub: u32,
     out: Option<mpsc::Sender<Frame<ServerMsg>>>,
+    /// Says why the writer stopped, if writing failed.
+    write_failed: Option<oneshot::Receiver<String>>,
 }
 
 fn error(code: ErrorCode, message: impl Into<String>) -> ServerMsg {
@@ -80,6 +80,7 @@ impl Session {
             subs: HashMap::new(),
             next_sub: 1,
             out: None,
+            write_failed: None,
         }
     }
 
@@ -92,8 +93,10 @@ impl Session {
         } = conn;
         let _counted = self.broker.track_connection();
         let (out_tx, out_rx) = mpsc::channel(OUTBOUND_FRAMES);
+        let (failed_tx, failed_rx) = oneshot::channel();
         self.out = Some(out_tx);
-        let writer = tokio::spawn(write_frames(writer, out_rx));
+        self.write_failed = Some(failed_rx);
+        let writer = tokio::spawn(write_frames(writer, out_rx, failed_tx));
         tracing::debug!(%peer, "connection opened");
         if let Some((id, farewell)) = self.serve(reader.as_mut(), &peer).await {
             self.send(id, farewell).await;
@@ -142,9 +145,21 @@ impl Session {
         }
         loop {
             let read = tokio::time::timeout(self.config.idle_timeout, reader.read_frame());
+            let write_failed = async {
+                match self.write_failed.as_mut() {
+                    Some(failed) => failed.await.ok(),
+                    None => None,
+                }
+            };
             let item = tokio::select! {
                 _ = self.stop.changed() => {
                     return last(ServerMsg::Goodbye { reason: "server is shutting down".into() });
+                }
+                Some(reason) = write_failed => {
+                    // Nothing more can reach this client: end the session, so that its
+                    // consumers detach and their deliveries in flight go back to the groups.
+                    tracing::warn!(%peer, %reason, "closing the connection: writing to it failed");
+                    return None;
                 }
                 item = read => item,
             };
@@ -219,28 +234,17 @@ impl Session {
                 ErrorCode::HandshakeRequired,
                 "this connection has already completed its handshake",
             ),
-            ClientMsg::Publish { topic, messages } => {
-                let limit = self.config.max_frame.saturating_sub(MESSAGE_OVERHEAD);
-                match messages.iter().map(|m| m.size() as usize).max() {
-                    Some(size) if size > limit => error(
-                        ErrorCode::FrameTooLarge,
-                        format!(
-                            "a message of {size} bytes exceeds this server's limit of {limit} bytes per message"
-                        ),
-                    ),
-                    _ => match self
-                        .durable(move |broker| broker.publish_batch(&topic, messages))
-                        .await
-                    {
-                        Ok(r) => ServerMsg::Published {
-                            first: r.first,
-                            count: r.count as u32,
-                            durability: r.durability,
-                        },
-                        Err(e) => ServerMsg::error(&e),
-                    },
-                }
-            }
+            ClientMsg::Publish { topic, messages } => match self
+                .durable(move |broker| broker.publish_batch(&topic, messages))
+                .await
+            {
+                Ok(r) => ServerMsg::Published {
+                    first: r.first,
+                    count: r.count as u32,
+                    durability: r.durability,
+                },
+                Err(e) => ServerMsg::error(&e),
+            },
             ClientMsg::Subscribe(req) => match self.subscribe(id, req).await {
                 Some(refusal) => refusal,
                 None => return Next::Continue,
@@ -442,23 +446,25 @@ fn transport_farewell(e: &TransportError, peer: &str) -> Option<ServerMsg> {
     }
 }
 
-/// Writes queued frames, flushing whenever the queue runs dry.
+/// Writes queued frames, flushing whenever the queue runs dry; says on `failed` why writing
+/// failed, if it did.
 async fn write_frames(
     mut writer: Box<dyn FrameWrite<ServerMsg>>,
     mut rx: mpsc::Receiver<Frame<ServerMsg>>,
+    failed: oneshot::Sender<String>,
 ) {
-    while let Some(frame) = rx.recv().await {
-        if writer.feed(frame).await.is_err() {
-            return;
-        }
-        while let Ok(frame) = rx.try_recv() {
-            if writer.feed(frame).await.is_err() {
-                return;
+    let result = async {
+        while let Some(frame) = rx.recv().await {
+            writer.feed(frame).await?;
+            while let Ok(frame) = rx.try_recv() {
+                writer.feed(frame).await?;
             }
+            writer.flush().await?;
         }
-        if writer.flush().await.is_err() {
-            return;
-        }
+        writer.close().await
     }
-    let _ = writer.close().await;
+    .await;
+    if let Err(e) = result {
+        let _ = failed.send(e.to_string());
+    }
 }

@@ -16,6 +16,23 @@ pub const PROTOCOL_VERSION: u16 = 1;
 /// The default maximum frame size: 16 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
 
+/// Bytes a `Deliveries` frame carrying one message adds to the message's
+/// [`mq_core::Message::encoded_size`], counted as the frame's `length` field counts: kind
+/// (1), request id (4), subscription (4), count (4), then per message offset (8), timestamp
+/// (8), priority (1), delivery count (4) and the lengths of key (4), header count (2) and
+/// payload (4).
+pub const DELIVERY_FRAME_OVERHEAD: usize = 13 + DELIVERED_OVERHEAD;
+
+/// Bytes one message adds to its `encoded_size` inside a `Deliveries` frame.
+pub const DELIVERED_OVERHEAD: usize = 8 + 8 + 1 + 4 + 4 + 2 + 4;
+
+/// The largest [`mq_core::NewMessage::encoded_size`] a server with frame limit `max_frame`
+/// accepts: one such message fits a `Deliveries` frame even after it gains the headers of a
+/// dead letter ([`mq_core::dlq::RESERVE`]). PROTOCOL.md states the formula.
+pub fn max_message_size(max_frame: usize) -> u64 {
+    (max_frame as u64).saturating_sub(DELIVERY_FRAME_OVERHEAD as u64 + mq_core::dlq::RESERVE)
+}
+
 /// Bytes before a frame's body: length (4), kind (1), request id (4).
 pub const HEADER_LEN: usize = 9;
 
@@ -357,6 +374,8 @@ error_codes! {
     InvalidConfig = 20, "invalid_config";
     /// The subscription id is unknown on this connection.
     UnknownSubscription = 21, "unknown_subscription";
+    /// The topic's files could not be read at start; it is set aside until repaired.
+    TopicQuarantined = 22, "topic_quarantined";
     /// Storage failed.
     Storage = 30, "storage";
     /// The server has too many connections.
@@ -367,6 +386,8 @@ error_codes! {
     Timeout = 33, "timeout";
     /// An unexpected server failure.
     Internal = 34, "internal";
+    /// The disk is (almost) full: publishes are refused until space returns.
+    DiskFull = 35, "disk_full";
 }
 
 impl fmt::Display for ErrorCode {
@@ -390,6 +411,10 @@ impl From<&mq_core::Error> for ErrorCode {
             E::TopicFull { .. } => ErrorCode::TopicFull,
             E::NotInFlight { .. } => ErrorCode::NotInFlight,
             E::InvalidConfig { .. } => ErrorCode::InvalidConfig,
+            E::MessageTooLarge { .. } => ErrorCode::FrameTooLarge,
+            E::TopicQuarantined { .. } => ErrorCode::TopicQuarantined,
+            E::StoredMessageTooLarge { .. } => ErrorCode::Internal,
+            E::Storage(s) if s.kind == Some(std::io::ErrorKind::StorageFull) => ErrorCode::DiskFull,
             E::Storage(_) => ErrorCode::Storage,
         }
     }

@@ -153,6 +153,7 @@ fn topic_stats() -> TopicStats {
         retained_bytes: 20,
         first_offset: Offset(1),
         next_offset: Offset(3),
+        lost: Vec::new(),
         groups: vec![group_stats()],
     }
 }
@@ -240,6 +241,7 @@ fn server_examples() -> Vec<(&'static str, ServerMsg)> {
                 topics: 3,
                 messages_in: 4,
                 messages_out: 5,
+                quarantined: Vec::new(),
             }),
         ),
         ("pong", ServerMsg::Pong),
@@ -344,6 +346,58 @@ fn frames_larger_than_the_maximum_are_refused_on_encode() {
     let err = encode_frame(&Frame::new(RequestId(1), msg), 1024, &mut buf).unwrap_err();
     assert!(err.to_string().contains("exceeds the maximum frame size"));
     assert!(buf.is_empty());
+}
+
+fn delivery_frame_len(message: &NewMessage, max_frame: usize) -> Result<usize, String> {
+    let msg = ServerMsg::Deliveries {
+        sub: SubscriptionId(u32::MAX),
+        messages: vec![DeliveredMessage {
+            offset: Offset(u64::MAX),
+            timestamp: Timestamp::from_millis(u64::MAX),
+            priority: 255,
+            deliveries: u32::MAX,
+            key: message.key.clone(),
+            headers: message.headers.clone(),
+            payload: message.payload.clone(),
+        }],
+    };
+    let mut buf = BytesMut::new();
+    encode_frame(&Frame::new(RequestId(0), msg), max_frame, &mut buf).map_err(|e| e.to_string())?;
+    Ok(buf.len() - 4)
+}
+
+#[test]
+fn a_message_at_the_size_limit_fits_a_delivery_frame_also_as_a_dead_letter() {
+    use mq_core::dlq;
+    let max_frame = 4096;
+    let limit = mq_transport::max_message_size(max_frame) as usize;
+    let headers = 5;
+    let mut message = NewMessage::new(Vec::new()).key("key");
+    for i in 0..headers {
+        message = message.header(format!("h{i}"), "v");
+    }
+    let fixed = message.encoded_size() as usize;
+    message.payload = Bytes::from(vec![7u8; limit - fixed]);
+    assert_eq!(message.encoded_size() as usize, limit);
+    assert_eq!(
+        delivery_frame_len(&message, max_frame).unwrap(),
+        limit + mq_transport::DELIVERY_FRAME_OVERHEAD
+    );
+    let longest = "t".repeat(256);
+    for (name, value) in [
+        (dlq::HEADER_REASON, "max_deliveries".to_owned()),
+        (dlq::HEADER_LAST_FAILURE, "consumer_detached".to_owned()),
+        (dlq::HEADER_TOPIC, longest.clone()),
+        (dlq::HEADER_GROUP, longest.clone()),
+        (dlq::HEADER_OFFSET, u64::MAX.to_string()),
+        (dlq::HEADER_DELIVERIES, u32::MAX.to_string()),
+    ] {
+        message = message.header(name, value);
+    }
+    assert_eq!(message.encoded_size(), limit as u64 + dlq::RESERVE);
+    assert_eq!(delivery_frame_len(&message, max_frame).unwrap(), max_frame);
+    message = message.header("one", "more");
+    assert!(delivery_frame_len(&message, max_frame).is_err());
 }
 
 #[test]

@@ -11,7 +11,8 @@
 //!   5 floor     floor:u64                         (everything below is done)
 //! ```
 //! Replaying the events gives each durable group's ack floor, the acks above it and the
-//! delivery counts of what is not yet acked. A torn tail is cut off like a segment's.
+//! delivery counts of what is not yet acked. A damaged event is skipped (the next valid one
+//! is found by its checksum) and a torn tail is cut off; a failed write is cut off at once.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -54,6 +55,8 @@ pub(crate) struct Journal {
     file: File,
     len: u64,
     sync: Arc<SyncFile>,
+    /// A failed write could not be cut off.
+    torn: bool,
     buf: Vec<u8>,
 }
 
@@ -171,6 +174,16 @@ fn decode(body: &[u8]) -> Option<GroupEvent> {
     (c.pos == body.len()).then_some(event)
 }
 
+/// The valid event at `pos` of `data` and its length, framing included.
+fn event_at(data: &[u8], pos: usize) -> Option<(GroupEvent, usize)> {
+    let header = data.get(pos..pos.checked_add(8)?)?;
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    let body = data.get(pos + 8..pos.checked_add(8 + len)?)?;
+    (crc32c::crc32c(body) == crc).then_some(())?;
+    Some((decode(body)?, 8 + len))
+}
+
 fn apply(groups: &mut BTreeMap<GroupName, Replay>, event: GroupEvent) {
     match event {
         GroupEvent::Created {
@@ -238,25 +251,24 @@ impl Journal {
         let mut warnings = Vec::new();
         let mut pos = 0usize;
         while pos < data.len() {
-            let valid = (|| {
-                let header = data.get(pos..pos + 8)?;
-                let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-                let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-                let body = data.get(pos + 8..pos.checked_add(8 + len)?)?;
-                (crc32c::crc32c(body) == crc).then_some(())?;
-                Some((decode(body)?, 8 + len))
-            })();
-            match valid {
+            match event_at(&data, pos) {
                 Some((event, len)) => {
                     apply(&mut groups, event);
                     pos += len;
                 }
                 None => {
+                    let resume = (pos + 1..data.len()).find(|&p| event_at(&data, p).is_some());
+                    let end = resume.unwrap_or(data.len());
                     warnings.push(format!(
-                        "{what}: group journal {} is damaged at byte {pos}; it was truncated there",
-                        path.display()
+                        "{what}: group journal {} is damaged at bytes {pos}–{end}; {}",
+                        path.display(),
+                        if resume.is_some() {
+                            "the events after it were kept (acks it held are redelivered)"
+                        } else {
+                            "it was cut off there (acks it held are redelivered)"
+                        }
                     ));
-                    break;
+                    pos = end;
                 }
             }
         }
@@ -319,6 +331,7 @@ impl Journal {
             file,
             len: buf.len() as u64,
             sync,
+            torn: false,
             buf: Vec::new(),
         })
     }
@@ -328,22 +341,36 @@ impl Journal {
         &self.sync
     }
 
-    /// Appends events; returns the sync ticket covering them.
+    /// Appends events, all or none; returns the sync ticket covering them.
+    ///
+    /// # Errors
+    /// [`StorageError`] when they cannot be written; nothing of them stays in the file.
     pub(crate) fn append(&mut self, events: &[GroupEvent]) -> Result<u64, StorageError> {
+        let context = || format!("appending to {}", self.path.display());
+        if self.torn {
+            self.file
+                .set_len(self.len)
+                .map_err(|e| StorageError::io(context(), &e))?;
+            self.torn = false;
+        }
         self.buf.clear();
         for e in events {
             encode(e, &mut self.buf);
         }
-        self.file
-            .write_all(&self.buf)
-            .map_err(io(format!("appending to {}", self.path.display())))?;
+        if let Err(e) = self.file.write_all(&self.buf) {
+            // Cut off what was written of the events; if even that fails, the next append
+            // tries again first, and compaction rewrites the file.
+            self.torn = self.file.set_len(self.len).is_err();
+            return Err(StorageError::io(context(), &e));
+        }
         self.len += self.buf.len() as u64;
         Ok(self.sync.wrote(self.buf.len() as u64))
     }
 
-    /// Whether the journal has grown enough to be compacted.
+    /// Whether the journal should be rewritten from a snapshot: it has grown large, or a
+    /// failed write or fsync left it untrustworthy.
     pub(crate) fn wants_compaction(&self) -> bool {
-        self.len >= COMPACT_AT
+        self.len >= COMPACT_AT || self.torn || self.sync.has_failed()
     }
 
     /// Replaces the journal with a snapshot of `groups`. The new file gets a new sync
@@ -353,7 +380,9 @@ impl Journal {
         groups: &[RecoveredGroup],
         what: &str,
     ) -> Result<(), StorageError> {
-        self.sync.sync_all()?;
+        if !self.sync.has_failed() && !self.torn {
+            self.sync.sync_all()?;
+        }
         *self = Self::rewrite(&self.path, what, &snapshot(groups))?;
         Ok(())
     }

@@ -4,13 +4,21 @@
 //!
 //! ```text
 //! <data dir>/LOCK                      held (flock) by the running broker
+//! <data dir>/FORMAT                    the data format version, a decimal number
 //! <data dir>/topics/<topic>/config.json
 //! <data dir>/topics/<topic>/meta.json  {"first": first retained offset}
 //! <data dir>/topics/<topic>/*.log, *.idx, groups.journal
+//! <data dir>/topics/.creating-<topic>/ a topic being created, renamed into place when ready
+//! <data dir>/topics/.deleting-<topic>/ a topic being deleted
 //! ```
+//! The broker never deletes or changes what it did not create: a directory under `topics`
+//! that is not a topic it can read is reported and left alone (quarantined when it carries
+//! a topic's name).
 
+mod index;
 mod journal;
 mod record;
+mod recovery;
 mod segment;
 mod sync;
 
@@ -31,9 +39,16 @@ use crate::config::TopicConfig;
 use crate::message::{Message, Offset};
 use crate::name::TopicName;
 use crate::storage::{
-    Appended, Durability, GroupEvent, RecoveredGroup, RecoveredTopic, Storage, StorageError,
-    SyncWait, TopicStore,
+    Appended, Durability, GroupEvent, QuarantinedTopic, RecoveredGroup, RecoveredTopic, Recovery,
+    Storage, StorageError, SyncWait, TopicStore,
 };
+
+/// The data format this release writes and reads (the `FORMAT` file).
+pub const DATA_FORMAT: u32 = 1;
+/// Prefix of a topic directory being created.
+const CREATING: &str = ".creating-";
+/// Prefix of a topic directory being deleted.
+const DELETING: &str = ".deleting-";
 
 /// Default size at which a segment is rolled.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
@@ -80,6 +95,55 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
         .and_then(|()| f.sync_all())
         .map_err(io(format!("writing {}", tmp.display())))?;
     fs::rename(&tmp, path).map_err(io(format!("replacing {}", path.display())))
+}
+
+/// Makes the entries of directory `dir` durable (a rename or a new file in it).
+fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(format!("syncing directory {}", dir.display())))
+}
+
+/// The topic a directory under `topics` is named for, if its name is one.
+fn topic_of(name: &str) -> Option<TopicName> {
+    TopicName::new(name).ok().or_else(|| {
+        // Dead-letter topics of 197+ character names are longer than users may choose;
+        // they are still ours.
+        let base = name.strip_suffix(crate::name::DLQ_SUFFIX)?;
+        TopicName::new(base).ok().map(|t| t.dead_letter())
+    })
+}
+
+/// Checks the data dir's format version, writing it into a new or pre-versioned dir.
+fn check_format(root: &Path, write: bool) -> Result<(), StorageError> {
+    let path = root.join("FORMAT");
+    let refuse = |message: String| StorageError {
+        context: format!("opening data dir {}", root.display()),
+        message,
+        kind: None,
+    };
+    match fs::read_to_string(&path) {
+        Ok(text) => match text.trim().parse::<u32>() {
+            Ok(format) if format <= DATA_FORMAT => Ok(()),
+            Ok(format) => Err(refuse(format!(
+                "it holds data format {format}, written by a newer mq-server; this one reads \
+                 formats up to {DATA_FORMAT}: run a newer mq-server or use another --data-dir"
+            ))),
+            Err(_) => Err(refuse(format!(
+                "{} does not hold a format number: restore it (this release writes \"{DATA_FORMAT}\") \
+                 or use another --data-dir",
+                path.display()
+            ))),
+        },
+        // A new dir, or one written before the format was recorded (format 1).
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if write {
+                write_atomic(&path, format!("{DATA_FORMAT}\n").as_bytes())?;
+            }
+            Ok(())
+        }
+        Err(e) => Err(StorageError::io(format!("reading {}", path.display()), &e)),
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -142,6 +206,7 @@ impl FileStorage {
                 ));
             }
         }
+        check_format(&root, true)?;
         let flusher = Arc::new(Flusher::default());
         if options.fsync == FsyncPolicy::Interval {
             Flusher::spawn(&flusher, options.interval).map_err(io("starting the fsync thread"))?;
@@ -158,31 +223,38 @@ impl FileStorage {
         self.root.join("topics").join(topic.as_str())
     }
 
+    /// Opens the files of `topic` in `dir`, recovering what they hold.
     fn open_store(
         &self,
         topic: &TopicName,
+        dir: PathBuf,
         first: u64,
-    ) -> Result<
-        (
-            FileTopic,
-            segment::Recovered,
-            Vec<RecoveredGroup>,
-            Vec<String>,
-        ),
-        StorageError,
-    > {
-        let dir = self.topic_dir(topic);
+    ) -> Result<(FileTopic, recovery::Recovered, Vec<RecoveredGroup>), StorageError> {
         let what = format!("topic \"{topic}\"");
-        let recovered = SegmentLog::recover(
+        let (journal, groups, mut warnings) = Journal::recover(&dir, &what)?;
+        // Offsets the groups have seen were assigned, even if their records were lost.
+        let seen = groups
+            .iter()
+            .flat_map(|g| {
+                [g.floor, g.start]
+                    .into_iter()
+                    .chain(g.acked.last().map(|o| o + 1))
+                    .chain(g.deliveries.iter().map(|(o, _)| o + 1).max())
+            })
+            .max()
+            .unwrap_or(0);
+        let mut recovered =
+            recovery::recover(&dir, &what, first, seen, self.options.resident_bytes)?;
+        let log = SegmentLog::open(
             &dir,
             &what,
-            first,
+            std::mem::take(&mut recovered.segments),
+            recovered.next,
             self.options.segment_bytes,
-            self.options.resident_bytes,
         )?;
-        let (journal, groups, mut warnings) = Journal::recover(&dir, &what)?;
-        warnings.extend(recovered.warnings.iter().cloned());
-        self.flusher.register(recovered.log.sync_file());
+        warnings.append(&mut recovered.warnings);
+        recovered.warnings = warnings;
+        self.flusher.register(log.sync_file());
         self.flusher.register(journal.sync_file());
         Ok((
             FileTopic {
@@ -194,13 +266,53 @@ impl FileStorage {
                 first,
                 meta_written: first,
                 meta_at: Instant::now(),
-                log: None,
+                log,
                 journal,
             },
             recovered,
             groups,
-            warnings,
         ))
+    }
+
+    /// Recovers the topic in `dir`, or says why it cannot be served.
+    fn recover_topic(&self, topic: TopicName, dir: PathBuf) -> Result<RecoveredTopic, String> {
+        let config = match fs::read(dir.join("config.json")) {
+            Ok(bytes) => serde_json::from_slice::<TopicConfig>(&bytes)
+                .map_err(|e| format!("its config.json cannot be read ({e})"))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(
+                    "it holds no config.json: mq did not create it, or its files \
+                            were moved"
+                        .into(),
+                );
+            }
+            Err(e) => return Err(format!("its config.json cannot be read ({e})")),
+        };
+        config
+            .validate()
+            .map_err(|e| format!("its config.json is not valid ({e})"))?;
+        let first = match fs::read(dir.join("meta.json")) {
+            Ok(m) => {
+                serde_json::from_slice::<Meta>(&m)
+                    .map_err(|e| format!("its meta.json cannot be read ({e})"))?
+                    .first
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(format!("its meta.json cannot be read ({e})")),
+        };
+        let (store, recovered, groups) = self
+            .open_store(&topic, dir, first)
+            .map_err(|e| e.to_string())?;
+        Ok(RecoveredTopic {
+            name: topic,
+            config,
+            messages: recovered.messages,
+            next_offset: recovered.next,
+            largest_message: recovered.largest,
+            groups,
+            store: Box::new(store),
+            warnings: recovered.warnings,
+        })
     }
 }
 
@@ -214,83 +326,85 @@ impl Storage for FileStorage {
         topic: &TopicName,
         config: &TopicConfig,
     ) -> Result<Box<dyn TopicStore>, StorageError> {
+        let topics = self.root.join("topics");
         let dir = self.topic_dir(topic);
-        if dir.exists() {
-            fs::remove_dir_all(&dir).map_err(io(format!("clearing {}", dir.display())))?;
+        if fs::symlink_metadata(&dir).is_ok() {
+            return Err(StorageError {
+                context: format!("creating topic \"{topic}\""),
+                message: format!(
+                    "{} is in the way and is not a topic this broker serves: move it away, \
+                     then try again",
+                    dir.display()
+                ),
+                kind: Some(std::io::ErrorKind::AlreadyExists),
+            });
         }
-        fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        // Built aside and renamed into place once complete: a crash leaves either no topic
+        // or a whole one, and nothing of anyone else's is ever in the way.
+        let tmp = topics.join(format!("{CREATING}{topic}"));
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(io(format!("clearing {}", tmp.display())))?;
+        }
+        fs::create_dir_all(&tmp).map_err(io(format!("creating {}", tmp.display())))?;
         let json = serde_json::to_vec_pretty(config).map_err(|e| StorageError {
             context: format!("saving the config of topic \"{topic}\""),
             message: e.to_string(),
             kind: None,
         })?;
-        write_atomic(&dir.join("config.json"), &json)?;
-        write_atomic(&dir.join("meta.json"), br#"{"first":0}"#)?;
-        let (mut store, recovered, _, _) = self.open_store(topic, 0)?;
-        store.log = Some(recovered.log);
+        write_atomic(&tmp.join("config.json"), &json)?;
+        write_atomic(&tmp.join("meta.json"), br#"{"first":0}"#)?;
+        sync_dir(&tmp)?;
+        fs::rename(&tmp, &dir).map_err(io(format!("creating {}", dir.display())))?;
+        sync_dir(&topics)?;
+        let (store, _, _) = self.open_store(topic, dir, 0)?;
         Ok(Box::new(store))
     }
 
     fn remove_topic(&self, topic: &TopicName) -> Result<(), StorageError> {
         let dir = self.topic_dir(topic);
-        match fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(StorageError::io(format!("removing {}", dir.display()), &e)),
+        let doomed = self.root.join("topics").join(format!("{DELETING}{topic}"));
+        match fs::rename(&dir, &doomed) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(StorageError::io(format!("removing {}", dir.display()), &e)),
         }
+        fs::remove_dir_all(&doomed).map_err(io(format!("removing {}", doomed.display())))
     }
 
-    fn recover(&self) -> Result<Vec<RecoveredTopic>, StorageError> {
+    fn recover(&self) -> Result<Recovery, StorageError> {
         let topics_dir = self.root.join("topics");
-        let mut names: Vec<String> = fs::read_dir(&topics_dir)
+        let mut entries: Vec<(std::ffi::OsString, PathBuf)> = fs::read_dir(&topics_dir)
             .map_err(io(format!("listing {}", topics_dir.display())))?
             .filter_map(|e| e.ok())
-            .filter(|e| e.path().is_dir())
-            .filter_map(|e| e.file_name().into_string().ok())
+            .map(|e| (e.file_name(), e.path()))
             .collect();
-        names.sort();
-        let mut topics = Vec::new();
-        for name in names {
-            let dir = topics_dir.join(&name);
-            let (Ok(topic), Ok(config)) = (
-                TopicName::new(&name).or_else(|_| {
-                    // Dead-letter topics of 197+ character names are longer than users may
-                    // choose; they are still ours.
-                    name.strip_suffix(crate::name::DLQ_SUFFIX)
-                        .ok_or(())
-                        .and_then(|base| TopicName::new(base).map_err(drop))
-                        .map(|t| t.dead_letter())
-                        .map_err(drop)
-                }),
-                fs::read(dir.join("config.json")),
-            ) else {
-                // A topic whose creation never finished: nothing was ever appended to it.
-                fs::remove_dir_all(&dir).map_err(io(format!("removing {}", dir.display())))?;
+        entries.sort();
+        let mut recovery = Recovery::default();
+        for (name, path) in entries {
+            let name = name.to_string_lossy();
+            if name.starts_with(CREATING) || name.starts_with(DELETING) {
+                // Ours: a creation or deletion that a stop interrupted.
+                fs::remove_dir_all(&path).map_err(io(format!("removing {}", path.display())))?;
+                continue;
+            }
+            let topic = topic_of(&name).filter(|_| path.is_dir());
+            let Some(topic) = topic else {
+                recovery.notices.push(format!(
+                    "{} is not a topic (its name is not a topic name, or it is not a \
+                     directory): it was left alone",
+                    path.display()
+                ));
                 continue;
             };
-            let config: TopicConfig =
-                serde_json::from_slice(&config).map_err(|e| StorageError {
-                    context: format!("reading the config of topic \"{name}\""),
-                    message: e.to_string(),
-                    kind: None,
-                })?;
-            let first = fs::read(dir.join("meta.json"))
-                .ok()
-                .and_then(|m| serde_json::from_slice::<Meta>(&m).ok())
-                .map_or(0, |m| m.first);
-            let (mut store, recovered, groups, warnings) = self.open_store(&topic, first)?;
-            store.log = Some(recovered.log);
-            topics.push(RecoveredTopic {
-                name: topic,
-                config,
-                messages: recovered.messages,
-                next_offset: recovered.next,
-                groups,
-                store: Box::new(store),
-                warnings,
-            });
+            match self.recover_topic(topic.clone(), path.clone()) {
+                Ok(t) => recovery.topics.push(t),
+                Err(reason) => recovery.quarantined.push(QuarantinedTopic {
+                    name: topic,
+                    reason: format!("{}: {reason}", path.display()),
+                }),
+            }
         }
-        Ok(topics)
+        Ok(recovery)
     }
 
     fn flush(&self) -> Result<(), StorageError> {
@@ -309,19 +423,11 @@ struct FileTopic {
     first: u64,
     meta_written: u64,
     meta_at: Instant,
-    log: Option<SegmentLog>,
+    log: SegmentLog,
     journal: Journal,
 }
 
 impl FileTopic {
-    fn log(&mut self) -> Result<&mut SegmentLog, StorageError> {
-        self.log.as_mut().ok_or_else(|| StorageError {
-            context: format!("using {}", self.what),
-            message: "its log is not open".into(),
-            kind: None,
-        })
-    }
-
     fn write_meta(&mut self) -> Result<(), StorageError> {
         let json = serde_json::to_vec(&Meta { first: self.first }).unwrap_or_default();
         write_atomic(&self.dir.join("meta.json"), &json)?;
@@ -342,7 +448,7 @@ impl Drop for FileTopic {
 impl TopicStore for FileTopic {
     fn append(&mut self, messages: &[Arc<Message>]) -> Result<Appended, StorageError> {
         let policy = self.policy;
-        let log = self.log()?;
+        let log = &mut self.log;
         let ticket = log.append(messages)?;
         let sync = (policy == FsyncPolicy::Always).then(|| {
             let file = Arc::clone(log.sync_file());
@@ -355,7 +461,7 @@ impl TopicStore for FileTopic {
     }
 
     fn read(&mut self, from: Offset, max_bytes: usize) -> Result<Vec<Arc<Message>>, StorageError> {
-        self.log()?.read(from.get(), max_bytes)
+        self.log.read(from.get(), max_bytes)
     }
 
     fn resident_budget(&self) -> Option<u64> {
@@ -364,7 +470,7 @@ impl TopicStore for FileTopic {
 
     fn trim_before(&mut self, first: Offset) -> Result<(), StorageError> {
         self.first = first.get();
-        let log = self.log()?;
+        let log = &mut self.log;
         let before = log.segment_count();
         log.trim_before(first.get())?;
         let dropped_segment = log.segment_count() != before;

@@ -7,8 +7,9 @@
 //! headers:= count:u16  count × (name_len:u16 name  value_len:u32 value)
 //! payload:= len:u32  bytes
 //! ```
-//! All integers little-endian. A record whose length runs past the end of the file, or whose
-//! CRC does not match, ends the log: recovery truncates the file there.
+//! All integers little-endian. A record whose length runs past the end of the data, whose CRC
+//! does not match or whose fields do not add up is [`Damage`]; since every record carries its
+//! offset and checksum, [`find_next`] can find the next valid record after a damaged region.
 
 use bytes::{BufMut, Bytes};
 
@@ -48,6 +49,44 @@ pub(crate) fn encode(message: &Message, buf: &mut Vec<u8>) {
     buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
+/// Smallest body a record can have: offset, timestamp, priority, absent key, no headers,
+/// empty payload.
+const MIN_BODY: usize = 8 + 8 + 1 + 4 + 2 + 4;
+
+/// Why the bytes at some position are not a valid record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Damage {
+    /// Fewer bytes than a record header are left.
+    HeaderCut,
+    /// The record's length runs past the end of the data.
+    RecordCut,
+    /// The record's checksum does not match its body.
+    Checksum,
+    /// The body's fields do not add up to its length.
+    Fields,
+    /// A valid record whose offset does not follow the one before it.
+    OutOfSequence,
+}
+
+impl Damage {
+    /// Whether more data could complete the record (it was cut by the end of a read).
+    pub(crate) fn is_cut(self) -> bool {
+        matches!(self, Damage::HeaderCut | Damage::RecordCut)
+    }
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Damage::HeaderCut => "a record header is cut off",
+            Damage::RecordCut => "a record is cut off",
+            Damage::Checksum => "a record's checksum does not match",
+            Damage::Fields => "a record's fields do not add up",
+            Damage::OutOfSequence => "a record's offset is out of sequence",
+        })
+    }
+}
+
 /// What reading a record at some position found.
 #[derive(Debug)]
 pub(crate) enum Read {
@@ -55,8 +94,8 @@ pub(crate) enum Read {
     Record(Message, usize),
     /// Nothing more: the position is the end of the data.
     End,
-    /// A record that is cut off or corrupt: the log ends here.
-    Damaged(&'static str),
+    /// The bytes there are not a valid record.
+    Damaged(Damage),
 }
 
 struct Cursor<'a> {
@@ -102,16 +141,16 @@ pub(crate) fn decode(data: &Bytes, pos: usize) -> Read {
         return Read::End;
     }
     if data.len() - pos < FRAME {
-        return Read::Damaged("a record header is cut off");
+        return Read::Damaged(Damage::HeaderCut);
     }
     let len = u32::from_le_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]) as usize;
     let crc = u32::from_le_bytes([data[pos + 4], data[pos + 5], data[pos + 6], data[pos + 7]]);
     let body = pos + FRAME;
     if len > data.len() - body {
-        return Read::Damaged("a record is cut off");
+        return Read::Damaged(Damage::RecordCut);
     }
     if crc32c::crc32c(&data[body..body + len]) != crc {
-        return Read::Damaged("a record's checksum does not match");
+        return Read::Damaged(Damage::Checksum);
     }
     let mut c = Cursor {
         data,
@@ -120,7 +159,7 @@ pub(crate) fn decode(data: &Bytes, pos: usize) -> Read {
     };
     match parse(&mut c) {
         Some(message) if c.pos == c.end => Read::Record(message, FRAME + len),
-        _ => Read::Damaged("a record's fields do not add up"),
+        _ => Read::Damaged(Damage::Fields),
     }
 }
 
@@ -132,36 +171,54 @@ pub(crate) struct Meta {
     pub(crate) priority: u8,
     /// Payload, key and header bytes, as [`Message::size`] counts them.
     pub(crate) size: u64,
+    /// Its size as [`Message::encoded_size`] counts it.
+    pub(crate) encoded: u64,
 }
-
-/// Why [`decode_meta`] stopped when the data ran out mid-record (more may follow).
-pub(crate) const CUT_HEADER: &str = "a record header is cut off";
-/// See [`CUT_HEADER`].
-pub(crate) const CUT_RECORD: &str = "a record is cut off";
 
 /// Like [`decode`] (the checksum included), but only reads what the log keeps of a message
 /// left on disk: no allocation.
-pub(crate) fn decode_meta(data: &[u8], pos: usize) -> Result<Option<(Meta, usize)>, &'static str> {
+pub(crate) fn decode_meta(data: &[u8], pos: usize) -> Result<Option<(Meta, usize)>, Damage> {
     if pos == data.len() {
         return Ok(None);
     }
     if data.len() - pos < FRAME {
-        return Err(CUT_HEADER);
+        return Err(Damage::HeaderCut);
     }
     let len = u32::from_le_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]) as usize;
     let crc = u32::from_le_bytes([data[pos + 4], data[pos + 5], data[pos + 6], data[pos + 7]]);
     let body = pos + FRAME;
     if len > data.len() - body {
-        return Err(CUT_RECORD);
+        return Err(Damage::RecordCut);
     }
     let body = &data[body..body + len];
     if crc32c::crc32c(body) != crc {
-        return Err("a record's checksum does not match");
+        return Err(Damage::Checksum);
     }
     match meta_of(body) {
         Some(meta) => Ok(Some((meta, FRAME + len))),
-        None => Err("a record's fields do not add up"),
+        None => Err(Damage::Fields),
     }
+}
+
+/// The position of the first valid record at or after `from` whose offset is above `after`
+/// (any offset when `None`): where reading resumes after a damaged region. Cheap checks of
+/// the length and offset come before the checksum, so a scan through garbage stays fast.
+pub(crate) fn find_next(data: &[u8], from: usize, after: Option<u64>) -> Option<usize> {
+    let last = data.len().checked_sub(FRAME + MIN_BODY)?;
+    (from..=last).find(|&pos| {
+        let len =
+            u32::from_le_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]) as usize;
+        if len < MIN_BODY || len > data.len() - pos - FRAME {
+            return false;
+        }
+        let at = pos + FRAME;
+        let mut offset = [0u8; 8];
+        offset.copy_from_slice(&data[at..at + 8]);
+        if after.is_some_and(|a| u64::from_le_bytes(offset) <= a) {
+            return false;
+        }
+        matches!(decode_meta(data, pos), Ok(Some(_)))
+    })
 }
 
 /// Reads the fields of a record body the log keeps, checking that they add up.
@@ -179,6 +236,7 @@ fn meta_of(body: &[u8]) -> Option<Meta> {
     let timestamp = u64_at(take(8)?);
     let priority = take(1)?[0];
     let mut size = 0u64;
+    let mut framing = 0u64;
     let key = u32_at(take(4)?);
     if key != u32::MAX {
         take(key as usize)?;
@@ -192,6 +250,7 @@ fn meta_of(body: &[u8]) -> Option<Meta> {
         let v = u32_at(take(4)?) as usize;
         take(v)?;
         size += (n + v) as u64;
+        framing += crate::message::HEADER_FRAMING;
     }
     let n = u32_at(take(4)?) as usize;
     take(n)?;
@@ -201,6 +260,7 @@ fn meta_of(body: &[u8]) -> Option<Meta> {
         timestamp,
         priority,
         size,
+        encoded: size + framing,
     })
 }
 
@@ -278,7 +338,8 @@ mod tests {
                 offset: 42,
                 timestamp: 7,
                 priority: 3,
-                size: sample().size()
+                size: sample().size(),
+                encoded: sample().encoded_size(),
             }
         );
         assert!(decode_meta(&data.slice(..len - 1), 0).is_err());
@@ -298,5 +359,23 @@ mod tests {
             let data = Bytes::from(bad);
             assert!(matches!(decode(&data, 0), Read::Damaged(_)), "flip {i}");
         }
+    }
+
+    #[test]
+    fn reading_resumes_at_the_next_valid_record_after_damage() {
+        let mut buf = Vec::new();
+        encode(&sample(), &mut buf);
+        let one = buf.len();
+        let mut later = sample();
+        later.offset = Offset(43);
+        encode(&later, &mut buf);
+        for i in 0..one {
+            let mut bad = buf.clone();
+            bad[i] ^= 0x40;
+            assert_eq!(find_next(&bad, 1, Some(42)), Some(one), "flip {i}");
+        }
+        assert_eq!(find_next(&buf, 0, None), Some(0));
+        assert_eq!(find_next(&buf, 0, Some(43)), None);
+        assert_eq!(find_next(&buf[..one + 5], 1, None), None);
     }
 }

@@ -44,18 +44,25 @@ impl std::str::FromStr for FsyncPolicy {
 
 #[derive(Debug)]
 struct SyncState {
+    what: String,
     file: File,
     synced: u64,
     syncing: bool,
     failed: Option<String>,
+    /// Tickets up to here were written to a file whose fsync failed: they never count as
+    /// synced.
+    lost_upto: u64,
+    lost_why: String,
 }
 
 /// A file that takes appends, and what of it is on disk.
+///
+/// Tickets count bytes written over the tracker's whole life, across [`SyncFile::switch`]es.
 #[derive(Debug)]
 pub(crate) struct SyncFile {
-    what: String,
     written: AtomicU64,
     dirty: AtomicBool,
+    failed: AtomicBool,
     state: Mutex<SyncState>,
     done: Condvar,
 }
@@ -65,14 +72,17 @@ impl SyncFile {
     /// errors; `written` bytes are already on disk.
     pub(crate) fn new(what: String, file: File, written: u64) -> Arc<Self> {
         Arc::new(Self {
-            what,
             written: AtomicU64::new(written),
             dirty: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
             state: Mutex::new(SyncState {
+                what,
                 file,
                 synced: written,
                 syncing: false,
                 failed: None,
+                lost_upto: 0,
+                lost_why: String::new(),
             }),
             done: Condvar::new(),
         })
@@ -84,21 +94,54 @@ impl SyncFile {
         self.written.fetch_add(n, Ordering::AcqRel) + n
     }
 
-    /// Points the tracker at a new file (a rolled segment), first syncing the old one.
-    pub(crate) fn switch(&self, file: File) -> Result<(), StorageError> {
-        self.sync_all()?;
+    /// The ticket of everything written so far.
+    pub(crate) fn written(&self) -> u64 {
+        self.written.load(Ordering::Acquire)
+    }
+
+    /// Whether an fsync of the current file failed.
+    pub(crate) fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+
+    /// Points the tracker at a new file (a rolled segment), first syncing the old one. If
+    /// that sync fails, what was written to the old file and not yet synced is reported as
+    /// not synced to whoever waits for it; the new file starts clean either way.
+    pub(crate) fn switch(&self, file: File, what: String) {
+        let old = self.sync_all();
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        while state.syncing {
+            state = self
+                .done
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        let written = self.written.load(Ordering::Acquire);
+        if let Err(e) = old {
+            state.lost_upto = written;
+            state.lost_why = e.to_string();
+        }
+        state.failed = None;
+        state.what = what;
         state.file = file;
-        Ok(())
+        self.failed.store(false, Ordering::Release);
+        self.done.notify_all();
     }
 
     /// Waits until every byte up to `ticket` is on disk, syncing if nobody else is.
     pub(crate) fn wait(&self, ticket: u64) -> Result<(), StorageError> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
+            if ticket <= state.lost_upto && ticket > state.synced {
+                return Err(StorageError {
+                    context: format!("syncing {}", state.what),
+                    message: state.lost_why.clone(),
+                    kind: None,
+                });
+            }
             if let Some(e) = &state.failed {
                 return Err(StorageError {
-                    context: format!("syncing {}", self.what),
+                    context: format!("syncing {}", state.what),
                     message: e.clone(),
                     kind: None,
                 });
@@ -123,7 +166,10 @@ impl SyncFile {
             state.syncing = false;
             match result {
                 Ok(()) => state.synced = state.synced.max(target),
-                Err(e) => state.failed = Some(e.to_string()),
+                Err(e) => {
+                    state.failed = Some(e.to_string());
+                    self.failed.store(true, Ordering::Release);
+                }
             }
             self.done.notify_all();
         }
