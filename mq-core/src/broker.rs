@@ -313,6 +313,16 @@ impl Broker {
                 }
             }
         }
+        self.append_batch(topic, batch)
+    }
+
+    /// Appends a batch without the message size check: dead-letter copies may exceed the
+    /// limit by at most [`crate::dlq::RESERVE`], which the limit leaves room for.
+    fn append_batch(
+        &self,
+        topic: &TopicName,
+        batch: Vec<NewMessage>,
+    ) -> Result<BatchReceipt, Error> {
         let now = self.now();
         let mut wakers = Vec::new();
         let mut handle = self.get_or_create(topic)?;
@@ -581,7 +591,7 @@ impl Broker {
             .map(|(message, letter)| dead_letter_message(&topic.name, group, message, *letter))
             .collect();
         let copied = self
-            .publish_batch(&topic.name.dead_letter(), batch)
+            .append_batch(&topic.name.dead_letter(), batch)
             .map(|_| ());
         let offsets: Vec<u64> = letters.iter().map(|(_, d)| d.offset).collect();
         let mut wakers = Vec::new();

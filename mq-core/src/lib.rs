@@ -58,7 +58,7 @@ pub use consumer::{Consumer, Recv, RecvBatch, Subscription};
 pub use error::{Error, Limit};
 pub use file::{
     DATA_FORMAT, DEFAULT_RESIDENT_BYTES, DEFAULT_SEGMENT_BYTES, FileOptions, FileStorage,
-    FsyncPolicy,
+    FreeSpaceFloor, FsyncPolicy,
 };
 pub use group::{ConsumerId, Delivery};
 pub use log::StoredMessage;

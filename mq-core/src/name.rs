@@ -84,6 +84,22 @@ impl TopicName {
         Ok(Self(Arc::from(name)))
     }
 
+    /// Validates `name` as a topic name or as the dead-letter topic of one: the names a
+    /// broker may hold, including dead-letter topics of 197+ character names, which are
+    /// longer than [`MAX_NAME_LEN`].
+    ///
+    /// # Errors
+    /// [`NameError`] as [`TopicName::new`] when it is neither.
+    pub fn new_or_dead_letter(name: impl AsRef<str>) -> Result<Self, NameError> {
+        let name = name.as_ref();
+        Self::new(name).or_else(|e| {
+            name.strip_suffix(DLQ_SUFFIX)
+                .and_then(|base| Self::new(base).ok())
+                .map(|t| t.dead_letter())
+                .ok_or(e)
+        })
+    }
+
     /// The name of this topic's dead-letter topic, `<name>.dlq`.
     ///
     /// The only way to get a name longer than [`MAX_NAME_LEN`]: a dead-letter topic of a

@@ -39,6 +39,9 @@ pub struct ServerConfig {
     pub segment_bytes: u64,
     /// Bytes of messages each topic keeps in memory with the file storage.
     pub resident_bytes: u64,
+    /// Free bytes the file storage keeps on its disk (publishes are refused below); `None`:
+    /// 1 GiB, or 5% of the filesystem when smaller; 0: no floor.
+    pub min_free_disk: Option<u64>,
     /// When set, a connection's handshake must carry this token.
     pub auth_token: Option<String>,
     /// Connections served at once; more are refused with `server_busy`.
@@ -64,6 +67,7 @@ impl Default for ServerConfig {
             fsync: FsyncPolicy::Interval,
             segment_bytes: mq_core::DEFAULT_SEGMENT_BYTES,
             resident_bytes: mq_core::DEFAULT_RESIDENT_BYTES,
+            min_free_disk: None,
             auth_token: None,
             max_connections: 10_000,
             max_frame: DEFAULT_MAX_FRAME,
@@ -84,6 +88,7 @@ impl Default for ServerConfig {
 /// fsync = "interval"
 /// segment_bytes = 67108864
 /// resident_bytes = 67108864
+/// min_free_disk = 1073741824
 /// auth_token = "secret"
 /// max_connections = 10000
 /// max_frame = 16777216
@@ -105,6 +110,8 @@ pub struct ConfigFile {
     pub segment_bytes: Option<u64>,
     /// See [`ServerConfig::resident_bytes`].
     pub resident_bytes: Option<u64>,
+    /// See [`ServerConfig::min_free_disk`].
+    pub min_free_disk: Option<u64>,
     /// See [`ServerConfig::auth_token`].
     pub auth_token: Option<String>,
     /// See [`ServerConfig::max_connections`].
@@ -161,6 +168,7 @@ impl ServerConfig {
             fsync: self.fsync,
             segment_bytes: self.segment_bytes,
             resident_bytes: self.resident_bytes,
+            min_free_disk: self.min_free_disk,
             ..mq_core::FileOptions::default()
         }
     }

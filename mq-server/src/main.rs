@@ -41,6 +41,11 @@ struct Args {
     /// [default: 67108864]
     #[arg(long, env = "MQ_RESIDENT_BYTES", value_name = "BYTES")]
     resident_bytes: Option<u64>,
+    /// Free bytes to keep on the data dir's disk: below them publishes are refused with
+    /// `disk_full` until space returns (0: no floor) [default: 1 GiB, or 5% of the disk
+    /// when smaller]
+    #[arg(long, env = "MQ_MIN_FREE_DISK", value_name = "BYTES")]
+    min_free_disk: Option<u64>,
     /// TOML file with any of these settings; flags and environment variables win over it
     #[arg(long, env = "MQ_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
@@ -89,6 +94,7 @@ impl Args {
                 .resident_bytes
                 .or(file.resident_bytes)
                 .unwrap_or(d.resident_bytes),
+            min_free_disk: self.min_free_disk.or(file.min_free_disk),
             auth_token: self.auth_token.or(file.auth_token),
             max_connections: self
                 .max_connections

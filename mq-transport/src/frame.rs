@@ -117,7 +117,7 @@ fn read_count(r: &mut Reader) -> Result<u32, DecodeError> {
 }
 
 fn topic(r: &mut Reader) -> Result<TopicName, DecodeError> {
-    Ok(TopicName::new(r.str("topic")?)?)
+    Ok(TopicName::new_or_dead_letter(r.str("topic")?)?)
 }
 
 fn group(r: &mut Reader) -> Result<GroupName, DecodeError> {

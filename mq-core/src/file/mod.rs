@@ -15,6 +15,7 @@
 //! that is not a topic it can read is reported and left alone (quarantined when it carries
 //! a topic's name).
 
+mod disk;
 mod index;
 mod journal;
 mod record;
@@ -32,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 pub use sync::FsyncPolicy;
 
+use self::disk::DiskGuard;
 use self::journal::Journal;
 use self::segment::SegmentLog;
 use self::sync::Flusher;
@@ -54,6 +56,9 @@ const DELETING: &str = ".deleting-";
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 /// Default bytes of messages a topic keeps in memory.
 pub const DEFAULT_RESIDENT_BYTES: u64 = 64 * 1024 * 1024;
+/// Bytes a segment record adds to a message's encoded size (frame, offset, timestamp,
+/// priority, lengths), near enough for the free-space check.
+const RECORD_OVERHEAD: u64 = 8 + 27;
 /// How long a trim of the first retained offset may wait before it is written down.
 const META_EVERY: Duration = Duration::from_secs(1);
 
@@ -69,6 +74,10 @@ pub struct FileOptions {
     /// Bytes of messages each topic keeps in memory; older ones are read back from disk
     /// when a group needs them.
     pub resident_bytes: u64,
+    /// Free bytes kept on the data dir's filesystem: below them appends are refused with a
+    /// "disk almost full" error (acks and consumers go on). `None`: 1 GiB, or 5% of the
+    /// filesystem when smaller; `Some(0)`: no floor.
+    pub min_free_disk: Option<u64>,
 }
 
 impl Default for FileOptions {
@@ -78,7 +87,25 @@ impl Default for FileOptions {
             interval: Duration::from_millis(100),
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             resident_bytes: DEFAULT_RESIDENT_BYTES,
+            min_free_disk: None,
         }
+    }
+}
+
+/// A handle on a [`FileStorage`]'s free-space floor ([`FileOptions::min_free_disk`]), to
+/// read or change it while the broker runs.
+#[derive(Debug, Clone)]
+pub struct FreeSpaceFloor(Arc<DiskGuard>);
+
+impl FreeSpaceFloor {
+    /// The floor in bytes (0: none).
+    pub fn get(&self) -> u64 {
+        self.0.floor()
+    }
+
+    /// Changes the floor; 0 turns it off.
+    pub fn set(&self, bytes: u64) {
+        self.0.set_floor(bytes);
     }
 }
 
@@ -106,12 +133,7 @@ fn sync_dir(dir: &Path) -> Result<(), StorageError> {
 
 /// The topic a directory under `topics` is named for, if its name is one.
 fn topic_of(name: &str) -> Option<TopicName> {
-    TopicName::new(name).ok().or_else(|| {
-        // Dead-letter topics of 197+ character names are longer than users may choose;
-        // they are still ours.
-        let base = name.strip_suffix(crate::name::DLQ_SUFFIX)?;
-        TopicName::new(base).ok().map(|t| t.dead_letter())
-    })
+    TopicName::new_or_dead_letter(name).ok()
 }
 
 /// Checks the data dir's format version, writing it into a new or pre-versioned dir.
@@ -172,6 +194,7 @@ pub struct FileStorage {
     root: PathBuf,
     options: FileOptions,
     flusher: Arc<Flusher>,
+    disk: Arc<DiskGuard>,
     _lock: File,
 }
 
@@ -211,12 +234,19 @@ impl FileStorage {
         if options.fsync == FsyncPolicy::Interval {
             Flusher::spawn(&flusher, options.interval).map_err(io("starting the fsync thread"))?;
         }
+        let disk = Arc::new(DiskGuard::new(&root, options.min_free_disk)?);
         Ok(Self {
             root,
             options,
             flusher,
+            disk,
             _lock: lock,
         })
+    }
+
+    /// The free-space floor, to read or change while the broker runs.
+    pub fn free_space_floor(&self) -> FreeSpaceFloor {
+        FreeSpaceFloor(Arc::clone(&self.disk))
     }
 
     fn topic_dir(&self, topic: &TopicName) -> PathBuf {
@@ -263,6 +293,7 @@ impl FileStorage {
                 resident_bytes: self.options.resident_bytes,
                 policy: self.options.fsync,
                 flusher: Arc::clone(&self.flusher),
+                disk: Arc::clone(&self.disk),
                 first,
                 meta_written: first,
                 meta_at: Instant::now(),
@@ -420,6 +451,7 @@ struct FileTopic {
     resident_bytes: u64,
     policy: FsyncPolicy,
     flusher: Arc<Flusher>,
+    disk: Arc<DiskGuard>,
     first: u64,
     meta_written: u64,
     meta_at: Instant,
@@ -447,6 +479,11 @@ impl Drop for FileTopic {
 
 impl TopicStore for FileTopic {
     fn append(&mut self, messages: &[Arc<Message>]) -> Result<Appended, StorageError> {
+        let bytes = messages
+            .iter()
+            .map(|m| m.encoded_size() + RECORD_OVERHEAD)
+            .sum();
+        self.disk.admit(bytes, &self.what)?;
         let policy = self.policy;
         let log = &mut self.log;
         let ticket = log.append(messages)?;

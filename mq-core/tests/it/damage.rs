@@ -340,3 +340,41 @@ fn a_stored_message_over_the_limit_refuses_the_start_and_names_its_topic() {
         "{err}"
     );
 }
+
+#[test]
+fn below_the_free_space_floor_publishes_are_refused_and_acks_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(Timestamp::from_millis(1));
+    let storage = FileStorage::open(
+        dir.path(),
+        FileOptions {
+            min_free_disk: Some(0),
+            ..FileOptions::default()
+        },
+    )
+    .unwrap();
+    let floor = storage.free_space_floor();
+    let b = Broker::builder()
+        .clock(clock.clone())
+        .storage(storage)
+        .build()
+        .unwrap();
+    publish(&b, "t", 3);
+    floor.set(u64::MAX / 2);
+    let err = b.publish(&topic("t"), NewMessage::new("x")).unwrap_err();
+    let Error::Storage(storage_error) = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(storage_error.kind, Some(std::io::ErrorKind::StorageFull));
+    assert!(err.to_string().contains("almost full"), "{err}");
+    let c = b
+        .subscribe(sub(&topic("t"), "g").ack(AckMode::Manual))
+        .unwrap();
+    let got = drain(&c);
+    assert_eq!(got.len(), 3, "nothing refused was stored");
+    c.ack_batch(&got.iter().map(|d| d.offset()).collect::<Vec<_>>())
+        .unwrap();
+    floor.set(0);
+    let again = b.publish(&topic("t"), NewMessage::new("x")).unwrap();
+    assert_eq!(again.offset, Offset(3));
+}

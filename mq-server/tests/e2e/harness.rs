@@ -28,9 +28,30 @@ impl Server {
 
     /// Starts `mq-server --listen 127.0.0.1:0` plus exactly `args`.
     pub(crate) fn start_with(args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mq-server"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mq-server"));
+        command.args(["--listen", "127.0.0.1:0"]).args(args);
+        Self::spawn(command)
+    }
+
+    /// Starts the server like [`Server::start_with`], with no file it writes allowed past
+    /// `bytes` (`ulimit -f`), SIGXFSZ ignored: writes past it come up short, then fail
+    /// with EFBIG, as on a full disk.
+    pub(crate) fn start_with_file_limit(bytes: u64, args: &[&str]) -> Self {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!(
+                "trap '' XFSZ; ulimit -f {}; exec \"$0\" \"$@\"",
+                bytes / 512
+            ))
+            .arg(env!("CARGO_BIN_EXE_mq-server"))
             .args(["--listen", "127.0.0.1:0"])
-            .args(args)
+            .args(args);
+        Self::spawn(command)
+    }
+
+    fn spawn(mut command: Command) -> Self {
+        let mut child = command
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -8,6 +8,7 @@
 mod bad_input;
 mod behaviour;
 mod durability;
+mod edges;
 mod harness;
 mod limits;
 mod load;

@@ -1,0 +1,190 @@
+//! Durability at the edges through the real server: a full disk, the free-space floor, and
+//! messages at the exact size limit.
+
+use mq_client::{AckMode, ClientError, NewMessage, Subscription};
+use mq_core::Offset;
+use mq_transport::ErrorCode;
+
+use super::harness::Server;
+use super::{group, topic};
+
+fn dir_arg(dir: &tempfile::TempDir) -> &str {
+    dir.path().to_str().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_loses_no_acknowledged_message_and_stores_no_refused_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--data-dir",
+        dir_arg(&dir),
+        "--fsync",
+        "always",
+        "--min-free-disk",
+        "0",
+    ];
+    let server = Server::start_with_file_limit(256 * 1024, &args);
+    let client = server.client().await;
+    let producer = client.producer(topic("full"));
+    let mut acked: Vec<(Offset, String)> = Vec::new();
+    let mut refused = 0;
+    let mut n = 0;
+    // Batches until the file limit refuses one, then single small messages that still fit
+    // after it: a failed write must not leave bytes that would swallow them.
+    let mut batch_size = 50;
+    while refused < 20 {
+        let batch: Vec<NewMessage> = (0..batch_size)
+            .map(|i| NewMessage::new(format!("{n:06}-{i:03}-{}", "x".repeat(200 / batch_size))))
+            .collect();
+        let payloads: Vec<String> = batch
+            .iter()
+            .map(|m| String::from_utf8(m.payload.to_vec()).unwrap())
+            .collect();
+        match producer.send_batch(batch).await {
+            Ok(offsets) => acked.extend(offsets.into_iter().zip(payloads)),
+            Err(ClientError::Server { code, message }) => {
+                assert_eq!(code, ErrorCode::Storage, "{message}");
+                refused += 1;
+                batch_size = 1;
+            }
+            Err(e) => panic!("{e}"),
+        }
+        n += 1;
+    }
+    let after_refusal = acked.iter().filter(|(_, p)| p.contains("-000-")).count();
+    assert!(after_refusal > 0 && acked.len() > 1000, "{}", acked.len());
+    drop(producer);
+    drop(client);
+    server.crash();
+
+    let server = Server::start_with(&args);
+    let client = server.client().await;
+    let mut c = client
+        .subscribe(
+            Subscription::new(topic("full"))
+                .group(group("check"))
+                .ack(AckMode::Auto),
+        )
+        .await
+        .unwrap();
+    let mut stored = Vec::new();
+    while stored.len() < acked.len() {
+        let d = c.recv().await.unwrap();
+        stored.push((d.offset(), String::from_utf8(d.payload().to_vec()).unwrap()));
+    }
+    assert_eq!(
+        stored, acked,
+        "every acknowledged message, in order, nothing else"
+    );
+    let stats = client.topic_stats(&topic("full")).await.unwrap();
+    assert_eq!(
+        stats.retained,
+        acked.len() as u64,
+        "no refused message came back"
+    );
+    assert!(stats.lost.is_empty(), "{:?}", stats.lost);
+    let next = client
+        .producer(topic("full"))
+        .send(NewMessage::new("after"))
+        .await
+        .unwrap();
+    assert_eq!(next.0, acked.last().unwrap().0.0 + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn below_the_free_space_floor_publishes_get_disk_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&[
+        "--data-dir",
+        dir_arg(&dir),
+        "--min-free-disk",
+        "1000000000000000000",
+    ]);
+    let client = server.client().await;
+    let err = client
+        .producer(topic("t"))
+        .send(NewMessage::new("x"))
+        .await
+        .unwrap_err();
+    let ClientError::Server { code, message } = err else {
+        panic!("{err}")
+    };
+    assert_eq!(code, ErrorCode::DiskFull);
+    assert!(message.contains("--min-free-disk"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_at_the_size_limit_is_delivered_and_dead_lettered_and_one_byte_more_is_refused() {
+    let max_frame = 8192;
+    let server = Server::start(&["--max-frame", &max_frame.to_string()]);
+    let client = server.client().await;
+    let long = topic(&"t".repeat(200));
+    let mut config = mq_core::TopicConfig::default();
+    config.groups.max_deliveries = Some(1);
+    client.create_topic(&long, config).await.unwrap();
+    let limit = mq_transport::max_message_size(max_frame) as usize;
+    let mut message = NewMessage::new(Vec::new()).key("a key").priority(3);
+    for i in 0..20 {
+        message = message.header(format!("header-{i}"), format!("value {i}"));
+    }
+    let fixed = message.encoded_size() as usize;
+    message.payload = vec![b'p'; limit - fixed].into();
+    let mut too_big = message.clone();
+    too_big.payload = vec![b'p'; limit - fixed + 1].into();
+
+    let producer = client.producer(long.clone());
+    let err = producer.send(too_big).await.unwrap_err();
+    let ClientError::Server { code, message: why } = err else {
+        panic!("{err}")
+    };
+    assert_eq!(code, ErrorCode::FrameTooLarge);
+    assert!(why.contains(&format!("at most {limit}")), "{why}");
+    producer.send(message.clone()).await.unwrap();
+
+    let g = group(&"g".repeat(200));
+    let mut c = client
+        .subscribe(Subscription::new(long.clone()).group(g.clone()))
+        .await
+        .unwrap();
+    let d = c.recv().await.unwrap();
+    assert_eq!(d.payload(), &message.payload);
+    assert_eq!(d.headers().len(), 20);
+    d.nack(None).await.unwrap();
+
+    let mut dead = client
+        .subscribe(Subscription::new(long.dead_letter()).group(g))
+        .await
+        .unwrap();
+    let d = dead.recv().await.unwrap();
+    assert_eq!(d.payload(), &message.payload);
+    assert_eq!(d.key().map(|k| k.as_ref()), Some(&b"a key"[..]));
+    assert_eq!(d.headers().len(), 26);
+    d.ack().await.unwrap();
+    let stats = client.topic_stats(&long).await.unwrap();
+    assert_eq!(stats.groups[0].dead_lettered, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_with_a_frame_limit_too_small_for_a_stored_message_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&["--data-dir", dir_arg(&dir)]);
+    let client = server.client().await;
+    client
+        .producer(topic("large"))
+        .send(NewMessage::new(vec![0u8; 6000]))
+        .await
+        .unwrap();
+    drop(client);
+    assert!(server.terminate().success());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mq-server"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir", dir_arg(&dir)])
+        .args(["--max-frame", "4096"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("topic \"large\" holds a message of 6000 bytes"),
+        "{stderr}"
+    );
+}
