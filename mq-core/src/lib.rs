@@ -57,8 +57,8 @@ pub use config::{
 pub use consumer::{Consumer, Recv, RecvBatch, Subscription};
 pub use error::{Error, Limit};
 pub use file::{
-    DATA_FORMAT, DEFAULT_RESIDENT_BYTES, DEFAULT_SEGMENT_BYTES, FileOptions, FileStorage,
-    FreeSpaceFloor, FsyncPolicy,
+    CheckReport, DATA_FORMAT, DEFAULT_RESIDENT_BYTES, DEFAULT_SEGMENT_BYTES, FileOptions,
+    FileStorage, FreeSpaceFloor, FsyncPolicy,
 };
 pub use group::{ConsumerId, Delivery};
 pub use log::StoredMessage;

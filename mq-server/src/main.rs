@@ -22,6 +22,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(name = "mq-server", version, about)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Address to listen on (IP:PORT; port 0 picks a free one) [default: 127.0.0.1:9800]
     #[arg(long, env = "MQ_LISTEN", value_name = "ADDR")]
     listen: Option<String>,
@@ -69,6 +71,18 @@ struct Args {
     /// Close connections without subscriptions that send nothing this long [default: 5m]
     #[arg(long, env = "MQ_IDLE_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
     idle_timeout: Option<Duration>,
+}
+
+/// Tools besides serving.
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Read every record, checksum and group journal of a data dir and report damage,
+    /// changing nothing (exit 1 when something is damaged)
+    Check {
+        /// The data dir to check [default: ./mq-data]
+        #[arg(long, env = "MQ_DATA_DIR", value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 impl Args {
@@ -126,13 +140,50 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    match serve(args) {
-        Ok(()) => ExitCode::SUCCESS,
+    let result = match args.command {
+        Some(Command::Check { data_dir }) => check(data_dir),
+        None => serve(args).map(|()| ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// `mq-server check`: prints each problem and a summary; exit 1 when there are problems.
+fn check(data_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let dir = data_dir.unwrap_or_else(|| ServerConfig::default().data_dir);
+    anyhow::ensure!(
+        dir.join("topics").is_dir(),
+        "{} is not an mq data dir (it has no topics directory)",
+        dir.display()
+    );
+    let report = mq_core::FileStorage::check(&dir)
+        .with_context(|| format!("cannot check data dir {}", dir.display()))?;
+    let mut stdout = std::io::stdout().lock();
+    for problem in &report.problems {
+        writeln!(stdout, "{problem}").context("cannot write to stdout")?;
+    }
+    writeln!(
+        stdout,
+        "checked {} topics, {} messages in {}: {}",
+        report.topics,
+        report.messages,
+        dir.display(),
+        match report.problems.len() {
+            0 => "no damage".to_owned(),
+            n => format!("{n} problems"),
+        }
+    )
+    .context("cannot write to stdout")?;
+    Ok(if report.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn serve(args: Args) -> anyhow::Result<()> {

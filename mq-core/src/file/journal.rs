@@ -241,6 +241,17 @@ impl Journal {
         dir: &Path,
         what: &str,
     ) -> Result<(Self, Vec<RecoveredGroup>, Vec<String>), StorageError> {
+        let (recovered, warnings) = Self::replay(dir, what)?;
+        let journal = Self::rewrite(&dir.join("groups.journal"), what, &snapshot(&recovered))?;
+        Ok((journal, recovered, warnings))
+    }
+
+    /// Reads `dir/groups.journal` without changing it: the groups it records, and what
+    /// is damaged in it.
+    pub(crate) fn replay(
+        dir: &Path,
+        what: &str,
+    ) -> Result<(Vec<RecoveredGroup>, Vec<String>), StorageError> {
         let path = dir.join("groups.journal");
         let data = match fs::read(&path) {
             Ok(d) => Bytes::from(d),
@@ -293,8 +304,7 @@ impl Journal {
                 }
             })
             .collect();
-        let journal = Self::rewrite(&path, what, &snapshot(&recovered))?;
-        Ok((journal, recovered, warnings))
+        Ok((recovered, warnings))
     }
 
     /// Writes `events` as the whole journal (atomically: a new file renamed over the old).

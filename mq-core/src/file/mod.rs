@@ -15,6 +15,7 @@
 //! that is not a topic it can read is reported and left alone (quarantined when it carries
 //! a topic's name).
 
+mod check;
 mod disk;
 mod index;
 mod journal;
@@ -31,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+pub use check::CheckReport;
 pub use sync::FsyncPolicy;
 
 use self::disk::DiskGuard;
@@ -134,6 +136,48 @@ fn sync_dir(dir: &Path) -> Result<(), StorageError> {
 /// The topic a directory under `topics` is named for, if its name is one.
 fn topic_of(name: &str) -> Option<TopicName> {
     TopicName::new_or_dead_letter(name).ok()
+}
+
+/// A topic directory's config and first retained offset, or why they cannot be read.
+fn read_topic_files(dir: &Path) -> Result<(TopicConfig, u64), String> {
+    let config = match fs::read(dir.join("config.json")) {
+        Ok(bytes) => serde_json::from_slice::<TopicConfig>(&bytes)
+            .map_err(|e| format!("its config.json cannot be read ({e})"))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(
+                "it holds no config.json: mq did not create it, or its files were moved".into(),
+            );
+        }
+        Err(e) => return Err(format!("its config.json cannot be read ({e})")),
+    };
+    config
+        .validate()
+        .map_err(|e| format!("its config.json is not valid ({e})"))?;
+    let first = match fs::read(dir.join("meta.json")) {
+        Ok(m) => {
+            serde_json::from_slice::<Meta>(&m)
+                .map_err(|e| format!("its meta.json cannot be read ({e})"))?
+                .first
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(format!("its meta.json cannot be read ({e})")),
+    };
+    Ok((config, first))
+}
+
+/// One past the highest offset the groups have seen: it was assigned, even if its record
+/// was lost.
+fn seen_offsets(groups: &[RecoveredGroup]) -> u64 {
+    groups
+        .iter()
+        .flat_map(|g| {
+            [g.floor, g.start]
+                .into_iter()
+                .chain(g.acked.last().map(|o| o + 1))
+                .chain(g.deliveries.iter().map(|(o, _)| o + 1).max())
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 /// Checks the data dir's format version, writing it into a new or pre-versioned dir.
@@ -262,19 +306,14 @@ impl FileStorage {
     ) -> Result<(FileTopic, recovery::Recovered, Vec<RecoveredGroup>), StorageError> {
         let what = format!("topic \"{topic}\"");
         let (journal, groups, mut warnings) = Journal::recover(&dir, &what)?;
-        // Offsets the groups have seen were assigned, even if their records were lost.
-        let seen = groups
-            .iter()
-            .flat_map(|g| {
-                [g.floor, g.start]
-                    .into_iter()
-                    .chain(g.acked.last().map(|o| o + 1))
-                    .chain(g.deliveries.iter().map(|(o, _)| o + 1).max())
-            })
-            .max()
-            .unwrap_or(0);
-        let mut recovered =
-            recovery::recover(&dir, &what, first, seen, self.options.resident_bytes)?;
+        let mut recovered = recovery::recover(
+            &dir,
+            &what,
+            first,
+            seen_offsets(&groups),
+            self.options.resident_bytes,
+            recovery::Mode::Repair,
+        )?;
         let log = SegmentLog::open(
             &dir,
             &what,
@@ -307,30 +346,7 @@ impl FileStorage {
 
     /// Recovers the topic in `dir`, or says why it cannot be served.
     fn recover_topic(&self, topic: TopicName, dir: PathBuf) -> Result<RecoveredTopic, String> {
-        let config = match fs::read(dir.join("config.json")) {
-            Ok(bytes) => serde_json::from_slice::<TopicConfig>(&bytes)
-                .map_err(|e| format!("its config.json cannot be read ({e})"))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(
-                    "it holds no config.json: mq did not create it, or its files \
-                            were moved"
-                        .into(),
-                );
-            }
-            Err(e) => return Err(format!("its config.json cannot be read ({e})")),
-        };
-        config
-            .validate()
-            .map_err(|e| format!("its config.json is not valid ({e})"))?;
-        let first = match fs::read(dir.join("meta.json")) {
-            Ok(m) => {
-                serde_json::from_slice::<Meta>(&m)
-                    .map_err(|e| format!("its meta.json cannot be read ({e})"))?
-                    .first
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(format!("its meta.json cannot be read ({e})")),
-        };
+        let (config, first) = read_topic_files(&dir)?;
         let (store, recovered, groups) = self
             .open_store(&topic, dir, first)
             .map_err(|e| e.to_string())?;

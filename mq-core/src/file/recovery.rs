@@ -289,14 +289,24 @@ fn describe(path: &Path, region: &Region) -> String {
     )
 }
 
+/// Whether recovery may change files (at start) or only reads them (`mq-server check`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Cut the open segment's damaged tail off.
+    Repair,
+    /// Change nothing; say what a start would do.
+    ReadOnly,
+}
+
 /// Scans every segment of `dir` and works out what survived: see the module docs. `next`
-/// is the least next offset other records prove (the topic's meta file, the group journal).
+/// is the least next offset other records prove (the group journal).
 pub(crate) fn recover(
     dir: &Path,
     what: &str,
     first: u64,
     next: u64,
     resident_bytes: u64,
+    mode: Mode,
 ) -> Result<Recovered, StorageError> {
     let mut bases: Vec<u64> = std::fs::read_dir(dir)
         .map_err(io(format!("listing {}", dir.display())))?
@@ -385,7 +395,12 @@ pub(crate) fn recover(
         }
         if let Some(region) = &last_region {
             tail = Some(describe(&path, region));
-            if i + 1 == count {
+            if i + 1 == count && mode == Mode::ReadOnly {
+                warnings.push(format!(
+                    "{what}: {} ends the open segment: the next start cuts it off",
+                    describe(&path, region)
+                ));
+            } else if i + 1 == count {
                 // The open segment: cut the damaged tail off so appends go after valid data.
                 let file = OpenOptions::new()
                     .write(true)

@@ -188,3 +188,58 @@ async fn a_restart_with_a_frame_limit_too_small_for_a_stored_message_is_refused(
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_damage_offline_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&["--data-dir", dir_arg(&dir)]);
+    let client = server.client().await;
+    let producer = client.producer(topic("checked"));
+    for i in 0..100 {
+        producer
+            .send(NewMessage::new(format!("message {i:03}")))
+            .await
+            .unwrap();
+    }
+    drop(producer);
+    drop(client);
+    assert!(server.terminate().success());
+    let check = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mq-server"))
+            .args(["check", "--data-dir", dir_arg(&dir)])
+            .output()
+            .unwrap()
+    };
+    let clean = check();
+    let stdout = String::from_utf8_lossy(&clean.stdout);
+    assert!(clean.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("checked 1 topics, 100 messages"),
+        "{stdout}"
+    );
+
+    let segment = dir
+        .path()
+        .join("topics/checked")
+        .read_dir()
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "log"))
+        .unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle..middle + 16]
+        .iter_mut()
+        .for_each(|b| *b ^= 0x5A);
+    std::fs::write(&segment, &bytes).unwrap();
+    let damaged = check();
+    let stdout = String::from_utf8_lossy(&damaged.stdout);
+    assert_eq!(damaged.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("lost in"), "{stdout}");
+    assert!(stdout.contains(&segment.display().to_string()), "{stdout}");
+    assert_eq!(
+        std::fs::read(&segment).unwrap(),
+        bytes,
+        "check changes nothing"
+    );
+}
