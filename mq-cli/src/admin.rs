@@ -48,6 +48,9 @@ pub(crate) async fn topics(client: &Client, cmd: &TopicsCommand) -> anyhow::Resu
                             &rows
                         )
                     );
+                    for q in client.stats().await?.quarantined {
+                        println!("quarantined: {}: {}", q.name, q.reason);
+                    }
                     Ok(())
                 }
             }

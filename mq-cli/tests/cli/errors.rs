@@ -94,3 +94,18 @@ fn a_full_topic_is_reported() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_quarantined_topic_is_listed_and_refused_with_its_reason() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().to_str().expect("utf-8 path");
+    std::fs::create_dir_all(dir.path().join("topics/broken")).expect("topic dir");
+    std::fs::write(dir.path().join("topics/broken/config.json"), "{").expect("config");
+    let server = Server::start_with(&["--data-dir", data]);
+    let listed = super::harness::ok(&server.mq(&["topics", "list"]));
+    assert!(listed.contains("quarantined: broken:"), "{listed}");
+    assert!(listed.contains("config.json"), "{listed}");
+    let stderr = failed(&server.mq(&["publish", "broken", "x"]), 1);
+    let line = one_line(&stderr);
+    assert!(line.contains("topic \"broken\" is quarantined"), "{line}");
+}

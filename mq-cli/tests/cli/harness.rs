@@ -32,8 +32,14 @@ pub(crate) struct Server {
 
 impl Server {
     pub(crate) fn start() -> Self {
+        Self::start_with(&["--storage", "memory"])
+    }
+
+    /// Starts the server with `args` after `--listen 127.0.0.1:0`.
+    pub(crate) fn start_with(args: &[&str]) -> Self {
         let mut child = Command::new(server_binary())
-            .args(["--listen", "127.0.0.1:0", "--storage", "memory"])
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
