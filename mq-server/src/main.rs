@@ -186,8 +186,26 @@ fn check(data_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Raises the soft limit on open files to the hard limit: each connection and each open
+/// storage file takes a descriptor.
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => tracing::debug!(limit = ?limit.maximum, "raised the open-file limit"),
+            Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+        }
+    }
+}
+
 fn serve(args: Args) -> anyhow::Result<()> {
     let config = args.into_config()?;
+    raise_open_file_limit();
     let builder = mq_core::Broker::builder().max_message_size(max_message_size(config.max_frame));
     let broker = match config.storage {
         StorageKind::Memory => builder.build().context("cannot start the memory storage")?,

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mq_core::Broker;
-use mq_transport::{ErrorCode, Frame, Listener, RequestId, ServerConnection, ServerMsg};
+use mq_transport::{
+    ErrorCode, Frame, Listener, RequestId, ServerConnection, ServerMsg, TransportError,
+};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
@@ -42,6 +44,9 @@ pub async fn run(
     ));
     tokio::pin!(shutdown);
     let mut backoff = MIN_ACCEPT_BACKOFF;
+    // A descriptor held in reserve: when the process runs out, it is given up to accept
+    // the waiting connection and tell it why it is refused, instead of leaving it hanging.
+    let mut spare = std::fs::File::open("/dev/null").ok();
     loop {
         while sessions.try_join_next().is_some() {}
         let conn = tokio::select! {
@@ -53,6 +58,22 @@ pub async fn run(
                 backoff = MIN_ACCEPT_BACKOFF;
                 conn
             }
+            Err(e) if out_of_descriptors(&e) && spare.is_some() => {
+                drop(spare.take());
+                let accepted = tokio::time::timeout(MIN_ACCEPT_BACKOFF, listener.accept()).await;
+                if let Ok(Ok(conn)) = accepted {
+                    tracing::warn!(peer = %conn.peer, "refusing connection: out of file descriptors (raise ulimit -n)");
+                    refuse_busy(
+                        conn,
+                        "server has run out of file descriptors: retry later (its operator \
+                         should raise its open-file limit)"
+                            .into(),
+                    )
+                    .await;
+                }
+                spare = std::fs::File::open("/dev/null").ok();
+                continue;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, ?backoff, "accept failed; backing off");
                 tokio::time::sleep(backoff).await;
@@ -62,7 +83,11 @@ pub async fn run(
         };
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
             tracing::warn!(peer = %conn.peer, max = config.max_connections, "refusing connection: at the connection limit");
-            tokio::spawn(refuse_busy(conn, config.max_connections));
+            let why = format!(
+                "server has reached its limit of {} connections: retry later",
+                config.max_connections
+            );
+            tokio::spawn(refuse_busy(conn, why));
             continue;
         };
         let session = Session::new(broker.clone(), Arc::clone(&config), stop_rx.clone());
@@ -94,13 +119,23 @@ pub async fn run(
     Ok(())
 }
 
-/// Tells a connection over the limit why it is refused, then closes it.
-async fn refuse_busy(mut conn: ServerConnection, max: usize) {
+/// Whether an accept failed because the process or the system has no descriptor left.
+fn out_of_descriptors(e: &TransportError) -> bool {
+    let TransportError::Io { source, .. } = e else {
+        return false;
+    };
+    let code = source.raw_os_error();
+    code == Some(rustix::io::Errno::MFILE.raw_os_error())
+        || code == Some(rustix::io::Errno::NFILE.raw_os_error())
+}
+
+/// Tells a connection it is refused and why (`server_busy`), then closes it.
+async fn refuse_busy(mut conn: ServerConnection, why: String) {
     let frame = Frame::new(
         RequestId(0),
         ServerMsg::Error {
             code: ErrorCode::ServerBusy,
-            message: format!("server has reached its limit of {max} connections: retry later"),
+            message: why,
         },
     );
     if conn.writer.feed(frame).await.is_ok() {

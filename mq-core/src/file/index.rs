@@ -7,8 +7,8 @@
 //! The index only speeds up finding a record: a reader verifies what it finds at an indexed
 //! position, and recovery rewrites the open segment's index from the records it read.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
+use std::fs::{self, OpenOptions};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::storage::StorageError;
@@ -81,12 +81,12 @@ pub(crate) fn encode(entries: &[(u64, u64)], buf: &mut Vec<u8>) {
     }
 }
 
-/// Writes the index file of segment `base` afresh with `entries`, open for appending more.
+/// Writes the index file of segment `base` afresh with `entries`; returns its length.
 pub(crate) fn write_index(
     dir: &Path,
     base: u64,
     entries: &[(u64, u64)],
-) -> Result<File, StorageError> {
+) -> Result<u64, StorageError> {
     let path = index_path(dir, base);
     let mut bytes = Vec::with_capacity(entries.len() * 16);
     encode(entries, &mut bytes);
@@ -97,8 +97,6 @@ pub(crate) fn write_index(
         .truncate(true)
         .open(&path)
         .map_err(io)?;
-    file.write_all(&bytes)
-        .and_then(|()| file.seek(SeekFrom::End(0)).map(drop))
-        .map_err(io)?;
-    Ok(file)
+    file.write_all(&bytes).map_err(io)?;
+    Ok(bytes.len() as u64)
 }

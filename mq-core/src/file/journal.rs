@@ -15,7 +15,7 @@
 //! is found by its checksum) and a torn tail is cut off; a failed write is cut off at once.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,6 +24,7 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes};
 use rustc_hash::FxHashMap;
 
+use super::cache::{CachedFile, FileCache, Mode};
 use super::sync::SyncFile;
 use crate::ackset::AckSet;
 use crate::config::AckMode;
@@ -52,7 +53,8 @@ struct Replay {
 #[derive(Debug)]
 pub(crate) struct Journal {
     path: PathBuf,
-    file: File,
+    cache: Arc<FileCache>,
+    file: Arc<CachedFile>,
     len: u64,
     sync: Arc<SyncFile>,
     /// A failed write could not be cut off.
@@ -238,11 +240,13 @@ fn apply(groups: &mut BTreeMap<GroupName, Replay>, event: GroupEvent) {
 impl Journal {
     /// Opens (creating) `dir/groups.journal`, replays it, and cuts off a damaged tail.
     pub(crate) fn recover(
+        cache: &Arc<FileCache>,
         dir: &Path,
         what: &str,
     ) -> Result<(Self, Vec<RecoveredGroup>, Vec<String>), StorageError> {
         let (recovered, warnings) = Self::replay(dir, what)?;
-        let journal = Self::rewrite(&dir.join("groups.journal"), what, &snapshot(&recovered))?;
+        let path = dir.join("groups.journal");
+        let journal = Self::rewrite(cache, &path, what, &snapshot(&recovered))?;
         Ok((journal, recovered, warnings))
     }
 
@@ -308,7 +312,12 @@ impl Journal {
     }
 
     /// Writes `events` as the whole journal (atomically: a new file renamed over the old).
-    fn rewrite(path: &Path, what: &str, events: &[GroupEvent]) -> Result<Self, StorageError> {
+    fn rewrite(
+        cache: &Arc<FileCache>,
+        path: &Path,
+        what: &str,
+        events: &[GroupEvent],
+    ) -> Result<Self, StorageError> {
         let mut buf = Vec::new();
         for e in events {
             encode(e, &mut buf);
@@ -326,18 +335,11 @@ impl Journal {
         {
             let _ = d.sync_all();
         }
-        let file = OpenOptions::new()
-            .append(true)
-            .open(path)
-            .map_err(io(format!("opening {}", path.display())))?;
-        let sync = SyncFile::new(
-            format!("{what} group journal"),
-            file.try_clone()
-                .map_err(io(format!("opening {}", path.display())))?,
-            0,
-        );
+        let file = CachedFile::new(cache, path, Mode::Append);
+        let sync = SyncFile::new(format!("{what} group journal"), Arc::clone(&file), 0);
         Ok(Self {
             path: path.to_path_buf(),
+            cache: Arc::clone(cache),
             file,
             len: buf.len() as u64,
             sync,
@@ -357,9 +359,10 @@ impl Journal {
     /// [`StorageError`] when they cannot be written; nothing of them stays in the file.
     pub(crate) fn append(&mut self, events: &[GroupEvent]) -> Result<u64, StorageError> {
         let context = || format!("appending to {}", self.path.display());
+        let len = self.len;
         if self.torn {
             self.file
-                .set_len(self.len)
+                .with(false, |f| f.set_len(len))
                 .map_err(|e| StorageError::io(context(), &e))?;
             self.torn = false;
         }
@@ -367,10 +370,10 @@ impl Journal {
         for e in events {
             encode(e, &mut self.buf);
         }
-        if let Err(e) = self.file.write_all(&self.buf) {
+        if let Err(e) = self.file.with(true, |f| f.write_all(&self.buf)) {
             // Cut off what was written of the events; if even that fails, the next append
             // tries again first, and compaction rewrites the file.
-            self.torn = self.file.set_len(self.len).is_err();
+            self.torn = self.file.with(false, |f| f.set_len(len)).is_err();
             return Err(StorageError::io(context(), &e));
         }
         self.len += self.buf.len() as u64;
@@ -393,7 +396,8 @@ impl Journal {
         if !self.sync.has_failed() && !self.torn {
             self.sync.sync_all()?;
         }
-        *self = Self::rewrite(&self.path, what, &snapshot(groups))?;
+        let cache = Arc::clone(&self.cache);
+        *self = Self::rewrite(&cache, &self.path, what, &snapshot(groups))?;
         Ok(())
     }
 }

@@ -15,6 +15,7 @@
 //! that is not a topic it can read is reported and left alone (quarantined when it carries
 //! a topic's name).
 
+mod cache;
 mod check;
 mod disk;
 mod index;
@@ -35,6 +36,7 @@ use serde::{Deserialize, Serialize};
 pub use check::CheckReport;
 pub use sync::FsyncPolicy;
 
+use self::cache::FileCache;
 use self::disk::DiskGuard;
 use self::journal::Journal;
 use self::segment::SegmentLog;
@@ -80,6 +82,10 @@ pub struct FileOptions {
     /// "disk almost full" error (acks and consumers go on). `None`: 1 GiB, or 5% of the
     /// filesystem when smaller; `Some(0)`: no floor.
     pub min_free_disk: Option<u64>,
+    /// Segment, index and journal files held open at once, whatever the number of topics;
+    /// the least recently used are closed (fsynced first) to open others. `None`: a
+    /// quarter of the process's open-file limit, between 16 and 4096.
+    pub max_open_files: Option<usize>,
 }
 
 impl Default for FileOptions {
@@ -90,8 +96,17 @@ impl Default for FileOptions {
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             resident_bytes: DEFAULT_RESIDENT_BYTES,
             min_free_disk: None,
+            max_open_files: None,
         }
     }
+}
+
+/// [`FileOptions::max_open_files`] when not set: a quarter of the soft open-file limit.
+fn default_open_files() -> usize {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    limit.current.map_or(cache::DEFAULT_OPEN_FILES, |n| {
+        usize::try_from(n / 4).unwrap_or(usize::MAX).clamp(16, 4096)
+    })
 }
 
 /// A handle on a [`FileStorage`]'s free-space floor ([`FileOptions::min_free_disk`]), to
@@ -239,6 +254,7 @@ pub struct FileStorage {
     options: FileOptions,
     flusher: Arc<Flusher>,
     disk: Arc<DiskGuard>,
+    cache: Arc<FileCache>,
     _lock: File,
 }
 
@@ -279,13 +295,21 @@ impl FileStorage {
             Flusher::spawn(&flusher, options.interval).map_err(io("starting the fsync thread"))?;
         }
         let disk = Arc::new(DiskGuard::new(&root, options.min_free_disk)?);
+        let cache = FileCache::new(options.max_open_files.unwrap_or_else(default_open_files));
         Ok(Self {
             root,
             options,
             flusher,
             disk,
+            cache,
             _lock: lock,
         })
+    }
+
+    /// Segment, index and journal files open now (bounded by
+    /// [`FileOptions::max_open_files`]).
+    pub fn open_files(&self) -> usize {
+        self.cache.open_count()
     }
 
     /// The free-space floor, to read or change while the broker runs.
@@ -305,7 +329,7 @@ impl FileStorage {
         first: u64,
     ) -> Result<(FileTopic, recovery::Recovered, Vec<RecoveredGroup>), StorageError> {
         let what = format!("topic \"{topic}\"");
-        let (journal, groups, mut warnings) = Journal::recover(&dir, &what)?;
+        let (journal, groups, mut warnings) = Journal::recover(&self.cache, &dir, &what)?;
         let mut recovered = recovery::recover(
             &dir,
             &what,
@@ -315,6 +339,7 @@ impl FileStorage {
             recovery::Mode::Repair,
         )?;
         let log = SegmentLog::open(
+            &self.cache,
             &dir,
             &what,
             std::mem::take(&mut recovered.segments),

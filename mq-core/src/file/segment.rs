@@ -14,13 +14,14 @@
 //!   segment (recovery then keeps the later copy of any offset written twice);
 //! - a batch is written whole or not at all.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{Read as _, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::cache::{CachedFile, FileCache, Mode};
 use super::index::{self, Entries, IndexBuilder};
 use super::record::{self, Read};
 use super::sync::SyncFile;
@@ -54,9 +55,10 @@ pub(crate) struct SegmentLog {
     dir: PathBuf,
     what: String,
     segments: Vec<Segment>,
-    active: File,
+    cache: Arc<FileCache>,
+    active: Arc<CachedFile>,
     active_len: u64,
-    index: File,
+    index: Arc<CachedFile>,
     index_len: u64,
     builder: IndexBuilder,
     segment_bytes: u64,
@@ -69,6 +71,7 @@ pub(crate) struct SegmentLog {
 impl SegmentLog {
     /// Opens the last of recovered `segments` (or a new one at `next`) for appends.
     pub(crate) fn open(
+        cache: &Arc<FileCache>,
         dir: &Path,
         what: &str,
         mut segments: Vec<Segment>,
@@ -86,37 +89,37 @@ impl SegmentLog {
         }
         let base = segments.last().map_or(next, |s| s.base);
         let path = log_path(dir, base);
-        let active = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io(format!("opening {}", path.display())))?;
-        let active_len = active
-            .metadata()
-            .map_err(io(format!("reading {}", path.display())))?
-            .len();
+        let active_len = match fs::metadata(&path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(StorageError::io(format!("reading {}", path.display()), &e)),
+        };
         // Rewrite the open segment's index from what recovery read, so an index torn by a
         // crash never points past the data.
         let entries = segments
             .last()
             .and_then(|s| s.index.as_deref())
             .unwrap_or(&[]);
-        let index = index::write_index(dir, base, entries)?;
+        let index_len = index::write_index(dir, base, entries)?;
+        let active = CachedFile::new(cache, &path, Mode::Append);
+        // Created now, so that the segment's name records where offsets go on.
+        active
+            .with(false, |_| Ok(()))
+            .map_err(io(format!("opening {}", path.display())))?;
         let sync = SyncFile::new(
             format!("{what} segment {}", path.display()),
-            active
-                .try_clone()
-                .map_err(io(format!("opening {}", path.display())))?,
+            Arc::clone(&active),
             0,
         );
         Ok(Self {
             dir: dir.to_path_buf(),
             what: what.to_owned(),
-            index_len: entries.len() as u64 * 16,
+            index_len,
             segments,
+            cache: Arc::clone(cache),
             active,
             active_len,
-            index,
+            index: CachedFile::new(cache, &index::index_path(dir, base), Mode::AppendUnsynced),
             builder: IndexBuilder::resume(active_len),
             segment_bytes,
             sync,
@@ -158,13 +161,16 @@ impl SegmentLog {
         }
         let mut index_bytes = Vec::with_capacity(entries.len() * 16);
         index::encode(&entries, &mut index_bytes);
-        let written = self.active.write_all(&self.buf).and_then(|()| {
-            if index_bytes.is_empty() {
-                Ok(())
-            } else {
-                self.index.write_all(&index_bytes)
-            }
-        });
+        let written = self
+            .active
+            .with(true, |f| f.write_all(&self.buf))
+            .and_then(|()| {
+                if index_bytes.is_empty() {
+                    Ok(())
+                } else {
+                    self.index.with(true, |f| f.write_all(&index_bytes))
+                }
+            });
         if let Err(e) = written {
             // `builder` is dropped: the entries it noted were not written.
             self.builder = IndexBuilder::resume(self.active_len);
@@ -183,31 +189,30 @@ impl SegmentLog {
 
     /// Cuts the open segment and its index back to what was appended whole.
     fn cut_back(&mut self) -> std::io::Result<()> {
-        self.active.set_len(self.active_len)?;
-        self.index.set_len(self.index_len)?;
-        self.index.seek(SeekFrom::Start(self.index_len))?;
+        let (active_len, index_len) = (self.active_len, self.index_len);
+        self.active.with(false, |f| f.set_len(active_len))?;
+        self.index.with(false, |f| f.set_len(index_len))?;
         self.torn = false;
         Ok(())
     }
 
     fn roll(&mut self, base: u64) -> Result<(), StorageError> {
         let path = log_path(&self.dir, base);
-        let active = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io(format!("creating {}", path.display())))?;
+        let active = CachedFile::new(&self.cache, &path, Mode::Append);
         // A file left by a failed roll at the same offset holds nothing acknowledged.
         active
-            .set_len(0)
+            .with(false, |f| f.set_len(0))
             .map_err(io(format!("creating {}", path.display())))?;
-        let handle = active
-            .try_clone()
-            .map_err(io(format!("opening {}", path.display())))?;
-        self.index = index::write_index(&self.dir, base, &[])?;
-        self.sync
-            .switch(handle, format!("{} segment {}", self.what, path.display()));
+        index::write_index(&self.dir, base, &[])?;
+        self.index = CachedFile::new(
+            &self.cache,
+            &index::index_path(&self.dir, base),
+            Mode::AppendUnsynced,
+        );
+        self.sync.switch(
+            Arc::clone(&active),
+            format!("{} segment {}", self.what, path.display()),
+        );
         self.active = active;
         self.active_len = 0;
         self.index_len = 0;

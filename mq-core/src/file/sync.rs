@@ -7,11 +7,11 @@
 //! first waiter syncs for everyone who wrote before it ran: concurrent publishers share one
 //! fsync (group commit).
 
-use std::fs::File;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
+use super::cache::CachedFile;
 use crate::storage::StorageError;
 
 /// When appended data is fsynced (SPEC §3).
@@ -45,7 +45,7 @@ impl std::str::FromStr for FsyncPolicy {
 #[derive(Debug)]
 struct SyncState {
     what: String,
-    file: File,
+    file: Arc<CachedFile>,
     synced: u64,
     syncing: bool,
     failed: Option<String>,
@@ -68,9 +68,9 @@ pub(crate) struct SyncFile {
 }
 
 impl SyncFile {
-    /// Tracks `file` (a handle on the file being appended to), described as `what` in
-    /// errors; `written` bytes are already on disk.
-    pub(crate) fn new(what: String, file: File, written: u64) -> Arc<Self> {
+    /// Tracks `file` (the file being appended to), described as `what` in errors;
+    /// `written` bytes are already on disk.
+    pub(crate) fn new(what: String, file: Arc<CachedFile>, written: u64) -> Arc<Self> {
         Arc::new(Self {
             written: AtomicU64::new(written),
             dirty: AtomicBool::new(false),
@@ -107,7 +107,7 @@ impl SyncFile {
     /// Points the tracker at a new file (a rolled segment), first syncing the old one. If
     /// that sync fails, what was written to the old file and not yet synced is reported as
     /// not synced to whoever waits for it; the new file starts clean either way.
-    pub(crate) fn switch(&self, file: File, what: String) {
+    pub(crate) fn switch(&self, file: Arc<CachedFile>, what: String) {
         let old = self.sync_all();
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         while state.syncing {
@@ -159,9 +159,9 @@ impl SyncFile {
             state.syncing = true;
             let target = self.written.load(Ordering::Acquire);
             self.dirty.store(false, Ordering::Release);
-            let file = state.file.try_clone();
+            let file = Arc::clone(&state.file);
             drop(state);
-            let result = file.and_then(|f| f.sync_data());
+            let result = file.sync_data();
             state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             state.syncing = false;
             match result {

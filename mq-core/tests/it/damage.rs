@@ -378,3 +378,71 @@ fn below_the_free_space_floor_publishes_are_refused_and_acks_go_on() {
     let again = b.publish(&topic("t"), NewMessage::new("x")).unwrap();
     assert_eq!(again.offset, Offset(3));
 }
+
+#[test]
+fn many_topics_keep_only_a_bounded_number_of_files_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(Timestamp::from_millis(1));
+    let options = FileOptions {
+        fsync: mq_core::FsyncPolicy::Always,
+        max_open_files: Some(16),
+        ..FileOptions::default()
+    };
+    let storage = FileStorage::open(dir.path(), options.clone()).unwrap();
+    let b = Broker::builder()
+        .clock(clock.clone())
+        .storage(storage)
+        .build()
+        .unwrap();
+    for round in 0..2 {
+        for t in 0..100 {
+            b.publish(
+                &topic(&format!("t{t:03}")),
+                NewMessage::new(format!("round {round}")),
+            )
+            .unwrap();
+        }
+    }
+    for t in 0..100 {
+        let c = b
+            .subscribe(sub(&topic(&format!("t{t:03}")), "g").ack(AckMode::Manual))
+            .unwrap();
+        let got = drain(&c);
+        assert_eq!(got.len(), 2);
+        c.ack_batch(&got.iter().map(|d| d.offset()).collect::<Vec<_>>())
+            .unwrap();
+        assert!(
+            files_open_under(dir.path()) <= 17,
+            "the cache bounds open files"
+        );
+    }
+    drop(b);
+    let storage = FileStorage::open(dir.path(), options).unwrap();
+    let b = Broker::builder()
+        .clock(clock.clone())
+        .storage(storage)
+        .build()
+        .unwrap();
+    assert_eq!(b.topics().len(), 100);
+    for t in 0..100 {
+        let stats = b.topic_stats(&topic(&format!("t{t:03}"))).unwrap();
+        assert_eq!((stats.retained, stats.groups[0].pending), (2, 0));
+        let next = b
+            .publish(&topic(&format!("t{t:03}")), NewMessage::new("after"))
+            .unwrap();
+        assert_eq!(next.offset, Offset(2));
+    }
+    assert!(
+        files_open_under(dir.path()) <= 17,
+        "the cache bounds open files"
+    );
+}
+
+/// Descriptors of this process open on files under `dir` (16 cached files and the lock).
+fn files_open_under(dir: &Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.starts_with(dir))
+        .count()
+}

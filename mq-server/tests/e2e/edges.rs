@@ -243,3 +243,70 @@ async fn check_reports_damage_offline_and_changes_nothing() {
         "check changes nothing"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_topics_start_and_serve_under_256_descriptors() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--data-dir", dir_arg(&dir), "--min-free-disk", "0"];
+    let limited = |args: &[&str]| {
+        let mut shell = vec!["-c", "ulimit -n 256; exec \"$0\" \"$@\""];
+        shell.push(env!("CARGO_BIN_EXE_mq-server"));
+        shell.extend(["--listen", "127.0.0.1:0"]);
+        shell.extend(args);
+        Server::start_command("sh", &shell)
+    };
+    let server = limited(&args);
+    let client = server.client().await;
+    for t in 0..1000 {
+        client
+            .publish(
+                &topic(&format!("topic-{t:04}")),
+                vec![NewMessage::new(format!("m{t}"))],
+            )
+            .await
+            .unwrap();
+    }
+    drop(client);
+    assert!(server.terminate().success());
+
+    let server = limited(&args);
+    let client = server.client().await;
+    assert_eq!(client.topics().await.unwrap().len(), 1000);
+    for t in (0..1000).step_by(97) {
+        let mut c = client
+            .subscribe(Subscription::new(topic(&format!("topic-{t:04}"))).ack(AckMode::Auto))
+            .await
+            .unwrap();
+        assert_eq!(
+            c.recv().await.unwrap().payload(),
+            format!("m{t}").as_bytes()
+        );
+    }
+    // Past the descriptor limit, a new connection is told so at once, never left hanging.
+    let mut raws = Vec::new();
+    let mut refused = 0;
+    for _ in 0..300 {
+        let mut raw = super::harness::Raw::connect(&server.addr);
+        raw.send(
+            1,
+            mq_transport::ClientMsg::Hello {
+                version: mq_transport::PROTOCOL_VERSION,
+                client: "raw".into(),
+                token: None,
+            },
+        );
+        match raw.try_recv().map(|f| f.msg) {
+            Some(mq_transport::ServerMsg::Welcome { .. }) => raws.push(raw),
+            Some(mq_transport::ServerMsg::Error { code, message }) => {
+                assert_eq!(code, ErrorCode::ServerBusy, "{message}");
+                assert!(message.contains("file descriptors"), "{message}");
+                refused += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(refused > 0 && !raws.is_empty(), "{refused} refused");
+    drop(raws);
+    let again = client.topics().await.unwrap();
+    assert_eq!(again.len(), 1000, "the server serves on");
+}

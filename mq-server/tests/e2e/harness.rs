@@ -50,6 +50,13 @@ impl Server {
         Self::spawn(command)
     }
 
+    /// Starts `program args` (a wrapper that execs `mq-server`).
+    pub(crate) fn start_command(program: &str, args: &[&str]) -> Self {
+        let mut command = Command::new(program);
+        command.args(args);
+        Self::spawn(command)
+    }
+
     fn spawn(mut command: Command) -> Self {
         let mut child = command
             .env("RUST_LOG", "warn")

@@ -1,0 +1,191 @@
+//! [`FileCache`]: bounds the files the storage holds open, whatever the number of topics.
+//!
+//! Segments, their indexes and group journals are [`CachedFile`]s: opened when used and
+//! closed again, least recently used first (a clock: a used file gets a second chance),
+//! when more than the cache's capacity are open. A file that took writes is fsynced before
+//! it is closed, so that an error the disk reports is never lost with the descriptor.
+//!
+//! Lock order: a cached file's lock, then the cache's. The cache only *tries* a file's
+//! lock, and skips a file in use.
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+
+/// Files open at once when nothing else is known.
+pub(crate) const DEFAULT_OPEN_FILES: usize = 1024;
+
+/// The open files of one storage.
+#[derive(Debug)]
+pub(crate) struct FileCache {
+    capacity: usize,
+    open: AtomicUsize,
+    /// Open files in the order they were opened; closed ones are dropped when met.
+    queue: Mutex<VecDeque<Weak<CachedFile>>>,
+}
+
+impl FileCache {
+    /// A cache keeping at most `capacity` files open (at least 4).
+    pub(crate) fn new(capacity: usize) -> Arc<Self> {
+        Arc::new(Self {
+            capacity: capacity.max(4),
+            open: AtomicUsize::new(0),
+            queue: Mutex::new(VecDeque::new()),
+        })
+    }
+
+    /// Files open now.
+    pub(crate) fn open_count(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Makes room for one more open file, then counts `file` as open.
+    fn admit(&self, file: &Arc<CachedFile>) {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut budget = 2 * queue.len() + 1;
+        while self.open.load(Ordering::Acquire) >= self.capacity && budget > 0 {
+            budget -= 1;
+            let Some(victim) = queue.pop_front() else {
+                break;
+            };
+            let Some(victim) = victim.upgrade() else {
+                continue;
+            };
+            if victim.used.swap(false, Ordering::AcqRel) {
+                queue.push_back(Arc::downgrade(&victim));
+                continue;
+            }
+            match victim.file.try_lock() {
+                Ok(mut guard) => victim.close_locked(&mut guard),
+                Err(_) => queue.push_back(Arc::downgrade(&victim)),
+            }
+        }
+        self.open.fetch_add(1, Ordering::AcqRel);
+        queue.push_back(Arc::downgrade(file));
+    }
+}
+
+/// How a cached file is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Appended to; fsynced before it is closed.
+    Append,
+    /// Appended to; its durability does not matter (an index).
+    AppendUnsynced,
+}
+
+/// A file the cache opens on demand.
+#[derive(Debug)]
+pub(crate) struct CachedFile {
+    path: PathBuf,
+    mode: Mode,
+    cache: Arc<FileCache>,
+    file: Mutex<Option<File>>,
+    used: AtomicBool,
+    /// Written to since its last fsync.
+    dirty: AtomicBool,
+    /// Why the fsync before it was last closed failed, until a sync reports it.
+    close_error: Mutex<Option<io::Error>>,
+}
+
+impl CachedFile {
+    /// A file at `path` (created when first opened), not yet open.
+    pub(crate) fn new(cache: &Arc<FileCache>, path: &Path, mode: Mode) -> Arc<Self> {
+        Arc::new(Self {
+            path: path.to_path_buf(),
+            mode,
+            cache: Arc::clone(cache),
+            file: Mutex::new(None),
+            used: AtomicBool::new(false),
+            dirty: AtomicBool::new(false),
+            close_error: Mutex::new(None),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<File>> {
+        self.file.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `op` on the open file, opening it first when needed. `writes` marks it dirty.
+    pub(crate) fn with<R>(
+        self: &Arc<Self>,
+        writes: bool,
+        op: impl FnOnce(&mut File) -> io::Result<R>,
+    ) -> io::Result<R> {
+        let mut guard = self.lock();
+        if guard.is_none() {
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?;
+            self.cache.admit(self);
+            *guard = Some(file);
+        }
+        self.used.store(true, Ordering::Release);
+        if writes {
+            self.dirty.store(true, Ordering::Release);
+        }
+        match guard.as_mut() {
+            Some(file) => op(file),
+            None => Err(io::Error::other("the file could not be opened")),
+        }
+    }
+
+    /// Puts what was written on disk: through a second descriptor when the file is open
+    /// (so writers are not held up by the fsync), or reports how the fsync before it was
+    /// closed went.
+    pub(crate) fn sync_data(&self) -> io::Result<()> {
+        let dup = {
+            let guard = self.lock();
+            match guard.as_ref() {
+                Some(file) => {
+                    self.dirty.store(false, Ordering::Release);
+                    Some(file.try_clone()?)
+                }
+                None => None,
+            }
+        };
+        match dup {
+            Some(file) => file.sync_data(),
+            None => match self
+                .close_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+            {
+                Some(e) => Err(e),
+                None => Ok(()),
+            },
+        }
+    }
+
+    /// Closes the file, syncing it first when it must be.
+    fn close_locked(&self, guard: &mut Option<File>) {
+        let Some(file) = guard.take() else {
+            return;
+        };
+        if self.mode == Mode::Append
+            && self.dirty.swap(false, Ordering::AcqRel)
+            && let Err(e) = file.sync_data()
+        {
+            *self
+                .close_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(e);
+        }
+        drop(file);
+        self.cache.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Drop for CachedFile {
+    fn drop(&mut self) {
+        let mut guard = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+        if guard.take().is_some() {
+            self.cache.open.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
