@@ -56,6 +56,8 @@ pub use config::{
 };
 pub use consumer::{Consumer, Recv, RecvBatch, Subscription};
 pub use error::{Error, Limit};
+#[cfg(feature = "fault-injection")]
+pub use file::FaultInjector;
 pub use file::{
     CheckReport, DATA_FORMAT, DEFAULT_RESIDENT_BYTES, DEFAULT_SEGMENT_BYTES, FileOptions,
     FileStorage, FreeSpaceFloor, FsyncPolicy,

@@ -11,18 +11,53 @@
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 /// Files open at once when nothing else is known.
 pub(crate) const DEFAULT_OPEN_FILES: usize = 1024;
+
+/// Failures to inject into a storage's writes, truncations and fsyncs (for tests; see
+/// `FaultInjector`). Off unless armed: one atomic load per operation.
+#[derive(Debug)]
+pub(crate) struct Faults {
+    /// Bytes that may still be appended before a write fails part-way (`u64::MAX`: off).
+    pub(crate) write_budget: AtomicU64,
+    /// How many of the next truncations fail.
+    pub(crate) failing_truncates: AtomicU32,
+    /// How many of the next fsyncs fail.
+    pub(crate) failing_fsyncs: AtomicU32,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self {
+            write_budget: AtomicU64::new(u64::MAX),
+            failing_truncates: AtomicU32::new(0),
+            failing_fsyncs: AtomicU32::new(0),
+        }
+    }
+}
+
+/// Takes one from a counter of failures to inject; whether one was due.
+fn take_one(counter: &AtomicU32) -> bool {
+    counter
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+        .is_ok()
+}
+
+fn injected(what: &str) -> io::Error {
+    io::Error::other(format!("injected {what} failure"))
+}
 
 /// The open files of one storage.
 #[derive(Debug)]
 pub(crate) struct FileCache {
     capacity: usize,
     open: AtomicUsize,
+    pub(crate) faults: Faults,
     /// Open files in the order they were opened; closed ones are dropped when met.
     queue: Mutex<VecDeque<Weak<CachedFile>>>,
 }
@@ -33,6 +68,7 @@ impl FileCache {
         Arc::new(Self {
             capacity: capacity.max(4),
             open: AtomicUsize::new(0),
+            faults: Faults::default(),
             queue: Mutex::new(VecDeque::new()),
         })
     }
@@ -109,8 +145,39 @@ impl CachedFile {
         self.file.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Creates the file if it does not exist yet.
+    pub(crate) fn create(self: &Arc<Self>) -> io::Result<()> {
+        self.with(false, |_| Ok(()))
+    }
+
+    /// Appends all of `bytes`, or returns the error that stopped it part-way.
+    pub(crate) fn append(self: &Arc<Self>, bytes: &[u8]) -> io::Result<()> {
+        let faults = &self.cache.faults;
+        let budget = faults.write_budget.load(Ordering::Acquire);
+        if budget != u64::MAX {
+            let allowed = usize::try_from(budget).unwrap_or(usize::MAX);
+            if bytes.len() > allowed {
+                faults.write_budget.store(u64::MAX, Ordering::Release);
+                self.with(true, |f| f.write_all(&bytes[..allowed]))?;
+                return Err(injected("write"));
+            }
+            faults
+                .write_budget
+                .store(budget - bytes.len() as u64, Ordering::Release);
+        }
+        self.with(true, |f| f.write_all(bytes))
+    }
+
+    /// Cuts the file to `len` bytes.
+    pub(crate) fn truncate(self: &Arc<Self>, len: u64) -> io::Result<()> {
+        if take_one(&self.cache.faults.failing_truncates) {
+            return Err(injected("truncate"));
+        }
+        self.with(false, |f| f.set_len(len))
+    }
+
     /// Runs `op` on the open file, opening it first when needed. `writes` marks it dirty.
-    pub(crate) fn with<R>(
+    fn with<R>(
         self: &Arc<Self>,
         writes: bool,
         op: impl FnOnce(&mut File) -> io::Result<R>,
@@ -138,6 +205,9 @@ impl CachedFile {
     /// (so writers are not held up by the fsync), or reports how the fsync before it was
     /// closed went.
     pub(crate) fn sync_data(&self) -> io::Result<()> {
+        if take_one(&self.cache.faults.failing_fsyncs) {
+            return Err(injected("fsync"));
+        }
         let dup = {
             let guard = self.lock();
             match guard.as_ref() {

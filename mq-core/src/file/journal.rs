@@ -362,7 +362,7 @@ impl Journal {
         let len = self.len;
         if self.torn {
             self.file
-                .with(false, |f| f.set_len(len))
+                .truncate(len)
                 .map_err(|e| StorageError::io(context(), &e))?;
             self.torn = false;
         }
@@ -370,10 +370,10 @@ impl Journal {
         for e in events {
             encode(e, &mut self.buf);
         }
-        if let Err(e) = self.file.with(true, |f| f.write_all(&self.buf)) {
+        if let Err(e) = self.file.append(&self.buf) {
             // Cut off what was written of the events; if even that fails, the next append
             // tries again first, and compaction rewrites the file.
-            self.torn = self.file.with(false, |f| f.set_len(len)).is_err();
+            self.torn = self.file.truncate(len).is_err();
             return Err(StorageError::io(context(), &e));
         }
         self.len += self.buf.len() as u64;

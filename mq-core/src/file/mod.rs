@@ -109,6 +109,34 @@ fn default_open_files() -> usize {
     })
 }
 
+/// Makes a [`FileStorage`]'s file operations fail on demand, as a full or failing disk
+/// would: for tests of what the storage does then.
+#[cfg(feature = "fault-injection")]
+#[derive(Debug, Clone)]
+pub struct FaultInjector(Arc<FileCache>);
+
+#[cfg(feature = "fault-injection")]
+impl FaultInjector {
+    /// The append that would take the total past `bytes` more bytes writes what fits, then
+    /// fails (a short write, as on a full disk).
+    pub fn fail_write_after(&self, bytes: u64) {
+        use std::sync::atomic::Ordering;
+        self.0.faults.write_budget.store(bytes, Ordering::Release);
+    }
+
+    /// The next `n` truncations fail.
+    pub fn fail_truncates(&self, n: u32) {
+        use std::sync::atomic::Ordering;
+        self.0.faults.failing_truncates.store(n, Ordering::Release);
+    }
+
+    /// The next `n` fsyncs fail.
+    pub fn fail_fsyncs(&self, n: u32) {
+        use std::sync::atomic::Ordering;
+        self.0.faults.failing_fsyncs.store(n, Ordering::Release);
+    }
+}
+
 /// A handle on a [`FileStorage`]'s free-space floor ([`FileOptions::min_free_disk`]), to
 /// read or change it while the broker runs.
 #[derive(Debug, Clone)]
@@ -304,6 +332,12 @@ impl FileStorage {
             cache,
             _lock: lock,
         })
+    }
+
+    /// A handle to make this storage's file operations fail on demand.
+    #[cfg(feature = "fault-injection")]
+    pub fn fault_injector(&self) -> FaultInjector {
+        FaultInjector(Arc::clone(&self.cache))
     }
 
     /// Segment, index and journal files open now (bounded by

@@ -15,7 +15,7 @@
 //! - a batch is written whole or not at all.
 
 use std::fs::{self, File};
-use std::io::{Read as _, Seek, SeekFrom, Write};
+use std::io::{Read as _, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -104,7 +104,7 @@ impl SegmentLog {
         let active = CachedFile::new(cache, &path, Mode::Append);
         // Created now, so that the segment's name records where offsets go on.
         active
-            .with(false, |_| Ok(()))
+            .create()
             .map_err(io(format!("opening {}", path.display())))?;
         let sync = SyncFile::new(
             format!("{what} segment {}", path.display()),
@@ -161,16 +161,13 @@ impl SegmentLog {
         }
         let mut index_bytes = Vec::with_capacity(entries.len() * 16);
         index::encode(&entries, &mut index_bytes);
-        let written = self
-            .active
-            .with(true, |f| f.write_all(&self.buf))
-            .and_then(|()| {
-                if index_bytes.is_empty() {
-                    Ok(())
-                } else {
-                    self.index.with(true, |f| f.write_all(&index_bytes))
-                }
-            });
+        let written = self.active.append(&self.buf).and_then(|()| {
+            if index_bytes.is_empty() {
+                Ok(())
+            } else {
+                self.index.append(&index_bytes)
+            }
+        });
         if let Err(e) = written {
             // `builder` is dropped: the entries it noted were not written.
             self.builder = IndexBuilder::resume(self.active_len);
@@ -190,8 +187,8 @@ impl SegmentLog {
     /// Cuts the open segment and its index back to what was appended whole.
     fn cut_back(&mut self) -> std::io::Result<()> {
         let (active_len, index_len) = (self.active_len, self.index_len);
-        self.active.with(false, |f| f.set_len(active_len))?;
-        self.index.with(false, |f| f.set_len(index_len))?;
+        self.active.truncate(active_len)?;
+        self.index.truncate(index_len)?;
         self.torn = false;
         Ok(())
     }
@@ -201,7 +198,7 @@ impl SegmentLog {
         let active = CachedFile::new(&self.cache, &path, Mode::Append);
         // A file left by a failed roll at the same offset holds nothing acknowledged.
         active
-            .with(false, |f| f.set_len(0))
+            .truncate(0)
             .map_err(io(format!("creating {}", path.display())))?;
         index::write_index(&self.dir, base, &[])?;
         self.index = CachedFile::new(

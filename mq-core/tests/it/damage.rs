@@ -446,3 +446,68 @@ fn files_open_under(dir: &Path) -> usize {
         .filter(|target| target.starts_with(dir))
         .count()
 }
+
+/// Copies `from` into `to`, recursively.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// `tests/fixtures/format-1` was written by the release before the format was recorded
+/// (commit f16210b): `topics create limited --max-messages 100 --ack-timeout 45s`, five
+/// messages to `orders` with priorities, keys and headers, two of them consumed by group
+/// `billing`, three to `limited`, then SIGTERM.
+#[test]
+fn a_data_dir_written_by_the_previous_release_opens_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format-1"),
+        dir.path(),
+    );
+    let clock = ManualClock::new(Timestamp::from_millis(1));
+    let b = open(dir.path(), &clock, FileOptions::default());
+    assert!(
+        b.recovery_warnings().is_empty(),
+        "{:?}",
+        b.recovery_warnings()
+    );
+    let orders = b.topic_stats(&topic("orders")).unwrap();
+    assert_eq!((orders.retained, orders.next_offset), (5, Offset(5)));
+    assert_eq!(
+        (orders.groups[0].name.as_str(), orders.groups[0].pending),
+        ("billing", 3)
+    );
+    let limited = b.describe(&topic("limited")).unwrap();
+    assert_eq!(limited.config.retention.max_messages, Some(100));
+    assert_eq!(
+        limited.config.groups.ack_timeout,
+        std::time::Duration::from_secs(45)
+    );
+    let c = b
+        .subscribe(sub(&topic("orders"), "billing").ack(AckMode::Manual))
+        .unwrap();
+    let rest = drain(&c);
+    let offsets: Vec<u64> = rest.iter().map(|d| d.offset().0).collect();
+    assert_eq!(
+        offsets,
+        vec![4, 0, 3],
+        "priority order, the acked ones gone"
+    );
+    let m = &rest[1].message;
+    assert_eq!(m.key.as_deref(), Some(&b"k0"[..]));
+    assert_eq!(m.header("n").map(|v| v.as_ref()), Some(&b"0"[..]));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("FORMAT"))
+            .unwrap()
+            .trim(),
+        "1"
+    );
+}

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod damage;
+mod faults;
 mod properties;
 mod rules;
 mod storage;
