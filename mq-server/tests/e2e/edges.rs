@@ -310,3 +310,78 @@ async fn a_thousand_topics_start_and_serve_under_256_descriptors() {
     let again = client.topics().await.unwrap();
     assert_eq!(again.len(), 1000, "the server serves on");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_whose_writes_fail_ends_and_returns_its_deliveries() {
+    use mq_transport::{
+        ClientMsg, Frame, InProcessTransport, RequestId, SubscribeRequest, Transport,
+    };
+    let transport = InProcessTransport::new();
+    let listener = transport.bind("").await.unwrap();
+    let addr = listener.local_addr();
+    let broker = mq_core::Broker::new();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(mq_server::run(
+        listener,
+        broker.clone(),
+        mq_server::ServerConfig::default(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let t = topic("w");
+    for i in 0..10 {
+        broker
+            .publish(&t, NewMessage::new(format!("m{i}")))
+            .unwrap();
+    }
+    // A client that can send but no longer receive: every write of the server fails.
+    let mut conn = transport.connect(&addr).await.unwrap();
+    conn.writer
+        .feed(Frame::new(
+            RequestId(1),
+            ClientMsg::Hello {
+                version: mq_transport::PROTOCOL_VERSION,
+                client: "deaf".into(),
+                token: None,
+            },
+        ))
+        .await
+        .unwrap();
+    conn.writer.flush().await.unwrap();
+    assert!(conn.reader.read_frame().await.unwrap().is_some(), "welcome");
+    drop(conn.reader);
+    conn.writer
+        .feed(Frame::new(
+            RequestId(2),
+            ClientMsg::Subscribe(SubscribeRequest {
+                topic: t.clone(),
+                group: Some(group("g")),
+                start: mq_core::StartPosition::Earliest,
+                ack: Some(AckMode::Manual),
+                exclusive: false,
+                prefetch: 5,
+            }),
+        ))
+        .await
+        .unwrap();
+    conn.writer.flush().await.unwrap();
+    // The session ends: its consumer detaches and what it had in flight goes back.
+    let ended = async {
+        loop {
+            let stats = broker.topic_stats(&t).unwrap();
+            if let Some(g) = stats.groups.first()
+                && g.consumers == 0
+            {
+                break g.clone();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    };
+    let g = tokio::time::timeout(std::time::Duration::from_secs(10), ended)
+        .await
+        .expect("the session ends when its writes fail");
+    assert_eq!((g.in_flight, g.pending), (0, 10), "{g:?}");
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
