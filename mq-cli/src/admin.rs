@@ -1,7 +1,7 @@
 //! `mq topics`, `mq groups` and `mq stats`.
 
 use mq_client::Client;
-use mq_core::{GroupName, GroupStats, Overflow, TopicConfig, TopicName, TopicStats};
+use mq_client::{GroupName, GroupStats, Overflow, TopicConfig, TopicName, TopicStats};
 
 use crate::args::{CreateArgs, Format, GroupsCommand, OverflowArg, StatsArgs, TopicsCommand};
 use crate::format::{pairs, table};

@@ -230,9 +230,6 @@ pub(crate) struct BenchArgs {
     /// Messages per publish batch
     #[arg(long, default_value_t = 500)]
     pub(crate) batch: usize,
-    /// Start a server in this process on a free port instead of using --server
-    #[arg(long)]
-    pub(crate) embedded_server: bool,
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub(crate) format: Format,

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use anyhow::{Context, bail};
 use mq_client::{Client, StartPosition, Subscription};
-use mq_core::{GroupName, Offset, TopicName};
+use mq_client::{GroupName, Offset, TopicName};
 
 use crate::args::{ConsumeArgs, Format};
 use crate::format::message_json;
@@ -90,5 +90,5 @@ const ACK_BATCH: usize = 100;
 fn window(count: u64) -> u32 {
     u32::try_from(count)
         .unwrap_or(u32::MAX)
-        .clamp(1, mq_core::DEFAULT_PREFETCH)
+        .clamp(1, mq_client::DEFAULT_PREFETCH)
 }

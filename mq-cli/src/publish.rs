@@ -5,7 +5,7 @@ use std::io::BufRead;
 
 use anyhow::Context;
 use mq_client::{Client, NewMessage};
-use mq_core::{Offset, TopicName};
+use mq_client::{Offset, TopicName};
 
 use crate::args::PublishArgs;
 

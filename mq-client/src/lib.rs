@@ -8,11 +8,12 @@
 //!   [`Consumer::run`] with a [`Handler`] (ack on success, nack on error);
 //! - [`ClientError`]: errors a caller can match on.
 //!
-//! Messages are built with [`NewMessage`]: payload, priority, key, headers.
+//! Messages are built with [`NewMessage`]: payload, priority, key, headers. Every type an
+//! application names — topic and group names, offsets, topic configs, stats, defaults, and
+//! the [`Broker`] to embed — is re-exported here, so this is the only mq crate it needs.
 //!
 //! ```
-//! use mq_client::{Client, NewMessage};
-//! use mq_core::{Broker, GroupName, Subscription, TopicName};
+//! use mq_client::{Broker, Client, GroupName, NewMessage, Subscription, TopicName};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), mq_client::ClientError> {
@@ -39,5 +40,11 @@ mod producer;
 pub use client::{Client, ClientConfig};
 pub use consumer::{AckHandle, Consumer, Delivery, Handler, HandlerError};
 pub use error::ClientError;
-pub use mq_core::{AckMode, NewMessage, StartPosition, Subscription};
+pub use mq_core::{
+    AckMode, Broker, BrokerBuilder, BrokerStats, DEFAULT_ACK_TIMEOUT, DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_DELIVERIES, DEFAULT_PREFETCH, DLQ_SUFFIX, Durability, FileOptions, FileStorage,
+    FsyncPolicy, GroupDefaults, GroupName, GroupStats, Header, LostRange, MAX_NAME_LEN, NameError,
+    NewMessage, Offset, Overflow, QuarantinedTopic, RetentionConfig, StartPosition, Subscription,
+    Timestamp, TopicConfig, TopicInfo, TopicName, TopicStats, dlq,
+};
 pub use producer::{Producer, ProducerConfig, QueuedBatch};

@@ -54,31 +54,90 @@ mod tests {
         }
     }
 
-    fn dependencies(krate: &str) -> String {
-        let manifest =
-            std::fs::read_to_string(workspace_root().join(krate).join("Cargo.toml")).unwrap();
-        let start = manifest.find("[dependencies]").unwrap();
-        let rest = &manifest[start + "[dependencies]".len()..];
-        rest[..rest.find("\n[").unwrap_or(rest.len())].to_owned()
+    /// Which workspace crates each crate may depend on (normal dependencies): the layering
+    /// table of docs/ARCHITECTURE.md. Tests may use more, as dev-dependencies.
+    const LAYERS: &[(&str, &[&str])] = &[
+        ("mq-core", &[]),
+        ("mq-transport", &["mq-core"]),
+        ("mq-server", &["mq-core", "mq-transport"]),
+        ("mq-client", &["mq-transport", "mq-core"]),
+        ("mq-cli", &["mq-client"]),
+        ("mq-python", &["mq-client", "mq-core"]),
+        ("xtask", &[]),
+    ];
+
+    /// Every workspace crate with its dependencies: (name, kind) where kind is `normal`,
+    /// `dev` or `build`.
+    fn workspace_dependencies() -> Vec<(String, Vec<(String, String)>)> {
+        let out = std::process::Command::new(crate::util::cargo_bin())
+            .args([
+                "metadata",
+                "--format-version",
+                "1",
+                "--no-deps",
+                "--offline",
+            ])
+            .current_dir(workspace_root())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let metadata: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        metadata["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                let deps = p["dependencies"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| {
+                        let kind = d["kind"].as_str().unwrap_or("normal").to_owned();
+                        (d["name"].as_str().unwrap().to_owned(), kind)
+                    })
+                    .collect();
+                (p["name"].as_str().unwrap().to_owned(), deps)
+            })
+            .collect()
     }
 
     #[test]
-    fn mq_core_depends_on_no_runtime_and_no_network() {
-        let deps = dependencies("mq-core");
-        for banned in [
-            "tokio",
-            "mq-transport",
-            "mq-server",
-            "mq-client",
-            "async-trait",
-        ] {
-            assert!(!deps.contains(banned), "mq-core depends on {banned}");
+    fn crates_depend_only_on_the_layers_below_them() {
+        let crates = workspace_dependencies();
+        let members: Vec<&str> = crates.iter().map(|(n, _)| n.as_str()).collect();
+        for (name, deps) in &crates {
+            let allowed = LAYERS
+                .iter()
+                .find(|(n, _)| n == name)
+                .unwrap_or_else(|| panic!("{name} is missing from the layering table"))
+                .1;
+            for (dep, kind) in deps {
+                if !members.contains(&dep.as_str()) || dep == name {
+                    continue;
+                }
+                let dev_allowed = kind == "dev" && name != "xtask";
+                assert!(
+                    allowed.contains(&dep.as_str()) || dev_allowed,
+                    "{name} depends on {dep} ({kind}): the layering table allows {allowed:?}"
+                );
+            }
         }
     }
 
     #[test]
-    fn the_client_never_reaches_into_the_server() {
-        assert!(!dependencies("mq-client").contains("mq-server"));
-        assert!(!dependencies("mq-transport").contains("mq-server"));
+    fn mq_core_depends_on_no_runtime_and_no_network() {
+        let crates = workspace_dependencies();
+        let (_, deps) = crates.iter().find(|(n, _)| n == "mq-core").unwrap();
+        for (dep, kind) in deps {
+            assert!(
+                kind != "normal"
+                    || !["tokio", "async-trait", "mio", "socket2"].contains(&dep.as_str()),
+                "mq-core depends on {dep}"
+            );
+        }
     }
 }

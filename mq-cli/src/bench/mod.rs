@@ -1,6 +1,5 @@
-//! `mq bench`: the standard workloads (SPEC §5) against a server — the one at `--server`,
-//! or one started in this process with `--embedded-server` — with a progress bar, latency
-//! percentiles from an HDR histogram, and a table or JSON at the end.
+//! `mq bench`: the standard workloads against the server at `--server`, with a progress
+//! bar, latency percentiles from an HDR histogram, and a table or JSON at the end.
 
 mod limit;
 mod workloads;
@@ -12,14 +11,12 @@ use std::time::Duration;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use mq_client::{Client, ClientConfig};
-use mq_transport::{TcpTransport, Transport};
 use serde::Serialize;
-use tokio::sync::oneshot;
 
 use crate::args::{BenchArgs, Cli, Format, Workload};
 use crate::format::table;
 
-/// One workload's figures, with SPEC §5's JSON field names.
+/// One workload's figures, with the JSON field names README documents.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct BenchResult {
     pub(crate) workload: &'static str,
@@ -138,12 +135,7 @@ impl Progress {
 }
 
 pub(crate) async fn run(cli: &Cli, args: &BenchArgs) -> anyhow::Result<()> {
-    let (addr, server) = if args.embedded_server {
-        let (addr, stop) = embedded_server().await?;
-        (addr, Some(stop))
-    } else {
-        (cli.server.clone(), None)
-    };
+    let addr = cli.server.clone();
     let progress = Progress::new(args.format == Format::Text);
     let ticker = {
         let progress = progress.clone();
@@ -192,9 +184,6 @@ pub(crate) async fn run(cli: &Cli, args: &BenchArgs) -> anyhow::Result<()> {
     };
     ticker.abort();
     progress.finish();
-    if let Some(stop) = server {
-        let _ = stop.send(());
-    }
     let result = result?;
     match args.format {
         Format::Json => println!("{}", serde_json::to_string(&result)?),
@@ -224,23 +213,4 @@ fn text(r: &BenchResult) -> String {
                 .map_or_else(|| "-".to_owned(), |v| format!("{:.0}%", v * 100.0)),
         ]],
     )
-}
-
-/// Starts `mq-server`'s accept loop in this process on a free loopback port.
-async fn embedded_server() -> anyhow::Result<(String, oneshot::Sender<()>)> {
-    let listener = TcpTransport::default()
-        .bind("127.0.0.1:0")
-        .await
-        .context("cannot start the embedded server")?;
-    let addr = listener.local_addr();
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(mq_server::run(
-        listener,
-        mq_core::Broker::new(),
-        mq_server::ServerConfig::default(),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    Ok((addr, stop))
 }

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use mq_client::{AckMode, Client, NewMessage, ProducerConfig, Subscription};
-use mq_core::{GroupName, TopicConfig, TopicName};
+use mq_client::{GroupName, TopicConfig, TopicName};
 use tokio::sync::watch;
 
 use super::{BenchResult, Plan};

@@ -161,6 +161,6 @@ fn bench_reports_the_spec_fields() {
     for field in ["p50_us", "p99_us", "p999_us"] {
         assert!(v[field].is_number(), "{field} missing in {v}");
     }
-    let text = ok(&server.mq(&["bench", "publish", "-n", "1000", "--embedded-server"]));
+    let text = ok(&server.mq(&["bench", "publish", "-n", "1000"]));
     assert!(text.starts_with("WORKLOAD"), "{text}");
 }
