@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use mq_transport::{
-    ClientConnection, ClientMsg, DeliveredMessage, Frame, FrameRead, FrameWrite, RequestId,
-    ServerMsg, SubscriptionId,
+    ClientConnection, ClientMsg, DeliveredMessage, Frame, FrameRead, FrameWrite, Incoming,
+    RequestId, ServerMsg, SubscriptionId, write_queued,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -202,9 +202,9 @@ fn fail_all(routes: &Mutex<Routes>, reason: Option<String>) {
 async fn read_frames(mut reader: Box<dyn FrameRead<ServerMsg>>, routes: Arc<Mutex<Routes>>) {
     let reason = loop {
         let frame = match reader.read_frame().await {
-            Ok(Some(Ok(frame))) => frame,
-            Ok(Some(Err(bad))) => break Some(format!("the server sent a bad frame: {bad}")),
-            Ok(None) => break None,
+            Ok(Incoming::Frame(frame)) => frame,
+            Ok(Incoming::Bad(bad)) => break Some(format!("the server sent a bad frame: {bad}")),
+            Ok(Incoming::Closed) => break None,
             Err(e) => break Some(e.to_string()),
         };
         if let Some(reason) = route(&routes, frame) {
@@ -263,25 +263,13 @@ fn route(routes: &Mutex<Routes>, frame: Frame<ServerMsg>) -> Option<String> {
     }
 }
 
+/// Writes requests until the goodbye (or until the client is gone).
 async fn write_frames(
     mut writer: Box<dyn FrameWrite<ClientMsg>>,
     mut rx: mpsc::Receiver<Frame<ClientMsg>>,
 ) {
-    while let Some(frame) = rx.recv().await {
-        let goodbye = matches!(frame.msg, ClientMsg::Goodbye);
-        if writer.feed(frame).await.is_err() {
-            return;
-        }
-        while let Ok(frame) = rx.try_recv() {
-            if writer.feed(frame).await.is_err() {
-                return;
-            }
-        }
-        if writer.flush().await.is_err() || goodbye {
-            break;
-        }
-    }
-    let _ = writer.close().await;
+    let goodbye = |msg: &ClientMsg| matches!(msg, ClientMsg::Goodbye);
+    let _ = write_queued(writer.as_mut(), &mut rx, goodbye).await;
 }
 
 /// An unexpected reply.

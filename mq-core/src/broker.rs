@@ -117,7 +117,6 @@ impl BrokerBuilder {
                 started,
                 warnings,
                 next_consumer: AtomicU64::new(1),
-                connections: AtomicU64::new(0),
                 messages_in: AtomicU64::new(0),
                 messages_out: AtomicU64::new(0),
             }),
@@ -136,7 +135,6 @@ struct Inner {
     started: Timestamp,
     warnings: Vec<String>,
     next_consumer: AtomicU64,
-    connections: AtomicU64,
     messages_in: AtomicU64,
     messages_out: AtomicU64,
 }
@@ -705,35 +703,13 @@ impl Broker {
             .read()
             .unwrap_or_else(PoisonError::into_inner);
         BrokerStats {
-            uptime_ms: self.now().since(self.inner.started).as_millis() as u64,
-            connections: self.inner.connections.load(Ordering::Relaxed),
+            uptime_ms: u64::try_from(self.now().since(self.inner.started).as_millis())
+                .unwrap_or(u64::MAX),
+            connections: 0,
             topics: topics.len() as u64,
             messages_in: self.inner.messages_in.load(Ordering::Relaxed),
             messages_out: self.inner.messages_out.load(Ordering::Relaxed),
             quarantined: self.inner.quarantined.clone(),
         }
-    }
-
-    /// Counts a connection in [`BrokerStats::connections`] until the guard is dropped.
-    pub fn track_connection(&self) -> ConnectionGuard {
-        self.inner.connections.fetch_add(1, Ordering::Relaxed);
-        ConnectionGuard {
-            broker: self.clone(),
-        }
-    }
-}
-
-/// Keeps a connection counted in the broker's stats; see [`Broker::track_connection`].
-#[derive(Debug)]
-pub struct ConnectionGuard {
-    broker: Broker,
-}
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        self.broker
-            .inner
-            .connections
-            .fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -48,7 +48,7 @@ mod stats;
 mod storage;
 mod topic;
 
-pub use broker::{Broker, BrokerBuilder, ConnectionGuard, Receipt, TickReport};
+pub use broker::{Broker, BrokerBuilder, Receipt, TickReport};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use config::{
     AckMode, DEFAULT_ACK_TIMEOUT, DEFAULT_MAX_BYTES, DEFAULT_MAX_DELIVERIES, DEFAULT_PREFETCH,

@@ -74,7 +74,7 @@ pub struct TopicInfo {
 pub struct BrokerStats {
     /// Milliseconds since the broker started.
     pub uptime_ms: u64,
-    /// Connections open now (tracked with [`crate::Broker::track_connection`]).
+    /// Connections open now: filled in by the server that holds them (0 in-process).
     pub connections: u64,
     /// Topics that exist.
     pub topics: u64,

@@ -19,6 +19,7 @@
 //! ```
 
 mod config;
+mod connections;
 mod pump;
 mod server;
 mod session;

@@ -13,7 +13,8 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::config::ServerConfig;
-use crate::session::Session;
+use crate::connections::Connections;
+use crate::session::{Session, Shared};
 
 /// First pause after a failed accept; doubles up to [`MAX_ACCEPT_BACKOFF`].
 const MIN_ACCEPT_BACKOFF: Duration = Duration::from_millis(5);
@@ -34,6 +35,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let config = Arc::new(config);
+    let shared = Shared {
+        broker: broker.clone(),
+        config: Arc::clone(&config),
+        connections: Arc::new(Connections::default()),
+    };
     let permits = Arc::new(Semaphore::new(config.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut sessions = JoinSet::new();
@@ -90,7 +96,7 @@ pub async fn run(
             tokio::spawn(refuse_busy(conn, why));
             continue;
         };
-        let session = Session::new(broker.clone(), Arc::clone(&config), stop_rx.clone());
+        let session = Session::new(shared.clone(), stop_rx.clone());
         sessions.spawn(async move {
             session.run(conn).await;
             drop(permit);

@@ -1,24 +1,36 @@
 //! [`FrameCodec`]: frames over a byte stream, for tokio-util's `FramedRead`/`FramedWrite`.
 //!
-//! Built on [`LengthDelimitedCodec`] with the same 4-byte big-endian length prefix. The
-//! maximum frame length is checked on decode (before any buffer is reserved for the body)
-//! and on encode.
+//! A frame is a 4-byte big-endian length and that many bytes. The maximum frame length is
+//! checked on decode (as soon as the length is read, before any buffer is reserved for the
+//! body) and on encode. What is buffered is parsed before more is read; the end of the
+//! stream between frames is a clean close, in the middle of one an error.
 
 use std::marker::PhantomData;
 
-use bytes::BytesMut;
-use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
+use bytes::{Buf, BytesMut};
+use tokio_util::codec::{Decoder, Encoder};
 
 use crate::frame::{BadFrame, WireMsg, decode_frame, encode_frame};
 use crate::protocol::Frame;
 use crate::wire::EncodeError;
 
+/// Bytes of a frame's length field.
+const LENGTH: usize = 4;
+
 /// A failure that ends the connection: I/O, or a frame longer than the maximum.
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
-    /// The socket failed (or a frame was longer than the maximum: `InvalidData`).
+    /// The socket failed.
     #[error("connection failed: {0}")]
     Io(#[from] std::io::Error),
+    /// A frame announced a length over the maximum; framing can no longer be trusted.
+    #[error("a frame of {len} bytes exceeds the maximum frame size of {max} bytes")]
+    FrameTooLarge {
+        /// The length the frame announced (after its length field).
+        len: usize,
+        /// The maximum.
+        max: usize,
+    },
     /// A frame to send could not be encoded.
     #[error(transparent)]
     Encode(#[from] EncodeError),
@@ -30,7 +42,6 @@ pub enum CodecError {
 /// but whose length was fine, so the stream stays usable.
 #[derive(Debug)]
 pub struct FrameCodec<In, Out> {
-    inner: LengthDelimitedCodec,
     max_frame: usize,
     _kinds: PhantomData<fn(Out) -> In>,
 }
@@ -38,13 +49,7 @@ pub struct FrameCodec<In, Out> {
 impl<In, Out> FrameCodec<In, Out> {
     /// A codec accepting frames up to `max_frame` bytes (after the length field).
     pub fn new(max_frame: usize) -> Self {
-        let inner = LengthDelimitedCodec::builder()
-            .length_field_length(4)
-            .big_endian()
-            .max_frame_length(max_frame)
-            .new_codec();
         Self {
-            inner,
             max_frame,
             _kinds: PhantomData,
         }
@@ -61,10 +66,23 @@ impl<In: WireMsg, Out> Decoder for FrameCodec<In, Out> {
     type Error = CodecError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Self::Item>, Self::Error> {
-        match self.inner.decode(src)? {
-            Some(body) => Ok(Some(decode_frame(body.freeze()))),
-            None => Ok(None),
+        let Some(prefix) = src.get(..LENGTH) else {
+            return Ok(None);
+        };
+        let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
+        if len > self.max_frame {
+            return Err(CodecError::FrameTooLarge {
+                len,
+                max: self.max_frame,
+            });
         }
+        if src.len() < LENGTH + len {
+            src.reserve(LENGTH + len - src.len());
+            return Ok(None);
+        }
+        src.advance(LENGTH);
+        let body = src.split_to(len).freeze();
+        Ok(Some(decode_frame(body)))
     }
 }
 

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use crate::protocol::Frame;
 use crate::transport::{
-    ClientConnection, Connection, FrameRead, FrameWrite, Listener, ReadItem, ServerConnection,
+    ClientConnection, Connection, FrameRead, FrameWrite, Incoming, Listener, ServerConnection,
     Transport, TransportError,
 };
 
@@ -40,8 +40,12 @@ struct ChannelReader<M> {
 
 #[async_trait]
 impl<M: Send + 'static> FrameRead<M> for ChannelReader<M> {
-    async fn read_frame(&mut self) -> Result<Option<ReadItem<M>>, TransportError> {
-        Ok(self.rx.recv().await.map(Ok))
+    async fn read_frame(&mut self) -> Result<Incoming<M>, TransportError> {
+        Ok(self
+            .rx
+            .recv()
+            .await
+            .map_or(Incoming::Closed, Incoming::Frame))
     }
 }
 

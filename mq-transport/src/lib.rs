@@ -16,6 +16,7 @@ pub mod protocol;
 mod tcp;
 mod transport;
 pub mod wire;
+mod writer;
 
 pub use codec::{CodecError, FrameCodec};
 pub use frame::{BadFrame, WireMsg, decode_frame, encode_frame};
@@ -27,6 +28,7 @@ pub use protocol::{
 };
 pub use tcp::TcpTransport;
 pub use transport::{
-    ClientConnection, Connection, FrameRead, FrameWrite, Listener, ReadItem, ServerConnection,
+    ClientConnection, Connection, FrameRead, FrameWrite, Incoming, Listener, ServerConnection,
     Transport, TransportError,
 };
+pub use writer::write_queued;

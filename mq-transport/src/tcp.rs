@@ -10,7 +10,7 @@ use crate::codec::{CodecError, FrameCodec};
 use crate::frame::WireMsg;
 use crate::protocol::{ClientMsg, DEFAULT_MAX_FRAME, Frame, ServerMsg};
 use crate::transport::{
-    ClientConnection, Connection, FrameRead, FrameWrite, Listener, ReadItem, ServerConnection,
+    ClientConnection, Connection, FrameRead, FrameWrite, Incoming, Listener, ServerConnection,
     Transport, TransportError,
 };
 
@@ -65,10 +65,11 @@ struct TcpReader<In, Out> {
 
 #[async_trait]
 impl<In: WireMsg, Out: WireMsg> FrameRead<In> for TcpReader<In, Out> {
-    async fn read_frame(&mut self) -> Result<Option<ReadItem<In>>, TransportError> {
+    async fn read_frame(&mut self) -> Result<Incoming<In>, TransportError> {
         match self.inner.next().await {
-            None => Ok(None),
-            Some(Ok(item)) => Ok(Some(item)),
+            None => Ok(Incoming::Closed),
+            Some(Ok(Ok(frame))) => Ok(Incoming::Frame(frame)),
+            Some(Ok(Err(bad))) => Ok(Incoming::Bad(bad)),
             Some(Err(e)) => Err(e.into()),
         }
     }

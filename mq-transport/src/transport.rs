@@ -29,6 +29,14 @@ pub enum TransportError {
 }
 
 impl TransportError {
+    /// The oversized frame that broke the stream, if that is what happened.
+    pub fn frame_too_large(&self) -> Option<(usize, usize)> {
+        match self {
+            TransportError::Codec(CodecError::FrameTooLarge { len, max }) => Some((*len, *max)),
+            _ => None,
+        }
+    }
+
     /// An I/O error with what was being done.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Self::Io {
@@ -38,21 +46,30 @@ impl TransportError {
     }
 }
 
-/// What one read yields: a frame, or a frame with bad content (framing intact).
-pub type ReadItem<M> = Result<Frame<M>, BadFrame>;
+/// What one read of a connection yields.
+#[derive(Debug)]
+pub enum Incoming<M> {
+    /// A whole, valid frame.
+    Frame(Frame<M>),
+    /// A frame whose content could not be decoded; its length was fine, so the stream
+    /// stays usable.
+    Bad(BadFrame),
+    /// The peer closed the connection cleanly (between frames).
+    Closed,
+}
 
 /// The receiving half of a connection.
 #[async_trait]
 pub trait FrameRead<M>: Send {
-    /// The next frame; `Ok(None)` on a clean close (end of stream between frames).
+    /// The next frame, a bad frame, or the clean end of the stream.
     ///
     /// Cancel-safe: partial input stays buffered in the reader, so dropping the future
     /// loses nothing.
     ///
     /// # Errors
     /// [`TransportError`] on I/O failure, a stream that ends mid-frame, or an oversized
-    /// frame; the connection is then unusable.
-    async fn read_frame(&mut self) -> Result<Option<ReadItem<M>>, TransportError>;
+    /// frame ([`CodecError::FrameTooLarge`]); the connection is then unusable.
+    async fn read_frame(&mut self) -> Result<Incoming<M>, TransportError>;
 }
 
 /// The sending half of a connection.

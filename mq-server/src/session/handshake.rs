@@ -1,0 +1,77 @@
+//! The handshake (`Hello` → `Welcome`) and the connection deadlines: no Hello in time, idle
+//! too long, a second Hello.
+
+use std::time::Duration;
+
+use mq_transport::{ClientMsg, ErrorCode, Frame, PROTOCOL_VERSION, ServerMsg};
+
+use super::{Shared, error};
+
+/// Checks a connection's first frame: `Welcome`, or the refusal that ends the connection.
+pub(crate) fn hello(shared: &Shared, frame: Frame<ClientMsg>) -> Result<ServerMsg, ServerMsg> {
+    let ClientMsg::Hello {
+        version,
+        client,
+        token,
+    } = frame.msg
+    else {
+        return Err(error(
+            ErrorCode::HandshakeRequired,
+            "the first frame must be Hello: see PROTOCOL.md, handshake",
+        ));
+    };
+    if version != PROTOCOL_VERSION {
+        return Err(error(
+            ErrorCode::UnsupportedVersion,
+            format!(
+                "protocol version {version} is not supported: this server speaks {PROTOCOL_VERSION}"
+            ),
+        ));
+    }
+    if let Some(expected) = &shared.config.auth_token
+        && token.as_deref() != Some(expected.as_str())
+    {
+        let what = if token.is_some() { "wrong" } else { "missing" };
+        return Err(error(
+            ErrorCode::Unauthorized,
+            format!("auth token {what}: pass the server's token (MQ_AUTH_TOKEN)"),
+        ));
+    }
+    tracing::debug!(%client, "handshake done");
+    Ok(ServerMsg::Welcome {
+        version: PROTOCOL_VERSION,
+        server: format!("mq-server {}", env!("CARGO_PKG_VERSION")),
+        max_frame: u32::try_from(shared.config.max_frame).unwrap_or(u32::MAX),
+        storage: shared.broker.storage_kind().to_owned(),
+    })
+}
+
+/// The reply to a second Hello (the connection stays usable).
+pub(crate) fn again() -> ServerMsg {
+    error(
+        ErrorCode::HandshakeRequired,
+        "this connection has already completed its handshake",
+    )
+}
+
+/// The farewell of a connection that sent no Hello within `deadline`.
+pub(crate) fn timed_out(deadline: Duration) -> ServerMsg {
+    error(
+        ErrorCode::Timeout,
+        format!(
+            "no handshake within {}: send Hello first",
+            humantime::format_duration(deadline)
+        ),
+    )
+}
+
+/// The farewell of a connection without subscriptions that sent nothing for `idle`.
+pub(crate) fn idle(idle: Duration) -> ServerMsg {
+    error(
+        ErrorCode::Timeout,
+        format!(
+            "idle for {}: closing the connection",
+            humantime::format_duration(idle)
+        ),
+    )
+}

@@ -1,0 +1,255 @@
+//! [`Session`]: one client connection — handshake, requests in order, subscriptions,
+//! goodbye. Each request kind's rules live in their own file; [`Session::handle`] only
+//! dispatches.
+//!
+//! Reading and writing are independent: this task reads and answers requests in order;
+//! replies and pushed deliveries go through a bounded channel to a writer task, which
+//! batches them into as few socket writes as it can. A client that stops reading stalls
+//! only its own writer, and its pumps stop taking deliveries once the channel is full. A
+//! write that fails ends the session: its consumers detach and what they had in flight
+//! goes back to their groups.
+
+mod admin;
+mod handshake;
+mod publish;
+mod settle;
+mod subscription;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use mq_core::Broker;
+use mq_transport::{
+    BadFrame, ClientMsg, Connection, ErrorCode, Frame, FrameRead, Incoming, RequestId,
+    ServerConnection, ServerMsg, SubscriptionId, TransportError, write_queued,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use self::subscription::Sub;
+use crate::config::ServerConfig;
+use crate::connections::Connections;
+
+/// Frames queued for the writer before senders wait.
+const OUTBOUND_FRAMES: usize = 256;
+
+/// What the request loop decides after a request.
+pub(crate) enum Next {
+    Continue,
+    Close,
+}
+
+/// What a session shares with the server.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub(crate) broker: Broker,
+    pub(crate) config: Arc<ServerConfig>,
+    pub(crate) connections: Arc<Connections>,
+}
+
+/// One connection's state.
+pub(crate) struct Session {
+    shared: Shared,
+    stop: watch::Receiver<bool>,
+    subs: HashMap<SubscriptionId, Sub>,
+    next_sub: u32,
+    out: Option<mpsc::Sender<Frame<ServerMsg>>>,
+    /// Says why the writer stopped, if writing failed.
+    write_failed: Option<oneshot::Receiver<String>>,
+}
+
+/// An error frame.
+pub(crate) fn error(code: ErrorCode, message: impl Into<String>) -> ServerMsg {
+    ServerMsg::Error {
+        code,
+        message: message.into(),
+    }
+}
+
+/// `Done`, or the error frame of a failed broker call.
+pub(crate) fn done_or(result: Result<(), mq_core::Error>) -> ServerMsg {
+    match result {
+        Ok(()) => ServerMsg::Done,
+        Err(e) => ServerMsg::error(&e),
+    }
+}
+
+impl Session {
+    pub(crate) fn new(shared: Shared, stop: watch::Receiver<bool>) -> Self {
+        Self {
+            shared,
+            stop,
+            subs: HashMap::new(),
+            next_sub: 1,
+            out: None,
+            write_failed: None,
+        }
+    }
+
+    /// Serves the connection until either side closes it or the server stops.
+    pub(crate) async fn run(mut self, conn: ServerConnection) {
+        let Connection {
+            mut reader,
+            mut writer,
+            peer,
+        } = conn;
+        let connections = Arc::clone(&self.shared.connections);
+        let _counted = connections.open();
+        let (out_tx, mut out_rx) = mpsc::channel(OUTBOUND_FRAMES);
+        let (failed_tx, failed_rx) = oneshot::channel();
+        self.out = Some(out_tx);
+        self.write_failed = Some(failed_rx);
+        let writer = tokio::spawn(async move {
+            if let Err(e) = write_queued(writer.as_mut(), &mut out_rx, |_| false).await {
+                let _ = failed_tx.send(e.to_string());
+            }
+        });
+        tracing::debug!(%peer, "connection opened");
+        if let Some((id, farewell)) = self.serve(reader.as_mut(), &peer).await {
+            self.send(id, farewell).await;
+        }
+        for (_, sub) in self.subs.drain() {
+            drop(sub.stop().await);
+        }
+        self.out = None;
+        let _ = writer.await;
+        tracing::debug!(%peer, "connection closed");
+    }
+
+    /// Queues a frame for the writer.
+    pub(crate) async fn send(&self, id: RequestId, msg: ServerMsg) {
+        if let Some(out) = &self.out {
+            let _ = out.send(Frame::new(id, msg)).await;
+        }
+    }
+
+    /// Runs the handshake and the request loop; returns the last frame to send, if any.
+    async fn serve(
+        &mut self,
+        reader: &mut dyn FrameRead<ClientMsg>,
+        peer: &str,
+    ) -> Option<(RequestId, ServerMsg)> {
+        let last = |msg| Some((RequestId(0), msg));
+        let deadline = self.shared.config.handshake_timeout;
+        let hello = match tokio::time::timeout(deadline, reader.read_frame()).await {
+            Err(_) => return last(handshake::timed_out(deadline)),
+            Ok(Ok(Incoming::Frame(frame))) => frame,
+            Ok(Ok(Incoming::Bad(bad))) => return Some((bad.id, bad_frame(&bad))),
+            Ok(Ok(Incoming::Closed)) => return None,
+            Ok(Err(e)) => return transport_farewell(&e, peer).and_then(last),
+        };
+        let hello_id = hello.id;
+        match handshake::hello(&self.shared, hello) {
+            Ok(welcome) => self.send(hello_id, welcome).await,
+            Err(refusal) => return Some((hello_id, refusal)),
+        }
+        loop {
+            let idle = self.shared.config.idle_timeout;
+            let read = tokio::time::timeout(idle, reader.read_frame());
+            let write_failed = async {
+                match self.write_failed.as_mut() {
+                    Some(failed) => failed.await.ok(),
+                    None => None,
+                }
+            };
+            let item = tokio::select! {
+                _ = self.stop.changed() => {
+                    return last(ServerMsg::Goodbye { reason: "server is shutting down".into() });
+                }
+                Some(reason) = write_failed => {
+                    tracing::warn!(%peer, %reason, "closing the connection: writing to it failed");
+                    return None;
+                }
+                item = read => item,
+            };
+            let frame = match item {
+                Err(_) if self.subs.is_empty() => return last(handshake::idle(idle)),
+                Err(_) => continue,
+                Ok(Ok(Incoming::Frame(frame))) => frame,
+                Ok(Ok(Incoming::Bad(bad))) => {
+                    tracing::debug!(%peer, error = %bad, "bad frame");
+                    self.send(bad.id, bad_frame(&bad)).await;
+                    continue;
+                }
+                Ok(Ok(Incoming::Closed)) => return None,
+                Ok(Err(e)) => return transport_farewell(&e, peer).and_then(last),
+            };
+            if let Next::Close = self.handle(frame).await {
+                return None;
+            }
+        }
+    }
+
+    /// Answers one request.
+    async fn handle(&mut self, frame: Frame<ClientMsg>) -> Next {
+        let id = frame.id;
+        let reply = match frame.msg {
+            ClientMsg::Hello { .. } => handshake::again(),
+            ClientMsg::Publish { topic, messages } => {
+                publish::publish(&self.shared, topic, messages).await
+            }
+            ClientMsg::Subscribe(req) => match self.subscribe(id, req).await {
+                Some(refusal) => refusal,
+                None => return Next::Continue,
+            },
+            ClientMsg::Unsubscribe { sub, ack } => self.unsubscribe(sub, ack).await,
+            ClientMsg::Ack { sub, offsets } => self.ack(sub, offsets).await,
+            ClientMsg::Nack {
+                sub,
+                delay_ms,
+                offsets,
+            } => self.nack(sub, delay_ms, offsets).await,
+            ClientMsg::Credit { sub, credits } => self.credit(sub, credits),
+            ClientMsg::Ping => ServerMsg::Pong,
+            ClientMsg::Goodbye => return Next::Close,
+            admin => admin::handle(&self.shared, admin).await,
+        };
+        self.send(id, reply).await;
+        Next::Continue
+    }
+}
+
+impl Shared {
+    /// Runs a broker call that may wait for an fsync: on the blocking pool when the
+    /// storage fsyncs before confirming (so concurrent sessions share one fsync and no
+    /// async worker waits on a disk), inline otherwise.
+    pub(crate) async fn durable<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&Broker) -> Result<T, mq_core::Error> + Send + 'static,
+    ) -> Result<T, mq_core::Error> {
+        if !self.config.waits_for_disk() {
+            return call(&self.broker);
+        }
+        let broker = self.broker.clone();
+        match tokio::task::spawn_blocking(move || call(&broker)).await {
+            Ok(result) => result,
+            Err(e) => Err(mq_core::Error::Storage(mq_core::StorageError {
+                context: "waiting for the disk".into(),
+                message: e.to_string(),
+                kind: None,
+            })),
+        }
+    }
+}
+
+fn bad_frame(bad: &BadFrame) -> ServerMsg {
+    error(bad.code(), bad.to_string())
+}
+
+/// The last word on a connection whose stream broke: an oversized frame gets an error
+/// frame naming its length and the limit; other failures leave nothing to say.
+fn transport_farewell(e: &TransportError, peer: &str) -> Option<ServerMsg> {
+    if let Some((len, max)) = e.frame_too_large() {
+        tracing::warn!(%peer, len, max, "closing the connection: a frame over the limit");
+        return Some(error(
+            ErrorCode::FrameTooLarge,
+            format!(
+                "a frame of {len} bytes exceeds this server's maximum frame size of {max} \
+                 bytes: closing the connection"
+            ),
+        ));
+    }
+    tracing::debug!(%peer, error = %e, "connection failed");
+    None
+}

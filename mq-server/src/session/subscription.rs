@@ -1,0 +1,106 @@
+//! `Subscribe` and `Unsubscribe`: a consumer attached to its group, with a pump that pushes
+//! its deliveries, for as long as the subscription lives.
+
+use std::sync::Arc;
+
+use mq_core::{AckMode, Consumer, Offset, Subscription};
+use mq_transport::{RequestId, ServerMsg, SubscribeRequest, SubscriptionId};
+use tokio::task::JoinHandle;
+
+use super::settle::unknown_sub;
+use super::{Session, done_or};
+use crate::pump::{Credits, Pump};
+
+/// One subscription of a session.
+pub(crate) struct Sub {
+    pub(crate) consumer: Arc<Consumer>,
+    pub(crate) credits: Option<Arc<Credits>>,
+    pub(crate) prefetch: u32,
+    pump: JoinHandle<()>,
+}
+
+impl Sub {
+    /// Stops the pump; dropping the returned consumer detaches it (its deliveries in flight
+    /// go back to the group).
+    pub(crate) async fn stop(self) -> Arc<Consumer> {
+        self.pump.abort();
+        let _ = self.pump.await;
+        self.consumer
+    }
+}
+
+impl Session {
+    /// Attaches a consumer and starts its pump; replies `Subscribed` itself and returns
+    /// `None`, or returns the refusal to send.
+    pub(crate) async fn subscribe(
+        &mut self,
+        id: RequestId,
+        req: SubscribeRequest,
+    ) -> Option<ServerMsg> {
+        let mut sub = Subscription::new(req.topic.clone())
+            .start(req.start)
+            .exclusive(req.exclusive);
+        sub.group = req.group;
+        sub.ack = req.ack;
+        if req.prefetch > 0 {
+            sub.prefetch = Some(req.prefetch);
+        }
+        let consumer = match self.shared.durable(move |b| b.subscribe(sub)).await {
+            Ok(c) => Arc::new(c),
+            Err(e) => return Some(ServerMsg::error(&e)),
+        };
+        let prefetch = if req.prefetch > 0 {
+            req.prefetch
+        } else {
+            self.shared
+                .broker
+                .describe(&req.topic)
+                .map_or(mq_core::DEFAULT_PREFETCH, |i| i.config.groups.prefetch)
+        };
+        let sub_id = SubscriptionId(self.next_sub);
+        self.next_sub = self.next_sub.wrapping_add(1).max(1);
+        let credits =
+            (consumer.ack_mode() == AckMode::Auto).then(|| Arc::new(Credits::new(prefetch)));
+        // The reply goes out before the pump starts, so it precedes the first delivery.
+        self.send(
+            id,
+            ServerMsg::Subscribed {
+                sub: sub_id,
+                group: consumer.group().clone(),
+                ack: consumer.ack_mode(),
+                prefetch,
+            },
+        )
+        .await;
+        let out = self.out.clone()?;
+        let pump = Pump {
+            sub: sub_id,
+            consumer: Arc::clone(&consumer),
+            credits: credits.clone(),
+            out,
+            frame_budget: self.shared.config.max_frame / 2,
+        };
+        let pump = tokio::spawn(pump.run());
+        self.subs.insert(
+            sub_id,
+            Sub {
+                consumer,
+                credits,
+                prefetch,
+                pump,
+            },
+        );
+        None
+    }
+
+    /// Ends a subscription: stops its deliveries, acks `ack`, then detaches (what is still
+    /// in flight goes back to the group).
+    pub(crate) async fn unsubscribe(&mut self, sub: SubscriptionId, ack: Vec<Offset>) -> ServerMsg {
+        let Some(s) = self.subs.remove(&sub) else {
+            return unknown_sub(sub);
+        };
+        // Stop the pump first: the acks then reopen the window with nobody to fill it.
+        let consumer = s.stop().await;
+        done_or(self.shared.durable(move |_| consumer.ack_batch(&ack)).await)
+    }
+}

@@ -1,0 +1,250 @@
+//! Request handling of one session over the in-process transport: every request kind and
+//! its refusals, without a socket or a server process (the end-to-end tests cover those).
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use mq_core::{AckMode, Broker, Durability, NewMessage, Offset, StartPosition, TopicName};
+use mq_transport::{
+    ClientConnection, ClientMsg, ErrorCode, Frame, InProcessTransport, Incoming, PROTOCOL_VERSION,
+    RequestId, ServerMsg, SubscribeRequest, SubscriptionId, Transport,
+};
+use tokio::sync::watch;
+
+use super::{Session, Shared};
+use crate::config::ServerConfig;
+use crate::connections::Connections;
+
+/// A session served in this process and the client end of its connection.
+struct Harness {
+    client: ClientConnection,
+    next_id: u32,
+    _stop: watch::Sender<bool>,
+}
+
+impl Harness {
+    async fn start(broker: Broker) -> Self {
+        let transport = InProcessTransport::new();
+        let mut listener = transport.bind("").await.unwrap();
+        let client = transport.connect(&listener.local_addr()).await.unwrap();
+        let conn = listener.accept().await.unwrap();
+        let shared = Shared {
+            broker,
+            config: Arc::new(ServerConfig::default()),
+            connections: Arc::new(Connections::default()),
+        };
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(Session::new(shared, stopped).run(conn));
+        Self {
+            client,
+            next_id: 1,
+            _stop: stop,
+        }
+    }
+
+    async fn handshaken(broker: Broker) -> Self {
+        let mut h = Self::start(broker).await;
+        let welcome = h.request(hello(PROTOCOL_VERSION)).await;
+        assert!(matches!(welcome, ServerMsg::Welcome { .. }), "{welcome:?}");
+        h
+    }
+
+    async fn send(&mut self, msg: ClientMsg) -> RequestId {
+        let id = RequestId(self.next_id);
+        self.next_id += 1;
+        self.client.writer.feed(Frame::new(id, msg)).await.unwrap();
+        self.client.writer.flush().await.unwrap();
+        id
+    }
+
+    async fn next(&mut self) -> Option<Frame<ServerMsg>> {
+        match self.client.reader.read_frame().await.unwrap() {
+            Incoming::Frame(frame) => Some(frame),
+            Incoming::Bad(bad) => panic!("bad frame from the server: {bad}"),
+            Incoming::Closed => None,
+        }
+    }
+
+    /// Sends a request and returns its reply (pushed frames before it are skipped).
+    async fn request(&mut self, msg: ClientMsg) -> ServerMsg {
+        let id = self.send(msg).await;
+        loop {
+            let frame = self.next().await.expect("a reply before the close");
+            if frame.id == id {
+                return frame.msg;
+            }
+        }
+    }
+}
+
+fn hello(version: u16) -> ClientMsg {
+    ClientMsg::Hello {
+        version,
+        client: "test".into(),
+        token: None,
+    }
+}
+
+fn topic() -> TopicName {
+    TopicName::new("t").unwrap()
+}
+
+fn code(msg: &ServerMsg) -> ErrorCode {
+    match msg {
+        ServerMsg::Error { code, .. } => *code,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+fn subscribe(ack: AckMode) -> ClientMsg {
+    ClientMsg::Subscribe(SubscribeRequest {
+        topic: topic(),
+        group: None,
+        start: StartPosition::Earliest,
+        ack: Some(ack),
+        exclusive: false,
+        prefetch: 10,
+    })
+}
+
+#[tokio::test]
+async fn a_request_before_hello_is_refused_and_the_connection_closed() {
+    let mut h = Harness::start(Broker::new()).await;
+    assert_eq!(
+        code(&h.request(ClientMsg::Ping).await),
+        ErrorCode::HandshakeRequired
+    );
+    assert!(h.next().await.is_none());
+}
+
+#[tokio::test]
+async fn an_unsupported_version_is_refused_and_the_connection_closed() {
+    let mut h = Harness::start(Broker::new()).await;
+    assert_eq!(
+        code(&h.request(hello(99)).await),
+        ErrorCode::UnsupportedVersion
+    );
+    assert!(h.next().await.is_none());
+}
+
+#[tokio::test]
+async fn a_second_hello_is_refused_and_the_connection_stays_usable() {
+    let mut h = Harness::handshaken(Broker::new()).await;
+    assert_eq!(
+        code(&h.request(hello(PROTOCOL_VERSION)).await),
+        ErrorCode::HandshakeRequired
+    );
+    assert_eq!(h.request(ClientMsg::Ping).await, ServerMsg::Pong);
+}
+
+#[tokio::test]
+async fn publish_subscribe_ack_and_a_second_ack_of_the_same_offset() {
+    let mut h = Harness::handshaken(Broker::new()).await;
+    let published = h
+        .request(ClientMsg::Publish {
+            topic: topic(),
+            messages: vec![NewMessage::new("a"), NewMessage::new("b")],
+        })
+        .await;
+    assert_eq!(
+        published,
+        ServerMsg::Published {
+            first: Offset(0),
+            count: 2,
+            durability: Durability::Memory
+        }
+    );
+    let ServerMsg::Subscribed { sub, .. } = h.request(subscribe(AckMode::Manual)).await else {
+        panic!("not subscribed")
+    };
+    let Some(Frame {
+        msg: ServerMsg::Deliveries { messages, .. },
+        ..
+    }) = h.next().await
+    else {
+        panic!("no deliveries")
+    };
+    let offsets: Vec<Offset> = messages.iter().map(|m| m.offset).collect();
+    assert_eq!(offsets, vec![Offset(0), Offset(1)]);
+    let ack = ClientMsg::Ack {
+        sub,
+        offsets: offsets.clone(),
+    };
+    assert_eq!(h.request(ack.clone()).await, ServerMsg::Done);
+    assert_eq!(code(&h.request(ack).await), ErrorCode::NotInFlight);
+}
+
+#[tokio::test]
+async fn requests_on_an_unknown_subscription_are_refused() {
+    let mut h = Harness::handshaken(Broker::new()).await;
+    let sub = SubscriptionId(42);
+    for request in [
+        ClientMsg::Ack {
+            sub,
+            offsets: vec![Offset(0)],
+        },
+        ClientMsg::Nack {
+            sub,
+            delay_ms: 0,
+            offsets: vec![Offset(0)],
+        },
+        ClientMsg::Credit { sub, credits: 1 },
+        ClientMsg::Unsubscribe {
+            sub,
+            ack: Vec::new(),
+        },
+    ] {
+        assert_eq!(
+            code(&h.request(request).await),
+            ErrorCode::UnknownSubscription
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_message_over_the_broker_limit_is_refused_and_the_connection_stays() {
+    let broker = Broker::builder().max_message_size(10).build().unwrap();
+    let mut h = Harness::handshaken(broker).await;
+    let refused = h
+        .request(ClientMsg::Publish {
+            topic: topic(),
+            messages: vec![NewMessage::new(vec![0u8; 11])],
+        })
+        .await;
+    assert_eq!(code(&refused), ErrorCode::FrameTooLarge);
+    assert_eq!(h.request(ClientMsg::Ping).await, ServerMsg::Pong);
+}
+
+#[tokio::test]
+async fn broker_stats_count_this_connection_and_admin_requests_answer() {
+    let mut h = Harness::handshaken(Broker::new()).await;
+    let ServerMsg::BrokerStats(stats) = h.request(ClientMsg::Stats { topic: None }).await else {
+        panic!("no stats")
+    };
+    assert_eq!(stats.connections, 1);
+    let created = h
+        .request(ClientMsg::CreateTopic {
+            topic: topic(),
+            config: mq_core::TopicConfig::default(),
+        })
+        .await;
+    assert_eq!(created, ServerMsg::Done);
+    assert_eq!(
+        h.request(ClientMsg::ListTopics).await,
+        ServerMsg::Topics {
+            topics: vec![topic()]
+        }
+    );
+    let again = h
+        .request(ClientMsg::CreateTopic {
+            topic: topic(),
+            config: mq_core::TopicConfig::default(),
+        })
+        .await;
+    assert_eq!(code(&again), ErrorCode::TopicExists);
+    assert_eq!(
+        h.request(ClientMsg::DeleteTopic { topic: topic() }).await,
+        ServerMsg::Done
+    );
+}
