@@ -8,14 +8,9 @@
 //! returns slices of the frame for payloads, keys and header values.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use mq_core::{
-    AckMode, Durability, GroupName, Header, NewMessage, Offset, StartPosition, Timestamp, TopicName,
-};
+use mq_core::{AckMode, Durability, GroupName, Header, Offset, StartPosition, TopicName};
 
-use crate::protocol::{
-    ClientMsg, DeliveredMessage, ErrorCode, Frame, RequestId, ServerMsg, SubscribeRequest,
-    SubscriptionId, kind,
-};
+use crate::protocol::{ErrorCode, Frame, RequestId};
 use crate::wire::{DecodeError, EncodeError, Reader, Writer};
 
 /// A frame whose length was fine but whose content could not be decoded: the connection's
@@ -108,23 +103,23 @@ pub fn decode_frame<M: WireMsg>(frame: Bytes) -> Result<Frame<M>, BadFrame> {
 
 /// Preallocation for `count` elements read from the wire: bounded, so a lying count cannot
 /// make the decoder reserve gigabytes; the vector still grows to the real size.
-fn capacity(count: u32) -> usize {
+pub(crate) fn capacity(count: u32) -> usize {
     (count as usize).min(4096)
 }
 
-fn read_count(r: &mut Reader) -> Result<u32, DecodeError> {
+pub(crate) fn read_count(r: &mut Reader) -> Result<u32, DecodeError> {
     r.u32()
 }
 
-fn topic(r: &mut Reader) -> Result<TopicName, DecodeError> {
+pub(crate) fn topic(r: &mut Reader) -> Result<TopicName, DecodeError> {
     Ok(TopicName::new_or_dead_letter(r.str("topic")?)?)
 }
 
-fn group(r: &mut Reader) -> Result<GroupName, DecodeError> {
+pub(crate) fn group(r: &mut Reader) -> Result<GroupName, DecodeError> {
     Ok(GroupName::new(r.str("group")?)?)
 }
 
-fn write_headers(w: &mut Writer<'_>, headers: &[Header]) -> Result<(), EncodeError> {
+pub(crate) fn write_headers(w: &mut Writer<'_>, headers: &[Header]) -> Result<(), EncodeError> {
     let count = u16::try_from(headers.len()).map_err(|_| EncodeError::FieldTooLong {
         field: "headers",
         len: headers.len(),
@@ -138,7 +133,7 @@ fn write_headers(w: &mut Writer<'_>, headers: &[Header]) -> Result<(), EncodeErr
     Ok(())
 }
 
-fn read_headers(r: &mut Reader) -> Result<Vec<Header>, DecodeError> {
+pub(crate) fn read_headers(r: &mut Reader) -> Result<Vec<Header>, DecodeError> {
     let count = r.u16()?;
     let mut headers = Vec::with_capacity(usize::from(count).min(64));
     for _ in 0..count {
@@ -149,7 +144,7 @@ fn read_headers(r: &mut Reader) -> Result<Vec<Header>, DecodeError> {
     Ok(headers)
 }
 
-fn write_offsets(w: &mut Writer<'_>, offsets: &[Offset]) -> Result<(), EncodeError> {
+pub(crate) fn write_offsets(w: &mut Writer<'_>, offsets: &[Offset]) -> Result<(), EncodeError> {
     w.len32("offsets", offsets.len())?;
     for o in offsets {
         w.u64(o.get());
@@ -157,7 +152,7 @@ fn write_offsets(w: &mut Writer<'_>, offsets: &[Offset]) -> Result<(), EncodeErr
     Ok(())
 }
 
-fn read_offsets(r: &mut Reader) -> Result<Vec<Offset>, DecodeError> {
+pub(crate) fn read_offsets(r: &mut Reader) -> Result<Vec<Offset>, DecodeError> {
     let count = read_count(r)?;
     let mut out = Vec::with_capacity(capacity(count));
     for _ in 0..count {
@@ -166,7 +161,7 @@ fn read_offsets(r: &mut Reader) -> Result<Vec<Offset>, DecodeError> {
     Ok(out)
 }
 
-fn write_start(w: &mut Writer<'_>, start: StartPosition) {
+pub(crate) fn write_start(w: &mut Writer<'_>, start: StartPosition) {
     match start {
         StartPosition::Earliest => w.u8(0),
         StartPosition::Latest => w.u8(1),
@@ -177,7 +172,7 @@ fn write_start(w: &mut Writer<'_>, start: StartPosition) {
     }
 }
 
-fn read_start(r: &mut Reader) -> Result<StartPosition, DecodeError> {
+pub(crate) fn read_start(r: &mut Reader) -> Result<StartPosition, DecodeError> {
     match r.u8()? {
         0 => Ok(StartPosition::Earliest),
         1 => Ok(StartPosition::Latest),
@@ -189,7 +184,7 @@ fn read_start(r: &mut Reader) -> Result<StartPosition, DecodeError> {
     }
 }
 
-fn ack_code(ack: Option<AckMode>) -> u8 {
+pub(crate) fn ack_code(ack: Option<AckMode>) -> u8 {
     match ack {
         None => 0,
         Some(AckMode::Auto) => 1,
@@ -197,7 +192,7 @@ fn ack_code(ack: Option<AckMode>) -> u8 {
     }
 }
 
-fn read_ack(r: &mut Reader) -> Result<Option<AckMode>, DecodeError> {
+pub(crate) fn read_ack(r: &mut Reader) -> Result<Option<AckMode>, DecodeError> {
     match r.u8()? {
         0 => Ok(None),
         1 => Ok(Some(AckMode::Auto)),
@@ -209,7 +204,7 @@ fn read_ack(r: &mut Reader) -> Result<Option<AckMode>, DecodeError> {
     }
 }
 
-fn durability_code(d: Durability) -> u8 {
+pub(crate) fn durability_code(d: Durability) -> u8 {
     match d {
         Durability::Memory => 0,
         Durability::Written => 1,
@@ -217,7 +212,7 @@ fn durability_code(d: Durability) -> u8 {
     }
 }
 
-fn read_durability(r: &mut Reader) -> Result<Durability, DecodeError> {
+pub(crate) fn read_durability(r: &mut Reader) -> Result<Durability, DecodeError> {
     match r.u8()? {
         0 => Ok(Durability::Memory),
         1 => Ok(Durability::Written),
@@ -226,333 +221,5 @@ fn read_durability(r: &mut Reader) -> Result<Durability, DecodeError> {
             field: "durability",
             value: u64::from(v),
         }),
-    }
-}
-
-impl WireMsg for ClientMsg {
-    fn kind(&self) -> u8 {
-        match self {
-            ClientMsg::Hello { .. } => kind::HELLO,
-            ClientMsg::Publish { .. } => kind::PUBLISH,
-            ClientMsg::Subscribe(_) => kind::SUBSCRIBE,
-            ClientMsg::Unsubscribe { .. } => kind::UNSUBSCRIBE,
-            ClientMsg::Ack { .. } => kind::ACK,
-            ClientMsg::Nack { .. } => kind::NACK,
-            ClientMsg::Credit { .. } => kind::CREDIT,
-            ClientMsg::CreateTopic { .. } => kind::CREATE_TOPIC,
-            ClientMsg::DeleteTopic { .. } => kind::DELETE_TOPIC,
-            ClientMsg::ListTopics => kind::LIST_TOPICS,
-            ClientMsg::DescribeTopic { .. } => kind::DESCRIBE_TOPIC,
-            ClientMsg::ListGroups { .. } => kind::LIST_GROUPS,
-            ClientMsg::DeleteGroup { .. } => kind::DELETE_GROUP,
-            ClientMsg::Stats { .. } => kind::STATS,
-            ClientMsg::Ping => kind::PING,
-            ClientMsg::Goodbye => kind::GOODBYE,
-        }
-    }
-
-    fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        match self {
-            ClientMsg::Hello {
-                version,
-                client,
-                token,
-            } => {
-                w.u16(*version);
-                w.str("client", client)?;
-                w.opt_str("token", token.as_deref())?;
-            }
-            ClientMsg::Publish { topic, messages } => {
-                w.str("topic", topic.as_str())?;
-                w.len32("messages", messages.len())?;
-                for m in messages {
-                    w.u8(m.priority);
-                    w.opt_bytes("key", m.key.as_deref())?;
-                    write_headers(w, &m.headers)?;
-                    w.bytes("payload", &m.payload)?;
-                }
-            }
-            ClientMsg::Subscribe(s) => {
-                w.str("topic", s.topic.as_str())?;
-                w.opt_str("group", s.group.as_ref().map(GroupName::as_str))?;
-                write_start(w, s.start);
-                w.u8(ack_code(s.ack));
-                w.u8(u8::from(s.exclusive));
-                w.u32(s.prefetch);
-            }
-            ClientMsg::Unsubscribe { sub, ack } => {
-                w.u32(sub.0);
-                write_offsets(w, ack)?;
-            }
-            ClientMsg::Ack { sub, offsets } => {
-                w.u32(sub.0);
-                write_offsets(w, offsets)?;
-            }
-            ClientMsg::Nack {
-                sub,
-                delay_ms,
-                offsets,
-            } => {
-                w.u32(sub.0);
-                w.u64(*delay_ms);
-                write_offsets(w, offsets)?;
-            }
-            ClientMsg::Credit { sub, credits } => {
-                w.u32(sub.0);
-                w.u32(*credits);
-            }
-            ClientMsg::CreateTopic { topic, config } => {
-                w.str("topic", topic.as_str())?;
-                w.json("config", config)?;
-            }
-            ClientMsg::DeleteTopic { topic }
-            | ClientMsg::DescribeTopic { topic }
-            | ClientMsg::ListGroups { topic } => w.str("topic", topic.as_str())?,
-            ClientMsg::DeleteGroup { topic, group } => {
-                w.str("topic", topic.as_str())?;
-                w.str("group", group.as_str())?;
-            }
-            ClientMsg::Stats { topic } => {
-                w.opt_str("topic", topic.as_ref().map(TopicName::as_str))?;
-            }
-            ClientMsg::ListTopics | ClientMsg::Ping | ClientMsg::Goodbye => {}
-        }
-        Ok(())
-    }
-
-    fn decode_body(k: u8, r: &mut Reader) -> Result<Self, DecodeError> {
-        Ok(match k {
-            kind::HELLO => ClientMsg::Hello {
-                version: r.u16()?,
-                client: r.str("client")?,
-                token: r.opt_str("token")?,
-            },
-            kind::PUBLISH => {
-                let topic = topic(r)?;
-                let count = read_count(r)?;
-                let mut messages = Vec::with_capacity(capacity(count));
-                for _ in 0..count {
-                    let priority = r.u8()?;
-                    let key = r.opt_bytes()?;
-                    let headers = read_headers(r)?;
-                    let payload = r.bytes()?;
-                    messages.push(NewMessage {
-                        priority,
-                        key,
-                        headers,
-                        payload,
-                    });
-                }
-                ClientMsg::Publish { topic, messages }
-            }
-            kind::SUBSCRIBE => {
-                let topic = topic(r)?;
-                let group = r.opt_str("group")?.map(GroupName::new).transpose()?;
-                ClientMsg::Subscribe(SubscribeRequest {
-                    topic,
-                    group,
-                    start: read_start(r)?,
-                    ack: read_ack(r)?,
-                    exclusive: r.bool("exclusive")?,
-                    prefetch: r.u32()?,
-                })
-            }
-            kind::UNSUBSCRIBE => ClientMsg::Unsubscribe {
-                sub: SubscriptionId(r.u32()?),
-                ack: read_offsets(r)?,
-            },
-            kind::ACK => ClientMsg::Ack {
-                sub: SubscriptionId(r.u32()?),
-                offsets: read_offsets(r)?,
-            },
-            kind::NACK => ClientMsg::Nack {
-                sub: SubscriptionId(r.u32()?),
-                delay_ms: r.u64()?,
-                offsets: read_offsets(r)?,
-            },
-            kind::CREDIT => ClientMsg::Credit {
-                sub: SubscriptionId(r.u32()?),
-                credits: r.u32()?,
-            },
-            kind::CREATE_TOPIC => ClientMsg::CreateTopic {
-                topic: topic(r)?,
-                config: r.json("config")?,
-            },
-            kind::DELETE_TOPIC => ClientMsg::DeleteTopic { topic: topic(r)? },
-            kind::LIST_TOPICS => ClientMsg::ListTopics,
-            kind::DESCRIBE_TOPIC => ClientMsg::DescribeTopic { topic: topic(r)? },
-            kind::LIST_GROUPS => ClientMsg::ListGroups { topic: topic(r)? },
-            kind::DELETE_GROUP => ClientMsg::DeleteGroup {
-                topic: topic(r)?,
-                group: group(r)?,
-            },
-            kind::STATS => ClientMsg::Stats {
-                topic: r.opt_str("topic")?.map(TopicName::new).transpose()?,
-            },
-            kind::PING => ClientMsg::Ping,
-            kind::GOODBYE => ClientMsg::Goodbye,
-            other => return Err(DecodeError::UnknownKind { kind: other }),
-        })
-    }
-}
-
-impl WireMsg for ServerMsg {
-    fn kind(&self) -> u8 {
-        match self {
-            ServerMsg::Welcome { .. } => kind::WELCOME,
-            ServerMsg::Published { .. } => kind::PUBLISHED,
-            ServerMsg::Subscribed { .. } => kind::SUBSCRIBED,
-            ServerMsg::Deliveries { .. } => kind::DELIVERIES,
-            ServerMsg::Done => kind::DONE,
-            ServerMsg::Topics { .. } => kind::TOPICS,
-            ServerMsg::TopicInfo(_) => kind::TOPIC_INFO,
-            ServerMsg::Groups(_) => kind::GROUPS,
-            ServerMsg::TopicStats(_) => kind::TOPIC_STATS,
-            ServerMsg::BrokerStats(_) => kind::BROKER_STATS,
-            ServerMsg::Pong => kind::PONG,
-            ServerMsg::SubscriptionEnded { .. } => kind::SUBSCRIPTION_ENDED,
-            ServerMsg::Error { .. } => kind::ERROR,
-            ServerMsg::Goodbye { .. } => kind::SERVER_GOODBYE,
-        }
-    }
-
-    fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
-        match self {
-            ServerMsg::Welcome {
-                version,
-                server,
-                max_frame,
-                storage,
-            } => {
-                w.u16(*version);
-                w.str("server", server)?;
-                w.u32(*max_frame);
-                w.str("storage", storage)?;
-            }
-            ServerMsg::Published {
-                first,
-                count,
-                durability,
-            } => {
-                w.u64(first.get());
-                w.u32(*count);
-                w.u8(durability_code(*durability));
-            }
-            ServerMsg::Subscribed {
-                sub,
-                group,
-                ack,
-                prefetch,
-            } => {
-                w.u32(sub.0);
-                w.str("group", group.as_str())?;
-                w.u8(ack_code(Some(*ack)));
-                w.u32(*prefetch);
-            }
-            ServerMsg::Deliveries { sub, messages } => {
-                w.u32(sub.0);
-                w.len32("messages", messages.len())?;
-                for m in messages {
-                    w.u64(m.offset.get());
-                    w.u64(m.timestamp.as_millis());
-                    w.u8(m.priority);
-                    w.u32(m.deliveries);
-                    w.opt_bytes("key", m.key.as_deref())?;
-                    write_headers(w, &m.headers)?;
-                    w.bytes("payload", &m.payload)?;
-                }
-            }
-            ServerMsg::Topics { topics } => {
-                w.len32("topics", topics.len())?;
-                for t in topics {
-                    w.str("topic", t.as_str())?;
-                }
-            }
-            ServerMsg::TopicInfo(info) => w.json("info", info)?,
-            ServerMsg::Groups(groups) => w.json("groups", groups)?,
-            ServerMsg::TopicStats(stats) => w.json("stats", stats)?,
-            ServerMsg::BrokerStats(stats) => w.json("stats", stats)?,
-            ServerMsg::SubscriptionEnded { sub, code, message } => {
-                w.u32(sub.0);
-                w.u16(code.as_u16());
-                w.str("message", message)?;
-            }
-            ServerMsg::Error { code, message } => {
-                w.u16(code.as_u16());
-                w.str("message", message)?;
-            }
-            ServerMsg::Goodbye { reason } => w.str("reason", reason)?,
-            ServerMsg::Done | ServerMsg::Pong => {}
-        }
-        Ok(())
-    }
-
-    fn decode_body(k: u8, r: &mut Reader) -> Result<Self, DecodeError> {
-        Ok(match k {
-            kind::WELCOME => ServerMsg::Welcome {
-                version: r.u16()?,
-                server: r.str("server")?,
-                max_frame: r.u32()?,
-                storage: r.str("storage")?,
-            },
-            kind::PUBLISHED => ServerMsg::Published {
-                first: Offset(r.u64()?),
-                count: r.u32()?,
-                durability: read_durability(r)?,
-            },
-            kind::SUBSCRIBED => ServerMsg::Subscribed {
-                sub: SubscriptionId(r.u32()?),
-                group: GroupName::from(r.str("group")?),
-                ack: read_ack(r)?.ok_or(DecodeError::InvalidValue {
-                    field: "ack",
-                    value: 0,
-                })?,
-                prefetch: r.u32()?,
-            },
-            kind::DELIVERIES => {
-                let sub = SubscriptionId(r.u32()?);
-                let count = read_count(r)?;
-                let mut messages = Vec::with_capacity(capacity(count));
-                for _ in 0..count {
-                    messages.push(DeliveredMessage {
-                        offset: Offset(r.u64()?),
-                        timestamp: Timestamp::from_millis(r.u64()?),
-                        priority: r.u8()?,
-                        deliveries: r.u32()?,
-                        key: r.opt_bytes()?,
-                        headers: read_headers(r)?,
-                        payload: r.bytes()?,
-                    });
-                }
-                ServerMsg::Deliveries { sub, messages }
-            }
-            kind::DONE => ServerMsg::Done,
-            kind::TOPICS => {
-                let count = read_count(r)?;
-                let mut topics = Vec::with_capacity(capacity(count));
-                for _ in 0..count {
-                    topics.push(topic(r)?);
-                }
-                ServerMsg::Topics { topics }
-            }
-            kind::TOPIC_INFO => ServerMsg::TopicInfo(Box::new(r.json("info")?)),
-            kind::GROUPS => ServerMsg::Groups(r.json("groups")?),
-            kind::TOPIC_STATS => ServerMsg::TopicStats(Box::new(r.json("stats")?)),
-            kind::BROKER_STATS => ServerMsg::BrokerStats(r.json("stats")?),
-            kind::PONG => ServerMsg::Pong,
-            kind::SUBSCRIPTION_ENDED => ServerMsg::SubscriptionEnded {
-                sub: SubscriptionId(r.u32()?),
-                code: ErrorCode::from_u16(r.u16()?),
-                message: r.str("message")?,
-            },
-            kind::ERROR => ServerMsg::Error {
-                code: ErrorCode::from_u16(r.u16()?),
-                message: r.str("message")?,
-            },
-            kind::SERVER_GOODBYE => ServerMsg::Goodbye {
-                reason: r.str("reason")?,
-            },
-            other => return Err(DecodeError::UnknownKind { kind: other }),
-        })
     }
 }

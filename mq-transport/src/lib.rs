@@ -9,10 +9,14 @@
 //!
 //! The transport knows frames, not broker rules. PROTOCOL.md documents every byte.
 
+mod client_frames;
 pub mod codec;
+mod error_code;
 pub mod frame;
 mod inprocess;
+mod kinds;
 pub mod protocol;
+mod server_frames;
 mod tcp;
 mod transport;
 pub mod wire;

@@ -1,6 +1,7 @@
 //! The protocol's messages: what a client sends ([`ClientMsg`]), what a server sends
-//! ([`ServerMsg`]), their kind bytes, and the wire error codes. PROTOCOL.md documents the
-//! byte layout of each.
+//! ([`ServerMsg`]), and the limits both sides respect. Their kind bytes ([`kind`],
+//! [`KINDS`]) and the wire [`ErrorCode`]s are declared in their own modules and re-exported
+//! here. PROTOCOL.md documents the byte layout of each.
 
 use std::fmt;
 
@@ -9,6 +10,9 @@ use mq_core::{
     AckMode, BrokerStats, Durability, GroupName, GroupStats, Header, NewMessage, Offset,
     StartPosition, Timestamp, TopicConfig, TopicInfo, TopicName, TopicStats,
 };
+
+pub use crate::error_code::ErrorCode;
+pub use crate::kinds::{KINDS, kind};
 
 /// The protocol version this crate speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -296,130 +300,6 @@ pub enum ServerMsg {
     },
 }
 
-macro_rules! error_codes {
-    ($($(#[$doc:meta])* $name:ident = $code:literal, $text:literal;)*) => {
-        /// Typed error codes carried by `Error` frames.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum ErrorCode {
-            $($(#[$doc])* $name,)*
-            /// A code this version does not know.
-            Unknown(u16),
-        }
-
-        impl ErrorCode {
-            /// The code's number on the wire.
-            pub fn as_u16(self) -> u16 {
-                match self {
-                    $(ErrorCode::$name => $code,)*
-                    ErrorCode::Unknown(c) => c,
-                }
-            }
-
-            /// The code for a number read from the wire.
-            pub fn from_u16(code: u16) -> Self {
-                match code {
-                    $($code => ErrorCode::$name,)*
-                    c => ErrorCode::Unknown(c),
-                }
-            }
-
-            /// The code's name, as PROTOCOL.md lists it.
-            pub fn name(self) -> &'static str {
-                match self {
-                    $(ErrorCode::$name => $text,)*
-                    ErrorCode::Unknown(_) => "unknown",
-                }
-            }
-
-            /// Every known code, for documentation and tests.
-            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$name,)*];
-        }
-    };
-}
-
-error_codes! {
-    /// The frame could not be decoded.
-    Malformed = 1, "malformed";
-    /// The frame kind is unknown.
-    UnknownKind = 2, "unknown_kind";
-    /// The frame exceeds the maximum frame size.
-    FrameTooLarge = 3, "frame_too_large";
-    /// A request came before the handshake, or a second handshake.
-    HandshakeRequired = 4, "handshake_required";
-    /// The client's protocol version is not supported.
-    UnsupportedVersion = 5, "unsupported_version";
-    /// The auth token is missing or wrong.
-    Unauthorized = 6, "unauthorized";
-    /// A topic or group name is invalid.
-    InvalidName = 10, "invalid_name";
-    /// The topic does not exist.
-    TopicNotFound = 11, "topic_not_found";
-    /// The topic already exists.
-    TopicExists = 12, "topic_exists";
-    /// The topic was deleted.
-    TopicDeleted = 13, "topic_deleted";
-    /// The group does not exist.
-    GroupNotFound = 14, "group_not_found";
-    /// The group is exclusive and has a consumer.
-    GroupBusy = 15, "group_busy";
-    /// The group has consumers attached.
-    GroupInUse = 16, "group_in_use";
-    /// The group uses another ack mode.
-    AckModeMismatch = 17, "ack_mode_mismatch";
-    /// The topic is full and refuses appends.
-    TopicFull = 18, "topic_full";
-    /// Acked or nacked offsets that are not in flight to this subscription.
-    NotInFlight = 19, "not_in_flight";
-    /// A configuration value is invalid.
-    InvalidConfig = 20, "invalid_config";
-    /// The subscription id is unknown on this connection.
-    UnknownSubscription = 21, "unknown_subscription";
-    /// The topic's files could not be read at start; it is set aside until repaired.
-    TopicQuarantined = 22, "topic_quarantined";
-    /// Storage failed.
-    Storage = 30, "storage";
-    /// The server has too many connections.
-    ServerBusy = 31, "server_busy";
-    /// The server is shutting down.
-    ShuttingDown = 32, "shutting_down";
-    /// The peer took too long (handshake deadline, idle timeout).
-    Timeout = 33, "timeout";
-    /// An unexpected server failure.
-    Internal = 34, "internal";
-    /// The disk is (almost) full: publishes are refused until space returns.
-    DiskFull = 35, "disk_full";
-}
-
-impl fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.name(), self.as_u16())
-    }
-}
-
-impl From<&mq_core::Error> for ErrorCode {
-    fn from(e: &mq_core::Error) -> Self {
-        use mq_core::Error as E;
-        match e {
-            E::InvalidName(_) => ErrorCode::InvalidName,
-            E::TopicNotFound { .. } => ErrorCode::TopicNotFound,
-            E::TopicExists { .. } => ErrorCode::TopicExists,
-            E::TopicDeleted { .. } => ErrorCode::TopicDeleted,
-            E::GroupNotFound { .. } => ErrorCode::GroupNotFound,
-            E::GroupBusy { .. } => ErrorCode::GroupBusy,
-            E::GroupInUse { .. } => ErrorCode::GroupInUse,
-            E::AckModeMismatch { .. } => ErrorCode::AckModeMismatch,
-            E::TopicFull { .. } => ErrorCode::TopicFull,
-            E::NotInFlight { .. } => ErrorCode::NotInFlight,
-            E::InvalidConfig { .. } => ErrorCode::InvalidConfig,
-            E::MessageTooLarge { .. } => ErrorCode::FrameTooLarge,
-            E::TopicQuarantined { .. } => ErrorCode::TopicQuarantined,
-            E::StoredMessageTooLarge { .. } => ErrorCode::Internal,
-            E::Storage(s) if s.kind == Some(std::io::ErrorKind::StorageFull) => ErrorCode::DiskFull,
-            E::Storage(_) => ErrorCode::Storage,
-        }
-    }
-}
-
 impl ServerMsg {
     /// The error frame for a core error.
     pub fn error(e: &mq_core::Error) -> Self {
@@ -428,74 +308,4 @@ impl ServerMsg {
             message: e.to_string(),
         }
     }
-}
-
-/// Kind bytes of every frame, with their names: client frames below 0x80, server frames from
-/// 0x80.
-pub const KINDS: &[(u8, &str)] = &[
-    (kind::HELLO, "Hello"),
-    (kind::PUBLISH, "Publish"),
-    (kind::SUBSCRIBE, "Subscribe"),
-    (kind::UNSUBSCRIBE, "Unsubscribe"),
-    (kind::ACK, "Ack"),
-    (kind::NACK, "Nack"),
-    (kind::CREDIT, "Credit"),
-    (kind::CREATE_TOPIC, "CreateTopic"),
-    (kind::DELETE_TOPIC, "DeleteTopic"),
-    (kind::LIST_TOPICS, "ListTopics"),
-    (kind::DESCRIBE_TOPIC, "DescribeTopic"),
-    (kind::LIST_GROUPS, "ListGroups"),
-    (kind::DELETE_GROUP, "DeleteGroup"),
-    (kind::STATS, "Stats"),
-    (kind::PING, "Ping"),
-    (kind::GOODBYE, "Goodbye"),
-    (kind::WELCOME, "Welcome"),
-    (kind::PUBLISHED, "Published"),
-    (kind::SUBSCRIBED, "Subscribed"),
-    (kind::DELIVERIES, "Deliveries"),
-    (kind::DONE, "Done"),
-    (kind::TOPICS, "Topics"),
-    (kind::TOPIC_INFO, "TopicInfo"),
-    (kind::GROUPS, "Groups"),
-    (kind::TOPIC_STATS, "TopicStats"),
-    (kind::BROKER_STATS, "BrokerStats"),
-    (kind::PONG, "Pong"),
-    (kind::SUBSCRIPTION_ENDED, "SubscriptionEnded"),
-    (kind::ERROR, "Error"),
-    (kind::SERVER_GOODBYE, "ServerGoodbye"),
-];
-
-/// The kind bytes.
-pub mod kind {
-    #![allow(missing_docs)]
-    pub const HELLO: u8 = 0x01;
-    pub const PUBLISH: u8 = 0x02;
-    pub const SUBSCRIBE: u8 = 0x03;
-    pub const UNSUBSCRIBE: u8 = 0x04;
-    pub const ACK: u8 = 0x05;
-    pub const NACK: u8 = 0x06;
-    pub const CREDIT: u8 = 0x07;
-    pub const CREATE_TOPIC: u8 = 0x08;
-    pub const DELETE_TOPIC: u8 = 0x09;
-    pub const LIST_TOPICS: u8 = 0x0A;
-    pub const DESCRIBE_TOPIC: u8 = 0x0B;
-    pub const LIST_GROUPS: u8 = 0x0C;
-    pub const DELETE_GROUP: u8 = 0x0D;
-    pub const STATS: u8 = 0x0E;
-    pub const PING: u8 = 0x0F;
-    pub const GOODBYE: u8 = 0x10;
-    pub const WELCOME: u8 = 0x81;
-    pub const PUBLISHED: u8 = 0x82;
-    pub const SUBSCRIBED: u8 = 0x83;
-    pub const DELIVERIES: u8 = 0x84;
-    pub const DONE: u8 = 0x85;
-    pub const TOPICS: u8 = 0x86;
-    pub const TOPIC_INFO: u8 = 0x87;
-    pub const GROUPS: u8 = 0x88;
-    pub const TOPIC_STATS: u8 = 0x89;
-    pub const BROKER_STATS: u8 = 0x8A;
-    pub const PONG: u8 = 0x8B;
-    pub const SUBSCRIPTION_ENDED: u8 = 0x8C;
-    pub const ERROR: u8 = 0x8E;
-    pub const SERVER_GOODBYE: u8 = 0x8F;
 }

@@ -1,0 +1,164 @@
+//! The bodies of client frames (PROTOCOL.md, "Client frames"): how each [`ClientMsg`] is
+//! written and read.
+
+use mq_core::{GroupName, NewMessage, TopicName};
+
+use crate::frame::{
+    WireMsg, ack_code, capacity, group, read_ack, read_count, read_headers, read_offsets,
+    read_start, topic, write_headers, write_offsets, write_start,
+};
+use crate::protocol::{ClientMsg, SubscribeRequest, SubscriptionId, kind};
+use crate::wire::{DecodeError, EncodeError, Reader, Writer};
+
+impl WireMsg for ClientMsg {
+    fn kind(&self) -> u8 {
+        self.kind_byte()
+    }
+
+    fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        match self {
+            ClientMsg::Hello {
+                version,
+                client,
+                token,
+            } => {
+                w.u16(*version);
+                w.str("client", client)?;
+                w.opt_str("token", token.as_deref())?;
+            }
+            ClientMsg::Publish { topic, messages } => {
+                w.str("topic", topic.as_str())?;
+                w.len32("messages", messages.len())?;
+                for m in messages {
+                    w.u8(m.priority);
+                    w.opt_bytes("key", m.key.as_deref())?;
+                    write_headers(w, &m.headers)?;
+                    w.bytes("payload", &m.payload)?;
+                }
+            }
+            ClientMsg::Subscribe(s) => {
+                w.str("topic", s.topic.as_str())?;
+                w.opt_str("group", s.group.as_ref().map(GroupName::as_str))?;
+                write_start(w, s.start);
+                w.u8(ack_code(s.ack));
+                w.u8(u8::from(s.exclusive));
+                w.u32(s.prefetch);
+            }
+            ClientMsg::Unsubscribe { sub, ack } => {
+                w.u32(sub.0);
+                write_offsets(w, ack)?;
+            }
+            ClientMsg::Ack { sub, offsets } => {
+                w.u32(sub.0);
+                write_offsets(w, offsets)?;
+            }
+            ClientMsg::Nack {
+                sub,
+                delay_ms,
+                offsets,
+            } => {
+                w.u32(sub.0);
+                w.u64(*delay_ms);
+                write_offsets(w, offsets)?;
+            }
+            ClientMsg::Credit { sub, credits } => {
+                w.u32(sub.0);
+                w.u32(*credits);
+            }
+            ClientMsg::CreateTopic { topic, config } => {
+                w.str("topic", topic.as_str())?;
+                w.json("config", config)?;
+            }
+            ClientMsg::DeleteTopic { topic }
+            | ClientMsg::DescribeTopic { topic }
+            | ClientMsg::ListGroups { topic } => w.str("topic", topic.as_str())?,
+            ClientMsg::DeleteGroup { topic, group } => {
+                w.str("topic", topic.as_str())?;
+                w.str("group", group.as_str())?;
+            }
+            ClientMsg::Stats { topic } => {
+                w.opt_str("topic", topic.as_ref().map(TopicName::as_str))?;
+            }
+            ClientMsg::ListTopics | ClientMsg::Ping | ClientMsg::Goodbye => {}
+        }
+        Ok(())
+    }
+
+    fn decode_body(k: u8, r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(match k {
+            kind::HELLO => ClientMsg::Hello {
+                version: r.u16()?,
+                client: r.str("client")?,
+                token: r.opt_str("token")?,
+            },
+            kind::PUBLISH => {
+                let topic = topic(r)?;
+                let count = read_count(r)?;
+                let mut messages = Vec::with_capacity(capacity(count));
+                for _ in 0..count {
+                    let priority = r.u8()?;
+                    let key = r.opt_bytes()?;
+                    let headers = read_headers(r)?;
+                    let payload = r.bytes()?;
+                    messages.push(NewMessage {
+                        priority,
+                        key,
+                        headers,
+                        payload,
+                    });
+                }
+                ClientMsg::Publish { topic, messages }
+            }
+            kind::SUBSCRIBE => {
+                let topic = topic(r)?;
+                let group = r.opt_str("group")?.map(GroupName::new).transpose()?;
+                ClientMsg::Subscribe(SubscribeRequest {
+                    topic,
+                    group,
+                    start: read_start(r)?,
+                    ack: read_ack(r)?,
+                    exclusive: r.bool("exclusive")?,
+                    prefetch: r.u32()?,
+                })
+            }
+            kind::UNSUBSCRIBE => ClientMsg::Unsubscribe {
+                sub: SubscriptionId(r.u32()?),
+                ack: read_offsets(r)?,
+            },
+            kind::ACK => ClientMsg::Ack {
+                sub: SubscriptionId(r.u32()?),
+                offsets: read_offsets(r)?,
+            },
+            kind::NACK => ClientMsg::Nack {
+                sub: SubscriptionId(r.u32()?),
+                delay_ms: r.u64()?,
+                offsets: read_offsets(r)?,
+            },
+            kind::CREDIT => ClientMsg::Credit {
+                sub: SubscriptionId(r.u32()?),
+                credits: r.u32()?,
+            },
+            kind::CREATE_TOPIC => ClientMsg::CreateTopic {
+                topic: topic(r)?,
+                config: r.json("config")?,
+            },
+            kind::DELETE_TOPIC => ClientMsg::DeleteTopic { topic: topic(r)? },
+            kind::LIST_TOPICS => ClientMsg::ListTopics,
+            kind::DESCRIBE_TOPIC => ClientMsg::DescribeTopic { topic: topic(r)? },
+            kind::LIST_GROUPS => ClientMsg::ListGroups { topic: topic(r)? },
+            kind::DELETE_GROUP => ClientMsg::DeleteGroup {
+                topic: topic(r)?,
+                group: group(r)?,
+            },
+            kind::STATS => ClientMsg::Stats {
+                topic: r
+                    .opt_str("topic")?
+                    .map(TopicName::new_or_dead_letter)
+                    .transpose()?,
+            },
+            kind::PING => ClientMsg::Ping,
+            kind::GOODBYE => ClientMsg::Goodbye,
+            other => return Err(DecodeError::UnknownKind { kind: other }),
+        })
+    }
+}

@@ -1,0 +1,157 @@
+//! The bodies of server frames (PROTOCOL.md, "Server frames"): how each [`ServerMsg`] is
+//! written and read.
+
+use mq_core::{GroupName, Offset, Timestamp};
+
+use crate::frame::{
+    WireMsg, ack_code, capacity, durability_code, read_ack, read_count, read_durability,
+    read_headers, topic, write_headers,
+};
+use crate::protocol::{DeliveredMessage, ErrorCode, ServerMsg, SubscriptionId, kind};
+use crate::wire::{DecodeError, EncodeError, Reader, Writer};
+
+impl WireMsg for ServerMsg {
+    fn kind(&self) -> u8 {
+        self.kind_byte()
+    }
+
+    fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
+        match self {
+            ServerMsg::Welcome {
+                version,
+                server,
+                max_frame,
+                storage,
+            } => {
+                w.u16(*version);
+                w.str("server", server)?;
+                w.u32(*max_frame);
+                w.str("storage", storage)?;
+            }
+            ServerMsg::Published {
+                first,
+                count,
+                durability,
+            } => {
+                w.u64(first.get());
+                w.u32(*count);
+                w.u8(durability_code(*durability));
+            }
+            ServerMsg::Subscribed {
+                sub,
+                group,
+                ack,
+                prefetch,
+            } => {
+                w.u32(sub.0);
+                w.str("group", group.as_str())?;
+                w.u8(ack_code(Some(*ack)));
+                w.u32(*prefetch);
+            }
+            ServerMsg::Deliveries { sub, messages } => {
+                w.u32(sub.0);
+                w.len32("messages", messages.len())?;
+                for m in messages {
+                    w.u64(m.offset.get());
+                    w.u64(m.timestamp.as_millis());
+                    w.u8(m.priority);
+                    w.u32(m.deliveries);
+                    w.opt_bytes("key", m.key.as_deref())?;
+                    write_headers(w, &m.headers)?;
+                    w.bytes("payload", &m.payload)?;
+                }
+            }
+            ServerMsg::Topics { topics } => {
+                w.len32("topics", topics.len())?;
+                for t in topics {
+                    w.str("topic", t.as_str())?;
+                }
+            }
+            ServerMsg::TopicInfo(info) => w.json("info", info)?,
+            ServerMsg::Groups(groups) => w.json("groups", groups)?,
+            ServerMsg::TopicStats(stats) => w.json("stats", stats)?,
+            ServerMsg::BrokerStats(stats) => w.json("stats", stats)?,
+            ServerMsg::SubscriptionEnded { sub, code, message } => {
+                w.u32(sub.0);
+                w.u16(code.as_u16());
+                w.str("message", message)?;
+            }
+            ServerMsg::Error { code, message } => {
+                w.u16(code.as_u16());
+                w.str("message", message)?;
+            }
+            ServerMsg::Goodbye { reason } => w.str("reason", reason)?,
+            ServerMsg::Done | ServerMsg::Pong => {}
+        }
+        Ok(())
+    }
+
+    fn decode_body(k: u8, r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(match k {
+            kind::WELCOME => ServerMsg::Welcome {
+                version: r.u16()?,
+                server: r.str("server")?,
+                max_frame: r.u32()?,
+                storage: r.str("storage")?,
+            },
+            kind::PUBLISHED => ServerMsg::Published {
+                first: Offset(r.u64()?),
+                count: r.u32()?,
+                durability: read_durability(r)?,
+            },
+            kind::SUBSCRIBED => ServerMsg::Subscribed {
+                sub: SubscriptionId(r.u32()?),
+                group: GroupName::from(r.str("group")?),
+                ack: read_ack(r)?.ok_or(DecodeError::InvalidValue {
+                    field: "ack",
+                    value: 0,
+                })?,
+                prefetch: r.u32()?,
+            },
+            kind::DELIVERIES => {
+                let sub = SubscriptionId(r.u32()?);
+                let count = read_count(r)?;
+                let mut messages = Vec::with_capacity(capacity(count));
+                for _ in 0..count {
+                    messages.push(DeliveredMessage {
+                        offset: Offset(r.u64()?),
+                        timestamp: Timestamp::from_millis(r.u64()?),
+                        priority: r.u8()?,
+                        deliveries: r.u32()?,
+                        key: r.opt_bytes()?,
+                        headers: read_headers(r)?,
+                        payload: r.bytes()?,
+                    });
+                }
+                ServerMsg::Deliveries { sub, messages }
+            }
+            kind::DONE => ServerMsg::Done,
+            kind::TOPICS => {
+                let count = read_count(r)?;
+                let mut topics = Vec::with_capacity(capacity(count));
+                for _ in 0..count {
+                    topics.push(topic(r)?);
+                }
+                ServerMsg::Topics { topics }
+            }
+            kind::TOPIC_INFO => ServerMsg::TopicInfo(Box::new(r.json("info")?)),
+            kind::GROUPS => ServerMsg::Groups(r.json("groups")?),
+            kind::TOPIC_STATS => ServerMsg::TopicStats(Box::new(r.json("stats")?)),
+            kind::BROKER_STATS => ServerMsg::BrokerStats(r.json("stats")?),
+            kind::PONG => ServerMsg::Pong,
+            kind::SUBSCRIPTION_ENDED => ServerMsg::SubscriptionEnded {
+                sub: SubscriptionId(r.u32()?),
+                code: ErrorCode::from_u16(r.u16()?),
+                message: r.str("message")?,
+            },
+            kind::ERROR => ServerMsg::Error {
+                code: ErrorCode::from_u16(r.u16()?),
+                message: r.str("message")?,
+            },
+            kind::SERVER_GOODBYE => ServerMsg::Goodbye {
+                reason: r.str("reason")?,
+            },
+            other => return Err(DecodeError::UnknownKind { kind: other }),
+        })
+    }
+}
