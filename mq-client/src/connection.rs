@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use mq_transport::{
-    ClientConnection, ClientMsg, DeliveredMessage, Frame, FrameRead, FrameWrite, Incoming,
-    RequestId, ServerMsg, SubscriptionId, write_queued,
+    ClientConnection, ClientMsg, Frame, FrameRead, FrameWrite, Incoming, RequestId, ServerMsg,
+    SubscriptionId, WireDelivery, write_queued,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -24,7 +24,7 @@ const OUTBOUND_FRAMES: usize = 1024;
 /// What a subscription's channel carries.
 #[derive(Debug)]
 pub(crate) enum SubEvent {
-    Deliveries(Vec<DeliveredMessage>),
+    Deliveries(Vec<WireDelivery>),
     Ended(ClientError),
 }
 

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::Stream;
 use mq_core::{AckMode, GroupName, Header, Offset, Subscription, Timestamp, TopicName};
-use mq_transport::{ClientMsg, DeliveredMessage, ServerMsg, SubscribeRequest, SubscriptionId};
+use mq_transport::{ClientMsg, ServerMsg, SubscribeRequest, SubscriptionId, WireDelivery};
 use tokio::sync::mpsc;
 
 use crate::client::{Backend, Client};
@@ -101,7 +101,7 @@ impl Acker {
 /// One message delivered to a consumer.
 #[derive(Debug, Clone)]
 pub struct Delivery {
-    message: DeliveredMessage,
+    message: WireDelivery,
     acker: Acker,
 }
 
@@ -173,7 +173,7 @@ enum Inner {
         remote: Arc<Remote>,
         sub: SubscriptionId,
         rx: mpsc::UnboundedReceiver<SubEvent>,
-        buffer: VecDeque<DeliveredMessage>,
+        buffer: VecDeque<WireDelivery>,
         /// For auto-ack subscriptions: deliveries taken since the last credit grant.
         consumed: u32,
         window: u32,
@@ -359,7 +359,7 @@ impl Consumer {
             },
             Inner::Embedded { consumer, buffer } => loop {
                 if let Some(d) = buffer.pop_front() {
-                    let message = DeliveredMessage::from(&d);
+                    let message = WireDelivery::from(&d);
                     return Poll::Ready(Some(Ok(Delivery { message, acker })));
                 }
                 let mut taken = Vec::new();

@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Error;
 use crate::message::Offset;
 
 /// Default `max_bytes` of a topic: 1 GiB, so a server never grows without bound by default.
@@ -32,7 +31,8 @@ pub enum AckMode {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Overflow {
-    /// Refuse the append with [`Error::TopicFull`]: backpressure, nothing silently lost.
+    /// Refuse the append with [`crate::Error::TopicFull`]: backpressure, nothing silently
+    /// lost.
     #[default]
     Reject,
     /// Delete the oldest messages, acked or not.
@@ -128,15 +128,23 @@ pub struct TopicConfig {
     pub groups: GroupDefaults,
 }
 
+/// Why a [`TopicConfig`] was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {reason}")]
+pub struct InvalidConfig {
+    /// What is wrong.
+    pub reason: String,
+}
+
 impl TopicConfig {
     /// Checks that the settings make sense together.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for a zero ack timeout, zero `max_deliveries`, zero prefetch,
-    /// or a zero `max_messages` / `max_bytes`.
-    pub fn validate(&self) -> Result<(), Error> {
+    /// [`InvalidConfig`] for a zero ack timeout, zero `max_deliveries`, zero prefetch, or a
+    /// zero `max_messages` / `max_bytes`.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         let invalid = |reason: &str| {
-            Err(Error::InvalidConfig {
+            Err(InvalidConfig {
                 reason: reason.to_owned(),
             })
         };
@@ -181,7 +189,7 @@ mod tests {
     fn validate_rejects_zero_limits() {
         let mut c = TopicConfig::default();
         c.groups.max_deliveries = Some(0);
-        assert!(matches!(c.validate(), Err(Error::InvalidConfig { .. })));
+        assert!(c.validate().is_err());
         let mut c = TopicConfig::default();
         c.groups.ack_timeout = Duration::ZERO;
         assert!(c.validate().is_err());

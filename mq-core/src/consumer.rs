@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use crate::broker::Broker;
 use crate::config::{AckMode, StartPosition};
+use crate::dlq;
 use crate::error::Error;
 use crate::group::{ConsumerId, DeadLetter, Delivery};
 use crate::message::{Message, Offset};
 use crate::name::{GroupName, TopicName};
+use crate::registry::Registry;
 use crate::topic::Topic;
 
 /// How a consumer attaches to a topic.
@@ -97,7 +98,7 @@ impl Subscription {
 /// `Consumer` is `Send + Sync`: one thread may receive while another acks.
 #[derive(Debug)]
 pub struct Consumer {
-    pub(crate) broker: Broker,
+    pub(crate) registry: Arc<Registry>,
     pub(crate) topic: Arc<Topic>,
     pub(crate) group: GroupName,
     pub(crate) id: ConsumerId,
@@ -164,7 +165,7 @@ impl Consumer {
     /// Waits for the next message.
     ///
     /// Redeliveries after an ack timeout or a delayed nack become ready when the broker's
-    /// [`Broker::tick`] runs (or at the next receive after they are due).
+    /// [`crate::Broker::tick`] runs (or at the next receive after they are due).
     pub fn recv(&self) -> Recv<'_> {
         Recv { consumer: self }
     }
@@ -183,7 +184,7 @@ impl Consumer {
         out: &mut Vec<Delivery>,
         waker: Option<&Waker>,
     ) -> Result<usize, Error> {
-        let now = self.broker.now();
+        let now = self.registry.now();
         let mut wakers = Vec::new();
         let mut dead = Vec::new();
         let (n, letters) = {
@@ -209,7 +210,7 @@ impl Consumer {
             let _sync = state.persist_groups()?;
             (n, state.dead_messages(&dead)?)
         };
-        self.broker.count_out(n);
+        self.registry.count_out(n);
         self.finish(wakers, letters)?;
         Ok(n)
     }
@@ -254,7 +255,7 @@ impl Consumer {
     }
 
     fn settle(&self, offsets: &[Offset], delay: Option<Duration>, nack: bool) -> Result<(), Error> {
-        let now = self.broker.now();
+        let now = self.registry.now();
         let mut unknown = Vec::new();
         let mut dead = Vec::new();
         let mut wakers = Vec::new();
@@ -312,13 +313,38 @@ impl Consumer {
         if letters.is_empty() {
             return Ok(());
         }
-        self.broker.dead_letter(&self.topic, &self.group, letters)
+        dlq::route(&self.registry, &self.topic, &self.group, letters)
     }
 }
 
 impl Drop for Consumer {
+    /// Detaches: deliveries in flight go back to the group (or to the dead-letter topic,
+    /// when that was their last delivery); an ephemeral group is deleted with its last
+    /// consumer.
     fn drop(&mut self) {
-        self.broker.detach(self);
+        let now = self.registry.now();
+        let mut dead = Vec::new();
+        let mut wakers = Vec::new();
+        let letters = {
+            let mut state = self.topic.lock();
+            let state = &mut *state;
+            let Some(group) = state.groups.get_mut(&self.group) else {
+                return;
+            };
+            group.detach(self.id, now, &mut dead);
+            group.take_wakers(&mut wakers);
+            if self.group.is_ephemeral() && group.consumer_count() == 0 {
+                state.groups.remove(&self.group);
+            }
+            // Best effort: a failed journal write only means a restart redelivers these.
+            let _ = state.persist_groups();
+            // Nobody to report a failed read-back to: the messages stay in the log.
+            state.dead_messages(&dead).unwrap_or_default()
+        };
+        wakers.into_iter().for_each(Waker::wake);
+        // A consumer being dropped has nobody to report to; what the dead-letter topic
+        // refuses stays in the group.
+        let _ = dlq::route(&self.registry, &self.topic, &self.group, letters);
     }
 }
 

@@ -7,10 +7,14 @@
 //! dead-letter topic's frames too.
 
 use std::sync::Arc;
+use std::task::Waker;
 
+use crate::error::Error;
 use crate::group::DeadLetter;
 use crate::message::{Header, Message, NewMessage};
 use crate::name::{GroupName, TopicName};
+use crate::registry::Registry;
+use crate::topic::Topic;
 
 /// Header naming why the message was dead-lettered (`max_deliveries`).
 pub const HEADER_REASON: &str = "x-mq-dlq-reason";
@@ -43,8 +47,53 @@ pub const RESERVE: u64 = {
     names + values + 6 * crate::message::HEADER_FRAMING
 };
 
+/// Appends dead letters of `group` on `topic` to `<topic>.dlq`, then tells the group:
+/// copied messages are done; those the dead-letter topic refused go back to waiting, so
+/// nothing is lost.
+///
+/// # Errors
+/// Why the dead-letter topic refused them (full, storage).
+pub(crate) fn route(
+    registry: &Registry,
+    topic: &Topic,
+    group: &GroupName,
+    letters: Vec<(Arc<Message>, DeadLetter)>,
+) -> Result<(), Error> {
+    if letters.is_empty() {
+        return Ok(());
+    }
+    let batch = letters
+        .iter()
+        .map(|(message, letter)| dead_letter_message(&topic.name, group, message, *letter))
+        .collect();
+    // No size check: a copy exceeds the limit by at most RESERVE, which the limit leaves
+    // room for.
+    let copied = registry
+        .append(&topic.name.dead_letter(), batch)
+        .map(|_| ());
+    let offsets: Vec<u64> = letters.iter().map(|(_, d)| d.offset).collect();
+    let mut wakers = Vec::new();
+    let sync = {
+        let mut state = topic.lock();
+        let state = &mut *state;
+        match state.groups.get_mut(group) {
+            Some(g) => {
+                g.settle_dead(&offsets, copied.is_ok());
+                g.take_wakers(&mut wakers);
+                state.persist_groups()?
+            }
+            None => None,
+        }
+    };
+    wakers.into_iter().for_each(Waker::wake);
+    if let Some(sync) = sync {
+        sync.wait()?;
+    }
+    copied
+}
+
 /// The dead-letter copy of `message`.
-pub(crate) fn dead_letter_message(
+fn dead_letter_message(
     topic: &TopicName,
     group: &GroupName,
     message: &Arc<Message>,

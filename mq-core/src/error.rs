@@ -171,3 +171,9 @@ pub enum Error {
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
+
+impl From<crate::config::InvalidConfig> for Error {
+    fn from(e: crate::config::InvalidConfig) -> Self {
+        Error::InvalidConfig { reason: e.reason }
+    }
+}

@@ -77,8 +77,9 @@ pub(crate) struct GroupSettings {
     pub(crate) max_deliveries: Option<u32>,
 }
 
+/// A consumer attached to a group, with its window.
 #[derive(Debug)]
-struct Slot {
+struct AttachedConsumer {
     id: ConsumerId,
     prefetch: u32,
     in_flight: u32,
@@ -118,7 +119,7 @@ pub(crate) struct Group {
     in_flight: FxHashMap<u64, InFlight>,
     deadlines: VecDeque<(Timestamp, u64)>,
     acks: AckSet,
-    consumers: Vec<Slot>,
+    consumers: Vec<AttachedConsumer>,
     delivered: u64,
     acked: u64,
     redelivered: u64,
@@ -299,7 +300,7 @@ impl Group {
             return false;
         }
         self.exclusive = exclusive;
-        self.consumers.push(Slot {
+        self.consumers.push(AttachedConsumer {
             id,
             prefetch: prefetch.max(1),
             in_flight: 0,
@@ -331,18 +332,18 @@ impl Group {
 
     /// Changes a consumer's prefetch window.
     pub(crate) fn set_prefetch(&mut self, id: ConsumerId, prefetch: u32) {
-        if let Some(slot) = self.slot(id) {
+        if let Some(slot) = self.attached(id) {
             slot.prefetch = prefetch.max(1);
         }
     }
 
-    fn slot(&mut self, id: ConsumerId) -> Option<&mut Slot> {
+    fn attached(&mut self, id: ConsumerId) -> Option<&mut AttachedConsumer> {
         self.consumers.iter_mut().find(|s| s.id == id)
     }
 
     /// Remembers `waker` to be woken when the consumer may have something to receive.
     pub(crate) fn set_waker(&mut self, id: ConsumerId, waker: &Waker) {
-        if let Some(slot) = self.slot(id) {
+        if let Some(slot) = self.attached(id) {
             match &mut slot.waker {
                 Some(w) if w.will_wake(waker) => {}
                 w => *w = Some(waker.clone()),
@@ -367,7 +368,9 @@ impl Group {
         out: &mut Vec<(u64, u32)>,
     ) -> usize {
         let manual = self.settings.ack == AckMode::Manual;
-        let Some(slot) = self.slot(id) else { return 0 };
+        let Some(slot) = self.attached(id) else {
+            return 0;
+        };
         let mut budget = max;
         if manual {
             budget = budget.min(slot.prefetch.saturating_sub(slot.in_flight) as usize);
@@ -430,7 +433,7 @@ impl Group {
         }
         if manual
             && n > 0
-            && let Some(slot) = self.slot(id)
+            && let Some(slot) = self.attached(id)
         {
             slot.in_flight += n as u32;
         }
@@ -495,7 +498,7 @@ impl Group {
                 _ => unknown.push(offset),
             }
         }
-        if let Some(slot) = self.slot(id) {
+        if let Some(slot) = self.attached(id) {
             slot.in_flight -= done;
         }
         self.trim_deadlines();
@@ -522,7 +525,7 @@ impl Group {
                 _ => unknown.push(offset),
             }
         }
-        if let Some(slot) = self.slot(id) {
+        if let Some(slot) = self.attached(id) {
             slot.in_flight -= done;
         }
         self.trim_deadlines();
@@ -544,7 +547,7 @@ impl Group {
                 continue;
             }
             self.in_flight.remove(&offset);
-            if let Some(slot) = self.slot(f.consumer) {
+            if let Some(slot) = self.attached(f.consumer) {
                 slot.in_flight -= 1;
             }
             self.requeue(offset, f, Failure::AckTimeout, None, now, dead);

@@ -32,6 +32,8 @@
 
 mod ackset;
 mod broker;
+mod builder;
+mod cleaner;
 mod clock;
 mod config;
 mod consumer;
@@ -43,16 +45,20 @@ mod log;
 mod memory;
 mod message;
 mod name;
+mod receipt;
+mod registry;
 mod retention;
 mod stats;
 mod storage;
 mod topic;
 
-pub use broker::{Broker, BrokerBuilder, Receipt, TickReport};
+pub use broker::Broker;
+pub use builder::BrokerBuilder;
+pub use cleaner::TickReport;
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use config::{
     AckMode, DEFAULT_ACK_TIMEOUT, DEFAULT_MAX_BYTES, DEFAULT_MAX_DELIVERIES, DEFAULT_PREFETCH,
-    GroupDefaults, Overflow, RetentionConfig, StartPosition, TopicConfig,
+    GroupDefaults, InvalidConfig, Overflow, RetentionConfig, StartPosition, TopicConfig,
 };
 pub use consumer::{Consumer, Recv, RecvBatch, Subscription};
 pub use error::{Error, Limit};
@@ -63,16 +69,15 @@ pub use file::{
     FileStorage, FreeSpaceFloor, FsyncPolicy,
 };
 pub use group::{ConsumerId, Delivery};
-pub use log::StoredMessage;
 pub use memory::MemoryStorage;
 pub use message::{HEADER_FRAMING, Header, Message, NewMessage, Offset};
 pub use name::{DLQ_SUFFIX, GroupName, MAX_NAME_LEN, NameError, TopicName};
+pub use receipt::{BatchReceipt, Receipt};
 pub use stats::{BrokerStats, GroupStats, LostRange, TopicInfo, TopicStats};
 pub use storage::{
     Appended, Durability, GroupEvent, QuarantinedTopic, RecoveredGroup, RecoveredTopic, Recovery,
-    Storage, StorageError, SyncWait, TopicStore,
+    Storage, StorageError, StoredMessage, SyncWait, TopicStore,
 };
-pub use topic::BatchReceipt;
 
 /// The README's Rust examples, compiled and run as doc tests so they stay true.
 #[cfg(doctest)]

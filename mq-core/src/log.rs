@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::clock::Timestamp;
 use crate::message::{Message, Offset};
-use crate::storage::{StorageError, TopicStore};
+use crate::storage::{StorageError, StoredMessage, TopicStore};
 
 /// The offsets of one priority level, in increasing order.
 ///
@@ -50,24 +50,6 @@ struct Slot {
     lost: bool,
     /// The message itself, when resident in memory.
     message: Option<Arc<Message>>,
-}
-
-/// A message as recovered from storage: whole, or only what the log must know of it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoredMessage {
-    /// The whole message, kept in memory.
-    Loaded(Arc<Message>),
-    /// Left on disk; read back when a group needs it.
-    OnDisk {
-        /// Its offset.
-        offset: Offset,
-        /// When it was appended.
-        timestamp: Timestamp,
-        /// Its size (payload, key, headers).
-        size: u64,
-        /// Its priority.
-        priority: u8,
-    },
 }
 
 /// A topic's retained messages.

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::clock::Timestamp;
 use crate::config::{AckMode, TopicConfig};
 use crate::message::{Message, Offset};
 use crate::name::{GroupName, TopicName};
@@ -148,6 +149,24 @@ pub struct RecoveredGroup {
     pub deliveries: Vec<(u64, u32)>,
 }
 
+/// A message as recovered from storage: whole, or only what the log must know of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredMessage {
+    /// The whole message, kept in memory.
+    Loaded(Arc<Message>),
+    /// Left on disk; read back when a group needs it.
+    OnDisk {
+        /// Its offset.
+        offset: Offset,
+        /// When it was appended.
+        timestamp: Timestamp,
+        /// Its size (payload, key, headers).
+        size: u64,
+        /// Its priority.
+        priority: u8,
+    },
+}
+
 /// A topic as a store recovered it at startup.
 #[derive(Debug)]
 pub struct RecoveredTopic {
@@ -158,7 +177,7 @@ pub struct RecoveredTopic {
     /// Retained messages, in offset order, in runs (one per segment): whole, or left on
     /// disk. Offsets missing between them (and up to `next_offset`) were lost to damage:
     /// they become holes of the log that every group counts as settled.
-    pub messages: Vec<Vec<crate::log::StoredMessage>>,
+    pub messages: Vec<Vec<StoredMessage>>,
     /// The offset the next message gets: past every offset ever assigned.
     pub next_offset: u64,
     /// The largest [`Message::encoded_size`] among the retained messages.

@@ -13,30 +13,13 @@ use crate::config::TopicConfig;
 use crate::error::Error;
 use crate::group::{ConsumerId, Delivery};
 use crate::group::{DeadLetter, Group};
-use crate::log::{Log, StoredMessage};
+use crate::log::Log;
 use crate::message::{Message, NewMessage, Offset};
 use crate::name::{GroupName, TopicName};
+use crate::receipt::BatchReceipt;
 use crate::stats::LostRange;
 use crate::stats::TopicStats;
-use crate::storage::{Durability, GroupEvent, RecoveredTopic, SyncWait, TopicStore};
-
-/// What the broker confirms for an appended batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchReceipt {
-    /// Offset of the batch's first message; the others follow without gaps.
-    pub first: Offset,
-    /// Number of messages appended.
-    pub count: u64,
-    /// How durable the batch is now.
-    pub durability: Durability,
-}
-
-impl BatchReceipt {
-    /// The offsets of the batch's messages, in order.
-    pub fn offsets(&self) -> impl Iterator<Item = Offset> + use<> {
-        (self.first.get()..self.first.get() + self.count).map(Offset)
-    }
-}
+use crate::storage::{Durability, GroupEvent, RecoveredTopic, StoredMessage, SyncWait, TopicStore};
 
 /// A topic: its name and its state behind a lock.
 #[derive(Debug)]

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use mq_core::{Consumer, Delivery};
 use mq_transport::{
-    DELIVERED_OVERHEAD, DeliveredMessage, ErrorCode, Frame, RequestId, ServerMsg, SubscriptionId,
+    DELIVERED_OVERHEAD, ErrorCode, Frame, RequestId, ServerMsg, SubscriptionId, WireDelivery,
 };
 use tokio::sync::{Notify, mpsc};
 
@@ -105,12 +105,12 @@ impl Pump {
                 bytes = 0;
             }
             bytes += size;
-            batch.push(DeliveredMessage::from(&d));
+            batch.push(WireDelivery::from(&d));
         }
         batch.is_empty() || self.push(batch).await
     }
 
-    async fn push(&self, messages: Vec<DeliveredMessage>) -> bool {
+    async fn push(&self, messages: Vec<WireDelivery>) -> bool {
         let frame = Frame::new(
             RequestId(0),
             ServerMsg::Deliveries {

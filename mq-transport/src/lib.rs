@@ -26,8 +26,8 @@ pub use codec::{CodecError, FrameCodec};
 pub use frame::{BadFrame, WireMsg, decode_frame, encode_frame};
 pub use inprocess::InProcessTransport;
 pub use protocol::{
-    ClientMsg, DEFAULT_MAX_FRAME, DELIVERED_OVERHEAD, DELIVERY_FRAME_OVERHEAD, DeliveredMessage,
-    ErrorCode, Frame, PROTOCOL_VERSION, RequestId, ServerMsg, SubscribeRequest, SubscriptionId,
+    ClientMsg, DEFAULT_MAX_FRAME, DELIVERED_OVERHEAD, DELIVERY_FRAME_OVERHEAD, ErrorCode, Frame,
+    PROTOCOL_VERSION, RequestId, ServerMsg, SubscribeRequest, SubscriptionId, WireDelivery,
     max_message_size,
 };
 pub use tcp::TcpTransport;

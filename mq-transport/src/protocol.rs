@@ -89,7 +89,7 @@ pub struct SubscribeRequest {
 
 /// A message as delivered to a consumer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeliveredMessage {
+pub struct WireDelivery {
     /// Offset in its topic.
     pub offset: Offset,
     /// When the broker appended it.
@@ -106,7 +106,7 @@ pub struct DeliveredMessage {
     pub payload: Bytes,
 }
 
-impl From<&mq_core::Delivery> for DeliveredMessage {
+impl From<&mq_core::Delivery> for WireDelivery {
     /// The wire form of a core delivery; the payload, key and header values are shared,
     /// not copied.
     fn from(d: &mq_core::Delivery) -> Self {
@@ -258,7 +258,7 @@ pub enum ServerMsg {
         /// The subscription.
         sub: SubscriptionId,
         /// The messages.
-        messages: Vec<DeliveredMessage>,
+        messages: Vec<WireDelivery>,
     },
     /// Success without data.
     Done,

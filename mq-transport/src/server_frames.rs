@@ -7,7 +7,7 @@ use crate::frame::{
     WireMsg, ack_code, capacity, durability_code, read_ack, read_count, read_durability,
     read_headers, topic, write_headers,
 };
-use crate::protocol::{DeliveredMessage, ErrorCode, ServerMsg, SubscriptionId, kind};
+use crate::protocol::{ErrorCode, ServerMsg, SubscriptionId, WireDelivery, kind};
 use crate::wire::{DecodeError, EncodeError, Reader, Writer};
 
 impl WireMsg for ServerMsg {
@@ -113,7 +113,7 @@ impl WireMsg for ServerMsg {
                 let count = read_count(r)?;
                 let mut messages = Vec::with_capacity(capacity(count));
                 for _ in 0..count {
-                    messages.push(DeliveredMessage {
+                    messages.push(WireDelivery {
                         offset: Offset(r.u64()?),
                         timestamp: Timestamp::from_millis(r.u64()?),
                         priority: r.u8()?,

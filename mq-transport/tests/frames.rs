@@ -14,8 +14,8 @@ use mq_core::{
 };
 use mq_transport::wire::DecodeError;
 use mq_transport::{
-    ClientMsg, DEFAULT_MAX_FRAME, DeliveredMessage, ErrorCode, Frame, RequestId, ServerMsg,
-    SubscribeRequest, SubscriptionId, WireMsg, decode_frame, encode_frame, protocol::KINDS,
+    ClientMsg, DEFAULT_MAX_FRAME, ErrorCode, Frame, RequestId, ServerMsg, SubscribeRequest,
+    SubscriptionId, WireDelivery, WireMsg, decode_frame, encode_frame, protocol::KINDS,
 };
 
 fn topic() -> TopicName {
@@ -203,7 +203,7 @@ fn server_examples() -> Vec<(&'static str, ServerMsg)> {
             "deliveries",
             ServerMsg::Deliveries {
                 sub: SubscriptionId(1),
-                messages: vec![DeliveredMessage {
+                messages: vec![WireDelivery {
                     offset: Offset(5),
                     timestamp: Timestamp::from_millis(1_700_000_000_000),
                     priority: 2,
@@ -351,7 +351,7 @@ fn frames_larger_than_the_maximum_are_refused_on_encode() {
 fn delivery_frame_len(message: &NewMessage, max_frame: usize) -> Result<usize, String> {
     let msg = ServerMsg::Deliveries {
         sub: SubscriptionId(u32::MAX),
-        messages: vec![DeliveredMessage {
+        messages: vec![WireDelivery {
             offset: Offset(u64::MAX),
             timestamp: Timestamp::from_millis(u64::MAX),
             priority: 255,

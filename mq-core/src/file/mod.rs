@@ -198,7 +198,7 @@ fn read_topic_files(dir: &Path) -> Result<(TopicConfig, u64), String> {
         .map_err(|e| format!("its config.json is not valid ({e})"))?;
     let first = match fs::read(dir.join("meta.json")) {
         Ok(m) => {
-            serde_json::from_slice::<Meta>(&m)
+            serde_json::from_slice::<TopicMeta>(&m)
                 .map_err(|e| format!("its meta.json cannot be read ({e})"))?
                 .first
         }
@@ -256,7 +256,7 @@ fn check_format(root: &Path, write: bool) -> Result<(), StorageError> {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct Meta {
+struct TopicMeta {
     first: u64,
 }
 
@@ -536,7 +536,7 @@ struct FileTopic {
 
 impl FileTopic {
     fn write_meta(&mut self) -> Result<(), StorageError> {
-        let json = serde_json::to_vec(&Meta { first: self.first }).unwrap_or_default();
+        let json = serde_json::to_vec(&TopicMeta { first: self.first }).unwrap_or_default();
         write_atomic(&self.dir.join("meta.json"), &json)?;
         self.meta_written = self.first;
         self.meta_at = Instant::now();

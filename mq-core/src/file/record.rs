@@ -165,7 +165,7 @@ pub(crate) fn decode(data: &Bytes, pos: usize) -> Read {
 
 /// What the log must know of a record it leaves on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Meta {
+pub(crate) struct RecordMeta {
     pub(crate) offset: u64,
     pub(crate) timestamp: u64,
     pub(crate) priority: u8,
@@ -177,7 +177,7 @@ pub(crate) struct Meta {
 
 /// Like [`decode`] (the checksum included), but only reads what the log keeps of a message
 /// left on disk: no allocation.
-pub(crate) fn decode_meta(data: &[u8], pos: usize) -> Result<Option<(Meta, usize)>, Damage> {
+pub(crate) fn decode_meta(data: &[u8], pos: usize) -> Result<Option<(RecordMeta, usize)>, Damage> {
     if pos == data.len() {
         return Ok(None);
     }
@@ -222,7 +222,7 @@ pub(crate) fn find_next(data: &[u8], from: usize, after: Option<u64>) -> Option<
 }
 
 /// Reads the fields of a record body the log keeps, checking that they add up.
-fn meta_of(body: &[u8]) -> Option<Meta> {
+fn meta_of(body: &[u8]) -> Option<RecordMeta> {
     let mut pos = 0usize;
     let mut take = |n: usize| -> Option<&[u8]> {
         let end = pos.checked_add(n)?;
@@ -255,7 +255,7 @@ fn meta_of(body: &[u8]) -> Option<Meta> {
     let n = u32_at(take(4)?) as usize;
     take(n)?;
     size += n as u64;
-    (pos == body.len()).then_some(Meta {
+    (pos == body.len()).then_some(RecordMeta {
         offset,
         timestamp,
         priority,
@@ -334,7 +334,7 @@ mod tests {
         assert_eq!(len, data.len());
         assert_eq!(
             meta,
-            Meta {
+            RecordMeta {
                 offset: 42,
                 timestamp: 7,
                 priority: 3,

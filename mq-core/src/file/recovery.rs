@@ -18,9 +18,8 @@ use super::index::{self, Entries, IndexBuilder};
 use super::record::{self, Damage, Read};
 use super::segment::{Segment, log_path};
 use crate::clock::Timestamp;
-use crate::log::StoredMessage;
 use crate::message::Offset;
-use crate::storage::StorageError;
+use crate::storage::{StorageError, StoredMessage};
 
 /// Bytes of a segment left on disk that are read at once while scanning it.
 const CHUNK: u64 = 256 * 1024;

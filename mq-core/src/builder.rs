@@ -1,0 +1,113 @@
+//! [`BrokerBuilder`]: a broker's clock, storage and message limit, and the recovery of
+//! what the storage holds when it is built.
+
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+
+use crate::broker::Broker;
+use crate::clock::{Clock, SystemClock};
+use crate::error::Error;
+use crate::memory::MemoryStorage;
+use crate::registry::{Registry, Start};
+use crate::storage::Storage;
+use crate::topic::Topic;
+
+/// Builds a [`Broker`] with a chosen clock and storage.
+#[derive(Debug, Default)]
+pub struct BrokerBuilder {
+    clock: Option<Arc<dyn Clock>>,
+    storage: Option<Arc<dyn Storage>>,
+    max_message: Option<u64>,
+}
+
+impl BrokerBuilder {
+    /// Uses `clock` for timestamps, timeouts and retention (default: the system clock).
+    #[must_use]
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// Uses `storage` for topics (default: [`MemoryStorage`]).
+    #[must_use]
+    pub fn storage(mut self, storage: impl Storage + 'static) -> Self {
+        self.storage = Some(Arc::new(storage));
+        self
+    }
+
+    /// Refuses messages whose [`NewMessage::encoded_size`] exceeds `bytes` (default: no
+    /// limit). A server sets it from its frame limit, so that every message it accepts can
+    /// be delivered, also as a dead letter.
+    #[must_use]
+    pub fn max_message_size(mut self, bytes: u64) -> Self {
+        self.max_message = Some(bytes);
+        self
+    }
+
+    /// Builds the broker, recovering the topics the storage holds. Topics the storage
+    /// cannot read are quarantined ([`Broker::quarantined`]); the others serve.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the storage cannot be read;
+    /// [`Error::StoredMessageTooLarge`] when a topic holds a message over the
+    /// [`BrokerBuilder::max_message_size`].
+    pub fn build(self) -> Result<Broker, Error> {
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let storage = self.storage.unwrap_or_else(|| Arc::new(MemoryStorage));
+        let mut topics = FxHashMap::default();
+        let recovery = storage.recover()?;
+        let mut warnings = recovery.notices;
+        for q in &recovery.quarantined {
+            warnings.push(format!(
+                "topic \"{}\" is quarantined: {}; its files were left as they are \
+                 (see docs/STORAGE.md to release it)",
+                q.name, q.reason
+            ));
+        }
+        for recovered in recovery.topics {
+            if let Some(limit) = self.max_message
+                && recovered.largest_message > limit
+            {
+                return Err(Error::StoredMessageTooLarge {
+                    topic: recovered.name,
+                    size: recovered.largest_message,
+                    limit,
+                });
+            }
+            warnings.extend(recovered.warnings.iter().cloned());
+            let topic = Topic::restore(recovered);
+            topics.insert(topic.name.clone(), Arc::new(topic));
+        }
+        Ok(Broker {
+            registry: Arc::new(Registry::new(Start {
+                topics,
+                quarantined: recovery.quarantined,
+                max_message: self.max_message,
+                storage,
+                clock,
+                warnings,
+            })),
+        })
+    }
+}
+
+impl Broker {
+    /// A broker on memory storage and the system clock.
+    pub fn new() -> Self {
+        BrokerBuilder::default()
+            .build()
+            .unwrap_or_else(|_| unreachable!("memory storage cannot fail to open"))
+    }
+
+    /// A builder to choose the clock and the storage.
+    pub fn builder() -> BrokerBuilder {
+        BrokerBuilder::default()
+    }
+}
+
+impl Default for Broker {
+    fn default() -> Self {
+        Self::new()
+    }
+}

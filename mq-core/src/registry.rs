@@ -1,0 +1,213 @@
+//! [`Registry`]: what every handle on a broker shares — the topic map, the storage, the
+//! clock, the message limit and the broker-wide counters — and the two operations both the
+//! broker and its consumers need: finding or creating a topic, and appending to it.
+//!
+//! Lock order: a topic's creation lock, then the topic map, then one topic at a time; a
+//! topic's lock is never held while waking consumers or writing to another topic (the
+//! dead-letter topic). The map's write lock is held only to insert or remove an entry:
+//! creating a topic's files happens under the creation lock of that name alone, so an
+//! auto-created topic never stalls publishers of other topics.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::task::Waker;
+
+use rustc_hash::FxHashMap;
+
+use crate::clock::{Clock, Timestamp};
+use crate::config::TopicConfig;
+use crate::error::Error;
+use crate::message::NewMessage;
+use crate::name::TopicName;
+use crate::receipt::BatchReceipt;
+use crate::storage::{Durability, QuarantinedTopic, Storage};
+use crate::topic::Topic;
+
+/// The state shared by a broker's handles.
+#[derive(Debug)]
+pub(crate) struct Registry {
+    pub(crate) topics: RwLock<FxHashMap<TopicName, Arc<Topic>>>,
+    /// One lock per topic name being created, so two creations of one name do not race
+    /// and creations of different names do not wait for each other.
+    creating: Mutex<FxHashMap<TopicName, Arc<Mutex<()>>>>,
+    /// Topics found in storage that cannot be served; fixed at start.
+    pub(crate) quarantined: Vec<QuarantinedTopic>,
+    pub(crate) max_message: Option<u64>,
+    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) started: Timestamp,
+    pub(crate) warnings: Vec<String>,
+    pub(crate) next_consumer: AtomicU64,
+    pub(crate) messages_in: AtomicU64,
+    pub(crate) messages_out: AtomicU64,
+}
+
+/// What a [`Registry`] starts with.
+pub(crate) struct Start {
+    pub(crate) topics: FxHashMap<TopicName, Arc<Topic>>,
+    pub(crate) quarantined: Vec<QuarantinedTopic>,
+    pub(crate) max_message: Option<u64>,
+    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) warnings: Vec<String>,
+}
+
+impl Registry {
+    pub(crate) fn new(start: Start) -> Self {
+        Self {
+            topics: RwLock::new(start.topics),
+            creating: Mutex::new(FxHashMap::default()),
+            quarantined: start.quarantined,
+            max_message: start.max_message,
+            storage: start.storage,
+            started: start.clock.now(),
+            clock: start.clock,
+            warnings: start.warnings,
+            next_consumer: AtomicU64::new(1),
+            messages_in: AtomicU64::new(0),
+            messages_out: AtomicU64::new(0),
+        }
+    }
+
+    /// The clock's current time.
+    pub(crate) fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// The refusal for a quarantined topic, if `name` is one.
+    pub(crate) fn quarantine_of(&self, name: &TopicName) -> Result<(), Error> {
+        match self.quarantined.iter().find(|q| &q.name == name) {
+            Some(q) => Err(Error::TopicQuarantined {
+                topic: name.clone(),
+                reason: q.reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Every topic now.
+    pub(crate) fn all(&self) -> Vec<Arc<Topic>> {
+        let topics = self.topics.read().unwrap_or_else(PoisonError::into_inner);
+        topics.values().cloned().collect()
+    }
+
+    /// The topic called `name`, if it exists.
+    pub(crate) fn find(&self, name: &TopicName) -> Option<Arc<Topic>> {
+        let topics = self.topics.read().unwrap_or_else(PoisonError::into_inner);
+        topics.get(name).cloned()
+    }
+
+    /// The topic called `name`.
+    ///
+    /// # Errors
+    /// [`Error::TopicNotFound`], or [`Error::TopicQuarantined`].
+    pub(crate) fn get(&self, name: &TopicName) -> Result<Arc<Topic>, Error> {
+        if let Some(topic) = self.find(name) {
+            return Ok(topic);
+        }
+        self.quarantine_of(name)?;
+        Err(Error::TopicNotFound {
+            topic: name.clone(),
+        })
+    }
+
+    /// The topic called `name`, created with the default config if needed.
+    ///
+    /// # Errors
+    /// As [`Registry::create`].
+    pub(crate) fn get_or_create(&self, name: &TopicName) -> Result<Arc<Topic>, Error> {
+        if let Some(topic) = self.find(name) {
+            return Ok(topic);
+        }
+        self.create(name, TopicConfig::default(), false)
+    }
+
+    /// Creates the topic `name` with `config`; an existing one is returned, or refused when
+    /// `must_be_new`.
+    ///
+    /// # Errors
+    /// [`Error::TopicExists`], [`Error::TopicQuarantined`], or the storage's failure.
+    pub(crate) fn create(
+        &self,
+        name: &TopicName,
+        config: TopicConfig,
+        must_be_new: bool,
+    ) -> Result<Arc<Topic>, Error> {
+        let lock = {
+            let mut creating = self.creating.lock().unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(creating.entry(name.clone()).or_default())
+        };
+        let created = {
+            let _creating = lock.lock().unwrap_or_else(PoisonError::into_inner);
+            self.create_alone(name, config, must_be_new)
+        };
+        let mut creating = self.creating.lock().unwrap_or_else(PoisonError::into_inner);
+        if Arc::strong_count(&lock) <= 2 {
+            creating.remove(name);
+        }
+        created
+    }
+
+    /// [`Registry::create`] once this thread is the only one creating `name`.
+    fn create_alone(
+        &self,
+        name: &TopicName,
+        config: TopicConfig,
+        must_be_new: bool,
+    ) -> Result<Arc<Topic>, Error> {
+        if let Some(topic) = self.find(name) {
+            if must_be_new {
+                return Err(Error::TopicExists {
+                    topic: name.clone(),
+                });
+            }
+            return Ok(topic);
+        }
+        self.quarantine_of(name)?;
+        // The files are made without the map's lock: other topics go on meanwhile.
+        let store = self.storage.open_topic(name, &config)?;
+        let topic = Arc::new(Topic::new(name.clone(), config, store));
+        let mut topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
+        topics.insert(name.clone(), Arc::clone(&topic));
+        Ok(topic)
+    }
+
+    /// Appends a batch, all or nothing, creating the topic if needed; waits for the fsync
+    /// the storage asks for, after the topic's lock is released.
+    ///
+    /// # Errors
+    /// What the topic or the storage refuses; nothing of the batch is appended then.
+    pub(crate) fn append(
+        &self,
+        topic: &TopicName,
+        batch: Vec<NewMessage>,
+    ) -> Result<BatchReceipt, Error> {
+        let now = self.now();
+        let mut wakers = Vec::new();
+        let mut handle = self.get_or_create(topic)?;
+        let (mut receipt, sync) = loop {
+            let mut state = handle.lock();
+            if state.deleted {
+                drop(state);
+                handle = self.get_or_create(topic)?;
+                continue;
+            }
+            break state.append(batch, now, &mut wakers)?;
+        };
+        if let Some(sync) = sync {
+            sync.wait()?;
+            receipt.durability = Durability::Fsynced;
+        }
+        wakers.into_iter().for_each(Waker::wake);
+        self.messages_in.fetch_add(receipt.count, Ordering::Relaxed);
+        Ok(receipt)
+    }
+
+    /// Counts deliveries for the broker-wide stats.
+    pub(crate) fn count_out(&self, n: usize) {
+        if n > 0 {
+            self.messages_out
+                .fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+        }
+    }
+}
