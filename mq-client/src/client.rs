@@ -12,8 +12,10 @@ use mq_transport::{
     ClientMsg, PROTOCOL_VERSION, ServerMsg, TcpTransport, Transport, TransportError,
 };
 
-use crate::connection::{PendingReply, Remote, expect_done, unexpected};
+use crate::backend::{Backend, PublishWait};
+use crate::connection::{Remote, expect_done, unexpected};
 use crate::consumer::Consumer;
+use crate::embedded::Embedded;
 use crate::error::ClientError;
 use crate::producer::{Producer, ProducerConfig};
 
@@ -41,12 +43,6 @@ impl Default for ClientConfig {
     }
 }
 
-#[derive(Debug, Clone)]
-pub(crate) enum Backend {
-    Remote(Arc<Remote>),
-    Embedded(Broker),
-}
-
 /// A handle on a broker. Cheap to clone; clones share one connection.
 ///
 /// ```no_run
@@ -63,32 +59,6 @@ pub(crate) enum Backend {
 #[derive(Debug, Clone)]
 pub struct Client {
     pub(crate) backend: Backend,
-}
-
-/// A pending publish: the batch is already queued in order when this exists.
-pub(crate) enum PublishWait {
-    Ready(Result<BatchReceipt, ClientError>),
-    Remote(Arc<Remote>, PendingReply),
-}
-
-impl PublishWait {
-    pub(crate) async fn wait(self) -> Result<BatchReceipt, ClientError> {
-        match self {
-            PublishWait::Ready(r) => r,
-            PublishWait::Remote(remote, pending) => match remote.finish(pending).await? {
-                ServerMsg::Published {
-                    first,
-                    count,
-                    durability,
-                } => Ok(BatchReceipt {
-                    first,
-                    count: u64::from(count),
-                    durability,
-                }),
-                other => Err(unexpected("Published", &other)),
-            },
-        }
-    }
 }
 
 impl Client {
@@ -137,23 +107,18 @@ impl Client {
     /// A client of a broker in this process: no socket, same API.
     pub fn embedded(broker: Broker) -> Self {
         Self {
-            backend: Backend::Embedded(broker),
+            backend: Backend::Embedded(Embedded::new(broker)),
         }
     }
 
     /// Whether the connection is closed (never, for an embedded client).
     pub fn is_closed(&self) -> bool {
-        match &self.backend {
-            Backend::Remote(r) => r.is_closed(),
-            Backend::Embedded(_) => false,
-        }
+        self.backend.is_closed()
     }
 
     /// Says goodbye to the server. Handles made from this client fail from then on.
     pub async fn close(&self) {
-        if let Backend::Remote(r) = &self.backend {
-            r.goodbye().await;
-        }
+        self.backend.close().await;
     }
 
     /// A producer for `topic` with default batching.
@@ -181,19 +146,7 @@ impl Client {
         topic: &TopicName,
         messages: Vec<NewMessage>,
     ) -> Result<PublishWait, ClientError> {
-        match &self.backend {
-            Backend::Embedded(b) => Ok(PublishWait::Ready(
-                b.publish_batch(topic, messages).map_err(ClientError::from),
-            )),
-            Backend::Remote(r) => {
-                let msg = ClientMsg::Publish {
-                    topic: topic.clone(),
-                    messages,
-                };
-                let pending = r.start_request(msg, None).await?;
-                Ok(PublishWait::Remote(Arc::clone(r), pending))
-            }
-        }
+        self.backend.start_publish(topic, messages).await
     }
 
     /// Publishes a batch (all or nothing) and waits for its receipt.
@@ -209,12 +162,7 @@ impl Client {
     }
 
     async fn request(&self, msg: ClientMsg) -> Result<ServerMsg, ClientError> {
-        match &self.backend {
-            Backend::Remote(r) => r.request(msg).await,
-            Backend::Embedded(_) => Err(ClientError::Protocol {
-                message: "embedded clients do not send frames".into(),
-            }),
-        }
+        self.backend.request(msg).await
     }
 
     /// Creates a topic with `config`.
@@ -226,16 +174,13 @@ impl Client {
         topic: &TopicName,
         config: TopicConfig,
     ) -> Result<(), ClientError> {
-        match &self.backend {
-            Backend::Embedded(b) => Ok(b.create_topic(topic, config)?),
-            Backend::Remote(_) => expect_done(
-                self.request(ClientMsg::CreateTopic {
-                    topic: topic.clone(),
-                    config,
-                })
-                .await?,
-            ),
-        }
+        expect_done(
+            self.request(ClientMsg::CreateTopic {
+                topic: topic.clone(),
+                config,
+            })
+            .await?,
+        )
     }
 
     /// Deletes a topic.
@@ -243,15 +188,12 @@ impl Client {
     /// # Errors
     /// [`ClientError::Server`] with `topic_not_found`.
     pub async fn delete_topic(&self, topic: &TopicName) -> Result<(), ClientError> {
-        match &self.backend {
-            Backend::Embedded(b) => Ok(b.delete_topic(topic)?),
-            Backend::Remote(_) => expect_done(
-                self.request(ClientMsg::DeleteTopic {
-                    topic: topic.clone(),
-                })
-                .await?,
-            ),
-        }
+        expect_done(
+            self.request(ClientMsg::DeleteTopic {
+                topic: topic.clone(),
+            })
+            .await?,
+        )
     }
 
     /// Topic names, sorted.
@@ -259,12 +201,9 @@ impl Client {
     /// # Errors
     /// Connection errors.
     pub async fn topics(&self) -> Result<Vec<TopicName>, ClientError> {
-        match &self.backend {
-            Backend::Embedded(b) => Ok(b.topics()),
-            Backend::Remote(_) => match self.request(ClientMsg::ListTopics).await? {
-                ServerMsg::Topics { topics } => Ok(topics),
-                other => Err(unexpected("Topics", &other)),
-            },
+        match self.request(ClientMsg::ListTopics).await? {
+            ServerMsg::Topics { topics } => Ok(topics),
+            other => Err(unexpected("Topics", &other)),
         }
     }
 
@@ -273,17 +212,14 @@ impl Client {
     /// # Errors
     /// [`ClientError::Server`] with `topic_not_found`.
     pub async fn describe(&self, topic: &TopicName) -> Result<TopicInfo, ClientError> {
-        match &self.backend {
-            Backend::Embedded(b) => Ok(b.describe(topic)?),
-            Backend::Remote(_) => match self
-                .request(ClientMsg::DescribeTopic {
-                    topic: topic.clone(),
-                })
-                .await?
-            {
-                ServerMsg::TopicInfo(info) => Ok(*info),
-                other => Err(unexpected("TopicInfo", &other)),
-            },
+        match self
+            .request(ClientMsg::DescribeTopic {
+                topic: topic.clone(),
+            })
+            .await?
+        {
+            ServerMsg::TopicInfo(info) => Ok(*info),
+            other => Err(unexpected("TopicInfo", &other)),
         }
     }
 
@@ -292,17 +228,14 @@ impl Client {
     /// # Errors
     /// [`ClientError::Server`] with `topic_not_found`.
     pub async fn groups(&self, topic: &TopicName) -> Result<Vec<GroupStats>, ClientError> {
-        match &self.backend {
-            Backend::Embedded(b) => Ok(b.groups(topic)?),
-            Backend::Remote(_) => match self
-                .request(ClientMsg::ListGroups {
-                    topic: topic.clone(),
-                })
-                .await?
-            {
-                ServerMsg::Groups(groups) => Ok(groups),
-                other => Err(unexpected("Groups", &other)),
-            },
+        match self
+            .request(ClientMsg::ListGroups {
+                topic: topic.clone(),
+            })
+            .await?
+        {
+            ServerMsg::Groups(groups) => Ok(groups),
+            other => Err(unexpected("Groups", &other)),
         }
     }
 
@@ -315,16 +248,13 @@ impl Client {
         topic: &TopicName,
         group: &GroupName,
     ) -> Result<(), ClientError> {
-        match &self.backend {
-            Backend::Embedded(b) => Ok(b.delete_group(topic, group)?),
-            Backend::Remote(_) => expect_done(
-                self.request(ClientMsg::DeleteGroup {
-                    topic: topic.clone(),
-                    group: group.clone(),
-                })
-                .await?,
-            ),
-        }
+        expect_done(
+            self.request(ClientMsg::DeleteGroup {
+                topic: topic.clone(),
+                group: group.clone(),
+            })
+            .await?,
+        )
     }
 
     /// A topic's stats.
@@ -332,17 +262,14 @@ impl Client {
     /// # Errors
     /// [`ClientError::Server`] with `topic_not_found`.
     pub async fn topic_stats(&self, topic: &TopicName) -> Result<TopicStats, ClientError> {
-        match &self.backend {
-            Backend::Embedded(b) => Ok(b.topic_stats(topic)?),
-            Backend::Remote(_) => match self
-                .request(ClientMsg::Stats {
-                    topic: Some(topic.clone()),
-                })
-                .await?
-            {
-                ServerMsg::TopicStats(stats) => Ok(*stats),
-                other => Err(unexpected("TopicStats", &other)),
-            },
+        match self
+            .request(ClientMsg::Stats {
+                topic: Some(topic.clone()),
+            })
+            .await?
+        {
+            ServerMsg::TopicStats(stats) => Ok(*stats),
+            other => Err(unexpected("TopicStats", &other)),
         }
     }
 
@@ -351,12 +278,9 @@ impl Client {
     /// # Errors
     /// Connection errors.
     pub async fn stats(&self) -> Result<BrokerStats, ClientError> {
-        match &self.backend {
-            Backend::Embedded(b) => Ok(b.stats()),
-            Backend::Remote(_) => match self.request(ClientMsg::Stats { topic: None }).await? {
-                ServerMsg::BrokerStats(stats) => Ok(stats),
-                other => Err(unexpected("BrokerStats", &other)),
-            },
+        match self.request(ClientMsg::Stats { topic: None }).await? {
+            ServerMsg::BrokerStats(stats) => Ok(stats),
+            other => Err(unexpected("BrokerStats", &other)),
         }
     }
 
@@ -365,12 +289,9 @@ impl Client {
     /// # Errors
     /// Connection errors and timeouts.
     pub async fn ping(&self) -> Result<(), ClientError> {
-        match &self.backend {
-            Backend::Embedded(_) => Ok(()),
-            Backend::Remote(_) => match self.request(ClientMsg::Ping).await? {
-                ServerMsg::Pong => Ok(()),
-                other => Err(unexpected("Pong", &other)),
-            },
+        match self.request(ClientMsg::Ping).await? {
+            ServerMsg::Pong => Ok(()),
+            other => Err(unexpected("Pong", &other)),
         }
     }
 }

@@ -2,9 +2,7 @@
 //! non-blocking `poll`; [`Delivery`] acks or nacks one; [`Handler`] and
 //! [`Consumer::run`] process them in a loop, acking on success and nacking on error.
 
-use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -12,15 +10,11 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::Stream;
 use mq_core::{AckMode, GroupName, Header, Offset, Subscription, Timestamp, TopicName};
-use mq_transport::{ClientMsg, ServerMsg, SubscribeRequest, SubscriptionId, WireDelivery};
-use tokio::sync::mpsc;
+use mq_transport::WireDelivery;
 
-use crate::client::{Backend, Client};
-use crate::connection::{Remote, SubEvent, expect_done, unexpected};
+use crate::backend::{Settler, Source};
+use crate::client::Client;
 use crate::error::ClientError;
-
-/// Most deliveries an embedded consumer takes from the broker at once.
-const EMBEDDED_BATCH: usize = 64;
 
 /// An error a [`Handler`] returns; the message is then nacked.
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
@@ -36,7 +30,7 @@ pub trait Handler: Send + Sync {
 /// Acks and nacks a consumer's deliveries from anywhere: cloneable and `Send`, so acks
 /// can be sent from other tasks while the consumer keeps receiving.
 #[derive(Debug, Clone)]
-pub struct AckHandle(Acker);
+pub struct AckHandle(Settler);
 
 impl AckHandle {
     /// Acks several deliveries in one request.
@@ -60,49 +54,11 @@ impl AckHandle {
     }
 }
 
-#[derive(Debug, Clone)]
-enum Acker {
-    Remote(Arc<Remote>, SubscriptionId),
-    Embedded(Arc<mq_core::Consumer>),
-    Auto,
-}
-
-impl Acker {
-    async fn settle(
-        &self,
-        offsets: &[Offset],
-        nack: Option<Option<Duration>>,
-    ) -> Result<(), ClientError> {
-        match self {
-            Acker::Auto => Ok(()),
-            Acker::Embedded(c) => Ok(match nack {
-                None => c.ack_batch(offsets),
-                Some(delay) => c.nack_batch(offsets, delay),
-            }?),
-            Acker::Remote(r, sub) => {
-                let msg = match nack {
-                    None => ClientMsg::Ack {
-                        sub: *sub,
-                        offsets: offsets.to_vec(),
-                    },
-                    Some(delay) => ClientMsg::Nack {
-                        sub: *sub,
-                        delay_ms: delay
-                            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-                        offsets: offsets.to_vec(),
-                    },
-                };
-                expect_done(r.request(msg).await?)
-            }
-        }
-    }
-}
-
 /// One message delivered to a consumer.
 #[derive(Debug, Clone)]
 pub struct Delivery {
     message: WireDelivery,
-    acker: Acker,
+    settler: Settler,
 }
 
 impl Delivery {
@@ -156,7 +112,7 @@ impl Delivery {
     /// [`ClientError::Server`] with `not_in_flight` when it was already settled or timed
     /// out; connection errors.
     pub async fn ack(&self) -> Result<(), ClientError> {
-        self.acker.settle(&[self.offset()], None).await
+        self.settler.settle(&[self.offset()], None).await
     }
 
     /// Gives it back for redelivery, at once or after `delay`.
@@ -164,24 +120,8 @@ impl Delivery {
     /// # Errors
     /// As [`Delivery::ack`].
     pub async fn nack(&self, delay: Option<Duration>) -> Result<(), ClientError> {
-        self.acker.settle(&[self.offset()], Some(delay)).await
+        self.settler.settle(&[self.offset()], Some(delay)).await
     }
-}
-
-enum Inner {
-    Remote {
-        remote: Arc<Remote>,
-        sub: SubscriptionId,
-        rx: mpsc::UnboundedReceiver<SubEvent>,
-        buffer: VecDeque<WireDelivery>,
-        /// For auto-ack subscriptions: deliveries taken since the last credit grant.
-        consumed: u32,
-        window: u32,
-    },
-    Embedded {
-        consumer: Arc<mq_core::Consumer>,
-        buffer: VecDeque<mq_core::Delivery>,
-    },
 }
 
 /// A consumer attached to one group of one topic. Dropping it detaches it: its un-acked
@@ -190,7 +130,7 @@ pub struct Consumer {
     topic: TopicName,
     group: GroupName,
     ack: AckMode,
-    inner: Inner,
+    source: Source,
     ended: bool,
     detached: bool,
 }
@@ -208,57 +148,15 @@ impl std::fmt::Debug for Consumer {
 impl Consumer {
     pub(crate) async fn subscribe(client: Client, sub: Subscription) -> Result<Self, ClientError> {
         let topic = sub.topic.clone();
-        match client.backend {
-            Backend::Embedded(broker) => {
-                let consumer = broker.subscribe(sub)?;
-                Ok(Self {
-                    topic,
-                    group: consumer.group().clone(),
-                    ack: consumer.ack_mode(),
-                    inner: Inner::Embedded {
-                        consumer: Arc::new(consumer),
-                        buffer: VecDeque::new(),
-                    },
-                    ended: false,
-                    detached: false,
-                })
-            }
-            Backend::Remote(remote) => {
-                let (tx, rx) = mpsc::unbounded_channel();
-                let request = ClientMsg::Subscribe(SubscribeRequest {
-                    topic: sub.topic,
-                    group: sub.group,
-                    start: sub.start,
-                    ack: sub.ack,
-                    exclusive: sub.exclusive,
-                    prefetch: sub.prefetch.unwrap_or(0),
-                });
-                let pending = remote.start_request(request, Some(tx)).await?;
-                match remote.finish(pending).await? {
-                    ServerMsg::Subscribed {
-                        sub,
-                        group,
-                        ack,
-                        prefetch,
-                    } => Ok(Self {
-                        topic,
-                        group,
-                        ack,
-                        inner: Inner::Remote {
-                            remote,
-                            sub,
-                            rx,
-                            buffer: VecDeque::new(),
-                            consumed: 0,
-                            window: prefetch.max(1),
-                        },
-                        ended: false,
-                        detached: false,
-                    }),
-                    other => Err(unexpected("Subscribed", &other)),
-                }
-            }
-        }
+        let subscribed = client.backend.subscribe(sub).await?;
+        Ok(Self {
+            topic,
+            group: subscribed.group,
+            ack: subscribed.ack,
+            source: subscribed.source,
+            ended: false,
+            detached: false,
+        })
     }
 
     /// The topic.
@@ -276,18 +174,12 @@ impl Consumer {
         self.ack
     }
 
-    fn acker(&self) -> Acker {
-        if self.ack == AckMode::Auto {
-            return Acker::Auto;
-        }
-        match &self.inner {
-            Inner::Remote { remote, sub, .. } => Acker::Remote(Arc::clone(remote), *sub),
-            Inner::Embedded { consumer, .. } => Acker::Embedded(Arc::clone(consumer)),
-        }
+    fn settler(&self) -> Settler {
+        self.source.settler(self.ack)
     }
 
     /// Takes a buffered delivery without waiting: `None` at once when nothing is buffered
-    /// (tinyMQ's `poll`).
+    /// .
     ///
     /// # Errors
     /// [`ClientError::ConnectionClosed`] once the connection is gone.
@@ -319,65 +211,24 @@ impl Consumer {
         if self.ended {
             return Poll::Ready(None);
         }
-        let acker = self.acker();
-        let auto = self.ack == AckMode::Auto;
-        match &mut self.inner {
-            Inner::Remote {
-                remote,
-                sub,
-                rx,
-                buffer,
-                consumed,
-                window,
-            } => loop {
-                if let Some(message) = buffer.pop_front() {
-                    if auto {
-                        *consumed += 1;
-                        if *consumed >= (*window / 2).max(1)
-                            && remote.fire(ClientMsg::Credit {
-                                sub: *sub,
-                                credits: *consumed,
-                            })
-                        {
-                            *consumed = 0;
-                        }
-                    }
-                    return Poll::Ready(Some(Ok(Delivery { message, acker })));
-                }
-                match rx.poll_recv(cx) {
-                    Poll::Ready(Some(SubEvent::Deliveries(messages))) => buffer.extend(messages),
-                    Poll::Ready(Some(SubEvent::Ended(e))) => {
-                        self.ended = true;
-                        return Poll::Ready(Some(Err(e)));
-                    }
-                    Poll::Ready(None) => {
-                        self.ended = true;
-                        return Poll::Ready(Some(Err(ClientError::closed())));
-                    }
-                    Poll::Pending => return Poll::Pending,
-                }
-            },
-            Inner::Embedded { consumer, buffer } => loop {
-                if let Some(d) = buffer.pop_front() {
-                    let message = WireDelivery::from(&d);
-                    return Poll::Ready(Some(Ok(Delivery { message, acker })));
-                }
-                let mut taken = Vec::new();
-                match consumer.poll_recv(cx, EMBEDDED_BATCH, &mut taken) {
-                    Poll::Ready(Ok(_)) => buffer.extend(taken),
-                    Poll::Ready(Err(e)) => {
-                        self.ended = true;
-                        return Poll::Ready(Some(Err(e.into())));
-                    }
-                    Poll::Pending => return Poll::Pending,
-                }
-            },
+        let settler = self.settler();
+        match self.source.poll_next(cx, self.ack == AckMode::Auto) {
+            Poll::Ready(Some(Ok(message))) => Poll::Ready(Some(Ok(Delivery { message, settler }))),
+            Poll::Ready(Some(Err(e))) => {
+                self.ended = true;
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                self.ended = true;
+                Poll::Ready(Some(Err(ClientError::closed())))
+            }
+            Poll::Pending => Poll::Pending,
         }
     }
 
     /// A handle that acks and nacks this consumer's deliveries from other tasks.
     pub fn ack_handle(&self) -> AckHandle {
-        AckHandle(self.acker())
+        AckHandle(self.settler())
     }
 
     /// Acks several deliveries in one request.
@@ -386,7 +237,7 @@ impl Consumer {
     /// [`ClientError::Server`] with `not_in_flight` naming offsets that were not; the
     /// others are acked.
     pub async fn ack_batch(&self, offsets: &[Offset]) -> Result<(), ClientError> {
-        self.acker().settle(offsets, None).await
+        self.settler().settle(offsets, None).await
     }
 
     /// Nacks several deliveries in one request.
@@ -398,7 +249,7 @@ impl Consumer {
         offsets: &[Offset],
         delay: Option<Duration>,
     ) -> Result<(), ClientError> {
-        self.acker().settle(offsets, Some(delay)).await
+        self.settler().settle(offsets, Some(delay)).await
     }
 
     /// Runs `handler` on every delivery until the subscription ends: acks each message the
@@ -437,28 +288,14 @@ impl Consumer {
     /// consumer is detached all the same); connection errors.
     pub async fn ack_and_unsubscribe(mut self, offsets: &[Offset]) -> Result<(), ClientError> {
         self.detached = true;
-        match &self.inner {
-            Inner::Remote { remote, sub, .. } => {
-                remote.forget_sub(*sub);
-                let msg = ClientMsg::Unsubscribe {
-                    sub: *sub,
-                    ack: offsets.to_vec(),
-                };
-                expect_done(remote.request(msg).await?)
-            }
-            Inner::Embedded { consumer, .. } => Ok(consumer.ack_batch(offsets)?),
-        }
+        self.source.unsubscribe(offsets).await
     }
 }
 
 impl Drop for Consumer {
     fn drop(&mut self) {
-        if let (false, Inner::Remote { remote, sub, .. }) = (self.detached, &self.inner) {
-            remote.forget_sub(*sub);
-            remote.fire(ClientMsg::Unsubscribe {
-                sub: *sub,
-                ack: Vec::new(),
-            });
+        if !self.detached {
+            self.source.detach();
         }
     }
 }

@@ -31,9 +31,11 @@
 //! # }
 //! ```
 
+mod backend;
 mod client;
 mod connection;
 mod consumer;
+mod embedded;
 mod error;
 mod producer;
 

@@ -36,6 +36,12 @@ impl Broker {
         self.registry.now()
     }
 
+    /// Whether publishes, acks and group changes wait for an fsync before they return:
+    /// async callers then run them off their runtime's workers.
+    pub fn waits_for_disk(&self) -> bool {
+        self.registry.storage.waits_for_disk()
+    }
+
     /// The storage's kind: `memory` or `file`.
     pub fn storage_kind(&self) -> &'static str {
         self.registry.storage.kind()

@@ -216,6 +216,12 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// A short name: `memory` or `file`.
     fn kind(&self) -> &'static str;
 
+    /// Whether publishes and acks wait for an fsync before they are confirmed: callers on
+    /// an async runtime then run them off its workers.
+    fn waits_for_disk(&self) -> bool {
+        false
+    }
+
     /// Opens (creating if needed) the store of one topic.
     ///
     /// # Errors

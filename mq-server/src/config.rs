@@ -157,11 +157,6 @@ mod humantime_serde_opt {
 }
 
 impl ServerConfig {
-    /// Whether publishes and acks wait for an fsync before they are confirmed.
-    pub fn waits_for_disk(&self) -> bool {
-        self.storage == StorageKind::File && self.fsync == FsyncPolicy::Always
-    }
-
     /// The file storage options these settings ask for.
     pub fn file_options(&self) -> mq_core::FileOptions {
         mq_core::FileOptions {

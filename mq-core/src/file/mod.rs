@@ -427,6 +427,10 @@ impl Storage for FileStorage {
         "file"
     }
 
+    fn waits_for_disk(&self) -> bool {
+        self.options.fsync == FsyncPolicy::Always
+    }
+
     fn open_topic(
         &self,
         topic: &TopicName,

@@ -218,7 +218,7 @@ impl Shared {
         &self,
         call: impl FnOnce(&Broker) -> Result<T, mq_core::Error> + Send + 'static,
     ) -> Result<T, mq_core::Error> {
-        if !self.config.waits_for_disk() {
+        if !self.broker.waits_for_disk() {
             return call(&self.broker);
         }
         let broker = self.broker.clone();

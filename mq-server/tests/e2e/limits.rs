@@ -194,3 +194,37 @@ async fn an_embedded_client_has_the_same_api() {
     assert_eq!((again.offset(), again.deliveries()), (d.offset(), 2));
     assert_eq!(client.describe(&t).await.unwrap().stats.published, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_broker_cleans_up_like_a_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = mq_core::FileStorage::open(
+        dir.path(),
+        mq_core::FileOptions {
+            fsync: mq_core::FsyncPolicy::Always,
+            ..mq_core::FileOptions::default()
+        },
+    )
+    .unwrap();
+    let client = Client::embedded(Broker::builder().storage(storage).build().unwrap());
+    let t = topic("cleaned");
+    let mut c = client
+        .subscribe(Subscription::new(t.clone()).group(group("g")))
+        .await
+        .unwrap();
+    client
+        .producer(t.clone())
+        .send(NewMessage::new("done soon"))
+        .await
+        .unwrap();
+    c.recv().await.unwrap().ack().await.unwrap();
+    // Nobody calls tick: the embedded client's cleaner removes what every group acked.
+    let cleaned = async {
+        while client.topic_stats(&t).await.unwrap().retained > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), cleaned)
+        .await
+        .expect("retention runs in-process");
+}

@@ -1,0 +1,322 @@
+//! [`Backend`]: where a client's requests go — a connection to a server, or a broker in
+//! this process. The fork between the two lives here alone: the client, its producers and
+//! its consumers speak requests and replies, and a subscription is a [`Source`] of
+//! deliveries with a [`Settler`] for its acks.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use mq_core::{AckMode, BatchReceipt, GroupName, NewMessage, Offset, Subscription, TopicName};
+use mq_transport::{ClientMsg, ServerMsg, SubscribeRequest, SubscriptionId, WireDelivery};
+use tokio::sync::mpsc;
+
+use crate::connection::{PendingReply, Remote, SubEvent, expect_done, unexpected};
+use crate::embedded::Embedded;
+use crate::error::ClientError;
+
+/// Most deliveries an embedded consumer takes from the broker at once.
+const EMBEDDED_BATCH: usize = 64;
+
+/// Where requests go.
+#[derive(Debug, Clone)]
+pub(crate) enum Backend {
+    Remote(Arc<Remote>),
+    Embedded(Embedded),
+}
+
+/// A pending publish: the batch is already queued in order when this exists.
+pub(crate) enum PublishWait {
+    Ready(Result<BatchReceipt, ClientError>),
+    Remote(Arc<Remote>, PendingReply),
+}
+
+impl PublishWait {
+    /// The batch's receipt.
+    pub(crate) async fn wait(self) -> Result<BatchReceipt, ClientError> {
+        match self {
+            PublishWait::Ready(r) => r,
+            PublishWait::Remote(remote, pending) => match remote.finish(pending).await? {
+                ServerMsg::Published {
+                    first,
+                    count,
+                    durability,
+                } => Ok(BatchReceipt {
+                    first,
+                    count: u64::from(count),
+                    durability,
+                }),
+                other => Err(unexpected("Published", &other)),
+            },
+        }
+    }
+}
+
+/// A subscription as the backend made it.
+pub(crate) struct Subscribed {
+    pub(crate) group: GroupName,
+    pub(crate) ack: AckMode,
+    pub(crate) source: Source,
+}
+
+impl Backend {
+    /// Sends a request and waits for its reply.
+    pub(crate) async fn request(&self, msg: ClientMsg) -> Result<ServerMsg, ClientError> {
+        match self {
+            Backend::Remote(r) => r.request(msg).await,
+            Backend::Embedded(e) => e.answer(msg).await,
+        }
+    }
+
+    /// Queues a batch for publishing; the returned wait yields its receipt.
+    pub(crate) async fn start_publish(
+        &self,
+        topic: &TopicName,
+        messages: Vec<NewMessage>,
+    ) -> Result<PublishWait, ClientError> {
+        match self {
+            Backend::Embedded(e) => {
+                let topic = topic.clone();
+                let receipt = e.call(move |b| b.publish_batch(&topic, messages)).await;
+                Ok(PublishWait::Ready(receipt))
+            }
+            Backend::Remote(r) => {
+                let msg = ClientMsg::Publish {
+                    topic: topic.clone(),
+                    messages,
+                };
+                let pending = r.start_request(msg, None).await?;
+                Ok(PublishWait::Remote(Arc::clone(r), pending))
+            }
+        }
+    }
+
+    /// Attaches a consumer.
+    pub(crate) async fn subscribe(&self, sub: Subscription) -> Result<Subscribed, ClientError> {
+        match self {
+            Backend::Embedded(e) => {
+                let consumer = e.call(move |b| b.subscribe(sub)).await?;
+                Ok(Subscribed {
+                    group: consumer.group().clone(),
+                    ack: consumer.ack_mode(),
+                    source: Source::Embedded {
+                        embedded: e.clone(),
+                        consumer: Arc::new(consumer),
+                        buffer: VecDeque::new(),
+                    },
+                })
+            }
+            Backend::Remote(remote) => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                let request = ClientMsg::Subscribe(SubscribeRequest {
+                    topic: sub.topic,
+                    group: sub.group,
+                    start: sub.start,
+                    ack: sub.ack,
+                    exclusive: sub.exclusive,
+                    prefetch: sub.prefetch.unwrap_or(0),
+                });
+                let pending = remote.start_request(request, Some(tx)).await?;
+                match remote.finish(pending).await? {
+                    ServerMsg::Subscribed {
+                        sub,
+                        group,
+                        ack,
+                        prefetch,
+                    } => Ok(Subscribed {
+                        group,
+                        ack,
+                        source: Source::Remote {
+                            remote: Arc::clone(remote),
+                            sub,
+                            rx,
+                            buffer: VecDeque::new(),
+                            consumed: 0,
+                            window: prefetch.max(1),
+                        },
+                    }),
+                    other => Err(unexpected("Subscribed", &other)),
+                }
+            }
+        }
+    }
+
+    /// Whether the connection is closed (never, in-process).
+    pub(crate) fn is_closed(&self) -> bool {
+        match self {
+            Backend::Remote(r) => r.is_closed(),
+            Backend::Embedded(_) => false,
+        }
+    }
+
+    /// Says goodbye to the server.
+    pub(crate) async fn close(&self) {
+        if let Backend::Remote(r) = self {
+            r.goodbye().await;
+        }
+    }
+}
+
+/// Where a subscription's deliveries come from.
+pub(crate) enum Source {
+    Remote {
+        remote: Arc<Remote>,
+        sub: SubscriptionId,
+        rx: mpsc::UnboundedReceiver<SubEvent>,
+        buffer: VecDeque<WireDelivery>,
+        /// For auto-ack subscriptions: deliveries taken since the last credit grant.
+        consumed: u32,
+        window: u32,
+    },
+    Embedded {
+        embedded: Embedded,
+        consumer: Arc<mq_core::Consumer>,
+        buffer: VecDeque<mq_core::Delivery>,
+    },
+}
+
+impl Source {
+    /// The next delivery; `Ready(None)` when the subscription ended without an error. For
+    /// an auto-ack subscription (`auto`), returns credits to the server as it consumes.
+    pub(crate) fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+        auto: bool,
+    ) -> Poll<Option<Result<WireDelivery, ClientError>>> {
+        match self {
+            Source::Remote {
+                remote,
+                sub,
+                rx,
+                buffer,
+                consumed,
+                window,
+            } => loop {
+                if let Some(message) = buffer.pop_front() {
+                    if auto {
+                        *consumed += 1;
+                        if *consumed >= (*window / 2).max(1)
+                            && remote.fire(ClientMsg::Credit {
+                                sub: *sub,
+                                credits: *consumed,
+                            })
+                        {
+                            *consumed = 0;
+                        }
+                    }
+                    return Poll::Ready(Some(Ok(message)));
+                }
+                match rx.poll_recv(cx) {
+                    Poll::Ready(Some(SubEvent::Deliveries(messages))) => buffer.extend(messages),
+                    Poll::Ready(Some(SubEvent::Ended(e))) => return Poll::Ready(Some(Err(e))),
+                    Poll::Ready(None) => return Poll::Ready(None),
+                    Poll::Pending => return Poll::Pending,
+                }
+            },
+            Source::Embedded {
+                consumer, buffer, ..
+            } => loop {
+                if let Some(d) = buffer.pop_front() {
+                    return Poll::Ready(Some(Ok(WireDelivery::from(&d))));
+                }
+                let mut taken = Vec::new();
+                match consumer.poll_recv(cx, EMBEDDED_BATCH, &mut taken) {
+                    Poll::Ready(Ok(_)) => buffer.extend(taken),
+                    Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+                    Poll::Pending => return Poll::Pending,
+                }
+            },
+        }
+    }
+
+    /// What settles this subscription's deliveries (`Auto` for an auto-ack group).
+    pub(crate) fn settler(&self, ack: AckMode) -> Settler {
+        if ack == AckMode::Auto {
+            return Settler::Auto;
+        }
+        match self {
+            Source::Remote { remote, sub, .. } => Settler::Remote(Arc::clone(remote), *sub),
+            Source::Embedded {
+                embedded, consumer, ..
+            } => Settler::Embedded(embedded.clone(), Arc::clone(consumer)),
+        }
+    }
+
+    /// Acks `offsets` and detaches.
+    pub(crate) async fn unsubscribe(&self, offsets: &[Offset]) -> Result<(), ClientError> {
+        match self {
+            Source::Remote { remote, sub, .. } => {
+                remote.forget_sub(*sub);
+                let msg = ClientMsg::Unsubscribe {
+                    sub: *sub,
+                    ack: offsets.to_vec(),
+                };
+                expect_done(remote.request(msg).await?)
+            }
+            Source::Embedded {
+                embedded, consumer, ..
+            } => {
+                let (consumer, offsets) = (Arc::clone(consumer), offsets.to_vec());
+                embedded.call(move |_| consumer.ack_batch(&offsets)).await
+            }
+        }
+    }
+
+    /// Detaches without waiting (the consumer was dropped).
+    pub(crate) fn detach(&self) {
+        if let Source::Remote { remote, sub, .. } = self {
+            remote.forget_sub(*sub);
+            remote.fire(ClientMsg::Unsubscribe {
+                sub: *sub,
+                ack: Vec::new(),
+            });
+        }
+    }
+}
+
+/// Acks and nacks deliveries of one subscription.
+#[derive(Debug, Clone)]
+pub(crate) enum Settler {
+    Remote(Arc<Remote>, SubscriptionId),
+    Embedded(Embedded, Arc<mq_core::Consumer>),
+    /// An auto-ack group: nothing to settle.
+    Auto,
+}
+
+impl Settler {
+    /// Acks (`nack` = `None`) or nacks `offsets`, the latter after an optional delay.
+    pub(crate) async fn settle(
+        &self,
+        offsets: &[Offset],
+        nack: Option<Option<Duration>>,
+    ) -> Result<(), ClientError> {
+        match self {
+            Settler::Auto => Ok(()),
+            Settler::Embedded(embedded, c) => {
+                let (c, offsets) = (Arc::clone(c), offsets.to_vec());
+                embedded
+                    .call(move |_| match nack {
+                        None => c.ack_batch(&offsets),
+                        Some(delay) => c.nack_batch(&offsets, delay),
+                    })
+                    .await
+            }
+            Settler::Remote(r, sub) => {
+                let msg = match nack {
+                    None => ClientMsg::Ack {
+                        sub: *sub,
+                        offsets: offsets.to_vec(),
+                    },
+                    Some(delay) => ClientMsg::Nack {
+                        sub: *sub,
+                        delay_ms: delay
+                            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                        offsets: offsets.to_vec(),
+                    },
+                };
+                expect_done(r.request(msg).await?)
+            }
+        }
+    }
+}
