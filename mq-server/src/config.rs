@@ -1,20 +1,40 @@
-//! [`ServerConfig`]: everything `mq-server` can be told, with SPEC §5's defaults, and the
-//! TOML file format of `--config`.
+//! [`ServerConfig`]: every setting of `mq-server`, declared once — its flag, its `MQ_*`
+//! variable, its key in the `--config` TOML file, its default and its help — and merged
+//! defaults < file < environment < flags by figment.
+//!
+//! ```toml
+//! listen = "127.0.0.1:9800"
+//! storage = "memory"
+//! data_dir = "./mq-data"
+//! fsync = "interval"
+//! segment_bytes = 67108864
+//! resident_bytes = 67108864
+//! min_free_disk = 1073741824
+//! auth_token = "secret"
+//! max_connections = 10000
+//! max_frame = 16777216
+//! handshake_timeout = "10s"
+//! idle_timeout = "5m"
+//! ```
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use anyhow::Context;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, FromArgMatches};
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
 
 use mq_core::FsyncPolicy;
-use mq_transport::DEFAULT_MAX_FRAME;
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9800";
 
 /// Which storage holds the topics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum StorageKind {
     /// Nothing touches disk; everything is gone at exit.
@@ -24,139 +44,136 @@ pub enum StorageKind {
     File,
 }
 
-/// The server's settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The server's settings. Each field is one setting: `--flag`, `MQ_FLAG`, `flag` in the
+/// config file.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Address to listen on; port 0 picks a free port.
+    /// Address to listen on (IP:PORT; port 0 picks a free one)
+    #[arg(long, env = "MQ_LISTEN", value_name = "ADDR", default_value = DEFAULT_LISTEN)]
     pub listen: String,
-    /// Storage of topics.
+    /// Where topics are stored
+    #[arg(long, env = "MQ_STORAGE", value_enum, default_value_t = StorageKind::File)]
     pub storage: StorageKind,
-    /// Directory of the file storage.
+    /// Directory of the file storage
+    #[arg(
+        long,
+        env = "MQ_DATA_DIR",
+        value_name = "DIR",
+        default_value = "./mq-data"
+    )]
     pub data_dir: PathBuf,
-    /// Fsync policy of the file storage.
+    /// When the file storage fsyncs: always, interval or never
+    #[arg(
+        long,
+        env = "MQ_FSYNC",
+        value_name = "POLICY",
+        default_value = "interval"
+    )]
     pub fsync: FsyncPolicy,
-    /// Size at which the file storage rolls a topic's segment.
+    /// Size at which a topic's segment file is rolled
+    #[arg(long, env = "MQ_SEGMENT_BYTES", value_name = "BYTES", default_value_t = mq_core::DEFAULT_SEGMENT_BYTES)]
     pub segment_bytes: u64,
-    /// Bytes of messages each topic keeps in memory with the file storage.
+    /// Bytes of messages each topic keeps in memory; older ones are read back from disk
+    #[arg(long, env = "MQ_RESIDENT_BYTES", value_name = "BYTES", default_value_t = mq_core::DEFAULT_RESIDENT_BYTES)]
     pub resident_bytes: u64,
-    /// Free bytes the file storage keeps on its disk (publishes are refused below); `None`:
-    /// 1 GiB, or 5% of the filesystem when smaller; 0: no floor.
+    /// Free bytes to keep on the data dir's disk: below them publishes are refused with
+    /// `disk_full` until space returns (0: no floor) [default: 1 GiB, or 5% of the disk
+    /// when smaller]
+    #[arg(long, env = "MQ_MIN_FREE_DISK", value_name = "BYTES")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_free_disk: Option<u64>,
-    /// When set, a connection's handshake must carry this token.
+    /// Require this token in every connection's handshake
+    #[arg(
+        long,
+        env = "MQ_AUTH_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_token: Option<String>,
-    /// Connections served at once; more are refused with `server_busy`.
+    /// Most connections served at once; more are refused with `server_busy`
+    #[arg(
+        long,
+        env = "MQ_MAX_CONNECTIONS",
+        value_name = "N",
+        default_value_t = 10_000
+    )]
     pub max_connections: usize,
-    /// Largest frame accepted or sent, in bytes.
+    /// Largest frame accepted or sent, in bytes (it bounds the largest message too)
+    #[arg(long, env = "MQ_MAX_FRAME", value_name = "BYTES", default_value_t = mq_transport::DEFAULT_MAX_FRAME)]
     pub max_frame: usize,
-    /// Time a new connection has to complete its handshake.
+    /// Time a new connection has to send its handshake
+    #[arg(long, env = "MQ_HANDSHAKE_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "10s")]
+    #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
-    /// A connection with no subscription that sends nothing for this long is closed.
+    /// Close connections without subscriptions that send nothing this long
+    #[arg(long, env = "MQ_IDLE_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "5m")]
+    #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
-    /// How often retention, ack timeouts and delayed nacks are processed.
+    /// How often retention, ack timeouts and delayed nacks are processed
+    #[arg(skip = Duration::from_millis(100))]
+    #[serde(with = "humantime_serde")]
     pub tick_interval: Duration,
-    /// How long shutdown waits for sessions to finish before closing them anyway.
+    /// How long shutdown waits for sessions to finish before closing them anyway
+    #[arg(skip = Duration::from_secs(5))]
+    #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self {
-            listen: DEFAULT_LISTEN.to_owned(),
-            storage: StorageKind::File,
-            data_dir: PathBuf::from("./mq-data"),
-            fsync: FsyncPolicy::Interval,
-            segment_bytes: mq_core::DEFAULT_SEGMENT_BYTES,
-            resident_bytes: mq_core::DEFAULT_RESIDENT_BYTES,
-            min_free_disk: None,
-            auth_token: None,
-            max_connections: 10_000,
-            max_frame: DEFAULT_MAX_FRAME,
-            handshake_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(300),
-            tick_interval: Duration::from_millis(100),
-            shutdown_grace: Duration::from_secs(5),
-        }
-    }
-}
-
-/// The `--config` file: every key optional; flags and environment variables win over it.
-///
-/// ```toml
-/// listen = "127.0.0.1:9800"
-/// storage = "memory"
-/// data_dir = "./mq-data"
-/// fsync = "interval"
-/// segment_bytes = 67108864
-/// resident_bytes = 67108864
-/// min_free_disk = 1073741824
-/// auth_token = "secret"
-/// max_connections = 10000
-/// max_frame = 16777216
-/// handshake_timeout = "10s"
-/// idle_timeout = "5m"
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConfigFile {
-    /// See [`ServerConfig::listen`].
-    pub listen: Option<String>,
-    /// See [`ServerConfig::storage`].
-    pub storage: Option<StorageKind>,
-    /// See [`ServerConfig::data_dir`].
-    pub data_dir: Option<PathBuf>,
-    /// See [`ServerConfig::fsync`].
-    pub fsync: Option<FsyncPolicy>,
-    /// See [`ServerConfig::segment_bytes`].
-    pub segment_bytes: Option<u64>,
-    /// See [`ServerConfig::resident_bytes`].
-    pub resident_bytes: Option<u64>,
-    /// See [`ServerConfig::min_free_disk`].
-    pub min_free_disk: Option<u64>,
-    /// See [`ServerConfig::auth_token`].
-    pub auth_token: Option<String>,
-    /// See [`ServerConfig::max_connections`].
-    pub max_connections: Option<usize>,
-    /// See [`ServerConfig::max_frame`].
-    pub max_frame: Option<usize>,
-    /// See [`ServerConfig::handshake_timeout`], like `"10s"`.
-    #[serde(default, with = "humantime_serde_opt")]
-    pub handshake_timeout: Option<Duration>,
-    /// See [`ServerConfig::idle_timeout`], like `"5m"`.
-    #[serde(default, with = "humantime_serde_opt")]
-    pub idle_timeout: Option<Duration>,
-}
-
-impl ConfigFile {
-    /// Reads and parses a TOML config file.
-    ///
-    /// # Errors
-    /// When the file cannot be read or is not valid TOML of this shape.
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
-        use anyhow::Context;
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("config file {} is invalid", path.display()))
-    }
-}
-
-mod humantime_serde_opt {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Duration>, D::Error> {
-        match Option::<String>::deserialize(d)? {
-            None => Ok(None),
-            Some(s) => humantime::parse_duration(&s)
-                .map(Some)
-                .map_err(serde::de::Error::custom),
-        }
+        // The defaults alone: no environment variable may leak in.
+        let matches = <Self as clap::Args>::augment_args(clap::Command::new("defaults"))
+            .mut_args(|arg| arg.env(None))
+            .no_binary_name(true)
+            .try_get_matches_from(std::iter::empty::<String>());
+        matches
+            .ok()
+            .and_then(|m| Self::from_arg_matches(&m).ok())
+            .unwrap_or_else(|| unreachable!("every setting has a default"))
     }
 }
 
 impl ServerConfig {
+    /// The settings from parsed command-line `matches` (flags and `MQ_*` variables) over
+    /// the TOML file `file` over the defaults.
+    ///
+    /// # Errors
+    /// When the file cannot be read or holds an unknown key or a bad value, or a value is
+    /// out of range ([`ServerConfig::validate`]).
+    pub fn load(matches: &ArgMatches, file: Option<&Path>) -> anyhow::Result<Self> {
+        let parsed = Self::from_arg_matches(matches)?;
+        let mut given = serde_json::to_value(&parsed)?;
+        if let Some(map) = given.as_object_mut() {
+            map.retain(|key, _| {
+                matches.ids().any(|id| id.as_str() == key)
+                    && matches!(
+                        matches.value_source(key),
+                        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+                    )
+            });
+        }
+        let mut figment = Figment::from(Serialized::defaults(Self::default()));
+        if let Some(file) = file {
+            anyhow::ensure!(
+                file.is_file(),
+                "config file {} does not exist",
+                file.display()
+            );
+            figment = figment.merge(Toml::file(file));
+        }
+        let config: Self = figment
+            .merge(Serialized::defaults(given))
+            .extract()
+            .with_context(|| match file {
+                Some(f) => format!("config file {} is invalid", f.display()),
+                None => "the settings are invalid".to_owned(),
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
     /// The file storage options these settings ask for.
     pub fn file_options(&self) -> mq_core::FileOptions {
         mq_core::FileOptions {
@@ -171,7 +188,7 @@ impl ServerConfig {
     /// Checks values that can be wrong independently of the machine.
     ///
     /// # Errors
-    /// When the listen address does not parse or a limit is zero.
+    /// When the listen address does not parse or a limit is out of range.
     pub fn validate(&self) -> anyhow::Result<()> {
         self.listen.parse::<SocketAddr>().map_err(|e| {
             anyhow::anyhow!(

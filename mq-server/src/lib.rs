@@ -24,5 +24,5 @@ mod pump;
 mod server;
 mod session;
 
-pub use config::{ConfigFile, DEFAULT_LISTEN, ServerConfig, StorageKind};
+pub use config::{DEFAULT_LISTEN, ServerConfig, StorageKind};
 pub use server::run;

@@ -5,12 +5,10 @@
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
-use mq_core::FsyncPolicy;
-use mq_server::{ConfigFile, DEFAULT_LISTEN, ServerConfig, StorageKind};
+use clap::{CommandFactory, FromArgMatches, Parser};
+use mq_server::{ServerConfig, StorageKind};
 use mq_transport::{TcpTransport, Transport, max_message_size};
 
 // mimalloc: many small, long-lived allocations (one per retained message) made from
@@ -24,53 +22,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Args {
     #[command(subcommand)]
     command: Option<Command>,
-    /// Address to listen on (IP:PORT; port 0 picks a free one) [default: 127.0.0.1:9800]
-    #[arg(long, env = "MQ_LISTEN", value_name = "ADDR")]
-    listen: Option<String>,
-    /// Where topics are stored [default: file]
-    #[arg(long, env = "MQ_STORAGE", value_enum)]
-    storage: Option<StorageKind>,
-    /// Directory of the file storage [default: ./mq-data]
-    #[arg(long, env = "MQ_DATA_DIR", value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-    /// When the file storage fsyncs: always, interval or never [default: interval]
-    #[arg(long, env = "MQ_FSYNC", value_name = "POLICY")]
-    fsync: Option<FsyncPolicy>,
-    /// Size at which a topic's segment file is rolled [default: 67108864]
-    #[arg(long, env = "MQ_SEGMENT_BYTES", value_name = "BYTES")]
-    segment_bytes: Option<u64>,
-    /// Bytes of messages each topic keeps in memory; older ones are read back from disk
-    /// [default: 67108864]
-    #[arg(long, env = "MQ_RESIDENT_BYTES", value_name = "BYTES")]
-    resident_bytes: Option<u64>,
-    /// Free bytes to keep on the data dir's disk: below them publishes are refused with
-    /// `disk_full` until space returns (0: no floor) [default: 1 GiB, or 5% of the disk
-    /// when smaller]
-    #[arg(long, env = "MQ_MIN_FREE_DISK", value_name = "BYTES")]
-    min_free_disk: Option<u64>,
-    /// TOML file with any of these settings; flags and environment variables win over it
+    #[command(flatten)]
+    settings: ServerConfig,
+    /// TOML file with any of these settings; environment variables and flags win over it
     #[arg(long, env = "MQ_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Require this token in every connection's handshake
-    #[arg(
-        long,
-        env = "MQ_AUTH_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
-    auth_token: Option<String>,
-    /// Most connections served at once [default: 10000]
-    #[arg(long, env = "MQ_MAX_CONNECTIONS", value_name = "N")]
-    max_connections: Option<usize>,
-    /// Largest frame accepted, in bytes [default: 16777216]
-    #[arg(long, env = "MQ_MAX_FRAME", value_name = "BYTES")]
-    max_frame: Option<usize>,
-    /// Time a new connection has to send its handshake [default: 10s]
-    #[arg(long, env = "MQ_HANDSHAKE_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
-    handshake_timeout: Option<Duration>,
-    /// Close connections without subscriptions that send nothing this long [default: 5m]
-    #[arg(long, env = "MQ_IDLE_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
-    idle_timeout: Option<Duration>,
 }
 
 /// Tools besides serving.
@@ -85,53 +41,12 @@ enum Command {
     },
 }
 
-impl Args {
-    fn into_config(self) -> anyhow::Result<ServerConfig> {
-        let file = match &self.config {
-            Some(path) => ConfigFile::load(path)?,
-            None => ConfigFile::default(),
-        };
-        let d = ServerConfig::default();
-        let config = ServerConfig {
-            listen: self
-                .listen
-                .or(file.listen)
-                .unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
-            storage: self.storage.or(file.storage).unwrap_or(d.storage),
-            data_dir: self.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
-            fsync: self.fsync.or(file.fsync).unwrap_or(d.fsync),
-            segment_bytes: self
-                .segment_bytes
-                .or(file.segment_bytes)
-                .unwrap_or(d.segment_bytes),
-            resident_bytes: self
-                .resident_bytes
-                .or(file.resident_bytes)
-                .unwrap_or(d.resident_bytes),
-            min_free_disk: self.min_free_disk.or(file.min_free_disk),
-            auth_token: self.auth_token.or(file.auth_token),
-            max_connections: self
-                .max_connections
-                .or(file.max_connections)
-                .unwrap_or(d.max_connections),
-            max_frame: self.max_frame.or(file.max_frame).unwrap_or(d.max_frame),
-            handshake_timeout: self
-                .handshake_timeout
-                .or(file.handshake_timeout)
-                .unwrap_or(d.handshake_timeout),
-            idle_timeout: self
-                .idle_timeout
-                .or(file.idle_timeout)
-                .unwrap_or(d.idle_timeout),
-            ..d
-        };
-        config.validate()?;
-        Ok(config)
-    }
-}
-
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let matches = Args::command().get_matches();
+    let args = match Args::from_arg_matches(&matches) {
+        Ok(args) => args,
+        Err(e) => e.exit(),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -142,7 +57,9 @@ fn main() -> ExitCode {
         .init();
     let result = match args.command {
         Some(Command::Check { data_dir }) => check(data_dir),
-        None => serve(args).map(|()| ExitCode::SUCCESS),
+        None => ServerConfig::load(&matches, args.config.as_deref())
+            .and_then(serve)
+            .map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -203,8 +120,7 @@ fn raise_open_file_limit() {
     }
 }
 
-fn serve(args: Args) -> anyhow::Result<()> {
-    let config = args.into_config()?;
+fn serve(config: ServerConfig) -> anyhow::Result<()> {
     raise_open_file_limit();
     let builder = mq_core::Broker::builder().max_message_size(max_message_size(config.max_frame));
     let broker = match config.storage {

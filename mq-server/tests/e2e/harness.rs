@@ -50,6 +50,17 @@ impl Server {
         Self::spawn(command)
     }
 
+    /// Starts `mq-server --listen 127.0.0.1:0` plus `args`, with environment variables
+    /// `env` set.
+    pub(crate) fn start_with_env(env: &[(&str, &str)], args: &[&str]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mq-server"));
+        command
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .envs(env.iter().copied());
+        Self::spawn(command)
+    }
+
     /// Starts `program args` (a wrapper that execs `mq-server`).
     pub(crate) fn start_command(program: &str, args: &[&str]) -> Self {
         let mut command = Command::new(program);

@@ -67,9 +67,21 @@ async fn settings_come_from_the_config_file_and_flags_win() {
     )
     .unwrap();
     // --listen (given by the harness) wins over the file's listen; the token comes from the file.
-    let server = Server::start(&["--config", file.to_str().unwrap()]);
+    let config = ["--storage", "memory", "--config", file.to_str().unwrap()];
+    let server = Server::start_with(&config);
     assert!(server.client_with_token(Some("from-file")).await.is_ok());
     assert!(server.client_with_token(None).await.is_err());
+    drop(server);
+    // The environment wins over the file, and a flag over both.
+    let env = [("MQ_AUTH_TOKEN", "from-env")];
+    let server = Server::start_with_env(&env, &config);
+    assert!(server.client_with_token(Some("from-env")).await.is_ok());
+    assert!(server.client_with_token(Some("from-file")).await.is_err());
+    drop(server);
+    let flagged = [&config[..], &["--auth-token", "from-flag"]].concat();
+    let server = Server::start_with_env(&env, &flagged);
+    assert!(server.client_with_token(Some("from-flag")).await.is_ok());
+    assert!(server.client_with_token(Some("from-env")).await.is_err());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
