@@ -1,8 +1,11 @@
 //! Validated names for topics and groups.
 //!
-//! Both follow the same rule (SPEC §2): 1–200 characters of `[A-Za-z0-9._-]`, not starting
-//! with `.`. A name is checked once, when the value is built; everything past that point can
-//! rely on it.
+//! Names users choose follow one rule: 1–200 characters of `[A-Za-z0-9._-]`, not starting
+//! with `.`. Names the broker makes follow their own, so they never collide with a user's
+//! and are accepted in every request: a dead-letter topic is `<topic>.dlq` (up to 204
+//! characters), an ephemeral group is `~ephemeral-<number>`. A name is checked once, when
+//! the value is built — also when it is deserialized; everything past that point can rely
+//! on it.
 
 use std::fmt;
 use std::sync::Arc;
@@ -116,8 +119,9 @@ impl TopicName {
 
 impl TryFrom<String> for TopicName {
     type Error = NameError;
+    /// Accepts the names a broker may hold ([`TopicName::new_or_dead_letter`]).
     fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::new(value)
+        Self::new_or_dead_letter(value)
     }
 }
 
@@ -145,8 +149,11 @@ impl fmt::Display for TopicName {
 /// assert!(GroupName::new(".hidden").is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(into = "String", from = "String")]
+#[serde(into = "String", try_from = "String")]
 pub struct GroupName(Arc<str>);
+
+/// Prefix of the generated name of an ephemeral group.
+const EPHEMERAL: &str = "~ephemeral-";
 
 impl GroupName {
     /// Validates `name` as a group name.
@@ -159,14 +166,31 @@ impl GroupName {
         Ok(Self(Arc::from(name)))
     }
 
+    /// Validates `name` as a group name or as the generated name of an ephemeral group:
+    /// the names a broker may hold.
+    ///
+    /// # Errors
+    /// [`NameError`] as [`GroupName::new`] when it is neither.
+    pub fn new_or_ephemeral(name: impl AsRef<str>) -> Result<Self, NameError> {
+        let name = name.as_ref();
+        Self::new(name).or_else(|e| {
+            let digits = name.strip_prefix(EPHEMERAL).ok_or_else(|| e.clone())?;
+            match digits.parse::<u64>() {
+                // As generated: no sign, no leading zero.
+                Ok(id) if id.to_string() == digits => Ok(Self::ephemeral(id)),
+                _ => Err(e),
+            }
+        })
+    }
+
     /// The generated name of an ephemeral group owned by one consumer.
     pub(crate) fn ephemeral(id: u64) -> Self {
-        Self(Arc::from(format!("~ephemeral-{id}")))
+        Self(Arc::from(format!("{EPHEMERAL}{id}")))
     }
 
     /// Whether this is a generated ephemeral-group name.
     pub fn is_ephemeral(&self) -> bool {
-        self.0.starts_with('~')
+        self.0.starts_with(EPHEMERAL)
     }
 
     /// The name as a string slice.
@@ -175,11 +199,11 @@ impl GroupName {
     }
 }
 
-impl From<String> for GroupName {
-    /// Wraps a name read back from the broker's own records (stats, storage). Names from
-    /// users go through [`GroupName::new`].
-    fn from(value: String) -> Self {
-        Self(Arc::from(value))
+impl TryFrom<String> for GroupName {
+    type Error = NameError;
+    /// Accepts the names a broker may hold ([`GroupName::new_or_ephemeral`]).
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::new_or_ephemeral(value)
     }
 }
 
@@ -235,9 +259,26 @@ mod tests {
     }
 
     #[test]
-    fn ephemeral_group_names_cannot_be_chosen_by_users() {
+    fn ephemeral_group_names_cannot_be_chosen_by_users_but_are_accepted_back() {
         let g = GroupName::ephemeral(7);
         assert!(g.is_ephemeral());
         assert!(GroupName::new(g.as_str()).is_err());
+        assert_eq!(GroupName::new_or_ephemeral(g.as_str()), Ok(g));
+        for bad in ["~ephemeral-", "~ephemeral-x", "~ephemeral-07", "~other-7"] {
+            assert!(
+                GroupName::new_or_ephemeral(bad).is_err(),
+                "{bad:?} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn deserializing_a_name_validates_it() {
+        let g: Result<GroupName, _> = serde_json::from_str("\"a b\"");
+        assert!(g.is_err());
+        let t: TopicName = serde_json::from_str(&format!("\"{}.dlq\"", "t".repeat(200))).unwrap();
+        assert_eq!(t.as_str().len(), 204);
+        let t: Result<TopicName, _> = serde_json::from_str("\".x\"");
+        assert!(t.is_err());
     }
 }

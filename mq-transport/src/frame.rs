@@ -116,7 +116,7 @@ pub(crate) fn topic(r: &mut Reader) -> Result<TopicName, DecodeError> {
 }
 
 pub(crate) fn group(r: &mut Reader) -> Result<GroupName, DecodeError> {
-    Ok(GroupName::new(r.str("group")?)?)
+    Ok(GroupName::new_or_ephemeral(r.str("group")?)?)
 }
 
 pub(crate) fn write_headers(w: &mut Writer<'_>, headers: &[Header]) -> Result<(), EncodeError> {

@@ -101,7 +101,7 @@ impl WireMsg for ServerMsg {
             },
             kind::SUBSCRIBED => ServerMsg::Subscribed {
                 sub: SubscriptionId(r.u32()?),
-                group: GroupName::from(r.str("group")?),
+                group: GroupName::new_or_ephemeral(r.str("group")?)?,
                 ack: read_ack(r)?.ok_or(DecodeError::InvalidValue {
                     field: "ack",
                     value: 0,

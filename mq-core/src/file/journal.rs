@@ -141,7 +141,7 @@ fn decode(body: &[u8]) -> Option<GroupEvent> {
     let mut c = Cursor { data: body, pos: 0 };
     let kind = c.u8()?;
     let n = c.u16()? as usize;
-    let group = GroupName::from(String::from_utf8(c.take(n)?.to_vec()).ok()?);
+    let group = GroupName::new_or_ephemeral(std::str::from_utf8(c.take(n)?).ok()?).ok()?;
     let offsets = |c: &mut Cursor<'_>| -> Option<Vec<u64>> {
         let count = c.u32()? as usize;
         (0..count).map(|_| c.u64()).collect()

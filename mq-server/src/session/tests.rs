@@ -248,3 +248,58 @@ async fn broker_stats_count_this_connection_and_admin_requests_answer() {
         ServerMsg::Done
     );
 }
+
+#[tokio::test]
+async fn every_name_the_broker_makes_is_usable_in_requests() {
+    let mut h = Harness::handshaken(Broker::new()).await;
+    let long = TopicName::new("t".repeat(200)).unwrap();
+    let dlq = long.dead_letter();
+    let published = h
+        .request(ClientMsg::Publish {
+            topic: dlq.clone(),
+            messages: vec![NewMessage::new("x")],
+        })
+        .await;
+    assert!(
+        matches!(published, ServerMsg::Published { .. }),
+        "{published:?}"
+    );
+    let ServerMsg::TopicStats(stats) = h
+        .request(ClientMsg::Stats {
+            topic: Some(dlq.clone()),
+        })
+        .await
+    else {
+        panic!("no stats of the dead-letter topic")
+    };
+    assert_eq!(stats.topic, dlq);
+    let ServerMsg::Subscribed { group, .. } = h
+        .request(ClientMsg::Subscribe(SubscribeRequest {
+            topic: dlq.clone(),
+            group: None,
+            start: StartPosition::Earliest,
+            ack: Some(AckMode::Manual),
+            exclusive: false,
+            prefetch: 1,
+        }))
+        .await
+    else {
+        panic!("not subscribed")
+    };
+    assert!(group.is_ephemeral());
+    let busy = h
+        .request(ClientMsg::DeleteGroup {
+            topic: dlq.clone(),
+            group,
+        })
+        .await;
+    assert_eq!(
+        code(&busy),
+        ErrorCode::GroupInUse,
+        "the generated name was understood"
+    );
+    assert_eq!(
+        h.request(ClientMsg::DeleteTopic { topic: dlq }).await,
+        ServerMsg::Done
+    );
+}
