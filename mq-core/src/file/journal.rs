@@ -25,6 +25,8 @@ use bytes::{BufMut, Bytes};
 use rustc_hash::FxHashMap;
 
 use super::cache::{CachedFile, FileCache, Mode};
+use super::cursor::Cursor;
+use super::io;
 use super::sync::SyncFile;
 use crate::ackset::AckSet;
 use crate::config::AckMode;
@@ -33,11 +35,6 @@ use crate::storage::{GroupEvent, RecoveredGroup, StorageError};
 
 /// Journal size past which it is rewritten as a snapshot.
 const COMPACT_AT: u64 = 16 * 1024 * 1024;
-
-fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StorageError {
-    let context = context.into();
-    move |e| StorageError::io(context, &e)
-}
 
 /// Group state being rebuilt from events.
 struct Replay {
@@ -107,38 +104,8 @@ fn encode(event: &GroupEvent, buf: &mut Vec<u8>) {
     buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
-struct Cursor<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl Cursor<'_> {
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
-        let end = self.pos.checked_add(n)?;
-        let out = self.data.get(self.pos..end)?;
-        self.pos = end;
-        Some(out)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|b| b[0])
-    }
-    fn u16(&mut self) -> Option<u16> {
-        self.take(2).map(|b| u16::from_le_bytes([b[0], b[1]]))
-    }
-    fn u32(&mut self) -> Option<u32> {
-        self.take(4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    fn u64(&mut self) -> Option<u64> {
-        let b = self.take(8)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        Some(u64::from_le_bytes(a))
-    }
-}
-
 fn decode(body: &[u8]) -> Option<GroupEvent> {
-    let mut c = Cursor { data: body, pos: 0 };
+    let mut c = Cursor::new(body);
     let kind = c.u8()?;
     let n = c.u16()? as usize;
     let group = GroupName::new_or_ephemeral(std::str::from_utf8(c.take(n)?).ok()?).ok()?;
@@ -173,7 +140,7 @@ fn decode(body: &[u8]) -> Option<GroupEvent> {
         },
         _ => return None,
     };
-    (c.pos == body.len()).then_some(event)
+    c.is_done().then_some(event)
 }
 
 /// The valid event at `pos` of `data` and its length, framing included.

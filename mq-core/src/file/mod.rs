@@ -17,6 +17,7 @@
 
 mod cache;
 mod check;
+mod cursor;
 mod disk;
 mod index;
 mod journal;
@@ -154,6 +155,8 @@ impl FreeSpaceFloor {
     }
 }
 
+/// Turns an I/O error into a [`StorageError`] saying what the storage was doing: the one
+/// I/O-error helper of the file storage.
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StorageError {
     let context = context.into();
     move |e| StorageError::io(context, &e)

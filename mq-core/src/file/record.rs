@@ -13,6 +13,7 @@
 
 use bytes::{BufMut, Bytes};
 
+use super::cursor::Cursor;
 use crate::clock::Timestamp;
 use crate::message::{Header, Message, Offset};
 
@@ -98,43 +99,6 @@ pub(crate) enum Read {
     Damaged(Damage),
 }
 
-struct Cursor<'a> {
-    data: &'a Bytes,
-    pos: usize,
-    end: usize,
-}
-
-impl Cursor<'_> {
-    fn take(&mut self, n: usize) -> Option<Bytes> {
-        let end = self.pos.checked_add(n)?;
-        if end > self.end {
-            return None;
-        }
-        let out = self.data.slice(self.pos..end);
-        self.pos = end;
-        Some(out)
-    }
-
-    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
-        let b = self.take(N)?;
-        let mut out = [0u8; N];
-        out.copy_from_slice(&b);
-        Some(out)
-    }
-
-    fn u16(&mut self) -> Option<u16> {
-        self.array().map(u16::from_le_bytes)
-    }
-
-    fn u32(&mut self) -> Option<u32> {
-        self.array().map(u32::from_le_bytes)
-    }
-
-    fn u64(&mut self) -> Option<u64> {
-        self.array().map(u64::from_le_bytes)
-    }
-}
-
 /// Reads the record at `pos` of `data`. Payloads are slices of `data`, not copies.
 pub(crate) fn decode(data: &Bytes, pos: usize) -> Read {
     if pos == data.len() {
@@ -152,14 +116,9 @@ pub(crate) fn decode(data: &Bytes, pos: usize) -> Read {
     if crc32c::crc32c(&data[body..body + len]) != crc {
         return Read::Damaged(Damage::Checksum);
     }
-    let mut c = Cursor {
-        data,
-        pos: body,
-        end: body + len,
-    };
-    match parse(&mut c) {
-        Some(message) if c.pos == c.end => Read::Record(message, FRAME + len),
-        _ => Read::Damaged(Damage::Fields),
+    match parse(data, &data[body..body + len]) {
+        Some(message) => Read::Record(message, FRAME + len),
+        None => Read::Damaged(Damage::Fields),
     }
 }
 
@@ -223,39 +182,29 @@ pub(crate) fn find_next(data: &[u8], from: usize, after: Option<u64>) -> Option<
 
 /// Reads the fields of a record body the log keeps, checking that they add up.
 fn meta_of(body: &[u8]) -> Option<RecordMeta> {
-    let mut pos = 0usize;
-    let mut take = |n: usize| -> Option<&[u8]> {
-        let end = pos.checked_add(n)?;
-        let out = body.get(pos..end)?;
-        pos = end;
-        Some(out)
-    };
-    let u64_at = |b: &[u8]| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
-    let u32_at = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-    let offset = u64_at(take(8)?);
-    let timestamp = u64_at(take(8)?);
-    let priority = take(1)?[0];
+    let mut c = Cursor::new(body);
+    let offset = c.u64()?;
+    let timestamp = c.u64()?;
+    let priority = c.u8()?;
     let mut size = 0u64;
     let mut framing = 0u64;
-    let key = u32_at(take(4)?);
+    let key = c.u32()?;
     if key != u32::MAX {
-        take(key as usize)?;
+        c.take(key as usize)?;
         size += u64::from(key);
     }
-    let h = take(2)?;
-    for _ in 0..u16::from_le_bytes([h[0], h[1]]) {
-        let n = take(2)?;
-        let n = usize::from(u16::from_le_bytes([n[0], n[1]]));
-        take(n)?;
-        let v = u32_at(take(4)?) as usize;
-        take(v)?;
-        size += (n + v) as u64;
+    for _ in 0..c.u16()? {
+        let name = usize::from(c.u16()?);
+        c.take(name)?;
+        let value = c.u32()? as usize;
+        c.take(value)?;
+        size += (name + value) as u64;
         framing += crate::message::HEADER_FRAMING;
     }
-    let n = u32_at(take(4)?) as usize;
-    take(n)?;
-    size += n as u64;
-    (pos == body.len()).then_some(RecordMeta {
+    let payload = c.u32()? as usize;
+    c.take(payload)?;
+    size += payload as u64;
+    c.is_done().then_some(RecordMeta {
         offset,
         timestamp,
         priority,
@@ -264,28 +213,31 @@ fn meta_of(body: &[u8]) -> Option<RecordMeta> {
     })
 }
 
-fn parse(c: &mut Cursor<'_>) -> Option<Message> {
+/// Reads a whole record body; its bytes are slices of `data` (which holds `body`), not
+/// copies.
+fn parse(data: &Bytes, body: &[u8]) -> Option<Message> {
+    let mut c = Cursor::new(body);
     let offset = Offset(c.u64()?);
     let timestamp = Timestamp::from_millis(c.u64()?);
-    let priority = c.array::<1>()?[0];
+    let priority = c.u8()?;
     let key = match c.u32()? {
         u32::MAX => None,
-        n => Some(c.take(n as usize)?),
+        n => Some(data.slice_ref(c.take(n as usize)?)),
     };
     let count = c.u16()?;
     let mut headers = Vec::with_capacity(usize::from(count).min(64));
     for _ in 0..count {
-        let n = c.u16()? as usize;
-        let name = String::from_utf8(c.take(n)?.to_vec()).ok()?;
+        let n = usize::from(c.u16()?);
+        let name = std::str::from_utf8(c.take(n)?).ok()?.to_owned();
         let n = c.u32()? as usize;
         headers.push(Header {
             name,
-            value: c.take(n)?,
+            value: data.slice_ref(c.take(n)?),
         });
     }
     let n = c.u32()? as usize;
-    let payload = c.take(n)?;
-    Some(Message {
+    let payload = data.slice_ref(c.take(n)?);
+    c.is_done().then_some(Message {
         offset,
         timestamp,
         priority,
@@ -294,7 +246,6 @@ fn parse(c: &mut Cursor<'_>) -> Option<Message> {
         payload,
     })
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

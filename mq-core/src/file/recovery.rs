@@ -15,6 +15,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::index::{self, Entries, IndexBuilder};
+use super::io;
 use super::record::{self, Damage, Read};
 use super::segment::{Segment, log_path};
 use crate::clock::Timestamp;
@@ -23,11 +24,6 @@ use crate::storage::{StorageError, StoredMessage};
 
 /// Bytes of a segment left on disk that are read at once while scanning it.
 const CHUNK: u64 = 256 * 1024;
-
-fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StorageError {
-    let context = context.into();
-    move |e| StorageError::io(context, &e)
-}
 
 /// A byte range of a segment that holds no valid record.
 #[derive(Debug, Clone, PartialEq, Eq)]

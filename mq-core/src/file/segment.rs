@@ -23,15 +23,11 @@ use bytes::Bytes;
 
 use super::cache::{CachedFile, FileCache, Mode};
 use super::index::{self, Entries, IndexBuilder};
+use super::io;
 use super::record::{self, Read};
 use super::sync::SyncFile;
 use crate::message::Message;
 use crate::storage::StorageError;
-
-fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StorageError {
-    let context = context.into();
-    move |e| StorageError::io(context, &e)
-}
 
 /// One segment file.
 #[derive(Debug)]
