@@ -6,6 +6,7 @@
 
 mod damage;
 mod faults;
+mod layout;
 mod properties;
 mod rules;
 mod storage;

@@ -1,4 +1,6 @@
-//! One test per rule of the model (SPEC §2), named after the rule.
+//! One test per rule of the broker model (README, "the model"), named after the rule, in
+//! the model's order. It reads best whole: it is the model's executable specification, and
+//! splitting it would scatter rules that refer to each other.
 
 use std::sync::Arc;
 use std::time::Duration;
