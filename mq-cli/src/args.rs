@@ -1,4 +1,4 @@
-//! The command line of `mq`, exactly as SPEC §5 lists it.
+//! The command line of `mq`, as the README's CLI tour shows it.
 
 use std::time::Duration;
 

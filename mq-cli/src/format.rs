@@ -1,5 +1,5 @@
 //! Output for people (aligned tables) and for scripts (JSON), and the JSON form of a
-//! consumed message (SPEC §5).
+//! consumed message (README, CLI tour).
 
 use base64::Engine;
 use mq_client::Delivery;

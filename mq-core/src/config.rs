@@ -1,4 +1,4 @@
-//! Topic and subscription settings, with the defaults of SPEC §2.
+//! Topic and subscription settings, with their defaults (README, "the model").
 
 use std::time::Duration;
 

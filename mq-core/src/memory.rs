@@ -1,4 +1,4 @@
-//! The `memory` storage: nothing touches disk (tinyMQ's transient mode).
+//! The `memory` storage: nothing touches disk; everything is gone when the broker stops.
 
 use std::sync::Arc;
 

@@ -1,4 +1,4 @@
-//! Retention rules (SPEC §2 "Retention"): limits checked on append, and the cleaner pass
+//! Retention rules (README, "the model"): limits checked on append, and the cleaner pass
 //! that deletes consumed and expired messages from the front of the log.
 
 use crate::clock::Timestamp;

@@ -1,4 +1,5 @@
-//! Counters the broker reports (SPEC §2 "Stats"), serializable with serde.
+//! Counters the broker reports (`mq stats`; PROTOCOL.md, "JSON schemas"), serializable
+//! with serde.
 
 use serde::{Deserialize, Serialize};
 

@@ -2,7 +2,7 @@
 //!
 //! The in-memory log in [`crate::log`] always holds what is served; a [`Storage`] decides
 //! what else happens to each appended batch and reports how durable it is. `memory`
-//! ([`crate::MemoryStorage`]) keeps nothing else; the `file` storage (SPEC §3) writes a
+//! ([`crate::MemoryStorage`]) keeps nothing else; the `file` storage (docs/STORAGE.md) writes a
 //! segmented log.
 
 use std::fmt;
@@ -15,7 +15,8 @@ use crate::config::{AckMode, TopicConfig};
 use crate::message::{Message, Offset};
 use crate::name::{GroupName, TopicName};
 
-/// How durable an appended message is when the broker confirms it (SPEC §6).
+/// How durable an appended message is when the broker confirms it (PROTOCOL.md,
+/// `durability`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Durability {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use super::cache::CachedFile;
 use crate::storage::StorageError;
 
-/// When appended data is fsynced (SPEC §3).
+/// When appended data is fsynced (docs/STORAGE.md, "fsync policy").
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FsyncPolicy {

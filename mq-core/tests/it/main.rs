@@ -1,4 +1,4 @@
-//! Tests of `mq-core` through its public API: one test per rule of SPEC §2, property tests
+//! Tests of `mq-core` through its public API: one test per rule of the broker model, property tests
 //! over random interleavings, and a bounded multi-threaded stress test.
 
 // Test helpers outside #[test] functions unwrap freely too: a failure is a test failure.

@@ -1,5 +1,5 @@
 //! Property tests over random interleavings of producers, consumers, acks, nacks, timeouts
-//! and detaches, checked against the rules of SPEC §2.
+//! and detaches, checked against the rules of the broker model.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
