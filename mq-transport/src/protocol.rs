@@ -37,9 +37,6 @@ pub fn max_message_size(max_frame: usize) -> u64 {
     (max_frame as u64).saturating_sub(DELIVERY_FRAME_OVERHEAD as u64 + mq_core::dlq::RESERVE)
 }
 
-/// Bytes before a frame's body: length (4), kind (1), request id (4).
-pub const HEADER_LEN: usize = 9;
-
 /// Identifies a request; its reply carries the same id. Server-pushed frames use 0.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RequestId(pub u32);

@@ -54,6 +54,38 @@ mod tests {
         }
     }
 
+    fn docs_and_sources(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            if path.is_dir() && name != "target" && !name.to_string_lossy().starts_with('.') {
+                docs_and_sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs" || e == "md") {
+                out.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn docs_and_comments_cite_only_the_projects_own_documents() {
+        let mut files = Vec::new();
+        docs_and_sources(&workspace_root(), &mut files);
+        let banned = [["SPEC", " §"].concat(), ["../", "shared"].concat()];
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            for needle in &banned {
+                assert!(
+                    !text.contains(needle.as_str()),
+                    "{} cites {needle:?}, a document outside the repository",
+                    file.display()
+                );
+            }
+        }
+    }
+
     /// Which workspace crates each crate may depend on (normal dependencies): the layering
     /// table of docs/ARCHITECTURE.md. Tests may use more, as dev-dependencies.
     const LAYERS: &[(&str, &[&str])] = &[

@@ -7,8 +7,19 @@ use mq_transport::{ClientMsg, ErrorCode, Frame, PROTOCOL_VERSION, ServerMsg};
 
 use super::{Shared, error};
 
-/// Checks a connection's first frame: `Welcome`, or the refusal that ends the connection.
-pub(crate) fn hello(shared: &Shared, frame: Frame<ClientMsg>) -> Result<ServerMsg, ServerMsg> {
+/// Checks a connection's first frame: `Welcome`, or the refusal that ends the connection
+/// (also when the server is `stopping`).
+pub(crate) fn hello(
+    shared: &Shared,
+    frame: Frame<ClientMsg>,
+    stopping: bool,
+) -> Result<ServerMsg, ServerMsg> {
+    if stopping {
+        return Err(error(
+            ErrorCode::ShuttingDown,
+            "the server is shutting down: connect again once it is back",
+        ));
+    }
     let ClientMsg::Hello {
         version,
         client,

@@ -140,7 +140,8 @@ impl Session {
             Ok(Err(e)) => return transport_farewell(&e, peer).and_then(last),
         };
         let hello_id = hello.id;
-        match handshake::hello(&self.shared, hello) {
+        let stopping = *self.stop.borrow();
+        match handshake::hello(&self.shared, hello, stopping) {
             Ok(welcome) => self.send(hello_id, welcome).await,
             Err(refusal) => return Some((hello_id, refusal)),
         }

@@ -20,7 +20,7 @@ use crate::connections::Connections;
 struct Harness {
     client: ClientConnection,
     next_id: u32,
-    _stop: watch::Sender<bool>,
+    stop: watch::Sender<bool>,
 }
 
 impl Harness {
@@ -39,7 +39,7 @@ impl Harness {
         Self {
             client,
             next_id: 1,
-            _stop: stop,
+            stop,
         }
     }
 
@@ -302,4 +302,15 @@ async fn every_name_the_broker_makes_is_usable_in_requests() {
         h.request(ClientMsg::DeleteTopic { topic: dlq }).await,
         ServerMsg::Done
     );
+}
+
+#[tokio::test]
+async fn a_hello_while_the_server_stops_is_refused_with_shutting_down() {
+    let mut h = Harness::start(Broker::new()).await;
+    h.stop.send(true).unwrap();
+    assert_eq!(
+        code(&h.request(hello(PROTOCOL_VERSION)).await),
+        ErrorCode::ShuttingDown
+    );
+    assert!(h.next().await.is_none());
 }
