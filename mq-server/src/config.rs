@@ -201,8 +201,8 @@ impl ServerConfig {
             "max_connections must be at least 1"
         );
         anyhow::ensure!(
-            self.max_frame >= 1024,
-            "max_frame must be at least 1024 bytes"
+            (1024..=u32::MAX as usize).contains(&self.max_frame),
+            "max_frame must be between 1024 and 4294967295 bytes"
         );
         anyhow::ensure!(
             self.segment_bytes >= 4096,

@@ -72,14 +72,12 @@ pub fn encode_frame<M: WireMsg>(
         dst.truncate(start);
         return Err(e);
     }
-    if len > max_frame {
+    let max = max_frame.min(u32::MAX as usize);
+    let Some(length) = u32::try_from(len).ok().filter(|_| len <= max) else {
         dst.truncate(start);
-        return Err(EncodeError::FrameTooLarge {
-            len,
-            max: max_frame,
-        });
-    }
-    dst[start..start + 4].copy_from_slice(&(len as u32).to_be_bytes());
+        return Err(EncodeError::FrameTooLarge { len, max });
+    };
+    dst[start..start + 4].copy_from_slice(&length.to_be_bytes());
     Ok(())
 }
 

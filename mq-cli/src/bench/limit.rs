@@ -20,9 +20,10 @@ pub(crate) async fn run(plan: &Plan) -> anyhow::Result<BenchResult> {
         .context("limit: cannot bind a loopback port")?;
     let addr = listener.local_addr()?;
     let record = plan.size + PER_MESSAGE_OVERHEAD;
+    let prefix = u32::try_from(record).context("limit: --size is too large for a frame")?;
     let mut batch = Vec::with_capacity(plan.batch * (record + 4));
     for _ in 0..plan.batch {
-        batch.extend_from_slice(&(record as u32).to_be_bytes());
+        batch.extend_from_slice(&prefix.to_be_bytes());
         batch.extend(std::iter::repeat_n(0x61u8, record));
     }
     let n = plan.n;

@@ -25,7 +25,7 @@ pub(crate) fn index_path(dir: &Path, base: u64) -> PathBuf {
 }
 
 /// Records which entries an index gets as records are laid out one after another.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct IndexBuilder {
     next_at: u64,
 }

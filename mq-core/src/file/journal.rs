@@ -59,7 +59,37 @@ pub(crate) struct Journal {
     buf: Vec<u8>,
 }
 
+/// Most offsets one `acked` or `delivered` entry carries; longer lists take several.
+const OFFSETS_PER_ENTRY: usize = 1 << 16;
+
+/// Appends the entries of `event` to `buf`.
 fn encode(event: &GroupEvent, buf: &mut Vec<u8>) {
+    match event {
+        GroupEvent::Acked { group, offsets } if offsets.len() > OFFSETS_PER_ENTRY => {
+            for chunk in offsets.chunks(OFFSETS_PER_ENTRY) {
+                let part = GroupEvent::Acked {
+                    group: group.clone(),
+                    offsets: chunk.to_vec(),
+                };
+                encode_entry(&part, buf);
+            }
+        }
+        GroupEvent::Delivered { group, offsets } if offsets.len() > OFFSETS_PER_ENTRY => {
+            for chunk in offsets.chunks(OFFSETS_PER_ENTRY) {
+                let part = GroupEvent::Delivered {
+                    group: group.clone(),
+                    offsets: chunk.to_vec(),
+                };
+                encode_entry(&part, buf);
+            }
+        }
+        event => encode_entry(event, buf),
+    }
+}
+
+/// Appends one entry: its lengths fit their fields, since group names are at most 204
+/// bytes and an entry carries at most [`OFFSETS_PER_ENTRY`] offsets.
+fn encode_entry(event: &GroupEvent, buf: &mut Vec<u8>) {
     let start = buf.len();
     buf.put_u32_le(0);
     buf.put_u32_le(0);
@@ -71,8 +101,9 @@ fn encode(event: &GroupEvent, buf: &mut Vec<u8>) {
         GroupEvent::Floor { group, .. } => (5, group),
     };
     buf.put_u8(kind);
-    buf.put_u16_le(group.as_str().len() as u16);
-    buf.put_slice(group.as_str().as_bytes());
+    let name = group.as_str().as_bytes();
+    buf.put_u16_le(u16::try_from(name.len()).unwrap_or(u16::MAX));
+    buf.put_slice(&name[..name.len().min(usize::from(u16::MAX))]);
     match event {
         GroupEvent::Created {
             ack,
@@ -91,8 +122,9 @@ fn encode(event: &GroupEvent, buf: &mut Vec<u8>) {
         }
         GroupEvent::Deleted { .. } => {}
         GroupEvent::Acked { offsets, .. } | GroupEvent::Delivered { offsets, .. } => {
-            buf.put_u32_le(offsets.len() as u32);
-            for o in offsets {
+            let count = offsets.len().min(OFFSETS_PER_ENTRY);
+            buf.put_u32_le(u32::try_from(count).unwrap_or(u32::MAX));
+            for o in &offsets[..count] {
                 buf.put_u64_le(*o);
             }
         }
@@ -100,7 +132,7 @@ fn encode(event: &GroupEvent, buf: &mut Vec<u8>) {
     }
     let len = buf.len() - start - 8;
     let crc = crc32c::crc32c(&buf[start + 8..]);
-    buf[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
+    buf[start..start + 4].copy_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
     buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 

@@ -20,8 +20,44 @@ use crate::message::{Header, Message, Offset};
 /// Bytes before a record's body: its length and its CRC.
 pub(crate) const FRAME: usize = 8;
 
-/// Appends `message` as a record to `buf`.
-pub(crate) fn encode(message: &Message, buf: &mut Vec<u8>) {
+/// A field of a message longer than a record can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("its {field} of {len} bytes is longer than a record can hold ({max})")]
+pub(crate) struct TooLong {
+    /// Which field.
+    pub(crate) field: &'static str,
+    /// Its length.
+    pub(crate) len: usize,
+    /// The most a record holds.
+    pub(crate) max: usize,
+}
+
+/// `len` as a length field of type `T`, or why it does not fit.
+fn length<T: TryFrom<usize>>(field: &'static str, len: usize, max: usize) -> Result<T, TooLong> {
+    if len > max {
+        return Err(TooLong { field, len, max });
+    }
+    T::try_from(len).map_err(|_| TooLong { field, len, max })
+}
+
+/// Appends `message` as a record to `buf`; on error `buf` is as it was.
+///
+/// # Errors
+/// [`TooLong`] when a field's length does not fit its length field (the key, a header
+/// value or the payload over 4 GiB − 2, a header name over 64 KiB − 1, more than 65,535
+/// headers).
+pub(crate) fn encode(message: &Message, buf: &mut Vec<u8>) -> Result<(), TooLong> {
+    let start = buf.len();
+    let written = encode_fields(message, buf);
+    if written.is_err() {
+        buf.truncate(start);
+    }
+    written
+}
+
+fn encode_fields(message: &Message, buf: &mut Vec<u8>) -> Result<(), TooLong> {
+    const MAX32: usize = (u32::MAX - 1) as usize;
+    const MAX16: usize = u16::MAX as usize;
     let start = buf.len();
     buf.put_u32_le(0);
     buf.put_u32_le(0);
@@ -30,24 +66,25 @@ pub(crate) fn encode(message: &Message, buf: &mut Vec<u8>) {
     buf.put_u8(message.priority);
     match &message.key {
         Some(key) => {
-            buf.put_u32_le(key.len() as u32);
+            buf.put_u32_le(length("key", key.len(), MAX32)?);
             buf.put_slice(key);
         }
         None => buf.put_u32_le(u32::MAX),
     }
-    buf.put_u16_le(message.headers.len() as u16);
+    buf.put_u16_le(length("header count", message.headers.len(), MAX16)?);
     for h in &message.headers {
-        buf.put_u16_le(h.name.len() as u16);
+        buf.put_u16_le(length("header name", h.name.len(), MAX16)?);
         buf.put_slice(h.name.as_bytes());
-        buf.put_u32_le(h.value.len() as u32);
+        buf.put_u32_le(length("header value", h.value.len(), MAX32)?);
         buf.put_slice(&h.value);
     }
-    buf.put_u32_le(message.payload.len() as u32);
+    buf.put_u32_le(length("payload", message.payload.len(), MAX32)?);
     buf.put_slice(&message.payload);
-    let body_len = buf.len() - start - FRAME;
+    let body_len: u32 = length("record", buf.len() - start - FRAME, MAX32)?;
     let crc = crc32c::crc32c(&buf[start + FRAME..]);
-    buf[start..start + 4].copy_from_slice(&(body_len as u32).to_le_bytes());
+    buf[start..start + 4].copy_from_slice(&body_len.to_le_bytes());
     buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
 }
 
 /// Smallest body a record can have: offset, timestamp, priority, absent key, no headers,
@@ -265,8 +302,8 @@ mod tests {
     #[test]
     fn records_round_trip() {
         let mut buf = Vec::new();
-        encode(&sample(), &mut buf);
-        encode(&sample(), &mut buf);
+        encode(&sample(), &mut buf).unwrap();
+        encode(&sample(), &mut buf).unwrap();
         let data = Bytes::from(buf);
         let Read::Record(m, len) = decode(&data, 0) else {
             panic!("first record")
@@ -279,7 +316,7 @@ mod tests {
     #[test]
     fn meta_reads_what_the_log_keeps() {
         let mut buf = Vec::new();
-        encode(&sample(), &mut buf);
+        encode(&sample(), &mut buf).unwrap();
         let data = Bytes::from(buf);
         let (meta, len) = decode_meta(&data, 0).unwrap().unwrap();
         assert_eq!(len, data.len());
@@ -299,7 +336,7 @@ mod tests {
     #[test]
     fn every_cut_and_every_flipped_byte_is_damage_not_a_panic() {
         let mut buf = Vec::new();
-        encode(&sample(), &mut buf);
+        encode(&sample(), &mut buf).unwrap();
         for cut in 1..buf.len() {
             let data = Bytes::copy_from_slice(&buf[..cut]);
             assert!(matches!(decode(&data, 0), Read::Damaged(_)), "cut {cut}");
@@ -315,11 +352,11 @@ mod tests {
     #[test]
     fn reading_resumes_at_the_next_valid_record_after_damage() {
         let mut buf = Vec::new();
-        encode(&sample(), &mut buf);
+        encode(&sample(), &mut buf).unwrap();
         let one = buf.len();
         let mut later = sample();
         later.offset = Offset(43);
-        encode(&later, &mut buf);
+        encode(&later, &mut buf).unwrap();
         for i in 0..one {
             let mut bad = buf.clone();
             bad[i] ^= 0x40;

@@ -148,12 +148,18 @@ impl SegmentLog {
         }
         self.buf.clear();
         let mut entries = Vec::new();
-        let mut builder = IndexBuilder::resume(0);
-        std::mem::swap(&mut builder, &mut self.builder);
+        // Noted on a copy: kept only once the batch is written.
+        let mut builder = self.builder;
         for m in messages {
             let at = self.active_len + self.buf.len() as u64;
             builder.note(m.offset.get(), at, &mut entries);
-            record::encode(m, &mut self.buf);
+            if let Err(e) = record::encode(m, &mut self.buf) {
+                return Err(StorageError {
+                    context: format!("appending to {}", self.what),
+                    message: format!("the message at offset {}: {e}", m.offset),
+                    kind: Some(std::io::ErrorKind::InvalidInput),
+                });
+            }
         }
         let mut index_bytes = Vec::with_capacity(entries.len() * 16);
         index::encode(&entries, &mut index_bytes);
@@ -166,7 +172,6 @@ impl SegmentLog {
         });
         if let Err(e) = written {
             // `builder` is dropped: the entries it noted were not written.
-            self.builder = IndexBuilder::resume(self.active_len);
             self.torn = self.cut_back().is_err();
             return Err(StorageError::io(format!("appending to {}", self.what), &e));
         }

@@ -88,7 +88,9 @@ impl Group {
             && n > 0
             && let Some(slot) = self.attached(id)
         {
-            slot.in_flight += n as u32;
+            slot.in_flight = slot
+                .in_flight
+                .saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
         }
         n
     }
