@@ -33,7 +33,7 @@ pub(crate) fn clean(registry: &Registry, now: Timestamp) -> TickReport {
 
 fn clean_topic(registry: &Registry, topic: &Arc<Topic>, now: Timestamp, report: &mut TickReport) {
     let mut wakers = Vec::new();
-    let mut letters = Vec::new();
+    let letters;
     {
         let mut state = topic.lock();
         let state = &mut *state;
@@ -47,12 +47,7 @@ fn clean_topic(registry: &Registry, topic: &Arc<Topic>, now: Timestamp, report: 
                 dead_by_group.push((name.clone(), dead));
             }
         }
-        for (name, dead) in dead_by_group {
-            match state.dead_messages(&dead) {
-                Ok(batch) => letters.push((name, batch)),
-                Err(e) => report.errors.push(e),
-            }
-        }
+        letters = dead_by_group;
         match state.clean(now) {
             Ok(n) => report.deleted += n,
             Err(e) => report.errors.push(e),
@@ -65,7 +60,14 @@ fn clean_topic(registry: &Registry, topic: &Arc<Topic>, now: Timestamp, report: 
         }
     }
     wakers.into_iter().for_each(Waker::wake);
-    for (group, batch) in letters {
+    for (group, dead) in letters {
+        let batch = match dlq::letters(topic, dead) {
+            Ok(batch) => batch,
+            Err(e) => {
+                report.errors.push(e);
+                continue;
+            }
+        };
         let n = batch.len() as u64;
         match dlq::route(registry, topic, &group, batch) {
             Ok(()) => report.dead_lettered += n,

@@ -187,7 +187,8 @@ impl Consumer {
         let now = self.registry.now();
         let mut wakers = Vec::new();
         let mut dead = Vec::new();
-        let (n, letters) = {
+        let mut picks = Vec::new();
+        {
             let mut state = self.topic.lock();
             let state = &mut *state;
             let group = match state.groups.get_mut(&self.group) {
@@ -197,8 +198,8 @@ impl Consumer {
             if group.expire(now, &mut dead) {
                 group.take_wakers(&mut wakers);
             }
-            let n = state.deliver(&self.group, self.id, now, max, out)?;
-            if n == 0
+            state.pick(&self.group, self.id, now, max, &mut picks);
+            if picks.is_empty()
                 && let Some(waker) = waker
                 && let Some(group) = state.groups.get_mut(&self.group)
             {
@@ -208,9 +209,23 @@ impl Consumer {
             // few only means a message may be delivered a little more often than
             // `max_deliveries` after a crash.
             let _sync = state.persist_groups()?;
-            (n, state.dead_messages(&dead)?)
-        };
+        }
+        // What is not in memory is read back without the topic's lock; a message retention
+        // removed meanwhile is not delivered (the group no longer holds it either).
+        let offsets: Vec<u64> = picks.iter().map(|&(o, _)| o).collect();
+        let before = out.len();
+        let fetched = self.topic.fetch(&offsets)?;
+        for (message, &(_, deliveries)) in fetched.into_iter().zip(&picks) {
+            if let Some(message) = message {
+                out.push(Delivery {
+                    message,
+                    deliveries,
+                });
+            }
+        }
+        let n = out.len() - before;
         self.registry.count_out(n);
+        let letters = dlq::letters(&self.topic, dead)?;
         self.finish(wakers, letters)?;
         Ok(n)
     }
@@ -259,7 +274,7 @@ impl Consumer {
         let mut unknown = Vec::new();
         let mut dead = Vec::new();
         let mut wakers = Vec::new();
-        let (letters, sync) = {
+        let sync = {
             let mut state = self.topic.lock();
             let state = &mut *state;
             let group = match state.groups.get_mut(&self.group) {
@@ -272,12 +287,12 @@ impl Consumer {
                 group.ack(self.id, offsets, &mut unknown);
             }
             group.take_wakers(&mut wakers);
-            let sync = state.persist_groups()?;
-            (state.dead_messages(&dead)?, sync)
+            state.persist_groups()?
         };
         if let Some(sync) = sync {
             sync.wait()?;
         }
+        let letters = dlq::letters(&self.topic, dead)?;
         self.finish(wakers, letters)?;
         if unknown.is_empty() {
             Ok(())
@@ -325,7 +340,7 @@ impl Drop for Consumer {
         let now = self.registry.now();
         let mut dead = Vec::new();
         let mut wakers = Vec::new();
-        let letters = {
+        {
             let mut state = self.topic.lock();
             let state = &mut *state;
             let Some(group) = state.groups.get_mut(&self.group) else {
@@ -338,10 +353,10 @@ impl Drop for Consumer {
             }
             // Best effort: a failed journal write only means a restart redelivers these.
             let _ = state.persist_groups();
-            // Nobody to report a failed read-back to: the messages stay in the log.
-            state.dead_messages(&dead).unwrap_or_default()
         };
         wakers.into_iter().for_each(Waker::wake);
+        // Nobody to report a failed read-back to: the messages stay in the log.
+        let letters = dlq::letters(&self.topic, dead).unwrap_or_default();
         // A consumer being dropped has nobody to report to; what the dead-letter topic
         // refuses stays in the group.
         let _ = dlq::route(&self.registry, &self.topic, &self.group, letters);

@@ -47,6 +47,27 @@ pub const RESERVE: u64 = {
     names + values + 6 * crate::message::HEADER_FRAMING
 };
 
+/// The messages of `dead`, read back where needed, each with why it is dead; those no
+/// longer retained are left out.
+///
+/// # Errors
+/// [`Error::Storage`] when one cannot be read back.
+pub(crate) fn letters(
+    topic: &Topic,
+    dead: Vec<DeadLetter>,
+) -> Result<Vec<(Arc<Message>, DeadLetter)>, Error> {
+    if dead.is_empty() {
+        return Ok(Vec::new());
+    }
+    let offsets: Vec<u64> = dead.iter().map(|d| d.offset).collect();
+    let messages = topic.fetch(&offsets)?;
+    Ok(messages
+        .into_iter()
+        .zip(dead)
+        .filter_map(|(m, d)| m.map(|m| (m, d)))
+        .collect())
+}
+
 /// Appends dead letters of `group` on `topic` to `<topic>.dlq`, then tells the group:
 /// copied messages are done; those the dead-letter topic refused go back to waiting, so
 /// nothing is lost.

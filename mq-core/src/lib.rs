@@ -75,8 +75,8 @@ pub use name::{DLQ_SUFFIX, GroupName, MAX_NAME_LEN, NameError, TopicName};
 pub use receipt::{BatchReceipt, Receipt};
 pub use stats::{BrokerStats, GroupStats, LostRange, TopicInfo, TopicStats};
 pub use storage::{
-    Appended, Durability, GroupEvent, QuarantinedTopic, RecoveredGroup, RecoveredTopic, Recovery,
-    Storage, StorageError, StoredMessage, SyncWait, TopicStore,
+    Appended, Durability, GroupEvent, QuarantinedTopic, ReadBack, RecoveredGroup, RecoveredTopic,
+    Recovery, Storage, StorageError, StoredMessage, SyncWait, TopicStore,
 };
 
 /// The README's Rust examples, compiled and run as doc tests so they stay true.

@@ -5,8 +5,8 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use crate::clock::Timestamp;
-use crate::message::{Message, Offset};
-use crate::storage::{StorageError, StoredMessage, TopicStore};
+use crate::message::Message;
+use crate::storage::StoredMessage;
 
 /// The offsets of one priority level, in increasing order.
 ///
@@ -38,6 +38,17 @@ impl Level {
     pub(crate) fn seq_at_or_after(&self, offset: u64) -> u64 {
         self.removed + self.offsets.partition_point(|&o| o < offset) as u64
     }
+}
+
+/// Where a retained message is.
+#[derive(Debug)]
+pub(crate) enum Lookup {
+    /// In memory.
+    Resident(Arc<Message>),
+    /// Only in the store: read it back.
+    OnDisk,
+    /// Not retained (trimmed, or lost to damage).
+    Gone,
 }
 
 /// What the log knows of every retained message, loaded or not.
@@ -81,7 +92,7 @@ pub(crate) struct Log {
 }
 
 /// Bytes read from the store at once when a message is not in memory.
-const READ_CHUNK: usize = 256 * 1024;
+pub(crate) const READ_CHUNK: usize = 256 * 1024;
 
 impl Log {
     /// An empty log whose next offset is `next`, holding every message in memory.
@@ -195,28 +206,23 @@ impl Log {
         self.slot(offset).filter(|s| !s.lost).map(|s| s.priority)
     }
 
-    /// The message at `offset`, reading it (and those after it) back from `store` when it
-    /// is not in memory; `None` when it is not retained.
-    ///
-    /// # Errors
-    /// [`StorageError`] when the store cannot read it.
-    pub(crate) fn fetch(
-        &mut self,
-        offset: u64,
-        store: &mut dyn TopicStore,
-    ) -> Result<Option<Arc<Message>>, StorageError> {
-        let Some(slot) = self.slot(offset) else {
-            return Ok(None);
-        };
-        if let Some(m) = &slot.message {
-            return Ok(Some(Arc::clone(m)));
+    /// Where the message at `offset` is.
+    pub(crate) fn lookup(&self, offset: u64) -> Lookup {
+        match self.slot(offset) {
+            None => Lookup::Gone,
+            Some(slot) if slot.lost => Lookup::Gone,
+            Some(slot) => match &slot.message {
+                Some(m) => Lookup::Resident(Arc::clone(m)),
+                None => Lookup::OnDisk,
+            },
         }
-        let mut wanted = None;
-        for m in store.read(Offset(offset), READ_CHUNK)? {
+    }
+
+    /// Keeps messages read back from the store in memory (within the budget) for the
+    /// groups that read next.
+    pub(crate) fn cache(&mut self, messages: &[Arc<Message>]) {
+        for m in messages {
             let o = m.offset.get();
-            if o == offset {
-                wanted = Some(Arc::clone(&m));
-            }
             let Some(idx) = o
                 .checked_sub(self.first)
                 .and_then(|i| usize::try_from(i).ok())
@@ -225,23 +231,14 @@ impl Log {
             };
             if let Some(slot) = self.slots.get_mut(idx)
                 && slot.message.is_none()
+                && !slot.lost
             {
                 self.resident_bytes += u64::from(slot.size);
                 self.resident.push_back(o);
-                slot.message = Some(m);
+                slot.message = Some(Arc::clone(m));
             }
         }
         self.evict();
-        wanted.map_or_else(
-            || {
-                Err(StorageError {
-                    context: format!("reading offset {offset} back"),
-                    message: "the store does not hold it".into(),
-                    kind: None,
-                })
-            },
-            |m| Ok(Some(m)),
-        )
     }
 
     /// Drops messages from memory, oldest load first, until within the budget.
@@ -340,7 +337,7 @@ impl Log {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::NewMessage;
+    use crate::{NewMessage, Offset};
 
     fn msg(offset: u64, priority: u8) -> Arc<Message> {
         Arc::new(Message::from_new(

@@ -6,8 +6,8 @@ use crate::config::TopicConfig;
 use crate::message::{Message, Offset};
 use crate::name::TopicName;
 use crate::storage::{
-    Appended, Durability, GroupEvent, RecoveredGroup, Recovery, Storage, StorageError, SyncWait,
-    TopicStore,
+    Appended, Durability, GroupEvent, ReadBack, RecoveredGroup, Recovery, Storage, StorageError,
+    SyncWait, TopicStore,
 };
 
 /// Keeps topics in memory only: everything is gone when the process exits.
@@ -77,7 +77,7 @@ impl TopicStore for MemoryTopic {
         Ok(())
     }
 
-    fn read(&mut self, from: Offset, _max_bytes: usize) -> Result<Vec<Arc<Message>>, StorageError> {
+    fn read(&mut self, from: Offset, _max_bytes: usize) -> Result<ReadBack, StorageError> {
         Err(StorageError {
             context: format!("reading offset {from} back"),
             message: "memory storage keeps every message in memory and cannot read back".into(),

@@ -76,6 +76,33 @@ impl fmt::Debug for SyncWait {
     }
 }
 
+/// A read of stored messages, prepared under the topic's lock and done after it is
+/// released, so that disk reads never hold up the topic's publishers and consumers.
+pub struct ReadBack(Box<dyn FnOnce() -> Result<Vec<Arc<Message>>, StorageError> + Send>);
+
+impl ReadBack {
+    /// A read that runs `read`.
+    pub fn new(
+        read: impl FnOnce() -> Result<Vec<Arc<Message>>, StorageError> + Send + 'static,
+    ) -> Self {
+        Self(Box::new(read))
+    }
+
+    /// Reads the messages.
+    ///
+    /// # Errors
+    /// [`StorageError`] when the medium cannot be read.
+    pub fn read(self) -> Result<Vec<Arc<Message>>, StorageError> {
+        (self.0)()
+    }
+}
+
+impl fmt::Debug for ReadBack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ReadBack")
+    }
+}
+
 /// What a store says about an append.
 #[derive(Debug)]
 pub struct Appended {
@@ -280,13 +307,14 @@ pub trait TopicStore: Send + fmt::Debug {
     /// [`StorageError`] when the medium cannot be written.
     fn compact_groups(&mut self, groups: &[RecoveredGroup]) -> Result<(), StorageError>;
 
-    /// Reads back stored messages from offset `from` on, about `max_bytes` of them (at
-    /// least one when `from` is stored).
+    /// Prepares a read of stored messages from offset `from` on, about `max_bytes` of them
+    /// (at least one when `from` is stored); the read itself runs later, without the
+    /// topic's lock.
     ///
     /// # Errors
     /// [`StorageError`] when the medium cannot be read; a store that never drops messages
     /// from memory is never asked.
-    fn read(&mut self, from: Offset, max_bytes: usize) -> Result<Vec<Arc<Message>>, StorageError>;
+    fn read(&mut self, from: Offset, max_bytes: usize) -> Result<ReadBack, StorageError>;
 
     /// How many bytes of messages a topic on this store keeps in memory; `None`: all of
     /// them (the store cannot read them back).

@@ -11,15 +11,16 @@ use rustc_hash::FxHashMap;
 use crate::clock::Timestamp;
 use crate::config::TopicConfig;
 use crate::error::Error;
-use crate::group::{ConsumerId, Delivery};
-use crate::group::{DeadLetter, Group};
-use crate::log::Log;
+use crate::group::{ConsumerId, Group};
+use crate::log::{Log, Lookup, READ_CHUNK};
 use crate::message::{Message, NewMessage, Offset};
 use crate::name::{GroupName, TopicName};
 use crate::receipt::BatchReceipt;
 use crate::stats::LostRange;
 use crate::stats::TopicStats;
-use crate::storage::{Durability, GroupEvent, RecoveredTopic, StoredMessage, SyncWait, TopicStore};
+use crate::storage::{
+    Durability, GroupEvent, RecoveredTopic, StorageError, StoredMessage, SyncWait, TopicStore,
+};
 
 /// A topic: its name and its state behind a lock.
 #[derive(Debug)]
@@ -37,13 +38,55 @@ pub(crate) struct TopicState {
     pub(crate) groups: FxHashMap<GroupName, Group>,
     pub(crate) store: Box<dyn TopicStore>,
     pub(crate) deleted: bool,
-    /// Scratch space for [`TopicState::deliver`], kept to spare an allocation per call.
-    picks: Vec<(u64, u32)>,
     published: u64,
     last_timestamp: Timestamp,
 }
 
 impl Topic {
+    /// The messages at `offsets`, in order (`None` for one no longer retained): from memory,
+    /// or read back from the store with the topic's lock released during the read.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store cannot read one back.
+    pub(crate) fn fetch(&self, offsets: &[u64]) -> Result<Vec<Option<Arc<Message>>>, Error> {
+        let mut out = Vec::with_capacity(offsets.len());
+        let mut read: FxHashMap<u64, Arc<Message>> = FxHashMap::default();
+        loop {
+            let back = {
+                let mut state = self.lock();
+                let mut next = None;
+                for &offset in &offsets[out.len()..] {
+                    match state.log.lookup(offset) {
+                        Lookup::Resident(m) => out.push(Some(m)),
+                        Lookup::Gone => out.push(None),
+                        Lookup::OnDisk => match read.get(&offset) {
+                            Some(m) => out.push(Some(Arc::clone(m))),
+                            None => {
+                                next = Some(offset);
+                                break;
+                            }
+                        },
+                    }
+                }
+                match next {
+                    None => return Ok(out),
+                    Some(offset) => state.store.read(Offset(offset), READ_CHUNK)?,
+                }
+            };
+            let messages = back.read()?;
+            let wanted = offsets[out.len()];
+            if !messages.iter().any(|m| m.offset.get() == wanted) {
+                return Err(Error::Storage(StorageError {
+                    context: format!("reading offset {wanted} of topic \"{}\" back", self.name),
+                    message: "the store does not hold it".into(),
+                    kind: None,
+                }));
+            }
+            self.lock().log.cache(&messages);
+            read.extend(messages.into_iter().map(|m| (m.offset.get(), m)));
+        }
+    }
+
     /// A new, empty topic.
     pub(crate) fn new(name: TopicName, config: TopicConfig, store: Box<dyn TopicStore>) -> Self {
         let state = TopicState {
@@ -53,7 +96,6 @@ impl Topic {
             groups: FxHashMap::default(),
             store,
             deleted: false,
-            picks: Vec::new(),
             published: 0,
             last_timestamp: Timestamp::default(),
         };
@@ -98,7 +140,6 @@ impl Topic {
             groups,
             store: rec.store,
             deleted: false,
-            picks: Vec::new(),
             last_timestamp,
         };
         Self {
@@ -206,60 +247,19 @@ impl TopicState {
         Ok(())
     }
 
-    /// The retained messages behind dead letters, for the dead-letter topic.
-    ///
-    /// # Errors
-    /// [`Error::Storage`] when a message cannot be read back from the store.
-    pub(crate) fn dead_messages(
-        &mut self,
-        dead: &[DeadLetter],
-    ) -> Result<Vec<(Arc<Message>, DeadLetter)>, Error> {
-        let mut out = Vec::with_capacity(dead.len());
-        for d in dead {
-            if let Some(m) = self.log.fetch(d.offset, self.store.as_mut())? {
-                out.push((m, *d));
-            }
-        }
-        Ok(out)
-    }
-
-    /// Hands up to `max` messages of `group` to `consumer` (see [`Group::deliver`]),
-    /// reading them back from the store when they are not in memory.
-    ///
-    /// # Errors
-    /// [`Error::Storage`] when a message cannot be read back; the deliveries already made
-    /// stay in flight and come back after the ack timeout.
-    pub(crate) fn deliver(
+    /// Picks up to `max` messages for `consumer` of `group` (marking them in flight):
+    /// `(offset, deliveries)` in delivery order, into `picks`.
+    pub(crate) fn pick(
         &mut self,
         group: &GroupName,
         consumer: ConsumerId,
         now: Timestamp,
         max: usize,
-        out: &mut Vec<Delivery>,
-    ) -> Result<usize, Error> {
-        let Some(g) = self.groups.get_mut(group) else {
-            return Ok(0);
-        };
-        let mut picks = std::mem::take(&mut self.picks);
-        picks.clear();
-        g.deliver(&self.log, consumer, now, max, &mut picks);
-        let before = out.len();
-        let fetched = self.fetch_all(&picks, out);
-        self.picks = picks;
-        fetched?;
-        Ok(out.len() - before)
-    }
-
-    fn fetch_all(&mut self, picks: &[(u64, u32)], out: &mut Vec<Delivery>) -> Result<(), Error> {
-        for &(offset, deliveries) in picks {
-            if let Some(message) = self.log.fetch(offset, self.store.as_mut())? {
-                out.push(Delivery {
-                    message,
-                    deliveries,
-                });
-            }
+        picks: &mut Vec<(u64, u32)>,
+    ) {
+        if let Some(g) = self.groups.get_mut(group) {
+            g.deliver(&self.log, consumer, now, max, picks);
         }
-        Ok(())
     }
 
     /// The topic's counters.

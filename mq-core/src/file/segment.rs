@@ -27,7 +27,7 @@ use super::io;
 use super::record::{self, Read};
 use super::sync::SyncFile;
 use crate::message::Message;
-use crate::storage::StorageError;
+use crate::storage::{ReadBack, StorageError};
 
 /// One segment file.
 #[derive(Debug)]
@@ -227,74 +227,26 @@ impl SegmentLog {
         Ok(())
     }
 
-    /// Reads back messages from offset `from` on, about `max_bytes` of them (at least the
-    /// one at `from`, when it is stored). Damaged regions are skipped.
-    pub(crate) fn read(
-        &mut self,
-        from: u64,
-        max_bytes: usize,
-    ) -> Result<Vec<Arc<Message>>, StorageError> {
+    /// Prepares a read of messages from offset `from` on, about `max_bytes` of them (at
+    /// least the one at `from`, when it is stored): the segment and the position to start
+    /// from are found now; the file is read when the returned read runs.
+    pub(crate) fn prepare_read(&mut self, from: u64, max_bytes: usize) -> ReadBack {
         let Some(i) = self
             .segments
             .partition_point(|s| s.base <= from)
             .checked_sub(1)
+            .filter(|&i| from < self.segments[i].end)
         else {
-            return Ok(Vec::new());
+            return ReadBack::new(|| Ok(Vec::new()));
         };
-        let (base, end) = (self.segments[i].base, self.segments[i].end);
-        if from >= end {
-            return Ok(Vec::new());
-        }
+        let base = self.segments[i].base;
         let dir = self.dir.clone();
         let entries = self.segments[i]
             .index
             .get_or_insert_with(|| index::read_index(&dir, base));
         let start = index::position_for(entries, from);
         let path = log_path(&self.dir, base);
-        let mut file = File::open(&path).map_err(io(format!("opening {}", path.display())))?;
-        let mut want = max_bytes.max(64 * 1024);
-        loop {
-            file.seek(SeekFrom::Start(start))
-                .map_err(io(format!("reading {}", path.display())))?;
-            let mut buf = Vec::with_capacity(want);
-            (&mut file)
-                .take(want as u64)
-                .read_to_end(&mut buf)
-                .map_err(io(format!("reading {}", path.display())))?;
-            let complete = buf.len() < want;
-            let data = Bytes::from(buf);
-            let mut out = Vec::new();
-            let mut bytes = 0usize;
-            let mut pos = 0;
-            let mut last = None;
-            loop {
-                match record::decode(&data, pos) {
-                    Read::Record(m, len) => {
-                        pos += len;
-                        last = Some(m.offset.get());
-                        if m.offset.get() >= from {
-                            bytes += len;
-                            out.push(Arc::new(m));
-                            if bytes >= max_bytes {
-                                break;
-                            }
-                        }
-                    }
-                    Read::Damaged(d) if complete || !d.is_cut() => {
-                        match record::find_next(&data, pos + 1, last) {
-                            Some(q) => pos = q,
-                            None => break,
-                        }
-                    }
-                    Read::Damaged(_) | Read::End => break,
-                }
-            }
-            if !out.is_empty() || complete {
-                return Ok(out);
-            }
-            // The record at `from` is larger than what was read: read more.
-            want *= 2;
-        }
+        ReadBack::new(move || read_from(&path, start, from, max_bytes))
     }
 
     /// Deletes every segment whose records all come before `first`.
@@ -311,5 +263,60 @@ impl SegmentLog {
     /// Number of segment files.
     pub(crate) fn segment_count(&self) -> usize {
         self.segments.len()
+    }
+}
+
+/// Reads the records of segment `path` from byte `start` on, and returns those from offset
+/// `from` on: about `max_bytes` of them, at least one when it is there. Damaged regions are
+/// skipped.
+fn read_from(
+    path: &Path,
+    start: u64,
+    from: u64,
+    max_bytes: usize,
+) -> Result<Vec<Arc<Message>>, StorageError> {
+    let mut file = File::open(path).map_err(io(format!("opening {}", path.display())))?;
+    let mut want = max_bytes.max(64 * 1024);
+    loop {
+        file.seek(SeekFrom::Start(start))
+            .map_err(io(format!("reading {}", path.display())))?;
+        let mut buf = Vec::with_capacity(want);
+        (&mut file)
+            .take(want as u64)
+            .read_to_end(&mut buf)
+            .map_err(io(format!("reading {}", path.display())))?;
+        let complete = buf.len() < want;
+        let data = Bytes::from(buf);
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        let mut pos = 0;
+        let mut last = None;
+        loop {
+            match record::decode(&data, pos) {
+                Read::Record(m, len) => {
+                    pos += len;
+                    last = Some(m.offset.get());
+                    if m.offset.get() >= from {
+                        bytes += len;
+                        out.push(Arc::new(m));
+                        if bytes >= max_bytes {
+                            break;
+                        }
+                    }
+                }
+                Read::Damaged(d) if complete || !d.is_cut() => {
+                    match record::find_next(&data, pos + 1, last) {
+                        Some(q) => pos = q,
+                        None => break,
+                    }
+                }
+                Read::Damaged(_) | Read::End => break,
+            }
+        }
+        if !out.is_empty() || complete {
+            return Ok(out);
+        }
+        // The record at `from` is larger than what was read: read more.
+        want *= 2;
     }
 }

@@ -12,7 +12,7 @@ use super::segment::SegmentLog;
 use super::sync::{Flusher, FsyncPolicy};
 use crate::message::{Message, Offset};
 use crate::storage::{
-    Appended, Durability, GroupEvent, RecoveredGroup, StorageError, SyncWait, TopicStore,
+    Appended, Durability, GroupEvent, ReadBack, RecoveredGroup, StorageError, SyncWait, TopicStore,
 };
 
 /// Bytes a segment record adds to a message's encoded size (frame, offset, timestamp,
@@ -86,8 +86,8 @@ impl TopicStore for FileTopic {
         })
     }
 
-    fn read(&mut self, from: Offset, max_bytes: usize) -> Result<Vec<Arc<Message>>, StorageError> {
-        self.log.read(from.get(), max_bytes)
+    fn read(&mut self, from: Offset, max_bytes: usize) -> Result<ReadBack, StorageError> {
+        Ok(self.log.prepare_read(from.get(), max_bytes))
     }
 
     fn resident_budget(&self) -> Option<u64> {

@@ -7,6 +7,7 @@
 mod damage;
 mod faults;
 mod layout;
+mod locking;
 mod properties;
 mod rules;
 mod storage;
