@@ -101,8 +101,10 @@ impl Backend {
                     group: consumer.group().clone(),
                     ack: consumer.ack_mode(),
                     source: Source::Embedded {
-                        embedded: e.clone(),
-                        consumer: Arc::new(consumer),
+                        sub: Arc::new(EmbeddedSub {
+                            embedded: e.clone(),
+                            consumer,
+                        }),
                         buffer: VecDeque::new(),
                     },
                 })
@@ -170,15 +172,23 @@ pub(crate) enum Source {
         window: u32,
     },
     Embedded {
-        embedded: Embedded,
-        consumer: Arc<mq_core::Consumer>,
+        sub: Arc<EmbeddedSub>,
         buffer: VecDeque<mq_core::Delivery>,
     },
+}
+
+/// A consumer of an embedded broker, shared by its source and its settlers.
+#[derive(Debug)]
+pub(crate) struct EmbeddedSub {
+    embedded: Embedded,
+    consumer: mq_core::Consumer,
 }
 
 impl Source {
     /// The next delivery; `Ready(None)` when the subscription ended without an error. For
     /// an auto-ack subscription (`auto`), returns credits to the server as it consumes.
+    /// Inlined into the consumer's poll: a delivery is then moved once, not three times.
+    #[inline]
     pub(crate) fn poll_next(
         &mut self,
         cx: &mut Context<'_>,
@@ -214,14 +224,12 @@ impl Source {
                     Poll::Pending => return Poll::Pending,
                 }
             },
-            Source::Embedded {
-                consumer, buffer, ..
-            } => loop {
+            Source::Embedded { sub, buffer } => loop {
                 if let Some(d) = buffer.pop_front() {
                     return Poll::Ready(Some(Ok(WireDelivery::from(&d))));
                 }
                 let mut taken = Vec::new();
-                match consumer.poll_recv(cx, EMBEDDED_BATCH, &mut taken) {
+                match sub.consumer.poll_recv(cx, EMBEDDED_BATCH, &mut taken) {
                     Poll::Ready(Ok(_)) => buffer.extend(taken),
                     Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
                     Poll::Pending => return Poll::Pending,
@@ -237,9 +245,7 @@ impl Source {
         }
         match self {
             Source::Remote { remote, sub, .. } => Settler::Remote(Arc::clone(remote), *sub),
-            Source::Embedded {
-                embedded, consumer, ..
-            } => Settler::Embedded(embedded.clone(), Arc::clone(consumer)),
+            Source::Embedded { sub, .. } => Settler::Embedded(Arc::clone(sub)),
         }
     }
 
@@ -254,11 +260,11 @@ impl Source {
                 };
                 expect_done(remote.request(msg).await?)
             }
-            Source::Embedded {
-                embedded, consumer, ..
-            } => {
-                let (consumer, offsets) = (Arc::clone(consumer), offsets.to_vec());
-                embedded.call(move |_| consumer.ack_batch(&offsets)).await
+            Source::Embedded { sub, .. } => {
+                let (shared, offsets) = (Arc::clone(sub), offsets.to_vec());
+                sub.embedded
+                    .call(move |_| shared.consumer.ack_batch(&offsets))
+                    .await
             }
         }
     }
@@ -279,7 +285,7 @@ impl Source {
 #[derive(Debug, Clone)]
 pub(crate) enum Settler {
     Remote(Arc<Remote>, SubscriptionId),
-    Embedded(Embedded, Arc<mq_core::Consumer>),
+    Embedded(Arc<EmbeddedSub>),
     /// An auto-ack group: nothing to settle.
     Auto,
 }
@@ -293,12 +299,12 @@ impl Settler {
     ) -> Result<(), ClientError> {
         match self {
             Settler::Auto => Ok(()),
-            Settler::Embedded(embedded, c) => {
-                let (c, offsets) = (Arc::clone(c), offsets.to_vec());
-                embedded
+            Settler::Embedded(sub) => {
+                let (shared, offsets) = (Arc::clone(sub), offsets.to_vec());
+                sub.embedded
                     .call(move |_| match nack {
-                        None => c.ack_batch(&offsets),
-                        Some(delay) => c.nack_batch(&offsets, delay),
+                        None => shared.consumer.ack_batch(&offsets),
+                        Some(delay) => shared.consumer.nack_batch(&offsets, delay),
                     })
                     .await
             }

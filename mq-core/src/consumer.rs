@@ -188,6 +188,8 @@ impl Consumer {
         let mut wakers = Vec::new();
         let mut dead = Vec::new();
         let mut picks = Vec::new();
+        let resident;
+        let before = out.len();
         {
             let mut state = self.topic.lock();
             let state = &mut *state;
@@ -209,18 +211,22 @@ impl Consumer {
             // few only means a message may be delivered a little more often than
             // `max_deliveries` after a crash.
             let _sync = state.persist_groups()?;
+            // What is in memory is taken now, in order, up to the first message that is not.
+            resident = state.take_resident(&picks, out);
         }
-        // What is not in memory is read back without the topic's lock; a message retention
-        // removed meanwhile is not delivered (the group no longer holds it either).
-        let offsets: Vec<u64> = picks.iter().map(|&(o, _)| o).collect();
-        let before = out.len();
-        let fetched = self.topic.fetch(&offsets)?;
-        for (message, &(_, deliveries)) in fetched.into_iter().zip(&picks) {
-            if let Some(message) = message {
-                out.push(Delivery {
-                    message,
-                    deliveries,
-                });
+        // The rest is read back without the topic's lock; a message retention removed
+        // meanwhile is not delivered (the group no longer holds it either).
+        if resident < picks.len() {
+            let rest = &picks[resident..];
+            let offsets: Vec<u64> = rest.iter().map(|&(o, _)| o).collect();
+            let fetched = self.topic.fetch(&offsets)?;
+            for (message, &(_, deliveries)) in fetched.into_iter().zip(rest) {
+                if let Some(message) = message {
+                    out.push(Delivery {
+                        message,
+                        deliveries,
+                    });
+                }
             }
         }
         let n = out.len() - before;

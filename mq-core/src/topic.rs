@@ -11,7 +11,7 @@ use rustc_hash::FxHashMap;
 use crate::clock::Timestamp;
 use crate::config::TopicConfig;
 use crate::error::Error;
-use crate::group::{ConsumerId, Group};
+use crate::group::{ConsumerId, Delivery, Group};
 use crate::log::{Log, Lookup, READ_CHUNK};
 use crate::message::{Message, NewMessage, Offset};
 use crate::name::{GroupName, TopicName};
@@ -245,6 +245,21 @@ impl TopicState {
             .collect();
         self.store.compact_groups(&snapshot)?;
         Ok(())
+    }
+
+    /// Pushes the deliveries of `picks` whose messages are in memory, in order, up to the
+    /// first one that is not (or is gone); returns how many picks it handled.
+    pub(crate) fn take_resident(&self, picks: &[(u64, u32)], out: &mut Vec<Delivery>) -> usize {
+        for (i, &(offset, deliveries)) in picks.iter().enumerate() {
+            match self.log.lookup(offset) {
+                Lookup::Resident(message) => out.push(Delivery {
+                    message,
+                    deliveries,
+                }),
+                Lookup::OnDisk | Lookup::Gone => return i,
+            }
+        }
+        picks.len()
     }
 
     /// Picks up to `max` messages for `consumer` of `group` (marking them in flight):
