@@ -2,6 +2,8 @@
 
 use std::collections::VecDeque;
 
+use crate::message::Offset;
+
 /// The offsets a group has finished with (acked, auto-acked or dead-lettered).
 ///
 /// # Invariants
@@ -20,7 +22,8 @@ pub(crate) struct AckSet {
 
 impl AckSet {
     /// A set in which exactly the offsets below `floor` are done.
-    pub(crate) fn new(floor: u64) -> Self {
+    pub(crate) fn new(floor: Offset) -> Self {
+        let floor = floor.get();
         Self {
             floor,
             base: floor & !63,
@@ -29,12 +32,13 @@ impl AckSet {
     }
 
     /// The lowest offset not yet done.
-    pub(crate) fn floor(&self) -> u64 {
-        self.floor
+    pub(crate) fn floor(&self) -> Offset {
+        Offset(self.floor)
     }
 
     /// Whether `offset` is done.
-    pub(crate) fn contains(&self, offset: u64) -> bool {
+    pub(crate) fn contains(&self, offset: Offset) -> bool {
+        let offset = offset.get();
         if offset < self.floor {
             return true;
         }
@@ -46,10 +50,11 @@ impl AckSet {
     }
 
     /// Marks `offset` done; returns whether it was not done before.
-    pub(crate) fn insert(&mut self, offset: u64) -> bool {
+    pub(crate) fn insert(&mut self, offset: Offset) -> bool {
         if self.contains(offset) {
             return false;
         }
+        let offset = offset.get();
         let idx = offset - self.base;
         let word = usize::try_from(idx / 64).unwrap_or(usize::MAX);
         if self.words.len() <= word {
@@ -63,7 +68,8 @@ impl AckSet {
     }
 
     /// Marks every offset below `floor` done (messages removed from the log).
-    pub(crate) fn raise_floor(&mut self, floor: u64) {
+    pub(crate) fn raise_floor(&mut self, floor: Offset) {
+        let floor = floor.get();
         if floor <= self.floor {
             return;
         }
@@ -79,13 +85,14 @@ impl AckSet {
     }
 
     /// The done offsets above the floor, in increasing order.
-    pub(crate) fn above_floor(&self) -> impl Iterator<Item = u64> + '_ {
+    pub(crate) fn above_floor(&self) -> impl Iterator<Item = Offset> + '_ {
         self.words.iter().enumerate().flat_map(move |(w, &bits)| {
             let base = self.base + 64 * w as u64;
             (0..64u64)
                 .filter(move |i| bits & (1 << i) != 0)
                 .map(move |i| base + i)
                 .filter(move |&o| o >= self.floor)
+                .map(Offset)
         })
     }
 
@@ -110,54 +117,54 @@ mod tests {
 
     #[test]
     fn in_order_acks_advance_the_floor() {
-        let mut s = AckSet::new(0);
+        let mut s = AckSet::new(Offset(0));
         for o in 0..200 {
-            assert!(s.insert(o));
-            assert_eq!(s.floor(), o + 1);
+            assert!(s.insert(Offset(o)));
+            assert_eq!(s.floor(), Offset(o + 1));
         }
-        assert!(!s.insert(5));
+        assert!(!s.insert(Offset(5)));
     }
 
     #[test]
     fn acks_above_a_gap_hold_the_floor_until_the_gap_fills() {
-        let mut s = AckSet::new(10);
-        s.insert(12);
-        s.insert(11);
-        assert_eq!(s.floor(), 10);
-        assert!(s.contains(12) && !s.contains(10));
-        s.insert(10);
-        assert_eq!(s.floor(), 13);
+        let mut s = AckSet::new(Offset(10));
+        s.insert(Offset(12));
+        s.insert(Offset(11));
+        assert_eq!(s.floor(), Offset(10));
+        assert!(s.contains(Offset(12)) && !s.contains(Offset(10)));
+        s.insert(Offset(10));
+        assert_eq!(s.floor(), Offset(13));
     }
 
     #[test]
     fn raise_floor_skips_removed_offsets() {
-        let mut s = AckSet::new(0);
-        s.insert(130);
-        s.raise_floor(130);
-        assert_eq!(s.floor(), 131);
+        let mut s = AckSet::new(Offset(0));
+        s.insert(Offset(130));
+        s.raise_floor(Offset(130));
+        assert_eq!(s.floor(), Offset(131));
     }
 
     proptest! {
         #[test]
         fn ackset_matches_a_plain_set(ops in proptest::collection::vec((0u64..300, any::<bool>()), 0..400)) {
-            let mut s = AckSet::new(0);
+            let mut s = AckSet::new(Offset(0));
             let mut model = std::collections::BTreeSet::new();
             let mut raised = 0;
             for (o, raise) in ops {
                 if raise {
-                    s.raise_floor(o);
+                    s.raise_floor(Offset(o));
                     raised = raised.max(o);
                 } else {
-                    s.insert(o);
+                    s.insert(Offset(o));
                     model.insert(o);
                 }
                 let mut floor = raised;
                 while model.contains(&floor) { floor += 1; }
-                prop_assert_eq!(s.floor(), floor);
+                prop_assert_eq!(s.floor(), Offset(floor));
                 for p in 0..310 {
-                    prop_assert_eq!(s.contains(p), p < raised || model.contains(&p));
+                    prop_assert_eq!(s.contains(Offset(p)), p < raised || model.contains(&p));
                 }
-                let above: Vec<u64> = s.above_floor().collect();
+                let above: Vec<u64> = s.above_floor().map(Offset::get).collect();
                 let want: Vec<u64> = model.iter().copied().filter(|&o| o > floor).collect();
                 prop_assert_eq!(above, want);
             }

@@ -14,7 +14,7 @@ use crate::error::Error;
 use crate::group::{ConsumerId, Group, GroupSettings};
 use crate::log::Log;
 use crate::memory::MemoryTopic;
-use crate::message::NewMessage;
+use crate::message::{NewMessage, Offset};
 use crate::name::{GroupName, TopicName};
 use crate::receipt::{BatchReceipt, Receipt};
 use crate::registry::Registry;
@@ -156,7 +156,7 @@ impl Broker {
                 group.take_wakers(&mut wakers);
             }
             state.groups.clear();
-            state.log = Log::new(0);
+            state.log = Log::new(Offset(0));
             // Close the topic's files now: consumers may keep this state alive after a
             // topic of the same name has been created again.
             state.store = Box::new(MemoryTopic);

@@ -218,7 +218,7 @@ impl Consumer {
         // meanwhile is not delivered (the group no longer holds it either).
         if resident < picks.len() {
             let rest = &picks[resident..];
-            let offsets: Vec<u64> = rest.iter().map(|&(o, _)| o).collect();
+            let offsets: Vec<Offset> = rest.iter().map(|&(o, _)| o).collect();
             let fetched = self.topic.fetch(&offsets)?;
             for (message, &(_, deliveries)) in fetched.into_iter().zip(rest) {
                 if let Some(message) = message {

@@ -11,7 +11,7 @@ use std::task::Waker;
 
 use crate::error::Error;
 use crate::group::DeadLetter;
-use crate::message::{Header, Message, NewMessage};
+use crate::message::{Header, Message, NewMessage, Offset};
 use crate::name::{GroupName, TopicName};
 use crate::registry::Registry;
 use crate::topic::Topic;
@@ -59,7 +59,7 @@ pub(crate) fn letters(
     if dead.is_empty() {
         return Ok(Vec::new());
     }
-    let offsets: Vec<u64> = dead.iter().map(|d| d.offset).collect();
+    let offsets: Vec<Offset> = dead.iter().map(|d| d.offset).collect();
     let messages = topic.fetch(&offsets)?;
     Ok(messages
         .into_iter()
@@ -92,7 +92,7 @@ pub(crate) fn route(
     let copied = registry
         .append(&topic.name.dead_letter(), batch)
         .map(|_| ());
-    let offsets: Vec<u64> = letters.iter().map(|(_, d)| d.offset).collect();
+    let offsets: Vec<Offset> = letters.iter().map(|(_, d)| d.offset).collect();
     let mut wakers = Vec::new();
     let sync = {
         let mut state = topic.lock();

@@ -5,7 +5,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use crate::clock::Timestamp;
-use crate::message::Message;
+use crate::message::{Message, Offset};
 use crate::storage::StoredMessage;
 
 /// The offsets of one priority level, in increasing order.
@@ -15,7 +15,7 @@ use crate::storage::StoredMessage;
 #[derive(Debug, Default)]
 pub(crate) struct Level {
     removed: u64,
-    offsets: VecDeque<u64>,
+    offsets: VecDeque<Offset>,
 }
 
 impl Level {
@@ -30,12 +30,12 @@ impl Level {
     }
 
     /// The offset at sequence `seq`, which must lie in `start()..end()`.
-    pub(crate) fn offset_at(&self, seq: u64) -> u64 {
+    pub(crate) fn offset_at(&self, seq: u64) -> Offset {
         self.offsets[usize::try_from(seq - self.removed).unwrap_or(usize::MAX)]
     }
 
     /// The sequence number of the first entry whose offset is at least `offset`.
-    pub(crate) fn seq_at_or_after(&self, offset: u64) -> u64 {
+    pub(crate) fn seq_at_or_after(&self, offset: Offset) -> u64 {
         self.removed + self.offsets.partition_point(|&o| o < offset) as u64
     }
 }
@@ -96,9 +96,9 @@ pub(crate) const READ_CHUNK: usize = 256 * 1024;
 
 impl Log {
     /// An empty log whose next offset is `next`, holding every message in memory.
-    pub(crate) fn new(next: u64) -> Self {
+    pub(crate) fn new(next: Offset) -> Self {
         Self {
-            first: next,
+            first: next.get(),
             slots: VecDeque::new(),
             lost: VecDeque::new(),
             lost_count: 0,
@@ -115,9 +115,9 @@ impl Log {
     /// `next`, keeping at most about `budget` bytes of them in memory (all, for `None`).
     /// Offsets missing in between were lost: they become holes.
     pub(crate) fn recovered(
-        first: u64,
+        first: Offset,
         runs: Vec<Vec<StoredMessage>>,
-        next: u64,
+        next: Offset,
         budget: Option<u64>,
     ) -> Self {
         let mut log = Self::new(first);
@@ -126,7 +126,7 @@ impl Log {
         for stored in runs.into_iter().flatten() {
             match stored {
                 StoredMessage::Loaded(m) => {
-                    log.lose_until(m.offset.get());
+                    log.lose_until(m.offset);
                     log.push(m);
                 }
                 StoredMessage::OnDisk {
@@ -135,8 +135,8 @@ impl Log {
                     size,
                     priority,
                 } => {
-                    log.lose_until(offset.get());
-                    log.index(offset.get(), priority, size);
+                    log.lose_until(offset);
+                    log.index(offset, priority, size);
                     log.slots.push_back(Slot {
                         timestamp,
                         size: u32::try_from(size).unwrap_or(u32::MAX),
@@ -152,8 +152,8 @@ impl Log {
     }
 
     /// Marks the offsets from `next()` up to `offset` lost.
-    fn lose_until(&mut self, offset: u64) {
-        let from = self.next();
+    fn lose_until(&mut self, offset: Offset) {
+        let (from, offset) = (self.next().get(), offset.get());
         if offset <= from {
             return;
         }
@@ -172,18 +172,18 @@ impl Log {
     }
 
     /// The retained offsets whose messages storage lost, in order.
-    pub(crate) fn lost(&self) -> impl Iterator<Item = Range<u64>> + '_ {
-        self.lost.iter().cloned()
+    pub(crate) fn lost(&self) -> impl Iterator<Item = Range<Offset>> + '_ {
+        self.lost.iter().map(|r| Offset(r.start)..Offset(r.end))
     }
 
     /// The first retained offset (equal to `next()` when empty).
-    pub(crate) fn first(&self) -> u64 {
-        self.first
+    pub(crate) fn first(&self) -> Offset {
+        Offset(self.first)
     }
 
     /// The offset the next appended message gets.
-    pub(crate) fn next(&self) -> u64 {
-        self.first + self.slots.len() as u64
+    pub(crate) fn next(&self) -> Offset {
+        Offset(self.first + self.slots.len() as u64)
     }
 
     /// Number of retained messages (lost offsets not counted).
@@ -196,18 +196,18 @@ impl Log {
         self.bytes
     }
 
-    fn slot(&self, offset: u64) -> Option<&Slot> {
-        let idx = usize::try_from(offset.checked_sub(self.first)?).ok()?;
+    fn slot(&self, offset: Offset) -> Option<&Slot> {
+        let idx = usize::try_from(offset.get().checked_sub(self.first)?).ok()?;
         self.slots.get(idx)
     }
 
     /// The priority of the message at `offset`, if retained.
-    pub(crate) fn priority_of(&self, offset: u64) -> Option<u8> {
+    pub(crate) fn priority_of(&self, offset: Offset) -> Option<u8> {
         self.slot(offset).filter(|s| !s.lost).map(|s| s.priority)
     }
 
     /// Where the message at `offset` is.
-    pub(crate) fn lookup(&self, offset: u64) -> Lookup {
+    pub(crate) fn lookup(&self, offset: Offset) -> Lookup {
         match self.slot(offset) {
             None => Lookup::Gone,
             Some(slot) if slot.lost => Lookup::Gone,
@@ -262,11 +262,13 @@ impl Log {
     }
 
     /// Offset and timestamp of the oldest retained message.
-    pub(crate) fn front(&self) -> Option<(u64, Timestamp)> {
-        self.slots.front().map(|s| (self.first, s.timestamp))
+    pub(crate) fn front(&self) -> Option<(Offset, Timestamp)> {
+        self.slots
+            .front()
+            .map(|s| (Offset(self.first), s.timestamp))
     }
 
-    fn index(&mut self, offset: u64, p: u8, size: u64) {
+    fn index(&mut self, offset: Offset, p: u8, size: u64) {
         let level = &mut self.levels[usize::from(p)];
         if level.offsets.is_empty() && !self.active.contains(&p) {
             let at = self.active.partition_point(|&a| a > p);
@@ -278,9 +280,9 @@ impl Log {
 
     /// Appends a message; its offset must be `next()`.
     pub(crate) fn push(&mut self, message: Arc<Message>) {
-        debug_assert_eq!(message.offset.get(), self.next());
+        debug_assert_eq!(message.offset, self.next());
         let size = message.size();
-        self.index(message.offset.get(), message.priority, size);
+        self.index(message.offset, message.priority, size);
         if self.budget.is_some() {
             self.resident.push_back(message.offset.get());
             self.resident_bytes += size;
@@ -339,6 +341,10 @@ mod tests {
     use super::*;
     use crate::{NewMessage, Offset};
 
+    fn lost(log: &Log) -> Vec<Range<u64>> {
+        log.lost().map(|r| r.start.get()..r.end.get()).collect()
+    }
+
     fn msg(offset: u64, priority: u8) -> Arc<Message> {
         Arc::new(Message::from_new(
             Offset(offset),
@@ -349,7 +355,7 @@ mod tests {
 
     #[test]
     fn log_indexes_messages_by_priority_and_keeps_sequences_on_trim() {
-        let mut log = Log::new(5);
+        let mut log = Log::new(Offset(5));
         for (i, p) in [0u8, 3, 0, 3, 1].into_iter().enumerate() {
             log.push(msg(5 + i as u64, p));
         }
@@ -358,15 +364,15 @@ mod tests {
         assert_eq!(log.bytes(), 15);
         let l3 = log.level(3);
         assert_eq!((l3.start(), l3.end()), (0, 2));
-        assert_eq!(l3.offset_at(1), 8);
+        assert_eq!(l3.offset_at(1), Offset(8));
         log.pop_front();
         log.pop_front();
-        assert_eq!(log.first(), 7);
+        assert_eq!(log.first(), Offset(7));
         assert_eq!(log.level(3).start(), 1);
-        assert_eq!(log.level(3).offset_at(1), 8);
-        assert_eq!(log.level(0).seq_at_or_after(7), 1);
-        assert!(log.priority_of(6).is_none());
-        assert_eq!(log.priority_of(9), Some(1));
+        assert_eq!(log.level(3).offset_at(1), Offset(8));
+        assert_eq!(log.level(0).seq_at_or_after(Offset(7)), 1);
+        assert!(log.priority_of(Offset(6)).is_none());
+        assert_eq!(log.priority_of(Offset(9)), Some(1));
     }
 
     #[test]
@@ -377,17 +383,22 @@ mod tests {
                 .map(|&o| StoredMessage::Loaded(msg(o, 0)))
                 .collect::<Vec<_>>()
         };
-        let mut log = Log::recovered(3, vec![run(&[3, 4]), run(&[7, 8])], 11, None);
-        assert_eq!(log.next(), 11);
+        let mut log = Log::recovered(
+            Offset(3),
+            vec![run(&[3, 4]), run(&[7, 8])],
+            Offset(11),
+            None,
+        );
+        assert_eq!(log.next(), Offset(11));
         assert_eq!(log.len(), 4);
-        assert_eq!(log.lost().collect::<Vec<_>>(), vec![5..7, 9..11]);
+        assert_eq!(lost(&log), vec![5..7, 9..11]);
         assert_eq!(log.level(0).end(), 4);
-        assert!(log.priority_of(5).is_none());
+        assert!(log.priority_of(Offset(5)).is_none());
         for _ in 0..3 {
             log.pop_front();
         }
-        assert_eq!(log.first(), 6);
-        assert_eq!(log.lost().collect::<Vec<_>>(), vec![6..7, 9..11]);
+        assert_eq!(log.first(), Offset(6));
+        assert_eq!(lost(&log), vec![6..7, 9..11]);
         assert_eq!(log.len(), 2);
         assert_eq!(log.bytes(), 6);
     }

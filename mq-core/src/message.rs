@@ -21,6 +21,11 @@ impl Offset {
     pub const fn get(self) -> u64 {
         self.0
     }
+
+    /// The offset after this one.
+    pub const fn next(self) -> Offset {
+        Offset(self.0 + 1)
+    }
 }
 
 impl fmt::Display for Offset {

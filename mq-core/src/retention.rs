@@ -27,7 +27,7 @@ impl RetentionConfig {
 
 impl TopicState {
     /// The lowest offset some group still needs, or `None` when the topic has no groups.
-    pub(crate) fn needed_floor(&self) -> Option<u64> {
+    pub(crate) fn needed_floor(&self) -> Option<Offset> {
         self.groups.values().map(|g| g.floor()).min()
     }
 
@@ -45,7 +45,7 @@ impl TopicState {
         {
             return Ok(());
         }
-        let floor = self.needed_floor().unwrap_or(0);
+        let floor = self.needed_floor().unwrap_or_default();
         let before = self.log.first();
         let retention = &self.config.retention;
         let log = &mut self.log;
@@ -102,11 +102,11 @@ impl TopicState {
             self.log.pop_front();
         }
         self.trimmed(before)?;
-        Ok(self.log.first() - before)
+        Ok(self.log.first().get() - before.get())
     }
 
     /// Tells groups and the store that the log now starts later than `before`.
-    fn trimmed(&mut self, before: u64) -> Result<(), Error> {
+    fn trimmed(&mut self, before: Offset) -> Result<(), Error> {
         let first = self.log.first();
         if first == before {
             return Ok(());
@@ -114,7 +114,7 @@ impl TopicState {
         for group in self.groups.values_mut() {
             group.forget_before(first);
         }
-        self.store.trim_before(Offset(first))?;
+        self.store.trim_before(first)?;
         Ok(())
     }
 }

@@ -126,7 +126,7 @@ pub enum GroupEvent {
         /// Its delivery limit.
         max_deliveries: Option<u32>,
         /// The first offset it reads.
-        start: u64,
+        start: Offset,
     },
     /// A durable group was deleted.
     Deleted {
@@ -138,21 +138,21 @@ pub enum GroupEvent {
         /// The group.
         group: GroupName,
         /// The offsets.
-        offsets: Vec<u64>,
+        offsets: Vec<Offset>,
     },
     /// The group delivered these offsets once more.
     Delivered {
         /// The group.
         group: GroupName,
         /// The offsets.
-        offsets: Vec<u64>,
+        offsets: Vec<Offset>,
     },
     /// The group is done with everything below `floor`.
     Floor {
         /// The group.
         group: GroupName,
         /// The floor.
-        floor: u64,
+        floor: Offset,
     },
 }
 
@@ -168,13 +168,13 @@ pub struct RecoveredGroup {
     /// Its delivery limit.
     pub max_deliveries: Option<u32>,
     /// The first offset it reads.
-    pub start: u64,
+    pub start: Offset,
     /// Everything below is done.
-    pub floor: u64,
+    pub floor: Offset,
     /// Offsets above the floor that are done, in order.
-    pub acked: Vec<u64>,
+    pub acked: Vec<Offset>,
     /// Delivery counts of offsets delivered and not done.
-    pub deliveries: Vec<(u64, u32)>,
+    pub deliveries: Vec<(Offset, u32)>,
 }
 
 /// A message as recovered from storage: whole, or only what the log must know of it.
@@ -207,7 +207,7 @@ pub struct RecoveredTopic {
     /// they become holes of the log that every group counts as settled.
     pub messages: Vec<Vec<StoredMessage>>,
     /// The offset the next message gets: past every offset ever assigned.
-    pub next_offset: u64,
+    pub next_offset: Offset,
     /// The largest [`Message::encoded_size`] among the retained messages.
     pub largest_message: u64,
     /// Its durable groups.

@@ -48,9 +48,9 @@ impl Topic {
     ///
     /// # Errors
     /// [`Error::Storage`] when the store cannot read one back.
-    pub(crate) fn fetch(&self, offsets: &[u64]) -> Result<Vec<Option<Arc<Message>>>, Error> {
+    pub(crate) fn fetch(&self, offsets: &[Offset]) -> Result<Vec<Option<Arc<Message>>>, Error> {
         let mut out = Vec::with_capacity(offsets.len());
-        let mut read: FxHashMap<u64, Arc<Message>> = FxHashMap::default();
+        let mut read: FxHashMap<Offset, Arc<Message>> = FxHashMap::default();
         loop {
             let back = {
                 let mut state = self.lock();
@@ -70,12 +70,12 @@ impl Topic {
                 }
                 match next {
                     None => return Ok(out),
-                    Some(offset) => state.store.read(Offset(offset), READ_CHUNK)?,
+                    Some(offset) => state.store.read(offset, READ_CHUNK)?,
                 }
             };
             let messages = back.read()?;
             let wanted = offsets[out.len()];
-            if !messages.iter().any(|m| m.offset.get() == wanted) {
+            if !messages.iter().any(|m| m.offset == wanted) {
                 return Err(Error::Storage(StorageError {
                     context: format!("reading offset {wanted} of topic \"{}\" back", self.name),
                     message: "the store does not hold it".into(),
@@ -83,7 +83,7 @@ impl Topic {
                 }));
             }
             self.lock().log.cache(&messages);
-            read.extend(messages.into_iter().map(|m| (m.offset.get(), m)));
+            read.extend(messages.into_iter().map(|m| (m.offset, m)));
         }
     }
 
@@ -92,7 +92,7 @@ impl Topic {
         let state = TopicState {
             name: name.clone(),
             config,
-            log: Log::recovered(0, Vec::new(), 0, store.resident_budget()),
+            log: Log::recovered(Offset(0), Vec::new(), Offset(0), store.resident_budget()),
             groups: FxHashMap::default(),
             store,
             deleted: false,
@@ -108,10 +108,10 @@ impl Topic {
     /// A topic as storage recovered it; durable groups come back with their positions.
     pub(crate) fn restore(rec: RecoveredTopic) -> Self {
         let stored = |m: &StoredMessage| match m {
-            StoredMessage::Loaded(m) => (m.offset.get(), m.timestamp),
+            StoredMessage::Loaded(m) => (m.offset, m.timestamp),
             StoredMessage::OnDisk {
                 offset, timestamp, ..
-            } => (offset.get(), *timestamp),
+            } => (*offset, *timestamp),
         };
         let first = rec
             .messages
@@ -135,7 +135,7 @@ impl Topic {
         let state = TopicState {
             name: rec.name.clone(),
             config: rec.config,
-            published: log.next(),
+            published: log.next().get(),
             log,
             groups,
             store: rec.store,
@@ -173,7 +173,7 @@ impl TopicState {
         let first = self.log.next();
         if count == 0 {
             let receipt = BatchReceipt {
-                first: Offset(first),
+                first,
                 count,
                 durability: Durability::Memory,
             };
@@ -186,7 +186,7 @@ impl TopicState {
         self.last_timestamp = timestamp;
         let messages: Vec<Arc<Message>> = batch
             .into_iter()
-            .zip(first..)
+            .zip(first.get()..)
             .map(|(m, offset)| Arc::new(Message::from_new(Offset(offset), timestamp, m)))
             .collect();
         let appended = self.store.append(&messages)?;
@@ -199,7 +199,7 @@ impl TopicState {
             group.take_wakers(wakers);
         }
         let receipt = BatchReceipt {
-            first: Offset(first),
+            first,
             count,
             durability: appended.durability,
         };
@@ -249,7 +249,7 @@ impl TopicState {
 
     /// Pushes the deliveries of `picks` whose messages are in memory, in order, up to the
     /// first one that is not (or is gone); returns how many picks it handled.
-    pub(crate) fn take_resident(&self, picks: &[(u64, u32)], out: &mut Vec<Delivery>) -> usize {
+    pub(crate) fn take_resident(&self, picks: &[(Offset, u32)], out: &mut Vec<Delivery>) -> usize {
         for (i, &(offset, deliveries)) in picks.iter().enumerate() {
             match self.log.lookup(offset) {
                 Lookup::Resident(message) => out.push(Delivery {
@@ -270,7 +270,7 @@ impl TopicState {
         consumer: ConsumerId,
         now: Timestamp,
         max: usize,
-        picks: &mut Vec<(u64, u32)>,
+        picks: &mut Vec<(Offset, u32)>,
     ) {
         if let Some(g) = self.groups.get_mut(group) {
             g.deliver(&self.log, consumer, now, max, picks);
@@ -286,14 +286,14 @@ impl TopicState {
             published: self.published,
             retained: self.log.len(),
             retained_bytes: self.log.bytes(),
-            first_offset: Offset(self.log.first()),
-            next_offset: Offset(self.log.next()),
+            first_offset: self.log.first(),
+            next_offset: self.log.next(),
             lost: self
                 .log
                 .lost()
                 .map(|r| LostRange {
-                    first: Offset(r.start),
-                    last: Offset(r.end - 1),
+                    first: r.start,
+                    last: Offset(r.end.get() - 1),
                 })
                 .collect(),
             groups,

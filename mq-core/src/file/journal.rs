@@ -30,6 +30,7 @@ use super::io;
 use super::sync::SyncFile;
 use crate::ackset::AckSet;
 use crate::config::AckMode;
+use crate::message::Offset;
 use crate::name::GroupName;
 use crate::storage::{GroupEvent, RecoveredGroup, StorageError};
 
@@ -41,9 +42,9 @@ struct Replay {
     ack: AckMode,
     ack_timeout: Duration,
     max_deliveries: Option<u32>,
-    start: u64,
+    start: Offset,
     acks: AckSet,
-    deliveries: FxHashMap<u64, u32>,
+    deliveries: FxHashMap<Offset, u32>,
 }
 
 /// The group journal of one topic.
@@ -118,17 +119,17 @@ fn encode_entry(event: &GroupEvent, buf: &mut Vec<u8>) {
             });
             buf.put_u64_le(u64::try_from(ack_timeout.as_millis()).unwrap_or(u64::MAX));
             buf.put_u32_le(max_deliveries.unwrap_or(0));
-            buf.put_u64_le(*start);
+            buf.put_u64_le(start.get());
         }
         GroupEvent::Deleted { .. } => {}
         GroupEvent::Acked { offsets, .. } | GroupEvent::Delivered { offsets, .. } => {
             let count = offsets.len().min(OFFSETS_PER_ENTRY);
             buf.put_u32_le(u32::try_from(count).unwrap_or(u32::MAX));
             for o in &offsets[..count] {
-                buf.put_u64_le(*o);
+                buf.put_u64_le(o.get());
             }
         }
-        GroupEvent::Floor { floor, .. } => buf.put_u64_le(*floor),
+        GroupEvent::Floor { floor, .. } => buf.put_u64_le(floor.get()),
     }
     let len = buf.len() - start - 8;
     let crc = crc32c::crc32c(&buf[start + 8..]);
@@ -141,9 +142,9 @@ fn decode(body: &[u8]) -> Option<GroupEvent> {
     let kind = c.u8()?;
     let n = c.u16()? as usize;
     let group = GroupName::new_or_ephemeral(std::str::from_utf8(c.take(n)?).ok()?).ok()?;
-    let offsets = |c: &mut Cursor<'_>| -> Option<Vec<u64>> {
+    let offsets = |c: &mut Cursor<'_>| -> Option<Vec<Offset>> {
         let count = c.u32()? as usize;
-        (0..count).map(|_| c.u64()).collect()
+        (0..count).map(|_| c.u64().map(Offset)).collect()
     };
     let event = match kind {
         1 => GroupEvent::Created {
@@ -155,7 +156,7 @@ fn decode(body: &[u8]) -> Option<GroupEvent> {
             },
             ack_timeout: Duration::from_millis(c.u64()?),
             max_deliveries: Some(c.u32()?).filter(|&m| m > 0),
-            start: c.u64()?,
+            start: Offset(c.u64()?),
         },
         2 => GroupEvent::Deleted { group },
         3 => GroupEvent::Acked {
@@ -168,7 +169,7 @@ fn decode(body: &[u8]) -> Option<GroupEvent> {
         },
         5 => GroupEvent::Floor {
             group,
-            floor: c.u64()?,
+            floor: Offset(c.u64()?),
         },
         _ => return None,
     };
@@ -290,7 +291,7 @@ impl Journal {
             .into_iter()
             .map(|(name, g)| {
                 let floor = g.acks.floor();
-                let mut delivered: Vec<u64> = g.deliveries.keys().copied().collect();
+                let mut delivered: Vec<Offset> = g.deliveries.keys().copied().collect();
                 delivered.sort_unstable();
                 RecoveredGroup {
                     name,

@@ -53,6 +53,7 @@ use self::segment::SegmentLog;
 use self::store::FileTopic;
 use self::sync::Flusher;
 use crate::config::TopicConfig;
+use crate::message::Offset;
 use crate::name::TopicName;
 use crate::storage::{
     QuarantinedTopic, RecoveredGroup, RecoveredTopic, Recovery, Storage, StorageError, TopicStore,
@@ -73,11 +74,11 @@ fn seen_offsets(groups: &[RecoveredGroup]) -> u64 {
         .flat_map(|g| {
             [g.floor, g.start]
                 .into_iter()
-                .chain(g.acked.last().map(|o| o + 1))
-                .chain(g.deliveries.iter().map(|(o, _)| o + 1).max())
+                .chain(g.acked.last().map(|o| o.next()))
+                .chain(g.deliveries.iter().map(|(o, _)| o.next()).max())
         })
         .max()
-        .unwrap_or(0)
+        .map_or(0, Offset::get)
 }
 
 /// Topics in files under a data dir, held exclusively by one broker.
@@ -233,7 +234,7 @@ impl FileStorage {
             name: topic,
             config,
             messages: recovered.messages,
-            next_offset: recovered.next,
+            next_offset: Offset(recovered.next),
             largest_message: recovered.largest,
             groups,
             store: Box::new(store),

@@ -7,6 +7,7 @@ use super::{ConsumerId, Group, InFlight, Pick};
 use crate::clock::Timestamp;
 use crate::config::AckMode;
 use crate::log::Log;
+use crate::message::Offset;
 
 impl Group {
     /// Hands up to `max` messages to consumer `id`, within its prefetch window: pushes each
@@ -18,7 +19,7 @@ impl Group {
         id: ConsumerId,
         now: Timestamp,
         max: usize,
-        out: &mut Vec<(u64, u32)>,
+        out: &mut Vec<(Offset, u32)>,
     ) -> usize {
         let manual = self.settings.ack == AckMode::Manual;
         let Some(slot) = self.attached(id) else {

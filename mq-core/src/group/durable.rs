@@ -12,8 +12,8 @@ use crate::storage::{GroupEvent, RecoveredGroup};
 /// Marks the offsets `log` lost as done in `acks`: no group waits for them.
 pub(super) fn settle_lost(acks: &mut AckSet, log: &Log) {
     for lost in log.lost() {
-        for offset in lost.start.max(acks.floor())..lost.end {
-            acks.insert(offset);
+        for offset in lost.start.max(acks.floor()).get()..lost.end.get() {
+            acks.insert(Offset(offset));
         }
     }
 }
@@ -43,7 +43,7 @@ impl Group {
             ack_timeout: rec.ack_timeout,
             max_deliveries: rec.max_deliveries,
         };
-        let start = StartPosition::Offset(Offset(rec.start));
+        let start = StartPosition::Offset(rec.start);
         let mut group = Group::new(rec.name.clone(), settings, start, log);
         group.acks = AckSet::new(rec.floor.max(rec.start));
         for &offset in &rec.acked {
@@ -62,7 +62,7 @@ impl Group {
 
     /// The group's durable state, for a journal snapshot.
     pub(crate) fn snapshot(&self) -> RecoveredGroup {
-        let mut deliveries: Vec<(u64, u32)> = self
+        let mut deliveries: Vec<(Offset, u32)> = self
             .in_flight
             .iter()
             .map(|(&o, f)| (o, f.deliveries))
@@ -103,7 +103,7 @@ impl Group {
         }
     }
 
-    pub(super) fn record_done(&mut self, offset: u64) {
+    pub(super) fn record_done(&mut self, offset: Offset) {
         if let Some(c) = self.journal.as_mut() {
             c.done.push(offset);
         }

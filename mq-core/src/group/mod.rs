@@ -72,7 +72,7 @@ impl Failure {
 /// A message the group gave up on after `max_deliveries`; the topic moves it to the DLQ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct DeadLetter {
-    pub(crate) offset: u64,
+    pub(crate) offset: Offset,
     pub(crate) deliveries: u32,
     pub(crate) failure: Failure,
 }
@@ -104,8 +104,15 @@ struct InFlight {
 
 /// Where the next delivery comes from.
 enum Pick {
-    Fresh { priority: u8, seq: u64, offset: u64 },
-    Again { priority: u8, offset: u64 },
+    Fresh {
+        priority: u8,
+        seq: u64,
+        offset: Offset,
+    },
+    Again {
+        priority: u8,
+        offset: Offset,
+    },
 }
 
 /// A consumer group's state.
@@ -120,12 +127,13 @@ pub(crate) struct Group {
     name: GroupName,
     settings: GroupSettings,
     exclusive: bool,
-    min_offset: u64,
+    min_offset: Offset,
+    /// Per priority level: the sequence number (not an offset) of the next entry to read.
     cursors: Vec<u64>,
-    redeliver: BTreeMap<(Reverse<u8>, u64), u32>,
-    delayed: BTreeMap<(Timestamp, u64), (u8, u32)>,
-    in_flight: FxHashMap<u64, InFlight>,
-    deadlines: VecDeque<(Timestamp, u64)>,
+    redeliver: BTreeMap<(Reverse<u8>, Offset), u32>,
+    delayed: BTreeMap<(Timestamp, Offset), (u8, u32)>,
+    in_flight: FxHashMap<Offset, InFlight>,
+    deadlines: VecDeque<(Timestamp, Offset)>,
     acks: AckSet,
     consumers: Vec<AttachedConsumer>,
     delivered: u64,
@@ -133,10 +141,10 @@ pub(crate) struct Group {
     redelivered: u64,
     dead_lettered: u64,
     /// Delivery counts recovered from storage for messages not yet redelivered.
-    restored: FxHashMap<u64, u32>,
+    restored: FxHashMap<Offset, u32>,
     /// Messages given up on, until their copy is in the dead-letter topic: (priority,
     /// deliveries). Not done yet, so retention keeps them.
-    dying: FxHashMap<u64, (u8, u32)>,
+    dying: FxHashMap<Offset, (u8, u32)>,
     /// For a durable group on a store that keeps group state: changes not yet journaled.
     journal: Option<Changes>,
 }
@@ -144,8 +152,8 @@ pub(crate) struct Group {
 /// Changes to a durable group's state since they were last journaled.
 #[derive(Debug, Default)]
 struct Changes {
-    done: Vec<u64>,
-    delivered: Vec<u64>,
+    done: Vec<Offset>,
+    delivered: Vec<Offset>,
 }
 
 impl Group {
@@ -159,7 +167,7 @@ impl Group {
         let start = match start {
             StartPosition::Earliest => log.first(),
             StartPosition::Latest => log.next(),
-            StartPosition::Offset(o) => o.get().max(log.first()),
+            StartPosition::Offset(o) => o.max(log.first()),
         };
         let cursors = (0..=u8::MAX)
             .map(|p| log.level(p).seq_at_or_after(start))
@@ -199,7 +207,7 @@ impl Group {
     }
 
     /// The lowest offset this group still needs; everything below it is done.
-    pub(crate) fn floor(&self) -> u64 {
+    pub(crate) fn floor(&self) -> Offset {
         self.acks.floor()
     }
 

@@ -13,11 +13,11 @@ impl Group {
     pub(crate) fn ack(&mut self, id: ConsumerId, offsets: &[Offset], unknown: &mut Vec<Offset>) {
         let mut done = 0u32;
         for &offset in offsets {
-            match self.in_flight.get(&offset.get()) {
+            match self.in_flight.get(&offset) {
                 Some(f) if f.consumer == id => {
-                    self.in_flight.remove(&offset.get());
-                    self.acks.insert(offset.get());
-                    self.record_done(offset.get());
+                    self.in_flight.remove(&offset);
+                    self.acks.insert(offset);
+                    self.record_done(offset);
                     self.acked += 1;
                     done += 1;
                 }
@@ -42,10 +42,10 @@ impl Group {
     ) {
         let mut done = 0u32;
         for &offset in offsets {
-            match self.in_flight.get(&offset.get()) {
+            match self.in_flight.get(&offset) {
                 Some(&f) if f.consumer == id => {
-                    self.in_flight.remove(&offset.get());
-                    self.requeue(offset.get(), f, Failure::Nack, delay, now, dead);
+                    self.in_flight.remove(&offset);
+                    self.requeue(offset, f, Failure::Nack, delay, now, dead);
                     done += 1;
                 }
                 _ => unknown.push(offset),
@@ -93,7 +93,7 @@ impl Group {
 
     pub(super) fn requeue(
         &mut self,
-        offset: u64,
+        offset: Offset,
         f: InFlight,
         failure: Failure,
         delay: Option<Duration>,
@@ -128,7 +128,7 @@ impl Group {
     /// Ends the dying of `offsets`: done when their copy reached the dead-letter topic,
     /// otherwise back to waiting (they are tried again, and dead-lettered again, after
     /// their next failed delivery).
-    pub(crate) fn settle_dead(&mut self, offsets: &[u64], copied: bool) {
+    pub(crate) fn settle_dead(&mut self, offsets: &[Offset], copied: bool) {
         for &offset in offsets {
             let Some((priority, deliveries)) = self.dying.remove(&offset) else {
                 continue;
@@ -158,7 +158,7 @@ impl Group {
     }
 
     /// The log's front moved to `first`: forget what was removed.
-    pub(crate) fn forget_before(&mut self, first: u64) {
+    pub(crate) fn forget_before(&mut self, first: Offset) {
         self.acks.raise_floor(first);
         if !self.restored.is_empty() {
             self.restored.retain(|&offset, _| offset >= first);

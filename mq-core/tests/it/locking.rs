@@ -32,10 +32,15 @@ impl Gate {
     }
 
     fn wait_until_reached(&self) {
-        let mut state = self.state.lock().unwrap();
-        while !state.0 {
-            state = self.changed.wait(state).unwrap();
-        }
+        let state = self.state.lock().unwrap();
+        let (state, timeout) = self
+            .changed
+            .wait_timeout_while(state, Duration::from_secs(10), |s| !s.0)
+            .unwrap();
+        assert!(
+            !timeout.timed_out() && state.0,
+            "the slow operation never started"
+        );
     }
 
     fn open(&self) {
