@@ -86,6 +86,86 @@ mod tests {
         }
     }
 
+    /// The top-level modules of mq-core that `text` uses (`crate::<module>` outside
+    /// comments).
+    fn core_modules_used(text: &str, modules: &[String]) -> Vec<String> {
+        let code: String = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        modules
+            .iter()
+            .filter(|m| {
+                let needle = format!("crate::{m}");
+                code.match_indices(&needle).any(|(at, _)| {
+                    !code[at + needle.len()..]
+                        .starts_with(|c: char| c.is_alphanumeric() || c == '_')
+                })
+            })
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn mq_core_modules_form_no_cycle() {
+        let src = workspace_root().join("mq-core/src");
+        let mut modules: Vec<String> = std::fs::read_dir(&src)
+            .unwrap()
+            .filter_map(|e| {
+                let path = e.ok()?.path();
+                let stem = path.file_stem()?.to_str()?.to_owned();
+                (stem != "lib").then_some(stem)
+            })
+            .collect();
+        modules.sort();
+        let mut uses = std::collections::BTreeMap::new();
+        for m in &modules {
+            let mut files = Vec::new();
+            let dir = src.join(m);
+            if dir.is_dir() {
+                rust_files(&dir, &mut files);
+            } else {
+                files.push(src.join(format!("{m}.rs")));
+            }
+            let mut used: Vec<String> = files
+                .iter()
+                .flat_map(|f| core_modules_used(&std::fs::read_to_string(f).unwrap(), &modules))
+                .filter(|u| u != m)
+                .collect();
+            used.sort();
+            used.dedup();
+            uses.insert(m.clone(), used);
+        }
+        // Depth-first search for a path back to where it started.
+        fn reaches(
+            uses: &std::collections::BTreeMap<String, Vec<String>>,
+            from: &str,
+            target: &str,
+            seen: &mut Vec<String>,
+        ) -> bool {
+            for next in &uses[from] {
+                if next == target {
+                    return true;
+                }
+                if !seen.contains(next) {
+                    seen.push(next.clone());
+                    if reaches(uses, next, target, seen) {
+                        return true;
+                    }
+                }
+            }
+            false
+        }
+        for m in &modules {
+            assert!(
+                !reaches(&uses, m, m, &mut Vec::new()),
+                "mq-core module {m} depends on itself through {:?}",
+                uses[m]
+            );
+        }
+    }
+
     /// Which workspace crates each crate may depend on (normal dependencies): the layering
     /// table of docs/ARCHITECTURE.md. Tests may use more, as dev-dependencies.
     const LAYERS: &[(&str, &[&str])] = &[
