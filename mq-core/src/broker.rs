@@ -105,6 +105,12 @@ impl Broker {
         topic: &TopicName,
         batch: Vec<NewMessage>,
     ) -> Result<BatchReceipt, Error> {
+        if let Some(base) = topic.dead_letter_of() {
+            return Err(Error::InvalidName(crate::name::NameError::Reserved {
+                name: topic.to_string(),
+                base: base.to_string(),
+            }));
+        }
         if let Some(limit) = self.registry.max_message {
             for (index, m) in batch.iter().enumerate() {
                 let size = m.encoded_size();

@@ -35,6 +35,18 @@ pub enum NameError {
         /// Its length in bytes.
         len: usize,
     },
+    /// A topic name ending in `.dlq` where only the broker may write: dead-letter topics
+    /// receive the messages their topic's groups give up on, never publishes.
+    #[error(
+        "topic {name:?} is a dead-letter topic: only the broker writes to names ending in \
+         {DLQ_SUFFIX}; publish to {base:?} instead"
+    )]
+    Reserved {
+        /// The rejected name.
+        name: String,
+        /// The topic whose dead-letter topic it is.
+        base: String,
+    },
     /// The name holds a character outside `[A-Za-z0-9._-]` or starts with `.`.
     #[error("{kind} name {name:?} is invalid: use A-Z a-z 0-9 . _ - and do not start with '.'")]
     Invalid {
@@ -114,6 +126,13 @@ impl TopicName {
     /// The name as a string slice.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The topic this is the dead-letter topic of, when its name ends in `.dlq` after a
+    /// valid topic name.
+    pub fn dead_letter_of(&self) -> Option<TopicName> {
+        let base = self.0.strip_suffix(DLQ_SUFFIX)?;
+        TopicName::new(base).ok()
     }
 }
 

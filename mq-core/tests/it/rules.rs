@@ -528,9 +528,11 @@ fn a_message_the_dead_letter_topic_refuses_stays_in_its_group() {
     let mut full = TopicConfig::default();
     full.retention.max_messages = Some(1);
     b.create_topic(&topic("jobs.dlq"), full).unwrap();
-    b.publish(&topic("jobs.dlq"), NewMessage::new("already here"))
-        .unwrap();
     let c = b.subscribe(sub(&t, "g")).unwrap();
+    // A first poison message fills the dead-letter topic.
+    b.publish(&t, NewMessage::new("first poison")).unwrap();
+    let first = c.poll().unwrap().unwrap();
+    c.nack(first.offset(), None).unwrap();
     b.publish(&t, NewMessage::new("poison")).unwrap();
     let d = c.poll().unwrap().unwrap();
     let err = c.nack(d.offset(), None).unwrap_err();
@@ -542,8 +544,24 @@ fn a_message_the_dead_letter_topic_refuses_stays_in_its_group() {
     c.nack(again.offset(), None).unwrap();
     assert!(c.poll().unwrap().is_none());
     let g = &b.groups(&t).unwrap()[0];
-    assert_eq!((g.dead_lettered, g.pending, g.in_flight), (1, 0, 0));
+    assert_eq!((g.dead_lettered, g.pending, g.in_flight), (2, 0, 0));
     assert_eq!(b.topic_stats(&topic("jobs.dlq")).unwrap().retained, 1);
+}
+
+#[test]
+fn only_the_broker_writes_to_a_dead_letter_topic() {
+    let b = Broker::new();
+    let err = b
+        .publish(&topic("jobs.dlq"), NewMessage::new("by hand"))
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidName(mq_core::NameError::Reserved { .. })),
+        "{err}"
+    );
+    assert!(err.to_string().contains("publish to \"jobs\""), "{err}");
+    // Configuring a dead-letter topic's limits stays possible.
+    b.create_topic(&topic("jobs.dlq"), TopicConfig::default())
+        .unwrap();
 }
 
 #[test]

@@ -293,3 +293,45 @@ async fn a_wrong_auth_token_gets_unauthorized_and_is_closed() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_name_a_client_sends_reaches_outside_the_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start_with(&["--data-dir", data.to_str().unwrap()]);
+    let mut raw = Raw::handshaken(&server.addr, None);
+    let long = "x".repeat(300);
+    let names: [&[u8]; 9] = [
+        b"..",
+        b"../escape",
+        b"a/b",
+        b"/abs",
+        b"a\0b",
+        "é".as_bytes(),
+        long.as_bytes(),
+        b".dlq",
+        b"nul\\x",
+    ];
+    for (id, name) in (10..).zip(names) {
+        let mut body = BytesMut::new();
+        body.put_u16(name.len() as u16);
+        body.put_slice(name);
+        body.put_u32(0);
+        raw.write(&raw_frame(0x02, id, &body));
+        let reply = raw.recv();
+        assert_eq!(reply.id.0, id);
+        assert!(
+            matches!(&reply.msg, ServerMsg::Error { code, .. } if *code == ErrorCode::InvalidName || *code == ErrorCode::Malformed),
+            "{name:?}: {:?}",
+            reply.msg
+        );
+    }
+    still_open(&mut raw);
+    let topics: Vec<_> = std::fs::read_dir(data.join("topics")).unwrap().collect();
+    assert!(topics.is_empty(), "{topics:?}");
+    let outside: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(outside, vec![std::ffi::OsString::from("data")]);
+}
