@@ -12,6 +12,8 @@
 //! min_free_disk = 1073741824
 //! auth_token = "secret"
 //! max_connections = 10000
+//! max_subscriptions = 1000
+//! max_prefetch = 10000
 //! max_frame = 16777216
 //! handshake_timeout = "10s"
 //! idle_timeout = "5m"
@@ -100,6 +102,24 @@ pub struct ServerConfig {
         default_value_t = 10_000
     )]
     pub max_connections: usize,
+    /// Most subscriptions one connection may hold; more are refused with
+    /// `too_many_subscriptions`
+    #[arg(
+        long,
+        env = "MQ_MAX_SUBSCRIPTIONS",
+        value_name = "N",
+        default_value_t = 1_000
+    )]
+    pub max_subscriptions: usize,
+    /// Largest prefetch window a consumer gets; a larger request is granted this (Subscribed
+    /// says what was granted)
+    #[arg(
+        long,
+        env = "MQ_MAX_PREFETCH",
+        value_name = "N",
+        default_value_t = 10_000
+    )]
+    pub max_prefetch: u32,
     /// Largest frame accepted or sent, in bytes (it bounds the largest message too)
     #[arg(long, env = "MQ_MAX_FRAME", value_name = "BYTES", default_value_t = mq_transport::DEFAULT_MAX_FRAME)]
     pub max_frame: usize,
@@ -199,6 +219,10 @@ impl ServerConfig {
         anyhow::ensure!(
             self.max_connections > 0,
             "max_connections must be at least 1"
+        );
+        anyhow::ensure!(
+            self.max_subscriptions > 0 && self.max_prefetch > 0,
+            "max_subscriptions and max_prefetch must be at least 1"
         );
         anyhow::ensure!(
             (1024..=u32::MAX as usize).contains(&self.max_frame),

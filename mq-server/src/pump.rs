@@ -19,19 +19,29 @@ const MAX_BATCH: usize = 512;
 #[derive(Debug)]
 pub(crate) struct Credits {
     available: AtomicU64,
+    /// The window granted: credits never add up beyond it.
+    window: u64,
     notify: Notify,
 }
 
 impl Credits {
-    pub(crate) fn new(initial: u32) -> Self {
+    /// A window of `window` credits, all available.
+    pub(crate) fn new(window: u32) -> Self {
         Self {
-            available: AtomicU64::new(u64::from(initial)),
+            available: AtomicU64::new(u64::from(window)),
+            window: u64::from(window),
             notify: Notify::new(),
         }
     }
 
+    /// Returns `n` credits, up to the window.
     pub(crate) fn add(&self, n: u32) {
-        self.available.fetch_add(u64::from(n), Ordering::AcqRel);
+        let window = self.window;
+        let _ = self
+            .available
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |a| {
+                Some(a.saturating_add(u64::from(n)).min(window))
+            });
         self.notify.notify_one();
     }
 

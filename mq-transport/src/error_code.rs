@@ -83,6 +83,8 @@ error_codes! {
     UnknownSubscription = 21, "unknown_subscription";
     /// The topic's files could not be read at start; it is set aside until repaired.
     TopicQuarantined = 22, "topic_quarantined";
+    /// The connection holds as many subscriptions as the server allows.
+    TooManySubscriptions = 23, "too_many_subscriptions";
     /// Storage failed.
     Storage = 30, "storage";
     /// The server has too many connections.

@@ -57,7 +57,8 @@ impl Session {
         match &s.credits {
             Some(c) => c.add(credits),
             None => {
-                s.prefetch = s.prefetch.saturating_add(credits);
+                let max = self.shared.config.max_prefetch;
+                s.prefetch = s.prefetch.saturating_add(credits).min(max);
                 s.consumer.set_prefetch(s.prefetch);
             }
         }

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use mq_core::{AckMode, Consumer, Offset, Subscription};
-use mq_transport::{RequestId, ServerMsg, SubscribeRequest, SubscriptionId};
+use mq_transport::{ErrorCode, RequestId, ServerMsg, SubscribeRequest, SubscriptionId};
 use tokio::task::JoinHandle;
 
 use super::settle::unknown_sub;
-use super::{Session, done_or};
+use super::{Session, done_or, error};
 use crate::pump::{Credits, Pump};
 
 /// One subscription of a session.
@@ -37,25 +37,37 @@ impl Session {
         id: RequestId,
         req: SubscribeRequest,
     ) -> Option<ServerMsg> {
-        let mut sub = Subscription::new(req.topic.clone())
-            .start(req.start)
-            .exclusive(req.exclusive);
-        sub.group = req.group;
-        sub.ack = req.ack;
-        if req.prefetch > 0 {
-            sub.prefetch = Some(req.prefetch);
+        let limits = &self.shared.config;
+        if self.subs.len() >= limits.max_subscriptions {
+            return Some(error(
+                ErrorCode::TooManySubscriptions,
+                format!(
+                    "this connection holds {} subscriptions, the server's limit \
+                     (--max-subscriptions): unsubscribe one or open another connection",
+                    self.subs.len()
+                ),
+            ));
         }
-        let consumer = match self.shared.durable(move |b| b.subscribe(sub)).await {
-            Ok(c) => Arc::new(c),
-            Err(e) => return Some(ServerMsg::error(&e)),
-        };
-        let prefetch = if req.prefetch > 0 {
+        // A window larger than the server allows is granted at the maximum: Subscribed says
+        // what the consumer got.
+        let requested = if req.prefetch > 0 {
             req.prefetch
         } else {
             self.shared
                 .broker
                 .describe(&req.topic)
                 .map_or(mq_core::DEFAULT_PREFETCH, |i| i.config.groups.prefetch)
+        };
+        let prefetch = requested.min(limits.max_prefetch);
+        let mut sub = Subscription::new(req.topic.clone())
+            .start(req.start)
+            .exclusive(req.exclusive)
+            .prefetch(prefetch);
+        sub.group = req.group;
+        sub.ack = req.ack;
+        let consumer = match self.shared.durable(move |b| b.subscribe(sub)).await {
+            Ok(c) => Arc::new(c),
+            Err(e) => return Some(ServerMsg::error(&e)),
         };
         let sub_id = SubscriptionId(self.next_sub);
         self.next_sub = self.next_sub.wrapping_add(1).max(1);

@@ -322,3 +322,66 @@ async fn a_hello_while_the_server_stops_is_refused_with_shutting_down() {
     );
     assert!(h.next().await.is_none());
 }
+
+#[tokio::test]
+async fn a_prefetch_above_the_maximum_is_granted_the_maximum() {
+    let mut h = Harness::handshaken(Broker::new()).await;
+    let mut wide = SubscribeRequest {
+        topic: topic(),
+        group: None,
+        start: StartPosition::Earliest,
+        ack: Some(AckMode::Manual),
+        exclusive: false,
+        prefetch: u32::MAX,
+    };
+    let ServerMsg::Subscribed { prefetch, .. } =
+        h.request(ClientMsg::Subscribe(wide.clone())).await
+    else {
+        panic!("not subscribed")
+    };
+    assert_eq!(prefetch, ServerConfig::default().max_prefetch);
+    wide.prefetch = 5;
+    let ServerMsg::Subscribed { prefetch, .. } = h.request(ClientMsg::Subscribe(wide)).await else {
+        panic!("not subscribed")
+    };
+    assert_eq!(
+        prefetch, 5,
+        "a window within the maximum is granted as asked"
+    );
+}
+
+#[tokio::test]
+async fn subscriptions_beyond_the_per_connection_maximum_are_refused() {
+    let broker = Broker::new();
+    let transport = InProcessTransport::new();
+    let mut listener = transport.bind("").await.unwrap();
+    let client = transport.connect(&listener.local_addr()).await.unwrap();
+    let conn = listener.accept().await.unwrap();
+    let config = ServerConfig {
+        max_subscriptions: 2,
+        ..ServerConfig::default()
+    };
+    let shared = Shared {
+        broker,
+        config: Arc::new(config),
+        connections: Arc::new(Connections::default()),
+    };
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(Session::new(shared, stopped).run(conn));
+    let mut h = Harness {
+        client,
+        next_id: 1,
+        stop,
+    };
+    assert!(matches!(
+        h.request(hello(PROTOCOL_VERSION)).await,
+        ServerMsg::Welcome { .. }
+    ));
+    for _ in 0..2 {
+        let reply = h.request(subscribe(AckMode::Manual)).await;
+        assert!(matches!(reply, ServerMsg::Subscribed { .. }), "{reply:?}");
+    }
+    let third = h.request(subscribe(AckMode::Manual)).await;
+    assert_eq!(code(&third), ErrorCode::TooManySubscriptions);
+    assert_eq!(h.request(ClientMsg::Ping).await, ServerMsg::Pong);
+}
