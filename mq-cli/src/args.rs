@@ -26,6 +26,30 @@ pub(crate) struct Cli {
         hide_env_values = true
     )]
     pub(crate) token: Option<String>,
+    /// Speak TLS, trusting this CA (PEM) for the server's certificate
+    #[arg(long, global = true, env = "MQ_TLS_CA", value_name = "FILE")]
+    pub(crate) tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for a server that requires one (with --tls-key)
+    #[arg(
+        long,
+        global = true,
+        env = "MQ_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub(crate) tls_cert: Option<std::path::PathBuf>,
+    /// Private key (PEM) of --tls-cert
+    #[arg(
+        long,
+        global = true,
+        env = "MQ_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub(crate) tls_key: Option<std::path::PathBuf>,
+    /// Name the server's certificate must carry [default: the host of --server]
+    #[arg(long, global = true, env = "MQ_TLS_SERVER_NAME", value_name = "NAME")]
+    pub(crate) tls_server_name: Option<String>,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -233,6 +257,19 @@ pub(crate) struct BenchArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub(crate) format: Format,
+}
+
+impl Cli {
+    /// The TLS setup the flags ask for: TLS when any TLS flag is given.
+    pub(crate) fn tls(&self) -> Option<mq_client::ClientTls> {
+        let wanted =
+            self.tls_ca.is_some() || self.tls_cert.is_some() || self.tls_server_name.is_some();
+        wanted.then(|| mq_client::ClientTls {
+            ca: self.tls_ca.clone(),
+            identity: self.tls_cert.clone().zip(self.tls_key.clone()),
+            server_name: self.tls_server_name.clone(),
+        })
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -56,6 +56,7 @@ async fn connect(cli: &Cli) -> anyhow::Result<Client> {
     let config = ClientConfig {
         name: format!("mq {}", env!("CARGO_PKG_VERSION")),
         token: cli.token.clone(),
+        tls: cli.tls(),
         ..ClientConfig::default()
     };
     Ok(Client::connect_with(&cli.server, config).await?)

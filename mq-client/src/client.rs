@@ -9,7 +9,7 @@ use mq_core::{
     TopicConfig, TopicInfo, TopicName, TopicStats,
 };
 use mq_transport::{
-    ClientMsg, PROTOCOL_VERSION, ServerMsg, TcpTransport, Transport, TransportError,
+    ClientMsg, ClientTls, PROTOCOL_VERSION, ServerMsg, TcpTransport, Transport, TransportError,
 };
 
 use crate::backend::{Backend, PublishWait};
@@ -30,6 +30,9 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// The transport (default: TCP).
     pub transport: Arc<dyn Transport>,
+    /// Speak TLS over TCP, trusting and presenting what this says (the `transport` is
+    /// then TCP with TLS).
+    pub tls: Option<ClientTls>,
 }
 
 impl Default for ClientConfig {
@@ -39,6 +42,7 @@ impl Default for ClientConfig {
             token: None,
             request_timeout: Duration::from_secs(30),
             transport: Arc::new(TcpTransport::default()),
+            tls: None,
         }
     }
 }
@@ -76,10 +80,28 @@ impl Client {
     /// # Errors
     /// As [`Client::connect`].
     pub async fn connect_with(addr: &str, config: ClientConfig) -> Result<Self, ClientError> {
-        let conn = config.transport.connect(addr).await.map_err(|e| match e {
+        let tls_transport;
+        let transport: &dyn Transport = match &config.tls {
+            Some(tls) => {
+                tls_transport =
+                    TcpTransport::default()
+                        .with_client_tls(tls)
+                        .map_err(|e| ClientError::Tls {
+                            addr: addr.to_owned(),
+                            reason: e.to_string(),
+                        })?;
+                &tls_transport
+            }
+            None => config.transport.as_ref(),
+        };
+        let conn = transport.connect(addr).await.map_err(|e| match e {
             TransportError::Io { source, .. } => ClientError::ConnectionRefused {
                 addr: addr.to_owned(),
                 reason: source.to_string(),
+            },
+            TransportError::Tls(reason) => ClientError::Tls {
+                addr: addr.to_owned(),
+                reason,
             },
             other => ClientError::ConnectionRefused {
                 addr: addr.to_owned(),

@@ -7,6 +7,16 @@ use mq_transport::ErrorCode;
 /// A client failure.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ClientError {
+    /// TLS could not be set up with the server: a handshake that failed (an untrusted or
+    /// expired certificate, a wrong server name), TLS on one side only, or unreadable
+    /// certificate files.
+    #[error("TLS with the server at {addr} failed: {reason}")]
+    Tls {
+        /// The address.
+        addr: String,
+        /// What failed.
+        reason: String,
+    },
     /// Nothing accepted the connection.
     #[error("cannot connect to the server at {addr}: {reason}: is mq-server running there?")]
     ConnectionRefused {

@@ -49,4 +49,5 @@ pub use mq_core::{
     NewMessage, Offset, Overflow, QuarantinedTopic, RetentionConfig, StartPosition, Subscription,
     Timestamp, TopicConfig, TopicInfo, TopicName, TopicStats, dlq,
 };
+pub use mq_transport::ClientTls;
 pub use producer::{Producer, ProducerConfig, QueuedBatch};

@@ -11,6 +11,8 @@
 //! resident_bytes = 67108864
 //! min_free_disk = 1073741824
 //! auth_token = "secret"
+//! tls_cert = "/etc/mq/server.pem"
+//! tls_key = "/etc/mq/server.key"
 //! max_connections = 10000
 //! max_subscriptions = 1000
 //! max_prefetch = 10000
@@ -94,6 +96,23 @@ pub struct ServerConfig {
     )]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_token: Option<String>,
+    /// Serve TLS with this certificate chain (PEM; with --tls-key). Reloaded on SIGHUP
+    #[arg(long, env = "MQ_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM)
+    #[arg(long, env = "MQ_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Require clients to present a certificate signed by this CA (PEM): mutual TLS
+    #[arg(
+        long,
+        env = "MQ_TLS_CLIENT_CA",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Most connections served at once; more are refused with `server_busy`
     #[arg(
         long,
@@ -192,6 +211,24 @@ impl ServerConfig {
             })?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// The TLS files these settings name, if TLS is on.
+    ///
+    /// # Errors
+    /// When only one of the certificate and the key is given, or a client CA without them.
+    pub fn tls_files(&self) -> anyhow::Result<Option<mq_transport::ServerTlsFiles>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some(mq_transport::ServerTlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: self.tls_client_ca.clone(),
+            })),
+            (None, None) if self.tls_client_ca.is_none() => Ok(None),
+            _ => anyhow::bail!(
+                "TLS needs both tls_cert and tls_key (and tls_client_ca only with them)"
+            ),
+        }
     }
 
     /// The file storage options these settings ask for.

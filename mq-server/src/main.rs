@@ -5,6 +5,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Parser};
@@ -141,20 +142,59 @@ fn serve(config: ServerConfig) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let tls = match config.tls_files()? {
+        Some(files) => Some(
+            mq_transport::ServerTls::load(files.clone())
+                .with_context(|| format!("cannot set up TLS from {}", files.cert.display()))?,
+        ),
+        None => None,
+    };
     runtime.block_on(async {
-        let transport = TcpTransport::new(config.max_frame);
+        let mut transport = TcpTransport::new(config.max_frame);
+        if let Some(tls) = &tls {
+            transport = transport.with_server_tls(Arc::clone(tls));
+            tokio::spawn(reload_tls_on_sighup(Arc::clone(tls)));
+        }
         let listener = transport
             .bind(&config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr();
-        tracing::info!(%addr, storage = ?config.storage, data_dir = %config.data_dir.display(), "mq-server ready");
+        let tls_mode = match &tls {
+            Some(t) if t.mutual() => "TLS with client certificates",
+            Some(_) => "TLS",
+            None => "plaintext",
+        };
+        tracing::info!(%addr, storage = ?config.storage, data_dir = %config.data_dir.display(), transport = tls_mode, "mq-server ready");
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "listening on {addr}").context("cannot write to stdout")?;
         stdout.flush().context("cannot write to stdout")?;
         drop(stdout);
         mq_server::run(listener, broker, config, shutdown_signal()).await
     })
+}
+
+/// Reloads the TLS certificate, key and client CA on every SIGHUP: new connections get
+/// them, established ones keep theirs.
+async fn reload_tls_on_sighup(tls: Arc<mq_transport::ServerTls>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot watch SIGHUP: TLS files will not be reloaded");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match tls.reload() {
+                Ok(()) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: TLS reload failed; the previous certificate stays")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tls;
 }
 
 /// Completes on SIGINT or SIGTERM.

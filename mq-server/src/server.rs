@@ -6,9 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mq_core::Broker;
-use mq_transport::{
-    ErrorCode, Frame, Listener, RequestId, ServerConnection, ServerMsg, TransportError,
-};
+use mq_transport::{Accepted, ErrorCode, Frame, Listener, RequestId, ServerMsg, TransportError};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
@@ -69,13 +67,12 @@ pub async fn run(
                 let accepted = tokio::time::timeout(MIN_ACCEPT_BACKOFF, listener.accept()).await;
                 if let Ok(Ok(conn)) = accepted {
                     tracing::warn!(peer = %conn.peer, "refusing connection: out of file descriptors (raise ulimit -n)");
-                    refuse_busy(
-                        conn,
-                        "server has run out of file descriptors: retry later (its operator \
-                         should raise its open-file limit)"
-                            .into(),
-                    )
-                    .await;
+                    let why = "server has run out of file descriptors: retry later (its operator \
+                               should raise its open-file limit)";
+                    // Inline, so that its descriptor is closed before the spare is taken
+                    // back; briefly, since the accept loop waits.
+                    let brief = config.handshake_timeout.min(Duration::from_secs(1));
+                    refuse_busy(conn, why.into(), brief).await;
                 }
                 spare = std::fs::File::open("/dev/null").ok();
                 continue;
@@ -93,12 +90,19 @@ pub async fn run(
                 "server has reached its limit of {} connections: retry later",
                 config.max_connections
             );
-            tokio::spawn(refuse_busy(conn, why));
+            tokio::spawn(refuse_busy(conn, why, config.handshake_timeout));
             continue;
         };
         let session = Session::new(shared.clone(), stop_rx.clone());
+        let deadline = config.handshake_timeout;
         sessions.spawn(async move {
-            session.run(conn).await;
+            // The TLS handshake, if any, runs here: a slow client holds up nobody else.
+            let peer = conn.peer.clone();
+            match tokio::time::timeout(deadline, conn.establish()).await {
+                Ok(Ok(conn)) => session.run(conn).await,
+                Ok(Err(e)) => tracing::warn!(%peer, error = %e, "connection not established"),
+                Err(_) => tracing::warn!(%peer, "connection not established within the handshake deadline"),
+            }
             drop(permit);
         });
     }
@@ -136,7 +140,10 @@ fn out_of_descriptors(e: &TransportError) -> bool {
 }
 
 /// Tells a connection it is refused and why (`server_busy`), then closes it.
-async fn refuse_busy(mut conn: ServerConnection, why: String) {
+async fn refuse_busy(accepted: Accepted, why: String, deadline: Duration) {
+    let Ok(Ok(mut conn)) = tokio::time::timeout(deadline, accepted.establish()).await else {
+        return;
+    };
     let frame = Frame::new(
         RequestId(0),
         ServerMsg::Error {

@@ -10,8 +10,8 @@ use tokio::sync::mpsc;
 
 use crate::protocol::Frame;
 use crate::transport::{
-    ClientConnection, Connection, FrameRead, FrameWrite, Incoming, Listener, ServerConnection,
-    Transport, TransportError,
+    Accepted, ClientConnection, Connection, FrameRead, FrameWrite, Incoming, Listener,
+    ServerConnection, Transport, TransportError,
 };
 
 /// Frames in flight per direction before the sender waits.
@@ -107,8 +107,12 @@ impl Drop for ChannelListener {
 
 #[async_trait]
 impl Listener for ChannelListener {
-    async fn accept(&mut self) -> Result<ServerConnection, TransportError> {
-        self.rx.recv().await.ok_or(TransportError::Closed)
+    async fn accept(&mut self) -> Result<Accepted, TransportError> {
+        self.rx
+            .recv()
+            .await
+            .map(Accepted::ready)
+            .ok_or(TransportError::Closed)
     }
 
     fn local_addr(&self) -> String {

@@ -18,6 +18,7 @@ mod kinds;
 pub mod protocol;
 mod server_frames;
 mod tcp;
+pub mod tls;
 mod transport;
 pub mod wire;
 mod writer;
@@ -31,8 +32,9 @@ pub use protocol::{
     max_message_size,
 };
 pub use tcp::TcpTransport;
+pub use tls::{ClientTls, ServerTls, ServerTlsFiles, TlsError};
 pub use transport::{
-    ClientConnection, Connection, FrameRead, FrameWrite, Incoming, Listener, ServerConnection,
-    Transport, TransportError,
+    Accepted, ClientConnection, Connection, FrameRead, FrameWrite, Incoming, Listener,
+    ServerConnection, Transport, TransportError,
 };
 pub use writer::write_queued;

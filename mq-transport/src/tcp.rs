@@ -1,26 +1,36 @@
-//! [`TcpTransport`]: frames over TCP with [`FrameCodec`].
+//! [`TcpTransport`]: frames over TCP with [`FrameCodec`], in clear or inside TLS.
+//!
+//! With TLS the server reads the first byte a client sends before the handshake: a client
+//! that speaks mq in clear (its first byte is a frame length, not a TLS handshake record)
+//! gets an mq `Error` frame saying the port speaks TLS, instead of a silent close.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use bytes::BytesMut;
 use futures::{SinkExt, StreamExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::{FramedRead, FramedWrite};
 
 use crate::codec::{CodecError, FrameCodec};
-use crate::frame::WireMsg;
-use crate::protocol::{ClientMsg, DEFAULT_MAX_FRAME, Frame, ServerMsg};
+use crate::frame::{WireMsg, encode_frame};
+use crate::protocol::{ClientMsg, DEFAULT_MAX_FRAME, ErrorCode, Frame, RequestId, ServerMsg};
+use crate::tls::{self, ClientTls, ClientTlsReady, ServerTls, TLS_HANDSHAKE, TlsError};
 use crate::transport::{
-    ClientConnection, Connection, FrameRead, FrameWrite, Incoming, Listener, ServerConnection,
-    Transport, TransportError,
+    Accepted, ClientConnection, Connection, FrameRead, FrameWrite, Incoming, Listener,
+    ServerConnection, Transport, TransportError,
 };
 
 /// Read buffer reserved per connection; grows on demand up to one maximum frame.
 const READ_BUFFER: usize = 64 * 1024;
 
-/// TCP with length-prefixed frames.
-#[derive(Debug, Clone, Copy)]
+/// TCP with length-prefixed frames, optionally inside TLS.
+#[derive(Debug, Clone)]
 pub struct TcpTransport {
     max_frame: usize,
+    server_tls: Option<Arc<ServerTls>>,
+    client_tls: Option<ClientTlsReady>,
 }
 
 impl Default for TcpTransport {
@@ -30,19 +40,36 @@ impl Default for TcpTransport {
 }
 
 impl TcpTransport {
-    /// A TCP transport accepting frames up to `max_frame` bytes.
+    /// A TCP transport accepting frames up to `max_frame` bytes, in clear.
     pub fn new(max_frame: usize) -> Self {
-        Self { max_frame }
+        Self {
+            max_frame,
+            server_tls: None,
+            client_tls: None,
+        }
     }
 
-    fn split<In: WireMsg, Out: WireMsg>(
-        &self,
-        stream: TcpStream,
-        peer: String,
-    ) -> Connection<In, Out> {
-        // Frames are whole requests; Nagle would only add latency.
-        let _ = stream.set_nodelay(true);
-        let (read, write) = stream.into_split();
+    /// Listeners of this transport accept TLS connections only, with `tls`.
+    #[must_use]
+    pub fn with_server_tls(mut self, tls: Arc<ServerTls>) -> Self {
+        self.server_tls = Some(tls);
+        self
+    }
+
+    /// Connections this transport opens speak TLS, trusting and presenting what `tls` says.
+    ///
+    /// # Errors
+    /// [`TlsError`] when its files cannot be read.
+    pub fn with_client_tls(mut self, tls: &ClientTls) -> Result<Self, TlsError> {
+        self.client_tls = Some(tls.ready()?);
+        Ok(self)
+    }
+
+    fn split<S, In: WireMsg, Out: WireMsg>(&self, stream: S, peer: String) -> Connection<In, Out>
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (read, write) = tokio::io::split(stream);
         Connection {
             reader: Box::new(TcpReader {
                 inner: FramedRead::with_capacity(
@@ -59,12 +86,15 @@ impl TcpTransport {
     }
 }
 
-struct TcpReader<In, Out> {
-    inner: FramedRead<OwnedReadHalf, FrameCodec<In, Out>>,
+struct TcpReader<R, In, Out> {
+    inner: FramedRead<R, FrameCodec<In, Out>>,
 }
 
 #[async_trait]
-impl<In: WireMsg, Out: WireMsg> FrameRead<In> for TcpReader<In, Out> {
+impl<R, In: WireMsg, Out: WireMsg> FrameRead<In> for TcpReader<R, In, Out>
+where
+    R: AsyncRead + Send + Unpin,
+{
     async fn read_frame(&mut self) -> Result<Incoming<In>, TransportError> {
         match self.inner.next().await {
             None => Ok(Incoming::Closed),
@@ -75,12 +105,15 @@ impl<In: WireMsg, Out: WireMsg> FrameRead<In> for TcpReader<In, Out> {
     }
 }
 
-struct TcpWriter<In, Out> {
-    inner: FramedWrite<OwnedWriteHalf, FrameCodec<In, Out>>,
+struct TcpWriter<W, In, Out> {
+    inner: FramedWrite<W, FrameCodec<In, Out>>,
 }
 
 #[async_trait]
-impl<In: WireMsg, Out: WireMsg> FrameWrite<Out> for TcpWriter<In, Out> {
+impl<W, In: WireMsg, Out: WireMsg> FrameWrite<Out> for TcpWriter<W, In, Out>
+where
+    W: AsyncWrite + Send + Unpin,
+{
     async fn feed(&mut self, frame: Frame<Out>) -> Result<(), TransportError> {
         self.inner.feed(frame).await.map_err(TransportError::from)
     }
@@ -104,15 +137,63 @@ struct TcpAcceptor {
     addr: String,
 }
 
+/// Completes a TLS connection: refuses a client that speaks in clear, then shakes hands.
+async fn establish_tls(
+    transport: TcpTransport,
+    tls: Arc<ServerTls>,
+    mut stream: TcpStream,
+    peer: String,
+) -> Result<ServerConnection, TransportError> {
+    let mut first = [0u8; 1];
+    let n = stream
+        .peek(&mut first)
+        .await
+        .map_err(|e| TransportError::io("reading the first byte of a connection", e))?;
+    if n == 1 && first[0] != TLS_HANDSHAKE {
+        let refusal = Frame::new(
+            RequestId(0),
+            ServerMsg::Error {
+                code: ErrorCode::HandshakeRequired,
+                message: "this server speaks TLS on this port: connect with TLS \
+                          (mq --tls-ca FILE, or ClientConfig::tls)"
+                    .into(),
+            },
+        );
+        let mut buf = BytesMut::new();
+        if encode_frame(&refusal, transport.max_frame, &mut buf).is_ok() {
+            let _ = stream.write_all(&buf).await;
+            let _ = stream.shutdown().await;
+        }
+        return Err(TransportError::Tls(format!(
+            "{peer} spoke in clear on a TLS port: told it to use TLS and closed"
+        )));
+    }
+    let tls_stream = tls
+        .acceptor()
+        .accept(stream)
+        .await
+        .map_err(|e| TransportError::Tls(format!("TLS handshake with {peer} failed: {e}")))?;
+    Ok(transport.split(tls_stream, peer))
+}
+
 #[async_trait]
 impl Listener for TcpAcceptor {
-    async fn accept(&mut self) -> Result<ServerConnection, TransportError> {
+    async fn accept(&mut self) -> Result<Accepted, TransportError> {
         let (stream, peer) = self
             .listener
             .accept()
             .await
             .map_err(|e| TransportError::io("accepting a connection", e))?;
-        Ok(self.transport.split(stream, peer.to_string()))
+        // Frames are whole requests; Nagle would only add latency.
+        let _ = stream.set_nodelay(true);
+        let peer = peer.to_string();
+        Ok(match &self.transport.server_tls {
+            None => Accepted::ready(self.transport.split(stream, peer)),
+            Some(tls) => Accepted::pending(
+                peer.clone(),
+                establish_tls(self.transport.clone(), Arc::clone(tls), stream, peer),
+            ),
+        })
     }
 
     fn local_addr(&self) -> String {
@@ -131,7 +212,7 @@ impl Transport for TcpTransport {
             .map_err(|e| TransportError::io(format!("reading the address bound for {addr}"), e))?;
         Ok(Box::new(TcpAcceptor {
             listener,
-            transport: *self,
+            transport: self.clone(),
             addr: local.to_string(),
         }))
     }
@@ -140,7 +221,19 @@ impl Transport for TcpTransport {
         let stream = TcpStream::connect(addr)
             .await
             .map_err(|e| TransportError::io(format!("connecting to {addr}"), e))?;
-        Ok(self.split::<ServerMsg, ClientMsg>(stream, addr.to_owned()))
+        let _ = stream.set_nodelay(true);
+        let Some(tls) = &self.client_tls else {
+            return Ok(self.split::<_, ServerMsg, ClientMsg>(stream, addr.to_owned()));
+        };
+        let name = tls::server_name(addr, tls.server_name.as_deref())
+            .map_err(|e| TransportError::Tls(e.to_string()))?;
+        let tls_stream = tls.connector.connect(name, stream).await.map_err(|e| {
+            TransportError::Tls(format!(
+                "TLS handshake with {addr} failed: {e} (does the server speak TLS there, \
+                 and does --tls-ca hold the CA of its certificate?)"
+            ))
+        })?;
+        Ok(self.split::<_, ServerMsg, ClientMsg>(tls_stream, addr.to_owned()))
     }
 }
 

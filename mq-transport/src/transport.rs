@@ -2,6 +2,8 @@
 //! frames. Two implementations: [`crate::TcpTransport`] and [`crate::InProcessTransport`].
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 
 use async_trait::async_trait;
 
@@ -26,6 +28,9 @@ pub enum TransportError {
     /// The peer is gone.
     #[error("connection closed")]
     Closed,
+    /// The TLS handshake failed, or one side speaks TLS and the other does not.
+    #[error("{0}")]
+    Tls(String),
 }
 
 impl TransportError {
@@ -119,14 +124,63 @@ pub type ServerConnection = Connection<ClientMsg, ServerMsg>;
 /// A connection as a client sees it.
 pub type ClientConnection = Connection<ServerMsg, ClientMsg>;
 
+/// The work left to make an accepted connection ready.
+type Establish = Pin<Box<dyn Future<Output = Result<ServerConnection, TransportError>> + Send>>;
+
+/// A connection accepted but maybe not ready: what remains (a TLS handshake) runs in the
+/// connection's own task, under its handshake deadline, never in the accept loop.
+pub struct Accepted {
+    /// The peer's address, for logs.
+    pub peer: String,
+    establish: Establish,
+}
+
+impl Accepted {
+    /// A connection that is ready now.
+    pub fn ready(conn: ServerConnection) -> Self {
+        let peer = conn.peer.clone();
+        Self {
+            peer,
+            establish: Box::pin(async move { Ok(conn) }),
+        }
+    }
+
+    /// A connection that is ready once `establish` completes.
+    pub fn pending(
+        peer: String,
+        establish: impl Future<Output = Result<ServerConnection, TransportError>> + Send + 'static,
+    ) -> Self {
+        Self {
+            peer,
+            establish: Box::pin(establish),
+        }
+    }
+
+    /// Completes what remains (the TLS handshake).
+    ///
+    /// # Errors
+    /// [`TransportError::Tls`] when the handshake fails; I/O errors.
+    pub async fn establish(self) -> Result<ServerConnection, TransportError> {
+        self.establish.await
+    }
+}
+
+impl fmt::Debug for Accepted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Accepted")
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Accepts connections.
 #[async_trait]
 pub trait Listener: Send {
-    /// The next connection.
+    /// The next connection; the caller completes it with [`Accepted::establish`].
     ///
     /// # Errors
     /// [`TransportError::Io`] when accepting failed (often transient: back off and retry).
-    async fn accept(&mut self) -> Result<ServerConnection, TransportError>;
+    async fn accept(&mut self) -> Result<Accepted, TransportError>;
 
     /// The address clients connect to.
     fn local_addr(&self) -> String;

@@ -64,6 +64,7 @@ impl BenchResult {
 pub(crate) struct Plan {
     pub(crate) addr: String,
     pub(crate) token: Option<String>,
+    pub(crate) tls: Option<mq_client::ClientTls>,
     pub(crate) n: u64,
     pub(crate) size: usize,
     pub(crate) producers: usize,
@@ -78,6 +79,7 @@ impl Plan {
         let config = ClientConfig {
             name: "mq bench".into(),
             token: self.token.clone(),
+            tls: self.tls.clone(),
             ..ClientConfig::default()
         };
         Client::connect_with(&self.addr, config)
@@ -150,6 +152,7 @@ pub(crate) async fn run(cli: &Cli, args: &BenchArgs) -> anyhow::Result<()> {
     let plan = Plan {
         addr,
         token: cli.token.clone(),
+        tls: cli.tls(),
         n: args.n.unwrap_or(if args.workload == Workload::Latency {
             50_000
         } else {

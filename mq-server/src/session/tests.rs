@@ -28,7 +28,7 @@ impl Harness {
         let transport = InProcessTransport::new();
         let mut listener = transport.bind("").await.unwrap();
         let client = transport.connect(&listener.local_addr()).await.unwrap();
-        let conn = listener.accept().await.unwrap();
+        let conn = listener.accept().await.unwrap().establish().await.unwrap();
         let shared = Shared {
             broker,
             config: Arc::new(ServerConfig::default()),
@@ -356,7 +356,7 @@ async fn subscriptions_beyond_the_per_connection_maximum_are_refused() {
     let transport = InProcessTransport::new();
     let mut listener = transport.bind("").await.unwrap();
     let client = transport.connect(&listener.local_addr()).await.unwrap();
-    let conn = listener.accept().await.unwrap();
+    let conn = listener.accept().await.unwrap().establish().await.unwrap();
     let config = ServerConfig {
         max_subscriptions: 2,
         ..ServerConfig::default()

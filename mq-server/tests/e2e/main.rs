@@ -12,6 +12,7 @@ mod edges;
 mod harness;
 mod limits;
 mod load;
+mod tls;
 
 use mq_core::{GroupName, TopicName};
 
