@@ -11,6 +11,7 @@
 //! resident_bytes = 67108864
 //! min_free_disk = 1073741824
 //! auth_token = "secret"
+//! allow_anonymous = false
 //! tls_cert = "/etc/mq/server.pem"
 //! tls_key = "/etc/mq/server.key"
 //! max_connections = 10000
@@ -96,6 +97,20 @@ pub struct ServerConfig {
     )]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_token: Option<String>,
+    /// Read the token from this file (first line), so that it never shows in `ps`
+    #[arg(
+        long,
+        env = "MQ_AUTH_TOKEN_FILE",
+        value_name = "FILE",
+        conflicts_with = "auth_token"
+    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_token_file: Option<PathBuf>,
+    /// Serve clients without credentials on a non-loopback address (without it, a server
+    /// with no token refuses to listen beyond this machine)
+    #[arg(long, env = "MQ_ALLOW_ANONYMOUS")]
+    #[serde(default)]
+    pub allow_anonymous: bool,
     /// Serve TLS with this certificate chain (PEM; with --tls-key). Reloaded on SIGHUP
     #[arg(long, env = "MQ_TLS_CERT", value_name = "FILE", requires = "tls_key")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -239,6 +254,51 @@ impl ServerConfig {
             resident_bytes: self.resident_bytes,
             min_free_disk: self.min_free_disk,
             ..mq_core::FileOptions::default()
+        }
+    }
+
+    /// Reads `auth_token_file` into `auth_token`.
+    ///
+    /// # Errors
+    /// When the file cannot be read or its first line is empty.
+    pub fn read_token_file(&mut self) -> anyhow::Result<()> {
+        let Some(path) = &self.auth_token_file else {
+            return Ok(());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the token file {}", path.display()))?;
+        let token = text.lines().next().unwrap_or_default().trim();
+        anyhow::ensure!(
+            !token.is_empty(),
+            "the token file {} is empty: put the token on its first line",
+            path.display()
+        );
+        self.auth_token = Some(token.to_owned());
+        Ok(())
+    }
+
+    /// How clients authenticate, for the start-up log; refuses a server without
+    /// credentials on a non-loopback address unless `allow_anonymous`.
+    ///
+    /// # Errors
+    /// When anonymous clients would be served beyond this machine without
+    /// `--allow-anonymous`.
+    pub fn auth_mode(&self) -> anyhow::Result<&'static str> {
+        if self.auth_token.is_some() {
+            return Ok("token");
+        }
+        let loopback = self
+            .listen
+            .parse::<SocketAddr>()
+            .is_ok_and(|a| a.ip().is_loopback());
+        match (loopback, self.allow_anonymous) {
+            (true, _) => Ok("anonymous (loopback only)"),
+            (false, true) => Ok("anonymous (allowed by --allow-anonymous)"),
+            (false, false) => anyhow::bail!(
+                "refusing to serve {} without credentials: set --auth-token or \
+                 --auth-token-file, or pass --allow-anonymous to serve anyone who can reach it",
+                self.listen
+            ),
         }
     }
 

@@ -20,6 +20,7 @@
 
 mod config;
 mod connections;
+mod logins;
 mod pump;
 mod server;
 mod session;

@@ -121,7 +121,9 @@ fn raise_open_file_limit() {
     }
 }
 
-fn serve(config: ServerConfig) -> anyhow::Result<()> {
+fn serve(mut config: ServerConfig) -> anyhow::Result<()> {
+    config.read_token_file()?;
+    let auth = config.auth_mode()?;
     raise_open_file_limit();
     let builder = mq_core::Broker::builder().max_message_size(max_message_size(config.max_frame));
     let broker = match config.storage {
@@ -165,7 +167,7 @@ fn serve(config: ServerConfig) -> anyhow::Result<()> {
             Some(_) => "TLS",
             None => "plaintext",
         };
-        tracing::info!(%addr, storage = ?config.storage, data_dir = %config.data_dir.display(), transport = tls_mode, "mq-server ready");
+        tracing::info!(%addr, storage = ?config.storage, data_dir = %config.data_dir.display(), transport = tls_mode, auth, "mq-server ready");
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "listening on {addr}").context("cannot write to stdout")?;
         stdout.flush().context("cannot write to stdout")?;

@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 
 use crate::config::ServerConfig;
 use crate::connections::Connections;
+use crate::logins::Logins;
 use crate::session::{Session, Shared};
 
 /// First pause after a failed accept; doubles up to [`MAX_ACCEPT_BACKOFF`].
@@ -37,6 +38,7 @@ pub async fn run(
         broker: broker.clone(),
         config: Arc::clone(&config),
         connections: Arc::new(Connections::default()),
+        logins: Arc::new(Logins::default()),
     };
     let permits = Arc::new(Semaphore::new(config.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -163,7 +163,7 @@ impl Transport for InProcessTransport {
         };
         let listener = listener.ok_or_else(refused)?;
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let (client, server) = pair(addr.to_owned(), format!("inprocess-client-{id}"));
+        let (client, server) = pair(addr.to_owned(), format!("inprocess:{id}"));
         listener.send(server).await.map_err(|_| refused())?;
         Ok(client)
     }

@@ -30,6 +30,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use self::subscription::Sub;
 use crate::config::ServerConfig;
 use crate::connections::Connections;
+use crate::logins::Logins;
 
 /// Frames queued for the writer before senders wait.
 const OUTBOUND_FRAMES: usize = 256;
@@ -46,6 +47,7 @@ pub(crate) struct Shared {
     pub(crate) broker: Broker,
     pub(crate) config: Arc<ServerConfig>,
     pub(crate) connections: Arc<Connections>,
+    pub(crate) logins: Arc<Logins>,
 }
 
 /// One connection's state.
@@ -143,7 +145,20 @@ impl Session {
         let stopping = *self.stop.borrow();
         match handshake::hello(&self.shared, hello, stopping) {
             Ok(welcome) => self.send(hello_id, welcome).await,
-            Err(refusal) => return Some((hello_id, refusal)),
+            Err(refusal) => {
+                if let ServerMsg::Error {
+                    code: ErrorCode::Unauthorized,
+                    message,
+                } = &refusal
+                {
+                    // Logged, and answered later and later after repeated failures from
+                    // one address: guessing is slow; the right token is never delayed.
+                    let wait = self.shared.logins.failed(peer);
+                    tracing::warn!(%peer, reason = %message, ?wait, "failed login");
+                    tokio::time::sleep(wait).await;
+                }
+                return Some((hello_id, refusal));
+            }
         }
         loop {
             let idle = self.shared.config.idle_timeout;

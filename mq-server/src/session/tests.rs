@@ -33,6 +33,7 @@ impl Harness {
             broker,
             config: Arc::new(ServerConfig::default()),
             connections: Arc::new(Connections::default()),
+            logins: Arc::default(),
         };
         let (stop, stopped) = watch::channel(false);
         tokio::spawn(Session::new(shared, stopped).run(conn));
@@ -365,6 +366,7 @@ async fn subscriptions_beyond_the_per_connection_maximum_are_refused() {
         broker,
         config: Arc::new(config),
         connections: Arc::new(Connections::default()),
+        logins: Arc::default(),
     };
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(Session::new(shared, stopped).run(conn));
@@ -384,4 +386,66 @@ async fn subscriptions_beyond_the_per_connection_maximum_are_refused() {
     let third = h.request(subscribe(AckMode::Manual)).await;
     assert_eq!(code(&third), ErrorCode::TooManySubscriptions);
     assert_eq!(h.request(ClientMsg::Ping).await, ServerMsg::Pong);
+}
+
+/// A session with `shared`, on a fresh in-process connection.
+async fn session_with(shared: Shared) -> Harness {
+    let transport = InProcessTransport::new();
+    let mut listener = transport.bind("").await.unwrap();
+    let client = transport.connect(&listener.local_addr()).await.unwrap();
+    let conn = listener.accept().await.unwrap().establish().await.unwrap();
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(Session::new(shared, stopped).run(conn));
+    Harness {
+        client,
+        next_id: 1,
+        stop,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_logins_are_answered_later_and_later_and_the_right_token_at_once() {
+    let shared = Shared {
+        broker: Broker::new(),
+        config: Arc::new(ServerConfig {
+            auth_token: Some("right".into()),
+            ..ServerConfig::default()
+        }),
+        connections: Arc::new(Connections::default()),
+        logins: Arc::default(),
+    };
+    let login = |token: &str| ClientMsg::Hello {
+        version: PROTOCOL_VERSION,
+        client: "test".into(),
+        token: Some(token.to_owned()),
+    };
+    let mut waits = Vec::new();
+    for _ in 0..5 {
+        let mut h = session_with(shared.clone()).await;
+        let started = tokio::time::Instant::now();
+        assert_eq!(
+            code(&h.request(login("wrong")).await),
+            ErrorCode::Unauthorized
+        );
+        waits.push(started.elapsed());
+    }
+    assert!(waits[..3].iter().all(|w| w.is_zero()), "{waits:?}");
+    assert!(
+        waits[3] >= std::time::Duration::from_millis(100),
+        "{waits:?}"
+    );
+    assert!(
+        waits[4] >= std::time::Duration::from_millis(200),
+        "{waits:?}"
+    );
+    let mut h = session_with(shared).await;
+    let started = tokio::time::Instant::now();
+    assert!(matches!(
+        h.request(login("right")).await,
+        ServerMsg::Welcome { .. }
+    ));
+    assert!(
+        started.elapsed().is_zero(),
+        "the right token is never delayed"
+    );
 }

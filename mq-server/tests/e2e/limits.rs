@@ -240,3 +240,25 @@ async fn an_embedded_broker_cleans_up_like_a_server() {
         .await
         .expect("retention runs in-process");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_credentials_the_server_refuses_to_serve_beyond_loopback() {
+    // The check comes before anything is bound.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mq-server"))
+        .args(["--listen", "0.0.0.0:0", "--storage", "memory"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--allow-anonymous"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_can_come_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, "from-a-file\n").unwrap();
+    let server = Server::start(&["--auth-token-file", file.to_str().unwrap()]);
+    assert!(server.client_with_token(Some("from-a-file")).await.is_ok());
+    assert!(server.client_with_token(None).await.is_err());
+}
