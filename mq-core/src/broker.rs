@@ -281,6 +281,15 @@ impl Broker {
             let state = &mut *state;
             let defaults = state.config.groups.clone();
             if !state.groups.contains_key(&group_name) {
+                if let Some(limit) = self.registry.max_groups
+                    && state.groups.len() >= limit
+                {
+                    self.registry.refused_groups.fetch_add(1, Ordering::Relaxed);
+                    return Err(Error::TooManyGroups {
+                        topic: sub.topic.clone(),
+                        limit,
+                    });
+                }
                 let settings = GroupSettings {
                     ack: sub.ack.unwrap_or(defaults.ack),
                     ack_timeout: defaults.ack_timeout,
@@ -363,6 +372,8 @@ impl Broker {
             messages_in: self.registry.messages_in.load(Ordering::Relaxed),
             messages_out: self.registry.messages_out.load(Ordering::Relaxed),
             quarantined: self.registry.quarantined.clone(),
+            refused_topics: self.registry.refused_topics.load(Ordering::Relaxed),
+            refused_groups: self.registry.refused_groups.load(Ordering::Relaxed),
         }
     }
 }

@@ -19,6 +19,8 @@ pub struct BrokerBuilder {
     clock: Option<Arc<dyn Clock>>,
     storage: Option<Arc<dyn Storage>>,
     max_message: Option<u64>,
+    max_topics: Option<usize>,
+    max_groups: Option<usize>,
 }
 
 impl BrokerBuilder {
@@ -42,6 +44,21 @@ impl BrokerBuilder {
     #[must_use]
     pub fn max_message_size(mut self, bytes: u64) -> Self {
         self.max_message = Some(bytes);
+        self
+    }
+
+    /// Refuses to create more than `n` topics (default: no limit); topics recovered from
+    /// storage are kept, but count.
+    #[must_use]
+    pub fn max_topics(mut self, n: usize) -> Self {
+        self.max_topics = Some(n);
+        self
+    }
+
+    /// Refuses to create more than `n` groups on one topic (default: no limit).
+    #[must_use]
+    pub fn max_groups_per_topic(mut self, n: usize) -> Self {
+        self.max_groups = Some(n);
         self
     }
 
@@ -84,6 +101,8 @@ impl BrokerBuilder {
                 topics,
                 quarantined: recovery.quarantined,
                 max_message: self.max_message,
+                max_topics: self.max_topics,
+                max_groups: self.max_groups,
                 storage,
                 clock,
                 warnings,

@@ -167,6 +167,28 @@ pub enum Error {
         /// Why its files cannot be read.
         reason: String,
     },
+    /// Creating the topic would pass the broker's topic limit.
+    #[error(
+        "topic \"{topic}\" was not created: the broker holds its limit of {limit} topics; \
+         delete unused topics or raise --max-topics"
+    )]
+    TooManyTopics {
+        /// The topic.
+        topic: TopicName,
+        /// The limit.
+        limit: usize,
+    },
+    /// Creating the group would pass the broker's per-topic group limit.
+    #[error(
+        "topic \"{topic}\" holds its limit of {limit} groups: delete unused groups, use an \
+         existing one, or raise --max-groups-per-topic"
+    )]
+    TooManyGroups {
+        /// The topic.
+        topic: TopicName,
+        /// The limit.
+        limit: usize,
+    },
     /// The storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),

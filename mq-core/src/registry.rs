@@ -33,9 +33,15 @@ pub(crate) struct Registry {
     /// Topics found in storage that cannot be served; fixed at start.
     pub(crate) quarantined: Vec<QuarantinedTopic>,
     pub(crate) max_message: Option<u64>,
+    pub(crate) max_topics: Option<usize>,
+    pub(crate) max_groups: Option<usize>,
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) started: Timestamp,
+    /// Topic creations refused at `max_topics`.
+    pub(crate) refused_topics: AtomicU64,
+    /// Group creations refused at `max_groups`.
+    pub(crate) refused_groups: AtomicU64,
     pub(crate) warnings: Vec<String>,
     pub(crate) next_consumer: AtomicU64,
     pub(crate) messages_in: AtomicU64,
@@ -47,6 +53,8 @@ pub(crate) struct Start {
     pub(crate) topics: FxHashMap<TopicName, Arc<Topic>>,
     pub(crate) quarantined: Vec<QuarantinedTopic>,
     pub(crate) max_message: Option<u64>,
+    pub(crate) max_topics: Option<usize>,
+    pub(crate) max_groups: Option<usize>,
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) warnings: Vec<String>,
@@ -59,6 +67,10 @@ impl Registry {
             creating: Mutex::new(FxHashMap::default()),
             quarantined: start.quarantined,
             max_message: start.max_message,
+            max_topics: start.max_topics,
+            max_groups: start.max_groups,
+            refused_topics: AtomicU64::new(0),
+            refused_groups: AtomicU64::new(0),
             storage: start.storage,
             started: start.clock.now(),
             clock: start.clock,
@@ -164,6 +176,20 @@ impl Registry {
             return Ok(topic);
         }
         self.quarantine_of(name)?;
+        if let Some(limit) = self.max_topics {
+            let count = self
+                .topics
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .len();
+            if count >= limit {
+                self.refused_topics.fetch_add(1, Ordering::Relaxed);
+                return Err(Error::TooManyTopics {
+                    topic: name.clone(),
+                    limit,
+                });
+            }
+        }
         // The files are made without the map's lock: other topics go on meanwhile.
         let store = self.storage.open_topic(name, &config)?;
         let topic = Arc::new(Topic::new(name.clone(), config, store));

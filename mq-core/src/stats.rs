@@ -87,4 +87,14 @@ pub struct BrokerStats {
     /// are none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub quarantined: Vec<QuarantinedTopic>,
+    /// Topic creations refused at the broker's topic limit. Absent when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub refused_topics: u64,
+    /// Group creations refused at the broker's per-topic group limit. Absent when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub refused_groups: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

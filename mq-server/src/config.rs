@@ -17,6 +17,8 @@
 //! max_connections = 10000
 //! max_subscriptions = 1000
 //! max_prefetch = 10000
+//! max_topics = 10000
+//! max_groups_per_topic = 10000
 //! max_frame = 16777216
 //! handshake_timeout = "10s"
 //! idle_timeout = "5m"
@@ -154,6 +156,22 @@ pub struct ServerConfig {
         default_value_t = 10_000
     )]
     pub max_prefetch: u32,
+    /// Most topics the broker holds; creating more is refused with `too_many_topics`
+    #[arg(
+        long,
+        env = "MQ_MAX_TOPICS",
+        value_name = "N",
+        default_value_t = 10_000
+    )]
+    pub max_topics: usize,
+    /// Most groups one topic holds; creating more is refused with `too_many_groups`
+    #[arg(
+        long,
+        env = "MQ_MAX_GROUPS_PER_TOPIC",
+        value_name = "N",
+        default_value_t = 10_000
+    )]
+    pub max_groups_per_topic: usize,
     /// Largest frame accepted or sent, in bytes (it bounds the largest message too)
     #[arg(long, env = "MQ_MAX_FRAME", value_name = "BYTES", default_value_t = mq_transport::DEFAULT_MAX_FRAME)]
     pub max_frame: usize,

@@ -125,7 +125,10 @@ fn serve(mut config: ServerConfig) -> anyhow::Result<()> {
     config.read_token_file()?;
     let auth = config.auth_mode()?;
     raise_open_file_limit();
-    let builder = mq_core::Broker::builder().max_message_size(max_message_size(config.max_frame));
+    let builder = mq_core::Broker::builder()
+        .max_message_size(max_message_size(config.max_frame))
+        .max_topics(config.max_topics)
+        .max_groups_per_topic(config.max_groups_per_topic);
     let broker = match config.storage {
         StorageKind::Memory => builder.build().context("cannot start the memory storage")?,
         StorageKind::File => {

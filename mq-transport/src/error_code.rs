@@ -85,6 +85,10 @@ error_codes! {
     TopicQuarantined = 22, "topic_quarantined";
     /// The connection holds as many subscriptions as the server allows.
     TooManySubscriptions = 23, "too_many_subscriptions";
+    /// The broker holds its limit of topics.
+    TooManyTopics = 24, "too_many_topics";
+    /// The topic holds its limit of groups.
+    TooManyGroups = 25, "too_many_groups";
     /// Storage failed.
     Storage = 30, "storage";
     /// The server has too many connections.
@@ -121,6 +125,8 @@ impl From<&mq_core::Error> for ErrorCode {
             E::NotInFlight { .. } => ErrorCode::NotInFlight,
             E::InvalidConfig { .. } => ErrorCode::InvalidConfig,
             E::MessageTooLarge { .. } => ErrorCode::FrameTooLarge,
+            E::TooManyTopics { .. } => ErrorCode::TooManyTopics,
+            E::TooManyGroups { .. } => ErrorCode::TooManyGroups,
             E::TopicQuarantined { .. } => ErrorCode::TopicQuarantined,
             E::StoredMessageTooLarge { .. } => ErrorCode::Internal,
             E::Storage(s) if s.kind == Some(std::io::ErrorKind::StorageFull) => ErrorCode::DiskFull,

@@ -242,6 +242,8 @@ fn server_examples() -> Vec<(&'static str, ServerMsg)> {
                 messages_in: 4,
                 messages_out: 5,
                 quarantined: Vec::new(),
+                refused_topics: 0,
+                refused_groups: 0,
             }),
         ),
         ("pong", ServerMsg::Pong),

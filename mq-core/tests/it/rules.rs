@@ -784,3 +784,30 @@ fn broker_and_consumer_are_shareable_across_threads() {
     shareable::<Broker>();
     sendable::<mq_core::Consumer>();
 }
+
+#[test]
+fn topics_and_groups_beyond_the_broker_limits_are_refused_and_counted() {
+    let b = Broker::builder()
+        .max_topics(2)
+        .max_groups_per_topic(1)
+        .build()
+        .unwrap();
+    b.publish(&topic("a"), NewMessage::new("x")).unwrap();
+    b.create_topic(&topic("b"), TopicConfig::default()).unwrap();
+    let err = b.publish(&topic("c"), NewMessage::new("x")).unwrap_err();
+    assert!(
+        matches!(err, Error::TooManyTopics { limit: 2, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("--max-topics"), "{err}");
+    let _g = b.subscribe(sub(&topic("a"), "g")).unwrap();
+    let err = b.subscribe(sub(&topic("a"), "h")).unwrap_err();
+    assert!(
+        matches!(err, Error::TooManyGroups { limit: 1, .. }),
+        "{err}"
+    );
+    let again = b.subscribe(sub(&topic("a"), "g"));
+    assert!(again.is_ok(), "an existing group is not a new one");
+    let stats = b.stats();
+    assert_eq!((stats.refused_topics, stats.refused_groups), (1, 1));
+}
