@@ -70,7 +70,7 @@ pub use file::{
 };
 pub use group::{ConsumerId, Delivery};
 pub use memory::MemoryStorage;
-pub use message::{HEADER_FRAMING, Header, Message, NewMessage, Offset};
+pub use message::{HEADER_FRAMING, Header, Message, NewMessage, Offset, RECORD_OVERHEAD};
 pub use name::{DLQ_SUFFIX, GroupName, MAX_NAME_LEN, NameError, TopicName};
 pub use receipt::{BatchReceipt, Receipt};
 pub use stats::{BrokerStats, GroupStats, LostRange, TopicInfo, TopicStats};

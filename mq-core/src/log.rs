@@ -361,7 +361,7 @@ mod tests {
         }
         assert_eq!(log.active(), &[3, 1, 0]);
         assert_eq!(log.len(), 5);
-        assert_eq!(log.bytes(), 15);
+        assert_eq!(log.bytes(), 5 * (3 + crate::RECORD_OVERHEAD));
         let l3 = log.level(3);
         assert_eq!((l3.start(), l3.end()), (0, 2));
         assert_eq!(l3.offset_at(1), Offset(8));
@@ -400,6 +400,6 @@ mod tests {
         assert_eq!(log.first(), Offset(6));
         assert_eq!(lost(&log), vec![6..7, 9..11]);
         assert_eq!(log.len(), 2);
-        assert_eq!(log.bytes(), 6);
+        assert_eq!(log.bytes(), 2 * (3 + crate::RECORD_OVERHEAD));
     }
 }

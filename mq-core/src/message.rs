@@ -102,9 +102,11 @@ impl NewMessage {
         self
     }
 
-    /// Bytes this message counts against a topic's `max_bytes`: payload, key and headers.
+    /// Bytes this message counts against a topic's `max_bytes` and the memory budget: its
+    /// stored record's size — payload, key, headers with their lengths, and
+    /// [`RECORD_OVERHEAD`] — so that empty messages count too.
     pub fn size(&self) -> u64 {
-        content_size(&self.payload, self.key.as_ref(), &self.headers)
+        self.encoded_size() + RECORD_OVERHEAD
     }
 
     /// The size a message limit is checked against: payload, key and header bytes plus
@@ -114,6 +116,11 @@ impl NewMessage {
         encoded_size(&self.payload, self.key.as_ref(), &self.headers)
     }
 }
+
+/// Bytes a stored record adds to a message's [`Message::encoded_size`]: its length and
+/// checksum (8), offset (8), timestamp (8), priority (1), and the lengths of key (4), header
+/// count (2) and payload (4).
+pub const RECORD_OVERHEAD: u64 = 8 + 8 + 8 + 1 + 4 + 2 + 4;
 
 /// Bytes that frame each header in a message's encoded size: the lengths of its name (2)
 /// and of its value (4).
@@ -159,9 +166,11 @@ impl Message {
         }
     }
 
-    /// Bytes this message counts against a topic's `max_bytes`: payload, key and headers.
+    /// Bytes this message counts against a topic's `max_bytes` and the memory budget: its
+    /// stored record's size — payload, key, headers with their lengths, and
+    /// [`RECORD_OVERHEAD`] — so that empty messages count too.
     pub fn size(&self) -> u64 {
-        content_size(&self.payload, self.key.as_ref(), &self.headers)
+        self.encoded_size() + RECORD_OVERHEAD
     }
 
     /// The size a message limit is checked against: payload, key and header bytes plus
@@ -185,11 +194,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn message_size_counts_payload_key_and_headers() {
+    fn message_size_counts_the_whole_record() {
         let m = NewMessage::new("12345").key("ab").header("h", "xyz");
-        assert_eq!(m.size(), 5 + 2 + 1 + 3);
+        assert_eq!(m.size(), 5 + 2 + 1 + 3 + HEADER_FRAMING + RECORD_OVERHEAD);
+        assert_eq!(
+            NewMessage::new("").size(),
+            RECORD_OVERHEAD,
+            "an empty message counts"
+        );
         let stored = Message::from_new(Offset(3), Timestamp::from_millis(9), m);
-        assert_eq!(stored.size(), 11);
+        assert_eq!(stored.size(), 11 + HEADER_FRAMING + RECORD_OVERHEAD);
         assert_eq!(stored.header("h").map(|v| &v[..]), Some(&b"xyz"[..]));
     }
 }

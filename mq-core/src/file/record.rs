@@ -165,7 +165,7 @@ pub(crate) struct RecordMeta {
     pub(crate) offset: u64,
     pub(crate) timestamp: u64,
     pub(crate) priority: u8,
-    /// Payload, key and header bytes, as [`Message::size`] counts them.
+    /// What [`Message::size`] counts: the whole record.
     pub(crate) size: u64,
     /// Its size as [`Message::encoded_size`] counts it.
     pub(crate) encoded: u64,
@@ -241,12 +241,13 @@ fn meta_of(body: &[u8]) -> Option<RecordMeta> {
     let payload = c.u32()? as usize;
     c.take(payload)?;
     size += payload as u64;
+    let encoded = size + framing;
     c.is_done().then_some(RecordMeta {
         offset,
         timestamp,
         priority,
-        size,
-        encoded: size + framing,
+        size: encoded + crate::message::RECORD_OVERHEAD,
+        encoded,
     })
 }
 

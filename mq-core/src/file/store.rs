@@ -15,9 +15,6 @@ use crate::storage::{
     Appended, Durability, GroupEvent, ReadBack, RecoveredGroup, StorageError, SyncWait, TopicStore,
 };
 
-/// Bytes a segment record adds to a message's encoded size (frame, offset, timestamp,
-/// priority, lengths), near enough for the free-space check.
-const RECORD_OVERHEAD: u64 = 8 + 27;
 /// How long a trim of the first retained offset may wait before it is written down.
 const META_EVERY: Duration = Duration::from_secs(1);
 
@@ -68,10 +65,7 @@ impl Drop for FileTopic {
 
 impl TopicStore for FileTopic {
     fn append(&mut self, messages: &[Arc<Message>]) -> Result<Appended, StorageError> {
-        let bytes = messages
-            .iter()
-            .map(|m| m.encoded_size() + RECORD_OVERHEAD)
-            .sum();
+        let bytes = messages.iter().map(|m| m.size()).sum();
         self.disk.admit(bytes, &self.what)?;
         let policy = self.policy;
         let log = &mut self.log;

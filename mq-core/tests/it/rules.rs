@@ -664,16 +664,18 @@ fn a_batch_that_does_not_fit_is_refused_whole() {
     let b = Broker::new();
     let t = topic("t");
     let mut config = TopicConfig::default();
-    config.retention.max_bytes = Some(10);
+    // Room for two records of 5-byte payloads, whatever the per-record overhead.
+    let limit = 2 * (5 + mq_core::RECORD_OVERHEAD);
+    config.retention.max_bytes = Some(limit);
     b.create_topic(&t, config).unwrap();
     b.publish(&t, NewMessage::new("12345")).unwrap();
     let batch = vec![NewMessage::new("123"), NewMessage::new("456")];
     assert!(matches!(
         b.publish_batch(&t, batch),
         Err(Error::TopicFull {
-            limit: Limit::Bytes(10),
+            limit: Limit::Bytes(l),
             ..
-        })
+        }) if l == limit
     ));
     assert_eq!(b.topic_stats(&t).unwrap().retained, 1);
 }
@@ -760,7 +762,7 @@ fn stats_report_every_field_the_spec_lists() {
     assert_eq!(
         json,
         serde_json::json!({
-            "topic": "t", "published": 2, "retained": 2, "retained_bytes": 5,
+            "topic": "t", "published": 2, "retained": 2, "retained_bytes": 5 + 2 * mq_core::RECORD_OVERHEAD,
             "first_offset": 0, "next_offset": 2,
             "groups": [{"name": "g", "consumers": 1, "pending": 0, "in_flight": 1,
                         "delivered": 2, "acked": 1, "redelivered": 0, "dead_lettered": 0}]
@@ -810,4 +812,22 @@ fn topics_and_groups_beyond_the_broker_limits_are_refused_and_counted() {
     assert!(again.is_ok(), "an existing group is not a new one");
     let stats = b.stats();
     assert_eq!((stats.refused_topics, stats.refused_groups), (1, 1));
+}
+
+#[test]
+fn empty_messages_count_against_max_bytes() {
+    let b = Broker::new();
+    let t = topic("t");
+    let mut config = TopicConfig::default();
+    config.retention.max_bytes = Some(10 * mq_core::RECORD_OVERHEAD);
+    b.create_topic(&t, config).unwrap();
+    for _ in 0..10 {
+        b.publish(&t, NewMessage::new("")).unwrap();
+    }
+    let err = b.publish(&t, NewMessage::new("")).unwrap_err();
+    assert!(matches!(err, Error::TopicFull { .. }), "{err}");
+    assert_eq!(
+        b.topic_stats(&t).unwrap().retained_bytes,
+        10 * mq_core::RECORD_OVERHEAD
+    );
 }
