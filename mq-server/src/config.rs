@@ -113,6 +113,10 @@ pub struct ServerConfig {
     #[arg(long, env = "MQ_ALLOW_ANONYMOUS")]
     #[serde(default)]
     pub allow_anonymous: bool,
+    /// Users and their permissions (config file only: `[[users]]`).
+    #[arg(skip)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<crate::users::UserConfig>,
     /// Serve TLS with this certificate chain (PEM; with --tls-key). Reloaded on SIGHUP
     #[arg(long, env = "MQ_TLS_CERT", value_name = "FILE", requires = "tls_key")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -302,6 +306,9 @@ impl ServerConfig {
     /// When anonymous clients would be served beyond this machine without
     /// `--allow-anonymous`.
     pub fn auth_mode(&self) -> anyhow::Result<&'static str> {
+        if !self.users.is_empty() {
+            return Ok("users");
+        }
         if self.auth_token.is_some() {
             return Ok("token");
         }

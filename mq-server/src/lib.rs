@@ -24,6 +24,7 @@ mod logins;
 mod pump;
 mod server;
 mod session;
+pub mod users;
 
 pub use config::{DEFAULT_LISTEN, ServerConfig, StorageKind};
 pub use server::run;

@@ -40,6 +40,13 @@ enum Command {
         #[arg(long, env = "MQ_DATA_DIR", value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
+    /// Print a new random token for a user, and the lines to put in the config file (which
+    /// stores only the token's SHA-256 digest)
+    NewToken {
+        /// The user's name
+        #[arg(long, default_value = "user")]
+        user: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -58,6 +65,7 @@ fn main() -> ExitCode {
         .init();
     let result = match args.command {
         Some(Command::Check { data_dir }) => check(data_dir),
+        Some(Command::NewToken { user }) => new_token(&user),
         None => ServerConfig::load(&matches, args.config.as_deref())
             .and_then(serve)
             .map(|()| ExitCode::SUCCESS),
@@ -69,6 +77,25 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `mq-server new-token`: a token for the user, and its config lines.
+fn new_token(user: &str) -> anyhow::Result<ExitCode> {
+    let token = mq_server::users::new_token()?;
+    let digest: String = mq_server::users::digest(&token)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    println!("token: {token}");
+    println!();
+    println!("# in the config file (the server keeps only the digest):");
+    println!("[[users]]");
+    println!("name = {user:?}");
+    println!("token_sha256 = \"{digest}\"");
+    println!(
+        "permissions = [{{ topics = \"*\", actions = [\"publish\", \"consume\", \"stats\"] }}]"
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `mq-server check`: prints each problem and a summary; exit 1 when there are problems.

@@ -14,6 +14,7 @@ use crate::config::ServerConfig;
 use crate::connections::Connections;
 use crate::logins::Logins;
 use crate::session::{Session, Shared};
+use crate::users::Users;
 
 /// First pause after a failed accept; doubles up to [`MAX_ACCEPT_BACKOFF`].
 const MIN_ACCEPT_BACKOFF: Duration = Duration::from_millis(5);
@@ -39,6 +40,7 @@ pub async fn run(
         config: Arc::clone(&config),
         connections: Arc::new(Connections::default()),
         logins: Arc::new(Logins::default()),
+        users: Arc::new(Users::new(&config.users, config.auth_token.as_deref())?),
     };
     let permits = Arc::new(Semaphore::new(config.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);

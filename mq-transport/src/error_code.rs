@@ -89,6 +89,8 @@ error_codes! {
     TooManyTopics = 24, "too_many_topics";
     /// The topic holds its limit of groups.
     TooManyGroups = 25, "too_many_groups";
+    /// The user may not do this on this topic.
+    PermissionDenied = 26, "permission_denied";
     /// Storage failed.
     Storage = 30, "storage";
     /// The server has too many connections.

@@ -6,6 +6,7 @@ use std::time::Duration;
 use mq_transport::{ClientMsg, ErrorCode, Frame, PROTOCOL_VERSION, ServerMsg};
 
 use super::{Shared, error};
+use crate::users::User;
 
 /// Checks a connection's first frame: `Welcome`, or the refusal that ends the connection
 /// (also when the server is `stopping`).
@@ -13,7 +14,7 @@ pub(crate) fn hello(
     shared: &Shared,
     frame: Frame<ClientMsg>,
     stopping: bool,
-) -> Result<ServerMsg, ServerMsg> {
+) -> Result<(Option<User>, ServerMsg), ServerMsg> {
     if stopping {
         return Err(error(
             ErrorCode::ShuttingDown,
@@ -39,22 +40,30 @@ pub(crate) fn hello(
             ),
         ));
     }
-    if let Some(expected) = &shared.config.auth_token
-        && token.as_deref() != Some(expected.as_str())
-    {
-        let what = if token.is_some() { "wrong" } else { "missing" };
-        return Err(error(
-            ErrorCode::Unauthorized,
-            format!("auth token {what}: pass the server's token (MQ_AUTH_TOKEN)"),
-        ));
-    }
-    tracing::debug!(%client, "handshake done");
-    Ok(ServerMsg::Welcome {
-        version: PROTOCOL_VERSION,
-        server: format!("mq-server {}", env!("CARGO_PKG_VERSION")),
-        max_frame: u32::try_from(shared.config.max_frame).unwrap_or(u32::MAX),
-        storage: shared.broker.storage_kind().to_owned(),
-    })
+    let user = if shared.users.required() {
+        match token.as_deref().and_then(|t| shared.users.login(t)) {
+            Some(user) => Some(user.clone()),
+            None => {
+                let what = if token.is_some() { "wrong" } else { "missing" };
+                return Err(error(
+                    ErrorCode::Unauthorized,
+                    format!("auth token {what}: pass a token the server knows (MQ_AUTH_TOKEN)"),
+                ));
+            }
+        }
+    } else {
+        None
+    };
+    tracing::debug!(%client, user = user.as_ref().map_or("anonymous", |u| u.name.as_str()), "handshake done");
+    Ok((
+        user,
+        ServerMsg::Welcome {
+            version: PROTOCOL_VERSION,
+            server: format!("mq-server {}", env!("CARGO_PKG_VERSION")),
+            max_frame: u32::try_from(shared.config.max_frame).unwrap_or(u32::MAX),
+            storage: shared.broker.storage_kind().to_owned(),
+        },
+    ))
 }
 
 /// The reply to a second Hello (the connection stays usable).

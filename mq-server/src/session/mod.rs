@@ -31,6 +31,7 @@ use self::subscription::Sub;
 use crate::config::ServerConfig;
 use crate::connections::Connections;
 use crate::logins::Logins;
+use crate::users::{Action, User, Users};
 
 /// Frames queued for the writer before senders wait.
 const OUTBOUND_FRAMES: usize = 256;
@@ -48,6 +49,7 @@ pub(crate) struct Shared {
     pub(crate) config: Arc<ServerConfig>,
     pub(crate) connections: Arc<Connections>,
     pub(crate) logins: Arc<Logins>,
+    pub(crate) users: Arc<Users>,
 }
 
 /// One connection's state.
@@ -59,6 +61,8 @@ pub(crate) struct Session {
     out: Option<mpsc::Sender<Frame<ServerMsg>>>,
     /// Says why the writer stopped, if writing failed.
     write_failed: Option<oneshot::Receiver<String>>,
+    /// Who logged in; `None` when the server asks for no credentials.
+    user: Option<User>,
 }
 
 /// An error frame.
@@ -86,6 +90,7 @@ impl Session {
             next_sub: 1,
             out: None,
             write_failed: None,
+            user: None,
         }
     }
 
@@ -144,7 +149,10 @@ impl Session {
         let hello_id = hello.id;
         let stopping = *self.stop.borrow();
         match handshake::hello(&self.shared, hello, stopping) {
-            Ok(welcome) => self.send(hello_id, welcome).await,
+            Ok((user, welcome)) => {
+                self.user = user;
+                self.send(hello_id, welcome).await;
+            }
             Err(refusal) => {
                 if let ServerMsg::Error {
                     code: ErrorCode::Unauthorized,
@@ -197,9 +205,54 @@ impl Session {
         }
     }
 
+    /// The refusal of `action` on `topic` (in `group`) when the user may not.
+    fn denied(
+        &self,
+        action: Action,
+        topic: &mq_core::TopicName,
+        group: Option<&mq_core::GroupName>,
+    ) -> Option<ServerMsg> {
+        let user = self.user.as_ref()?;
+        (!user.allows(action, topic, group))
+            .then(|| error(ErrorCode::PermissionDenied, user.refusal(action, topic)))
+    }
+
+    /// The permission a request needs, checked: the refusal, if any.
+    fn check(&self, request: &ClientMsg) -> Option<ServerMsg> {
+        match request {
+            ClientMsg::Publish { topic, .. } => self.denied(Action::Publish, topic, None),
+            ClientMsg::Subscribe(req) => {
+                self.denied(Action::Consume, &req.topic, req.group.as_ref())
+            }
+            ClientMsg::CreateTopic { topic, .. }
+            | ClientMsg::DeleteTopic { topic }
+            | ClientMsg::DeleteGroup { topic, .. } => self.denied(Action::Admin, topic, None),
+            ClientMsg::DescribeTopic { topic }
+            | ClientMsg::ListGroups { topic }
+            | ClientMsg::Stats { topic: Some(topic) } => self.denied(Action::Stats, topic, None),
+            ClientMsg::Stats { topic: None } => {
+                let user = self.user.as_ref()?;
+                (!user.allows_everywhere(Action::Stats)).then(|| {
+                    error(
+                        ErrorCode::PermissionDenied,
+                        format!(
+                            "user \"{}\" may not read broker-wide stats: that needs stats on \"*\"",
+                            user.name
+                        ),
+                    )
+                })
+            }
+            _ => None,
+        }
+    }
+
     /// Answers one request.
     async fn handle(&mut self, frame: Frame<ClientMsg>) -> Next {
         let id = frame.id;
+        if let Some(refusal) = self.check(&frame.msg) {
+            self.send(id, refusal).await;
+            return Next::Continue;
+        }
         let reply = match frame.msg {
             ClientMsg::Hello { .. } => handshake::again(),
             ClientMsg::Publish { topic, messages } => {
@@ -219,6 +272,13 @@ impl Session {
             ClientMsg::Credit { sub, credits } => self.credit(sub, credits),
             ClientMsg::Ping => ServerMsg::Pong,
             ClientMsg::Goodbye => return Next::Close,
+            ClientMsg::ListTopics => {
+                let mut topics = self.shared.broker.topics();
+                if let Some(user) = &self.user {
+                    topics.retain(|t| user.allows(Action::Stats, t, None));
+                }
+                ServerMsg::Topics { topics }
+            }
             admin => admin::handle(&self.shared, admin).await,
         };
         self.send(id, reply).await;

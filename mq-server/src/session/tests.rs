@@ -34,6 +34,7 @@ impl Harness {
             config: Arc::new(ServerConfig::default()),
             connections: Arc::new(Connections::default()),
             logins: Arc::default(),
+            users: Arc::default(),
         };
         let (stop, stopped) = watch::channel(false);
         tokio::spawn(Session::new(shared, stopped).run(conn));
@@ -367,6 +368,7 @@ async fn subscriptions_beyond_the_per_connection_maximum_are_refused() {
         config: Arc::new(config),
         connections: Arc::new(Connections::default()),
         logins: Arc::default(),
+        users: Arc::default(),
     };
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(Session::new(shared, stopped).run(conn));
@@ -407,12 +409,10 @@ async fn session_with(shared: Shared) -> Harness {
 async fn failed_logins_are_answered_later_and_later_and_the_right_token_at_once() {
     let shared = Shared {
         broker: Broker::new(),
-        config: Arc::new(ServerConfig {
-            auth_token: Some("right".into()),
-            ..ServerConfig::default()
-        }),
+        config: Arc::new(ServerConfig::default()),
         connections: Arc::new(Connections::default()),
         logins: Arc::default(),
+        users: Arc::new(crate::users::Users::new(&[], Some("right")).unwrap()),
     };
     let login = |token: &str| ClientMsg::Hello {
         version: PROTOCOL_VERSION,

@@ -13,6 +13,7 @@ mod harness;
 mod limits;
 mod load;
 mod tls;
+mod users;
 
 use mq_core::{GroupName, TopicName};
 

@@ -1,0 +1,289 @@
+//! [`Users`]: who may connect and what each may do.
+//!
+//! A user has a name, a token (the config stores only its SHA-256 digest) and permissions
+//! on topic patterns (`orders`, `orders.*`, `*`): `publish`, `consume` (optionally only in
+//! groups matching a pattern), `admin` (create and delete topics, delete groups) and
+//! `stats`. A login is found by the digest of the token the client sent and confirmed by a
+//! constant-time comparison, so it costs the same microseconds whoever sends it. A
+//! dead-letter topic `<t>.dlq` follows the permissions of `<t>` unless a pattern names it.
+//! `--auth-token` is one user, `admin`, with every permission.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use mq_core::{GroupName, TopicName};
+
+/// What a user may do on a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Publish to it.
+    Publish,
+    /// Subscribe to it (in the permission's groups).
+    Consume,
+    /// Create or delete it, delete its groups.
+    Admin,
+    /// Describe it and read its stats.
+    Stats,
+}
+
+impl Action {
+    fn as_str(self) -> &'static str {
+        match self {
+            Action::Publish => "publish",
+            Action::Consume => "consume",
+            Action::Admin => "admin",
+            Action::Stats => "stats",
+        }
+    }
+}
+
+/// One permission of a user, as the config file writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Permission {
+    /// A topic name, `prefix.*`, or `*`.
+    pub topics: String,
+    /// What it allows.
+    pub actions: Vec<Action>,
+    /// For `consume`: the groups allowed (a name, `prefix*`, or `*`); every group when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<String>,
+}
+
+/// One user, as the config file writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// The name logs and refusals use.
+    pub name: String,
+    /// The SHA-256 digest of the user's token, in hex (`mq-server new-token` prints it).
+    pub token_sha256: String,
+    /// What the user may do.
+    #[serde(default)]
+    pub permissions: Vec<Permission>,
+}
+
+/// Whether `name` matches `pattern`: the name itself, `prefix.*` (anything below
+/// `prefix.`), a trailing `*` (any name starting with the rest), or `*`.
+fn matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => pattern == name,
+    }
+}
+
+/// A logged-in user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// The name.
+    pub name: String,
+    permissions: Vec<Permission>,
+}
+
+impl User {
+    /// A user with every permission.
+    pub fn all(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            permissions: vec![Permission {
+                topics: "*".into(),
+                actions: vec![
+                    Action::Publish,
+                    Action::Consume,
+                    Action::Admin,
+                    Action::Stats,
+                ],
+                groups: None,
+            }],
+        }
+    }
+
+    fn allows_exactly(&self, action: Action, topic: &str, group: Option<&str>) -> Option<bool> {
+        let mut named = false;
+        for p in self
+            .permissions
+            .iter()
+            .filter(|p| matches(&p.topics, topic))
+        {
+            named = true;
+            let group_ok = match (action, &p.groups, group) {
+                (Action::Consume, Some(pattern), Some(g)) => matches(pattern, g),
+                (Action::Consume, Some(_), None) => false,
+                _ => true,
+            };
+            if p.actions.contains(&action) && group_ok {
+                return Some(true);
+            }
+        }
+        named.then_some(false)
+    }
+
+    /// Whether the user may do `action` on `topic` (in `group`, for `consume`).
+    pub fn allows(&self, action: Action, topic: &TopicName, group: Option<&GroupName>) -> bool {
+        let group = group.map(GroupName::as_str);
+        match self.allows_exactly(action, topic.as_str(), group) {
+            Some(allowed) => allowed,
+            // A dead-letter topic no pattern names follows its topic.
+            None => topic
+                .dead_letter_of()
+                .and_then(|base| self.allows_exactly(action, base.as_str(), group))
+                .unwrap_or(false),
+        }
+    }
+
+    /// Whether the user may do `action` on every topic (a `*` permission).
+    pub fn allows_everywhere(&self, action: Action) -> bool {
+        self.permissions
+            .iter()
+            .any(|p| p.topics == "*" && p.actions.contains(&action))
+    }
+
+    /// The refusal message for `action` on `topic`.
+    pub fn refusal(&self, action: Action, topic: &TopicName) -> String {
+        format!(
+            "user \"{}\" may not {} on topic \"{topic}\": ask for that permission in the \
+             server's users",
+            self.name,
+            action.as_str()
+        )
+    }
+}
+
+/// Who may connect: users by the digest of their token.
+#[derive(Debug, Clone, Default)]
+pub struct Users {
+    by_digest: HashMap<[u8; 32], User>,
+}
+
+/// The SHA-256 digest of `token`.
+pub fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn from_hex(hex: &str) -> Option<[u8; 32]> {
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect::<Option<_>>()?;
+    bytes.try_into().ok()
+}
+
+impl Users {
+    /// The users of the config, and `--auth-token` as user `admin` with every permission.
+    ///
+    /// # Errors
+    /// When a digest is not 64 hex digits.
+    pub fn new(users: &[UserConfig], auth_token: Option<&str>) -> anyhow::Result<Self> {
+        let mut by_digest = HashMap::new();
+        for u in users {
+            let digest = from_hex(&u.token_sha256).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "user \"{}\": token_sha256 must be 64 hex digits (mq-server new-token prints it)",
+                    u.name
+                )
+            })?;
+            by_digest.insert(
+                digest,
+                User {
+                    name: u.name.clone(),
+                    permissions: u.permissions.clone(),
+                },
+            );
+        }
+        if let Some(token) = auth_token {
+            by_digest.insert(digest(token), User::all("admin"));
+        }
+        Ok(Self { by_digest })
+    }
+
+    /// Whether anyone must log in.
+    pub fn required(&self) -> bool {
+        !self.by_digest.is_empty()
+    }
+
+    /// The user whose token is `token`.
+    pub fn login(&self, token: &str) -> Option<&User> {
+        let sent = digest(token);
+        let (stored, user) = self.by_digest.get_key_value(&sent)?;
+        // The map found it by digest; comparing every byte keeps the time the same.
+        let same = stored
+            .iter()
+            .zip(sent.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+        same.then_some(user)
+    }
+}
+
+/// A new token: 32 random bytes in hex.
+///
+/// # Errors
+/// When the system has no randomness to give.
+pub fn new_token() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for a token: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn topic(t: &str) -> TopicName {
+        TopicName::new(t).unwrap()
+    }
+
+    #[test]
+    fn patterns_grant_what_they_name_and_dead_letters_follow_their_topic() {
+        let user = User {
+            name: "billing".into(),
+            permissions: vec![
+                Permission {
+                    topics: "orders.*".into(),
+                    actions: vec![Action::Consume],
+                    groups: Some("billing-*".into()),
+                },
+                Permission {
+                    topics: "audit".into(),
+                    actions: vec![Action::Publish],
+                    groups: None,
+                },
+            ],
+        };
+        let g = |n: &str| GroupName::new(n).unwrap();
+        assert!(user.allows(Action::Consume, &topic("orders.eu"), Some(&g("billing-1"))));
+        assert!(!user.allows(Action::Consume, &topic("orders.eu"), Some(&g("other"))));
+        assert!(!user.allows(Action::Publish, &topic("orders.eu"), None));
+        assert!(user.allows(Action::Publish, &topic("audit"), None));
+        assert!(!user.allows(Action::Publish, &topic("audits"), None));
+        assert!(user.allows(
+            Action::Consume,
+            &topic("orders.eu.dlq"),
+            Some(&g("billing-2"))
+        ));
+        assert!(!user.allows(Action::Stats, &topic("audit"), None));
+    }
+
+    #[test]
+    fn a_login_finds_its_user_by_the_token_digest() {
+        let token = new_token().unwrap();
+        assert_eq!(token.len(), 64);
+        let hex: String = digest(&token).iter().map(|b| format!("{b:02x}")).collect();
+        let users = Users::new(
+            &[UserConfig {
+                name: "u".into(),
+                token_sha256: hex,
+                permissions: Vec::new(),
+            }],
+            Some("root"),
+        )
+        .unwrap();
+        assert_eq!(users.login(&token).map(|u| u.name.as_str()), Some("u"));
+        assert_eq!(users.login("root").map(|u| u.name.as_str()), Some("admin"));
+        assert!(users.login("guess").is_none());
+    }
+}
