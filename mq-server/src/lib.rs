@@ -27,4 +27,4 @@ mod session;
 pub mod users;
 
 pub use config::{DEFAULT_LISTEN, ServerConfig, StorageKind};
-pub use server::run;
+pub use server::{run, run_with_users};

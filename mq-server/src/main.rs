@@ -67,7 +67,15 @@ fn main() -> ExitCode {
         Some(Command::Check { data_dir }) => check(data_dir),
         Some(Command::NewToken { user }) => new_token(&user),
         None => ServerConfig::load(&matches, args.config.as_deref())
-            .and_then(serve)
+            .and_then(|config| {
+                serve(
+                    config,
+                    Reload {
+                        matches: matches.clone(),
+                        file: args.config.clone(),
+                    },
+                )
+            })
             .map(|()| ExitCode::SUCCESS),
     };
     match result {
@@ -148,7 +156,23 @@ fn raise_open_file_limit() {
     }
 }
 
-fn serve(mut config: ServerConfig) -> anyhow::Result<()> {
+/// What a SIGHUP reads again: the settings as the command line gave them, and the config
+/// file.
+struct Reload {
+    matches: clap::ArgMatches,
+    file: Option<PathBuf>,
+}
+
+impl Reload {
+    /// The users the settings name now.
+    fn users(&self) -> anyhow::Result<mq_server::users::Users> {
+        let mut config = ServerConfig::load(&self.matches, self.file.as_deref())?;
+        config.read_token_file()?;
+        mq_server::users::Users::new(&config.users, config.auth_token.as_deref())
+    }
+}
+
+fn serve(mut config: ServerConfig, reload: Reload) -> anyhow::Result<()> {
     config.read_token_file()?;
     let auth = config.auth_mode()?;
     raise_open_file_limit();
@@ -185,8 +209,12 @@ fn serve(mut config: ServerConfig) -> anyhow::Result<()> {
         let mut transport = TcpTransport::new(config.max_frame);
         if let Some(tls) = &tls {
             transport = transport.with_server_tls(Arc::clone(tls));
-            tokio::spawn(reload_tls_on_sighup(Arc::clone(tls)));
         }
+        let users = mq_server::users::UsersHandle::new(
+            mq_server::users::Users::new(&config.users, config.auth_token.as_deref())
+                .context("cannot read the users")?,
+        );
+        tokio::spawn(reload_on_sighup(tls.clone(), users.clone(), reload));
         let listener = transport
             .bind(&config.listen)
             .await
@@ -202,31 +230,47 @@ fn serve(mut config: ServerConfig) -> anyhow::Result<()> {
         writeln!(stdout, "listening on {addr}").context("cannot write to stdout")?;
         stdout.flush().context("cannot write to stdout")?;
         drop(stdout);
-        mq_server::run(listener, broker, config, shutdown_signal()).await
+        mq_server::run_with_users(listener, broker, config, users, shutdown_signal()).await
     })
 }
 
-/// Reloads the TLS certificate, key and client CA on every SIGHUP: new connections get
-/// them, established ones keep theirs.
-async fn reload_tls_on_sighup(tls: Arc<mq_transport::ServerTls>) {
+/// On every SIGHUP: reloads the TLS certificate, key and client CA (new connections get
+/// them, established ones keep theirs) and the users and their permissions (they apply to
+/// the next request of every connection).
+async fn reload_on_sighup(
+    tls: Option<Arc<mq_transport::ServerTls>>,
+    users: mq_server::users::UsersHandle,
+    reload: Reload,
+) {
     #[cfg(unix)]
     {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         else {
-            tracing::warn!("cannot watch SIGHUP: TLS files will not be reloaded");
+            tracing::warn!("cannot watch SIGHUP: nothing will be reloaded");
             return;
         };
         while hup.recv().await.is_some() {
-            match tls.reload() {
-                Ok(()) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
+            if let Some(tls) = &tls {
+                match tls.reload() {
+                    Ok(()) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "SIGHUP: TLS reload failed; the previous certificate stays")
+                    }
+                }
+            }
+            match reload.users() {
+                Ok(new) => {
+                    users.replace(new);
+                    tracing::info!("SIGHUP: users reloaded");
+                }
                 Err(e) => {
-                    tracing::error!(error = %e, "SIGHUP: TLS reload failed; the previous certificate stays")
+                    tracing::error!(error = %format!("{e:#}"), "SIGHUP: users reload failed; the previous users stay")
                 }
             }
         }
     }
     #[cfg(not(unix))]
-    let _ = tls;
+    let _ = (tls, users, reload);
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -14,7 +14,7 @@ use crate::config::ServerConfig;
 use crate::connections::Connections;
 use crate::logins::Logins;
 use crate::session::{Session, Shared};
-use crate::users::Users;
+use crate::users::{Users, UsersHandle};
 
 /// First pause after a failed accept; doubles up to [`MAX_ACCEPT_BACKOFF`].
 const MIN_ACCEPT_BACKOFF: Duration = Duration::from_millis(5);
@@ -29,9 +29,25 @@ const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 /// # Errors
 /// Never for a single bad connection: those are logged and closed.
 pub async fn run(
+    listener: Box<dyn Listener>,
+    broker: Broker,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let users = UsersHandle::new(Users::new(&config.users, config.auth_token.as_deref())?);
+    run_with_users(listener, broker, config, users, shutdown).await
+}
+
+/// [`run`] with the users in a handle the caller keeps, to replace them while the server
+/// runs (the binary does on SIGHUP).
+///
+/// # Errors
+/// Never for a single bad connection: those are logged and closed.
+pub async fn run_with_users(
     mut listener: Box<dyn Listener>,
     broker: Broker,
     config: ServerConfig,
+    users: UsersHandle,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let config = Arc::new(config);
@@ -40,7 +56,7 @@ pub async fn run(
         config: Arc::clone(&config),
         connections: Arc::new(Connections::default()),
         logins: Arc::new(Logins::default()),
-        users: Arc::new(Users::new(&config.users, config.auth_token.as_deref())?),
+        users,
     };
     let permits = Arc::new(Semaphore::new(config.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);

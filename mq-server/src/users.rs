@@ -9,6 +9,7 @@
 //! `--auth-token` is one user, `admin`, with every permission.
 
 use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -158,6 +159,28 @@ pub struct Users {
     by_digest: HashMap<[u8; 32], User>,
 }
 
+/// The users a running server knows, replaced whole on a reload: a connection looks its
+/// user up again for every request, so a reload applies to established connections too.
+#[derive(Debug, Clone, Default)]
+pub struct UsersHandle(Arc<RwLock<Arc<Users>>>);
+
+impl UsersHandle {
+    /// A handle on `users`.
+    pub fn new(users: Users) -> Self {
+        Self(Arc::new(RwLock::new(Arc::new(users))))
+    }
+
+    /// The users now.
+    pub fn current(&self) -> Arc<Users> {
+        Arc::clone(&self.0.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Replaces the users (a reload).
+    pub fn replace(&self, users: Users) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(users);
+    }
+}
+
 /// The SHA-256 digest of `token`.
 pub fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
@@ -202,6 +225,11 @@ impl Users {
     /// Whether anyone must log in.
     pub fn required(&self) -> bool {
         !self.by_digest.is_empty()
+    }
+
+    /// The user whose token has this digest.
+    pub fn by_digest(&self, digest: &[u8; 32]) -> Option<&User> {
+        self.by_digest.get(digest)
     }
 
     /// The user whose token is `token`.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use mq_transport::{ClientMsg, ErrorCode, Frame, PROTOCOL_VERSION, ServerMsg};
 
 use super::{Shared, error};
-use crate::users::User;
+use crate::users::digest;
 
 /// Checks a connection's first frame: `Welcome`, or the refusal that ends the connection
 /// (also when the server is `stopping`).
@@ -14,7 +14,7 @@ pub(crate) fn hello(
     shared: &Shared,
     frame: Frame<ClientMsg>,
     stopping: bool,
-) -> Result<(Option<User>, ServerMsg), ServerMsg> {
+) -> Result<(Option<[u8; 32]>, ServerMsg), ServerMsg> {
     if stopping {
         return Err(error(
             ErrorCode::ShuttingDown,
@@ -40,8 +40,9 @@ pub(crate) fn hello(
             ),
         ));
     }
-    let user = if shared.users.required() {
-        match token.as_deref().and_then(|t| shared.users.login(t)) {
+    let users = shared.users.current();
+    let user = if users.required() {
+        match token.as_deref().and_then(|t| users.login(t)) {
             Some(user) => Some(user.clone()),
             None => {
                 let what = if token.is_some() { "wrong" } else { "missing" };
@@ -55,8 +56,9 @@ pub(crate) fn hello(
         None
     };
     tracing::debug!(%client, user = user.as_ref().map_or("anonymous", |u| u.name.as_str()), "handshake done");
+    let login = user.and(token.as_deref().map(digest));
     Ok((
-        user,
+        login,
         ServerMsg::Welcome {
             version: PROTOCOL_VERSION,
             server: format!("mq-server {}", env!("CARGO_PKG_VERSION")),

@@ -31,7 +31,7 @@ use self::subscription::Sub;
 use crate::config::ServerConfig;
 use crate::connections::Connections;
 use crate::logins::Logins;
-use crate::users::{Action, User, Users};
+use crate::users::{Action, User, UsersHandle};
 
 /// Frames queued for the writer before senders wait.
 const OUTBOUND_FRAMES: usize = 256;
@@ -49,7 +49,7 @@ pub(crate) struct Shared {
     pub(crate) config: Arc<ServerConfig>,
     pub(crate) connections: Arc<Connections>,
     pub(crate) logins: Arc<Logins>,
-    pub(crate) users: Arc<Users>,
+    pub(crate) users: UsersHandle,
 }
 
 /// One connection's state.
@@ -61,8 +61,9 @@ pub(crate) struct Session {
     out: Option<mpsc::Sender<Frame<ServerMsg>>>,
     /// Says why the writer stopped, if writing failed.
     write_failed: Option<oneshot::Receiver<String>>,
-    /// Who logged in; `None` when the server asks for no credentials.
-    user: Option<User>,
+    /// The digest of the token this connection logged in with; `None` when the server asks
+    /// for no credentials. The user is looked up again for every request.
+    login: Option<[u8; 32]>,
 }
 
 /// An error frame.
@@ -90,7 +91,7 @@ impl Session {
             next_sub: 1,
             out: None,
             write_failed: None,
-            user: None,
+            login: None,
         }
     }
 
@@ -149,8 +150,8 @@ impl Session {
         let hello_id = hello.id;
         let stopping = *self.stop.borrow();
         match handshake::hello(&self.shared, hello, stopping) {
-            Ok((user, welcome)) => {
-                self.user = user;
+            Ok((login, welcome)) => {
+                self.login = login;
                 self.send(hello_id, welcome).await;
             }
             Err(refusal) => {
@@ -205,6 +206,22 @@ impl Session {
         }
     }
 
+    /// This connection's user as the server knows it now: `Ok(None)` on a server without
+    /// credentials; the refusal when the user was removed since the login.
+    fn user(&self) -> Result<Option<User>, ServerMsg> {
+        let Some(login) = &self.login else {
+            return Ok(None);
+        };
+        match self.shared.users.current().by_digest(login) {
+            Some(user) => Ok(Some(user.clone())),
+            None => Err(error(
+                ErrorCode::PermissionDenied,
+                "this connection's user is no longer known to the server (its users were \
+                 reloaded): connect again with a current token",
+            )),
+        }
+    }
+
     /// The refusal of `action` on `topic` (in `group`) when the user may not.
     fn denied(
         &self,
@@ -212,7 +229,10 @@ impl Session {
         topic: &mq_core::TopicName,
         group: Option<&mq_core::GroupName>,
     ) -> Option<ServerMsg> {
-        let user = self.user.as_ref()?;
+        let user = match self.user() {
+            Ok(user) => user?,
+            Err(refusal) => return Some(refusal),
+        };
         (!user.allows(action, topic, group))
             .then(|| error(ErrorCode::PermissionDenied, user.refusal(action, topic)))
     }
@@ -231,7 +251,10 @@ impl Session {
             | ClientMsg::ListGroups { topic }
             | ClientMsg::Stats { topic: Some(topic) } => self.denied(Action::Stats, topic, None),
             ClientMsg::Stats { topic: None } => {
-                let user = self.user.as_ref()?;
+                let user = match self.user() {
+                    Ok(user) => user?,
+                    Err(refusal) => return Some(refusal),
+                };
                 (!user.allows_everywhere(Action::Stats)).then(|| {
                     error(
                         ErrorCode::PermissionDenied,
@@ -274,10 +297,14 @@ impl Session {
             ClientMsg::Goodbye => return Next::Close,
             ClientMsg::ListTopics => {
                 let mut topics = self.shared.broker.topics();
-                if let Some(user) = &self.user {
-                    topics.retain(|t| user.allows(Action::Stats, t, None));
+                match self.user() {
+                    Ok(Some(user)) => {
+                        topics.retain(|t| user.allows(Action::Stats, t, None));
+                        ServerMsg::Topics { topics }
+                    }
+                    Ok(None) => ServerMsg::Topics { topics },
+                    Err(refusal) => refusal,
                 }
-                ServerMsg::Topics { topics }
             }
             admin => admin::handle(&self.shared, admin).await,
         };

@@ -34,7 +34,7 @@ impl Harness {
             config: Arc::new(ServerConfig::default()),
             connections: Arc::new(Connections::default()),
             logins: Arc::default(),
-            users: Arc::default(),
+            users: crate::users::UsersHandle::default(),
         };
         let (stop, stopped) = watch::channel(false);
         tokio::spawn(Session::new(shared, stopped).run(conn));
@@ -368,7 +368,7 @@ async fn subscriptions_beyond_the_per_connection_maximum_are_refused() {
         config: Arc::new(config),
         connections: Arc::new(Connections::default()),
         logins: Arc::default(),
-        users: Arc::default(),
+        users: crate::users::UsersHandle::default(),
     };
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(Session::new(shared, stopped).run(conn));
@@ -412,7 +412,9 @@ async fn failed_logins_are_answered_later_and_later_and_the_right_token_at_once(
         config: Arc::new(ServerConfig::default()),
         connections: Arc::new(Connections::default()),
         logins: Arc::default(),
-        users: Arc::new(crate::users::Users::new(&[], Some("right")).unwrap()),
+        users: crate::users::UsersHandle::new(
+            crate::users::Users::new(&[], Some("right")).unwrap(),
+        ),
     };
     let login = |token: &str| ClientMsg::Hello {
         version: PROTOCOL_VERSION,

@@ -143,3 +143,57 @@ permissions = [
     // The connection stays open after a refusal.
     reader.ping().await.unwrap();
 }
+
+fn users_file(path: &std::path::Path, name: &str, digest: &str, actions: &str) {
+    std::fs::write(
+        path,
+        format!(
+            r#"
+storage = "memory"
+
+[[users]]
+name = "{name}"
+token_sha256 = "{digest}"
+permissions = [{{ topics = "*", actions = [{actions}] }}]
+"#
+        ),
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_users_for_new_and_established_connections() {
+    let (token, digest) = new_token();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mq.toml");
+    users_file(&file, "ops", &digest, r#""publish", "stats""#);
+    let server = Server::start_with(&["--config", file.to_str().unwrap()]);
+    let ops = login(&server, &token).await;
+    let t = topic("reloaded");
+    ops.producer(t.clone())
+        .send(NewMessage::new("before"))
+        .await
+        .unwrap();
+
+    users_file(&file, "ops", &digest, r#""stats""#);
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The established connection's next publish is refused once the reload is done.
+    let refused = async {
+        loop {
+            match ops.producer(t.clone()).send(NewMessage::new("x")).await {
+                Err(ClientError::Server { code, .. }) if code == ErrorCode::PermissionDenied => {
+                    break;
+                }
+                _ => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), refused)
+        .await
+        .expect("the reload applies to established connections");
+    assert_eq!(ops.topic_stats(&t).await.unwrap().topic, t);
+}
