@@ -185,7 +185,10 @@ async fn sighup_reloads_users_for_new_and_established_connections() {
     let refused = async {
         loop {
             match ops.producer(t.clone()).send(NewMessage::new("x")).await {
-                Err(ClientError::Server { code, .. }) if code == ErrorCode::PermissionDenied => {
+                Err(ClientError::Server {
+                    code: ErrorCode::PermissionDenied,
+                    ..
+                }) => {
                     break;
                 }
                 _ => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
