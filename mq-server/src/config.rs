@@ -312,6 +312,9 @@ impl ServerConfig {
         if self.auth_token.is_some() {
             return Ok("token");
         }
+        if self.tls_client_ca.is_some() {
+            return Ok("client certificates (mutual TLS)");
+        }
         let loopback = self
             .listen
             .parse::<SocketAddr>()
@@ -320,8 +323,8 @@ impl ServerConfig {
             (true, _) => Ok("anonymous (loopback only)"),
             (false, true) => Ok("anonymous (allowed by --allow-anonymous)"),
             (false, false) => anyhow::bail!(
-                "refusing to serve {} without credentials: set --auth-token or \
-                 --auth-token-file, or pass --allow-anonymous to serve anyone who can reach it",
+                "refusing to serve {} without credentials: set --auth-token, \
+                 --auth-token-file, [[users]] or --tls-client-ca, or pass --allow-anonymous to serve anyone who can reach it",
                 self.listen
             ),
         }

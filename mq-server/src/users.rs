@@ -1,6 +1,7 @@
 //! [`Users`]: who may connect and what each may do.
 //!
-//! A user has a name, a token (the config stores only its SHA-256 digest) and permissions
+//! A user has a name, credentials (a token, of which the config stores only the SHA-256
+//! digest, or the common name of a client certificate verified by mutual TLS) and permissions
 //! on topic patterns (`orders`, `orders.*`, `*`): `publish`, `consume` (optionally only in
 //! groups matching a pattern), `admin` (create and delete topics, delete groups) and
 //! `stats`. A login is found by the digest of the token the client sent and confirmed by a
@@ -61,7 +62,12 @@ pub struct UserConfig {
     /// The name logs and refusals use.
     pub name: String,
     /// The SHA-256 digest of the user's token, in hex (`mq-server new-token` prints it).
-    pub token_sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_sha256: Option<String>,
+    /// The common name (CN) of the subject of the client certificate that logs in as this
+    /// user (mutual TLS, `--tls-client-ca`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_cn: Option<String>,
     /// What the user may do.
     #[serde(default)]
     pub permissions: Vec<Permission>,
@@ -153,10 +159,21 @@ impl User {
     }
 }
 
-/// Who may connect: users by the digest of their token.
+/// Who may connect: users by the digest of their token and by the common name of their
+/// client certificate.
 #[derive(Debug, Clone, Default)]
 pub struct Users {
     by_digest: HashMap<[u8; 32], User>,
+    by_certificate: HashMap<String, User>,
+}
+
+/// How a connection logged in; the user is looked up by it again for every request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Login {
+    /// By the token with this digest.
+    Token([u8; 32]),
+    /// By a client certificate with this common name.
+    Certificate(String),
 }
 
 /// The users a running server knows, replaced whole on a reload: a connection looks its
@@ -201,35 +218,59 @@ impl Users {
     /// When a digest is not 64 hex digits.
     pub fn new(users: &[UserConfig], auth_token: Option<&str>) -> anyhow::Result<Self> {
         let mut by_digest = HashMap::new();
+        let mut by_certificate = HashMap::new();
         for u in users {
-            let digest = from_hex(&u.token_sha256).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "user \"{}\": token_sha256 must be 64 hex digits (mq-server new-token prints it)",
+            let user = User {
+                name: u.name.clone(),
+                permissions: u.permissions.clone(),
+            };
+            if u.token_sha256.is_none() && u.certificate_cn.is_none() {
+                anyhow::bail!(
+                    "user \"{}\" has no credentials: give it token_sha256 (mq-server new-token \
+                     prints one) or certificate_cn",
                     u.name
-                )
-            })?;
-            by_digest.insert(
-                digest,
-                User {
-                    name: u.name.clone(),
-                    permissions: u.permissions.clone(),
-                },
-            );
+                );
+            }
+            if let Some(hex) = &u.token_sha256 {
+                let digest = from_hex(hex).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "user \"{}\": token_sha256 must be 64 hex digits (mq-server new-token prints it)",
+                        u.name
+                    )
+                })?;
+                by_digest.insert(digest, user.clone());
+            }
+            if let Some(cn) = &u.certificate_cn
+                && by_certificate.insert(cn.clone(), user).is_some()
+            {
+                anyhow::bail!("two users have certificate_cn \"{cn}\": give each its own");
+            }
         }
         if let Some(token) = auth_token {
             by_digest.insert(digest(token), User::all("admin"));
         }
-        Ok(Self { by_digest })
+        Ok(Self {
+            by_digest,
+            by_certificate,
+        })
     }
 
     /// Whether anyone must log in.
     pub fn required(&self) -> bool {
-        !self.by_digest.is_empty()
+        !self.by_digest.is_empty() || !self.by_certificate.is_empty()
     }
 
-    /// The user whose token has this digest.
-    pub fn by_digest(&self, digest: &[u8; 32]) -> Option<&User> {
-        self.by_digest.get(digest)
+    /// The user of `login`.
+    pub fn find(&self, login: &Login) -> Option<&User> {
+        match login {
+            Login::Token(digest) => self.by_digest.get(digest),
+            Login::Certificate(cn) => self.by_certificate.get(cn),
+        }
+    }
+
+    /// The user whose client certificate has the common name `cn`.
+    pub fn by_certificate(&self, cn: &str) -> Option<&User> {
+        self.by_certificate.get(cn)
     }
 
     /// The user whose token is `token`.
@@ -304,7 +345,8 @@ mod tests {
         let users = Users::new(
             &[UserConfig {
                 name: "u".into(),
-                token_sha256: hex,
+                token_sha256: Some(hex),
+                certificate_cn: None,
                 permissions: Vec::new(),
             }],
             Some("root"),
@@ -313,5 +355,24 @@ mod tests {
         assert_eq!(users.login(&token).map(|u| u.name.as_str()), Some("u"));
         assert_eq!(users.login("root").map(|u| u.name.as_str()), Some("admin"));
         assert!(users.login("guess").is_none());
+    }
+
+    #[test]
+    fn a_user_needs_credentials_and_a_certificate_name_of_its_own() {
+        let user = |name: &str, cn: Option<&str>| UserConfig {
+            name: name.into(),
+            token_sha256: None,
+            certificate_cn: cn.map(str::to_owned),
+            permissions: Vec::new(),
+        };
+        let err = Users::new(&[user("nobody", None)], None).unwrap_err();
+        assert!(err.to_string().contains("no credentials"), "{err}");
+        let err = Users::new(&[user("a", Some("app")), user("b", Some("app"))], None).unwrap_err();
+        assert!(err.to_string().contains("two users"), "{err}");
+        let users = Users::new(&[user("a", Some("app"))], None).unwrap();
+        assert!(users.required());
+        let login = Login::Certificate("app".into());
+        assert_eq!(users.find(&login).map(|u| u.name.as_str()), Some("a"));
+        assert!(users.by_certificate("other").is_none());
     }
 }

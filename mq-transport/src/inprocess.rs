@@ -81,11 +81,13 @@ fn pair<A: Send + 'static, B: Send + 'static>(
             reader: Box::new(ChannelReader { rx: a_rx }),
             writer: Box::new(ChannelWriter { tx: Some(b_tx) }),
             peer: peer_a,
+            certificate_name: None,
         },
         Connection {
             reader: Box::new(ChannelReader { rx: b_rx }),
             writer: Box::new(ChannelWriter { tx: Some(a_tx) }),
             peer: peer_b,
+            certificate_name: None,
         },
     )
 }

@@ -82,6 +82,7 @@ impl TcpTransport {
                 inner: FramedWrite::new(write, FrameCodec::<In, Out>::new(self.max_frame)),
             }),
             peer,
+            certificate_name: None,
         }
     }
 }
@@ -173,7 +174,15 @@ async fn establish_tls(
         .accept(stream)
         .await
         .map_err(|e| TransportError::Tls(format!("TLS handshake with {peer} failed: {e}")))?;
-    Ok(transport.split(tls_stream, peer))
+    let certificate_name = tls_stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|cert| tls::common_name(cert));
+    let mut conn = transport.split(tls_stream, peer);
+    conn.certificate_name = certificate_name;
+    Ok(conn)
 }
 
 #[async_trait]

@@ -13,6 +13,13 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+/// The common name (CN) in the subject of `cert`, when it has one.
+pub(crate) fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let cn = parsed.subject().iter_common_name().next()?;
+    cn.as_str().ok().map(str::to_owned)
+}
+
 /// The first byte of every TLS connection (a handshake record).
 pub(crate) const TLS_HANDSHAKE: u8 = 0x16;
 

@@ -109,12 +109,16 @@ pub struct Connection<In, Out> {
     pub writer: Box<dyn FrameWrite<Out>>,
     /// The peer's address, for logs.
     pub peer: String,
+    /// The common name (CN) in the subject of the client certificate the TLS handshake
+    /// verified (mutual TLS); `None` for every other connection.
+    pub certificate_name: Option<String>,
 }
 
 impl<In, Out> fmt::Debug for Connection<In, Out> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connection")
             .field("peer", &self.peer)
+            .field("certificate_name", &self.certificate_name)
             .finish_non_exhaustive()
     }
 }

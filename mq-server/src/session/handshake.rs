@@ -6,7 +6,35 @@ use std::time::Duration;
 use mq_transport::{ClientMsg, ErrorCode, Frame, PROTOCOL_VERSION, ServerMsg};
 
 use super::{Shared, error};
-use crate::users::digest;
+use crate::users::{Login, Users, digest};
+
+/// Who logs in: by the token when the client sent one, else by the common name of the client
+/// certificate the TLS handshake verified.
+fn login(
+    users: &Users,
+    token: Option<&str>,
+    certificate_name: Option<&str>,
+) -> Result<Login, ServerMsg> {
+    let refused = |why: String| error(ErrorCode::Unauthorized, why);
+    match (token, certificate_name) {
+        (Some(token), _) => match users.login(token) {
+            Some(_) => Ok(Login::Token(digest(token))),
+            None => Err(refused(
+                "auth token wrong: pass a token the server knows (MQ_AUTH_TOKEN)".into(),
+            )),
+        },
+        (None, Some(cn)) => match users.by_certificate(cn) {
+            Some(_) => Ok(Login::Certificate(cn.to_owned())),
+            None => Err(refused(format!(
+                "no user has the client certificate's common name \"{cn}\": the server's \
+                 [[users]] need certificate_cn = \"{cn}\", or pass a token"
+            ))),
+        },
+        (None, None) => Err(refused(
+            "auth token missing: pass a token the server knows (MQ_AUTH_TOKEN)".into(),
+        )),
+    }
+}
 
 /// Checks a connection's first frame: `Welcome`, or the refusal that ends the connection
 /// (also when the server is `stopping`).
@@ -14,7 +42,8 @@ pub(crate) fn hello(
     shared: &Shared,
     frame: Frame<ClientMsg>,
     stopping: bool,
-) -> Result<(Option<[u8; 32]>, ServerMsg), ServerMsg> {
+    certificate_name: Option<&str>,
+) -> Result<(Option<Login>, ServerMsg), ServerMsg> {
     if stopping {
         return Err(error(
             ErrorCode::ShuttingDown,
@@ -41,22 +70,13 @@ pub(crate) fn hello(
         ));
     }
     let users = shared.users.current();
-    let user = if users.required() {
-        match token.as_deref().and_then(|t| users.login(t)) {
-            Some(user) => Some(user.clone()),
-            None => {
-                let what = if token.is_some() { "wrong" } else { "missing" };
-                return Err(error(
-                    ErrorCode::Unauthorized,
-                    format!("auth token {what}: pass a token the server knows (MQ_AUTH_TOKEN)"),
-                ));
-            }
-        }
+    let login = if users.required() {
+        Some(login(&users, token.as_deref(), certificate_name)?)
     } else {
         None
     };
-    tracing::debug!(%client, user = user.as_ref().map_or("anonymous", |u| u.name.as_str()), "handshake done");
-    let login = user.and(token.as_deref().map(digest));
+    let user = login.as_ref().and_then(|l| users.find(l));
+    tracing::debug!(%client, user = user.map_or("anonymous", |u| u.name.as_str()), "handshake done");
     Ok((
         login,
         ServerMsg::Welcome {

@@ -31,7 +31,7 @@ use self::subscription::Sub;
 use crate::config::ServerConfig;
 use crate::connections::Connections;
 use crate::logins::Logins;
-use crate::users::{Action, User, UsersHandle};
+use crate::users::{Action, Login, User, UsersHandle};
 
 /// Frames queued for the writer before senders wait.
 const OUTBOUND_FRAMES: usize = 256;
@@ -61,9 +61,9 @@ pub(crate) struct Session {
     out: Option<mpsc::Sender<Frame<ServerMsg>>>,
     /// Says why the writer stopped, if writing failed.
     write_failed: Option<oneshot::Receiver<String>>,
-    /// The digest of the token this connection logged in with; `None` when the server asks
-    /// for no credentials. The user is looked up again for every request.
-    login: Option<[u8; 32]>,
+    /// How this connection logged in; `None` when the server asks for no credentials. The
+    /// user is looked up again for every request.
+    login: Option<Login>,
 }
 
 /// An error frame.
@@ -101,6 +101,7 @@ impl Session {
             mut reader,
             mut writer,
             peer,
+            certificate_name,
         } = conn;
         let connections = Arc::clone(&self.shared.connections);
         let _counted = connections.open();
@@ -114,7 +115,10 @@ impl Session {
             }
         });
         tracing::debug!(%peer, "connection opened");
-        if let Some((id, farewell)) = self.serve(reader.as_mut(), &peer).await {
+        if let Some((id, farewell)) = self
+            .serve(reader.as_mut(), &peer, certificate_name.as_deref())
+            .await
+        {
             self.send(id, farewell).await;
         }
         for (_, sub) in self.subs.drain() {
@@ -137,6 +141,7 @@ impl Session {
         &mut self,
         reader: &mut dyn FrameRead<ClientMsg>,
         peer: &str,
+        certificate_name: Option<&str>,
     ) -> Option<(RequestId, ServerMsg)> {
         let last = |msg| Some((RequestId(0), msg));
         let deadline = self.shared.config.handshake_timeout;
@@ -149,7 +154,7 @@ impl Session {
         };
         let hello_id = hello.id;
         let stopping = *self.stop.borrow();
-        match handshake::hello(&self.shared, hello, stopping) {
+        match handshake::hello(&self.shared, hello, stopping, certificate_name) {
             Ok((login, welcome)) => {
                 self.login = login;
                 self.send(hello_id, welcome).await;
@@ -212,12 +217,12 @@ impl Session {
         let Some(login) = &self.login else {
             return Ok(None);
         };
-        match self.shared.users.current().by_digest(login) {
+        match self.shared.users.current().find(login) {
             Some(user) => Ok(Some(user.clone())),
             None => Err(error(
                 ErrorCode::PermissionDenied,
                 "this connection's user is no longer known to the server (its users were \
-                 reloaded): connect again with a current token",
+                 reloaded): connect again with current credentials",
             )),
         }
     }

@@ -1,11 +1,15 @@
 //! TLS through the real server, with certificates made for each test (never committed
 //! keys): it works, untrusted, expired and misnamed certificates fail clearly, TLS on one
-//! side only fails clearly on both, mutual TLS requires a client certificate, and SIGHUP
-//! reloads the server's certificate without dropping connections.
+//! side only fails clearly on both, mutual TLS requires a client certificate and maps its
+//! subject to a user, and SIGHUP reloads the server's certificate without dropping
+//! connections.
 
 use std::path::{Path, PathBuf};
 
-use mq_client::{Client, ClientConfig, ClientError, ClientTls, NewMessage, Subscription};
+use mq_client::{
+    Client, ClientConfig, ClientError, ClientTls, NewMessage, Subscription, TopicConfig,
+};
+use mq_transport::ErrorCode;
 use rcgen::{
     BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair,
@@ -183,6 +187,65 @@ async fn mutual_tls_requires_a_client_certificate_from_the_ca() {
         ..trusting(&ca)
     };
     connect(&server, with_identity).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_logs_in_as_the_user_with_its_common_name() {
+    let pki = Pki::new();
+    let ca = pki.ca_file("ca.pem");
+    let (cert, key) = pki.issue("server", &["127.0.0.1"], false, false);
+    let config = pki.path("mq.toml");
+    std::fs::write(
+        &config,
+        r#"
+[[users]]
+name = "orders-app"
+certificate_cn = "orders-service"
+permissions = [{ topics = "orders.*", actions = ["publish", "admin"] }]
+"#,
+    )
+    .unwrap();
+    let server = tls_server(
+        &cert,
+        &key,
+        &[
+            "--tls-client-ca",
+            ca.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let identity = |stem: &str| ClientTls {
+        identity: Some(pki.issue(stem, &[], true, false)),
+        ..trusting(&ca)
+    };
+
+    let app = connect(&server, identity("orders-service")).await.unwrap();
+    let orders = topic("orders.eu");
+    app.create_topic(&orders, TopicConfig::default())
+        .await
+        .unwrap();
+    app.producer(orders)
+        .send(NewMessage::new("o"))
+        .await
+        .unwrap();
+    let refused = app
+        .producer(topic("payments"))
+        .send(NewMessage::new("p"))
+        .await
+        .unwrap_err();
+    let ClientError::Server { code, message } = &refused else {
+        panic!("{refused}")
+    };
+    assert_eq!(*code, ErrorCode::PermissionDenied, "{message}");
+    assert!(message.contains("user \"orders-app\""), "{message}");
+
+    let stranger = connect(&server, identity("stranger")).await.unwrap_err();
+    let ClientError::Server { code, message } = &stranger else {
+        panic!("{stranger}")
+    };
+    assert_eq!(*code, ErrorCode::Unauthorized, "{message}");
+    assert!(message.contains("\"stranger\""), "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
