@@ -20,6 +20,7 @@
 //! max_topics = 10000
 //! max_groups_per_topic = 10000
 //! max_frame = 16777216
+//! max_read_buffers = 536870912
 //! handshake_timeout = "10s"
 //! idle_timeout = "5m"
 //! ```
@@ -176,6 +177,15 @@ pub struct ServerConfig {
         default_value_t = 10_000
     )]
     pub max_groups_per_topic: usize,
+    /// Memory for partially received frames across all connections: a connection whose
+    /// frame needs more than is left is refused with `server_busy` and closed
+    #[arg(
+        long,
+        env = "MQ_MAX_READ_BUFFERS",
+        value_name = "BYTES",
+        default_value_t = 512 * 1024 * 1024
+    )]
+    pub max_read_buffers: usize,
     /// Largest frame accepted or sent, in bytes (it bounds the largest message too)
     #[arg(long, env = "MQ_MAX_FRAME", value_name = "BYTES", default_value_t = mq_transport::DEFAULT_MAX_FRAME)]
     pub max_frame: usize,

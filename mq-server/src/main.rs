@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use mq_server::{ServerConfig, StorageKind};
-use mq_transport::{TcpTransport, Transport, max_message_size};
+use mq_transport::{ReadBudget, TcpTransport, Transport, max_message_size};
 
 // mimalloc: many small, long-lived allocations (one per retained message) made from
 // several threads at once, where the system allocator spends its time growing arenas.
@@ -206,7 +206,8 @@ fn serve(mut config: ServerConfig, reload: Reload) -> anyhow::Result<()> {
         None => None,
     };
     runtime.block_on(async {
-        let mut transport = TcpTransport::new(config.max_frame);
+        let mut transport = TcpTransport::new(config.max_frame)
+            .with_read_budget(ReadBudget::new(config.max_read_buffers));
         if let Some(tls) = &tls {
             transport = transport.with_server_tls(Arc::clone(tls));
         }

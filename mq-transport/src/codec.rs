@@ -1,8 +1,9 @@
 //! [`FrameCodec`]: frames over a byte stream, for tokio-util's `FramedRead`/`FramedWrite`.
 //!
 //! A frame is a 4-byte big-endian length and that many bytes. The maximum frame length is
-//! checked on decode (as soon as the length is read, before any buffer is reserved for the
-//! body) and on encode. What is buffered is parsed before more is read; the end of the
+//! checked on decode (as soon as the length is read) and on encode. Nothing is reserved for
+//! a frame's body before it arrives: the buffer grows with the bytes received, which are
+//! charged to the broker-wide [`ReadBudget`] while the frame is incomplete. What is buffered is parsed before more is read; the end of the
 //! stream between frames is a clean close, in the middle of one an error.
 
 use std::marker::PhantomData;
@@ -12,6 +13,7 @@ use tokio_util::codec::{Decoder, Encoder};
 
 use crate::frame::{BadFrame, WireMsg, decode_frame, encode_frame};
 use crate::protocol::Frame;
+use crate::read_budget::{Charge, ReadBudget};
 use crate::wire::EncodeError;
 
 /// Bytes of a frame's length field.
@@ -31,6 +33,15 @@ pub enum CodecError {
         /// The maximum.
         max: usize,
     },
+    /// The broker-wide pool for partially received frames is spent.
+    #[error(
+        "the server's buffers for partially received frames ({limit} bytes) are full: \
+         try again later"
+    )]
+    ReadBudgetExhausted {
+        /// The size of the pool.
+        limit: usize,
+    },
     /// A frame to send could not be encoded.
     #[error(transparent)]
     Encode(#[from] EncodeError),
@@ -43,14 +54,21 @@ pub enum CodecError {
 #[derive(Debug)]
 pub struct FrameCodec<In, Out> {
     max_frame: usize,
+    charge: Charge,
     _kinds: PhantomData<fn(Out) -> In>,
 }
 
 impl<In, Out> FrameCodec<In, Out> {
     /// A codec accepting frames up to `max_frame` bytes (after the length field).
     pub fn new(max_frame: usize) -> Self {
+        Self::with_budget(max_frame, ReadBudget::default())
+    }
+
+    /// A codec whose partially received frames are charged to `budget`.
+    pub fn with_budget(max_frame: usize, budget: ReadBudget) -> Self {
         Self {
             max_frame,
+            charge: Charge::new(budget),
             _kinds: PhantomData,
         }
     }
@@ -77,9 +95,14 @@ impl<In: WireMsg, Out> Decoder for FrameCodec<In, Out> {
             });
         }
         if src.len() < LENGTH + len {
-            src.reserve(LENGTH + len - src.len());
+            if !self.charge.cover(src.len()) {
+                return Err(CodecError::ReadBudgetExhausted {
+                    limit: self.charge.budget().limit(),
+                });
+            }
             return Ok(None);
         }
+        self.charge.release();
         src.advance(LENGTH);
         let body = src.split_to(len).freeze();
         Ok(Some(decode_frame(body)))

@@ -93,7 +93,7 @@ error_codes! {
     PermissionDenied = 26, "permission_denied";
     /// Storage failed.
     Storage = 30, "storage";
-    /// The server has too many connections.
+    /// The server has too many connections, or no buffer space for a partial frame.
     ServerBusy = 31, "server_busy";
     /// The server is shutting down.
     ShuttingDown = 32, "shutting_down";

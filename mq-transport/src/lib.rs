@@ -4,6 +4,7 @@
 //!   wire [`ErrorCode`]s;
 //! - [`wire`] and [`frame`]: runtime-free encoding and decoding with checked lengths;
 //! - [`codec`]: [`FrameCodec`] for tokio-util framing, with a maximum frame size;
+//! - [`read_budget`]: [`ReadBudget`], the broker-wide pool for partially received frames;
 //! - [`Transport`]: the trait the server and client are written against, with
 //!   [`TcpTransport`] and [`InProcessTransport`].
 //!
@@ -16,6 +17,7 @@ pub mod frame;
 mod inprocess;
 mod kinds;
 pub mod protocol;
+pub mod read_budget;
 mod server_frames;
 mod tcp;
 pub mod tls;
@@ -31,6 +33,7 @@ pub use protocol::{
     PROTOCOL_VERSION, RequestId, ServerMsg, SubscribeRequest, SubscriptionId, WireDelivery,
     max_message_size,
 };
+pub use read_budget::ReadBudget;
 pub use tcp::TcpTransport;
 pub use tls::{ClientTls, ServerTls, ServerTlsFiles, TlsError};
 pub use transport::{

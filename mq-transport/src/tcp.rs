@@ -16,19 +16,21 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 use crate::codec::{CodecError, FrameCodec};
 use crate::frame::{WireMsg, encode_frame};
 use crate::protocol::{ClientMsg, DEFAULT_MAX_FRAME, ErrorCode, Frame, RequestId, ServerMsg};
+use crate::read_budget::{ReadBudget, UNCHARGED_BYTES};
 use crate::tls::{self, ClientTls, ClientTlsReady, ServerTls, TLS_HANDSHAKE, TlsError};
 use crate::transport::{
     Accepted, ClientConnection, Connection, FrameRead, FrameWrite, Incoming, Listener,
     ServerConnection, Transport, TransportError,
 };
 
-/// Read buffer reserved per connection; grows on demand up to one maximum frame.
-const READ_BUFFER: usize = 64 * 1024;
+/// Read buffer reserved per connection; grows with the bytes of a large frame as they arrive.
+const READ_BUFFER: usize = UNCHARGED_BYTES;
 
 /// TCP with length-prefixed frames, optionally inside TLS.
 #[derive(Debug, Clone)]
 pub struct TcpTransport {
     max_frame: usize,
+    read_budget: ReadBudget,
     server_tls: Option<Arc<ServerTls>>,
     client_tls: Option<ClientTlsReady>,
 }
@@ -44,9 +46,17 @@ impl TcpTransport {
     pub fn new(max_frame: usize) -> Self {
         Self {
             max_frame,
+            read_budget: ReadBudget::default(),
             server_tls: None,
             client_tls: None,
         }
+    }
+
+    /// Partially received frames of this transport's connections are charged to `budget`.
+    #[must_use]
+    pub fn with_read_budget(mut self, budget: ReadBudget) -> Self {
+        self.read_budget = budget;
+        self
     }
 
     /// Listeners of this transport accept TLS connections only, with `tls`.
@@ -74,7 +84,7 @@ impl TcpTransport {
             reader: Box::new(TcpReader {
                 inner: FramedRead::with_capacity(
                     read,
-                    FrameCodec::<In, Out>::new(self.max_frame),
+                    FrameCodec::<In, Out>::with_budget(self.max_frame, self.read_budget.clone()),
                     READ_BUFFER,
                 ),
             }),

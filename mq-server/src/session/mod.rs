@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use mq_core::Broker;
 use mq_transport::{
-    BadFrame, ClientMsg, Connection, ErrorCode, Frame, FrameRead, Incoming, RequestId,
+    BadFrame, ClientMsg, CodecError, Connection, ErrorCode, Frame, FrameRead, Incoming, RequestId,
     ServerConnection, ServerMsg, SubscriptionId, TransportError, write_queued,
 };
 use tokio::sync::{mpsc, oneshot, watch};
@@ -357,6 +357,10 @@ fn transport_farewell(e: &TransportError, peer: &str) -> Option<ServerMsg> {
                  bytes: closing the connection"
             ),
         ));
+    }
+    if let TransportError::Codec(CodecError::ReadBudgetExhausted { .. }) = e {
+        tracing::warn!(%peer, error = %e, "closing the connection: read buffers are full");
+        return Some(error(ErrorCode::ServerBusy, e.to_string()));
     }
     tracing::debug!(%peer, error = %e, "connection failed");
     None

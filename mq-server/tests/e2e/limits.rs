@@ -1,5 +1,5 @@
-//! The limits that protect the server, its configuration sources, the handler loop, and the
-//! in-process transport.
+//! The limits that protect the server (connections, deadlines, read buffers), its
+//! configuration sources, the handler loop, and the in-process transport.
 
 use std::time::Duration;
 
@@ -261,4 +261,36 @@ async fn a_token_can_come_from_a_file() {
     let server = Server::start(&["--auth-token-file", file.to_str().unwrap()]);
     assert!(server.client_with_token(Some("from-a-file")).await.is_ok());
     assert!(server.client_with_token(None).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_frame_past_the_read_buffer_pool_closes_only_its_connection() {
+    let server = Server::start(&["--max-read-buffers", "100000"]);
+    let honest = server.client().await;
+    let mut raw = Raw::handshaken(&server.addr, None);
+    // A frame announcing 1 MiB: only the 110,000 bytes that arrive are charged, and they
+    // are more than the pool holds.
+    let mut partial = (1u32 << 20).to_be_bytes().to_vec();
+    partial.resize(4 + 110_000, 0);
+    raw.write(&partial);
+    match raw.recv().msg {
+        ServerMsg::Error { code, message } => {
+            assert_eq!(code, ErrorCode::ServerBusy);
+            assert!(message.contains("partially received frames"), "{message}");
+        }
+        other => panic!("expected server_busy, got {other:?}"),
+    }
+    assert!(raw.closed_by_server());
+    honest.ping().await.unwrap();
+    // The refused connection gave its bytes back: a whole large frame gets through now.
+    let t = topic("read-buffers");
+    honest
+        .create_topic(&t, TopicConfig::default())
+        .await
+        .unwrap();
+    honest
+        .producer(t)
+        .send(NewMessage::new(vec![7u8; 90_000]))
+        .await
+        .unwrap();
 }
