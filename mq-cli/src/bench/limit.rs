@@ -29,7 +29,8 @@ pub(crate) async fn run(plan: &Plan) -> anyhow::Result<BenchResult> {
     let n = plan.n;
     let reader = tokio::spawn(async move {
         let (mut socket, _) = listener.accept().await?;
-        let mut buf = vec![0u8; 256 * 1024];
+        // Room for at least one whole frame, whatever --size says.
+        let mut buf = vec![0u8; (256 * 1024).max(record + 4)];
         let (mut filled, mut seen) = (0usize, 0u64);
         while seen < n {
             let read = socket.read(&mut buf[filled..]).await?;
