@@ -23,6 +23,7 @@
 //! max_read_buffers = 536870912
 //! handshake_timeout = "10s"
 //! idle_timeout = "5m"
+//! stall_timeout = "30s"
 //! ```
 
 use std::net::SocketAddr;
@@ -197,6 +198,11 @@ pub struct ServerConfig {
     #[arg(long, env = "MQ_IDLE_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "5m")]
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// Close a connection whose socket takes none of the replies and deliveries waiting for
+    /// it this long (its unacked deliveries go back to their groups)
+    #[arg(long, env = "MQ_STALL_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "30s")]
+    #[serde(with = "humantime_serde")]
+    pub stall_timeout: Duration,
     /// How often retention, ack timeouts and delayed nacks are processed
     #[arg(skip = Duration::from_millis(100))]
     #[serde(with = "humantime_serde")]

@@ -31,6 +31,9 @@ pub enum TransportError {
     /// The TLS handshake failed, or one side speaks TLS and the other does not.
     #[error("{0}")]
     Tls(String),
+    /// The peer's socket took nothing written to it for this long.
+    #[error("the peer took no data for {0:?}: closing the connection as stalled")]
+    Stalled(std::time::Duration),
 }
 
 impl TransportError {

@@ -109,8 +109,9 @@ impl Session {
         let (failed_tx, failed_rx) = oneshot::channel();
         self.out = Some(out_tx);
         self.write_failed = Some(failed_rx);
+        let stall = Some(self.shared.config.stall_timeout);
         let writer = tokio::spawn(async move {
-            if let Err(e) = write_queued(writer.as_mut(), &mut out_rx, |_| false).await {
+            if let Err(e) = write_queued(writer.as_mut(), &mut out_rx, |_| false, stall).await {
                 let _ = failed_tx.send(e.to_string());
             }
         });

@@ -6,10 +6,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 use mq_client::{
-    Client, ClientConfig, ClientError, Delivery, Handler, HandlerError, NewMessage, Subscription,
+    AckMode, Client, ClientConfig, ClientError, Delivery, Handler, HandlerError, NewMessage,
+    Subscription,
 };
 use mq_core::{Broker, TopicConfig};
-use mq_transport::{ClientMsg, ErrorCode, InProcessTransport, ServerMsg, Transport};
+use mq_transport::{
+    ClientMsg, ErrorCode, InProcessTransport, ServerMsg, SubscribeRequest, Transport,
+};
 
 use super::harness::{Raw, Server};
 use super::{group, topic};
@@ -293,4 +296,57 @@ async fn a_partial_frame_past_the_read_buffer_pool_closes_only_its_connection() 
         .send(NewMessage::new(vec![7u8; 90_000]))
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_whose_socket_takes_nothing_is_closed_and_its_deliveries_go_back() {
+    const MESSAGES: usize = 400;
+    let server = Server::start(&["--stall-timeout", "300ms"]);
+    let client = server.client().await;
+    let t = topic("stalled");
+    client
+        .create_topic(&t, TopicConfig::default())
+        .await
+        .unwrap();
+    // A manual-ack consumer that subscribes and then never reads its socket.
+    let mut raw = Raw::handshaken(&server.addr, None);
+    raw.send(
+        2,
+        ClientMsg::Subscribe(SubscribeRequest {
+            topic: t.clone(),
+            group: Some(group("g")),
+            start: mq_core::StartPosition::Earliest,
+            ack: Some(AckMode::Manual),
+            exclusive: false,
+            prefetch: 10_000,
+        }),
+    );
+    assert!(matches!(raw.recv().msg, ServerMsg::Subscribed { .. }));
+    // 25 MiB of deliveries: more than the socket buffers between them hold.
+    let producer = client.producer(t.clone());
+    for _ in 0..MESSAGES {
+        producer
+            .send(NewMessage::new(vec![0u8; 64 * 1024]))
+            .await
+            .unwrap();
+    }
+    // Another consumer of the group gets every message, those that were in flight to the
+    // stalled one included, once the server has closed it (well before the 30 s ack
+    // timeout would send them back).
+    let mut consumer = client
+        .subscribe(Subscription::new(t).group(group("g")).ack(AckMode::Manual))
+        .await
+        .unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    let all = async {
+        while seen.len() < MESSAGES {
+            let d = consumer.recv().await.unwrap();
+            seen.insert(d.offset());
+            d.ack().await.unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), all)
+        .await
+        .expect("the stalled consumer's deliveries come back");
+    drop(raw);
 }
