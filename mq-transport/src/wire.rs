@@ -116,7 +116,9 @@ impl Reader {
         self.pos
     }
 
-    fn take(&mut self, need: usize) -> Result<Bytes, DecodeError> {
+    /// The range of the next `need` bytes, consumed.
+    #[inline]
+    fn advance(&mut self, need: usize) -> Result<std::ops::Range<usize>, DecodeError> {
         let have = self.buf.len() - self.pos;
         if need > have {
             return Err(DecodeError::Truncated {
@@ -125,34 +127,47 @@ impl Reader {
                 have,
             });
         }
-        let out = self.buf.slice(self.pos..self.pos + need);
+        let range = self.pos..self.pos + need;
         self.pos += need;
-        Ok(out)
+        Ok(range)
     }
 
+    /// The next `need` bytes as a slice of the frame (no copy).
+    #[inline]
+    fn take(&mut self, need: usize) -> Result<Bytes, DecodeError> {
+        let range = self.advance(need)?;
+        Ok(self.buf.slice(range))
+    }
+
+    /// The next `N` bytes, copied (no reference to the frame taken).
+    #[inline]
     fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
-        let bytes = self.take(N)?;
+        let range = self.advance(N)?;
         let mut out = [0u8; N];
-        out.copy_from_slice(&bytes);
+        out.copy_from_slice(&self.buf[range]);
         Ok(out)
     }
 
     /// A `u8`.
+    #[inline]
     pub fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.array::<1>()?[0])
     }
 
     /// A big-endian `u16`.
+    #[inline]
     pub fn u16(&mut self) -> Result<u16, DecodeError> {
         Ok(u16::from_be_bytes(self.array()?))
     }
 
     /// A big-endian `u32`.
+    #[inline]
     pub fn u32(&mut self) -> Result<u32, DecodeError> {
         Ok(u32::from_be_bytes(self.array()?))
     }
 
     /// A big-endian `u64`.
+    #[inline]
     pub fn u64(&mut self) -> Result<u64, DecodeError> {
         Ok(u64::from_be_bytes(self.array()?))
     }

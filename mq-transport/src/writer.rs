@@ -3,6 +3,7 @@
 //! the queue allows (everything queued is fed, then flushed once). With a stall deadline,
 //! a peer whose socket does not take a batch within it is given up on.
 
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -12,7 +13,8 @@ use crate::transport::{FrameWrite, TransportError};
 
 /// Writes the frames queued on `rx` until the channel closes or `is_last` says a frame
 /// was the last one, then closes the sending direction. With `stall`, a batch the socket
-/// has not taken within it ends writing with [`TransportError::Stalled`].
+/// has not taken within it (counted from when the socket first refused more) ends writing
+/// with [`TransportError::Stalled`].
 ///
 /// # Errors
 /// The [`TransportError`] that stopped writing; frames still queued are not sent.
@@ -23,12 +25,17 @@ pub async fn write_queued<M>(
     stall: Option<Duration>,
 ) -> Result<(), TransportError> {
     while let Some(frame) = rx.recv().await {
-        let batch = write_batch(writer, rx, frame, &is_last);
-        let last = match stall {
-            None => batch.await?,
-            Some(deadline) => tokio::time::timeout(deadline, batch)
-                .await
-                .map_err(|_| TransportError::Stalled(deadline))??,
+        let mut batch = std::pin::pin!(write_batch(writer, rx, frame, &is_last));
+        // Most batches go straight into the socket buffer: the deadline (a timer) is only
+        // armed for one the socket did not take at once.
+        let last = match futures::poll!(batch.as_mut()) {
+            Poll::Ready(done) => done?,
+            Poll::Pending => match stall {
+                None => batch.await?,
+                Some(deadline) => tokio::time::timeout(deadline, batch)
+                    .await
+                    .map_err(|_| TransportError::Stalled(deadline))??,
+            },
         };
         if last {
             break;
