@@ -373,6 +373,10 @@ impl ServerConfig {
             self.segment_bytes >= 4096,
             "segment_bytes must be at least 4096"
         );
+        anyhow::ensure!(
+            !self.stall_timeout.is_zero(),
+            "stall_timeout must be more than 0 (it is how long a socket may take nothing)"
+        );
         Ok(())
     }
 }
