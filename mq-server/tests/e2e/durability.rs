@@ -329,6 +329,11 @@ async fn a_server_with_a_small_memory_budget_serves_from_disk() {
         .unwrap();
     for i in 0..5000u32 {
         let d = late.recv().await.unwrap();
-        assert_eq!(d.payload(), format!("{i:08}").repeat(16).as_bytes());
+        assert_eq!(
+            d.payload(),
+            format!("{i:08}").repeat(16).as_bytes(),
+            "offset {}",
+            d.offset()
+        );
     }
 }
