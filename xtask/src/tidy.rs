@@ -7,7 +7,9 @@ mod tests {
 
     use crate::util::workspace_root;
 
-    fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    /// Files under `dir` (skipping `target` and hidden directories) whose extension is one
+    /// of `exts`.
+    fn files_with(dir: &Path, exts: &[&str], out: &mut Vec<PathBuf>) {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
         };
@@ -15,11 +17,18 @@ mod tests {
             let path = entry.path();
             let name = entry.file_name();
             if path.is_dir() && name != "target" && !name.to_string_lossy().starts_with('.') {
-                rust_files(&path, out);
-            } else if path.extension().is_some_and(|e| e == "rs") {
+                files_with(&path, exts, out);
+            } else if path
+                .extension()
+                .is_some_and(|e| exts.iter().any(|x| e == *x))
+            {
                 out.push(path);
             }
         }
+    }
+
+    fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+        files_with(dir, &["rs"], out);
     }
 
     fn all_rust_files() -> Vec<PathBuf> {
@@ -54,25 +63,10 @@ mod tests {
         }
     }
 
-    fn docs_and_sources(dir: &Path, out: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let name = entry.file_name();
-            if path.is_dir() && name != "target" && !name.to_string_lossy().starts_with('.') {
-                docs_and_sources(&path, out);
-            } else if path.extension().is_some_and(|e| e == "rs" || e == "md") {
-                out.push(path);
-            }
-        }
-    }
-
     #[test]
     fn docs_and_comments_cite_only_the_projects_own_documents() {
         let mut files = Vec::new();
-        docs_and_sources(&workspace_root(), &mut files);
+        files_with(&workspace_root(), &["rs", "md"], &mut files);
         let banned = [["SPEC", " §"].concat(), ["../", "shared"].concat()];
         for file in files {
             let text = std::fs::read_to_string(&file).unwrap();
