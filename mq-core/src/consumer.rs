@@ -189,6 +189,7 @@ impl Consumer {
         let mut dead = Vec::new();
         let mut picks = Vec::new();
         let resident;
+        let mut pin = None;
         let before = out.len();
         {
             let mut state = self.topic.lock();
@@ -213,13 +214,17 @@ impl Consumer {
             let _sync = state.persist_groups()?;
             // What is in memory is taken now, in order, up to the first message that is not.
             resident = state.take_resident(&picks, out);
+            if resident < picks.len() {
+                pin = state.pin(picks[resident..].iter().map(|&(o, _)| o));
+            }
         }
-        // The rest is read back without the topic's lock; a message retention removed
-        // meanwhile is not delivered (the group no longer holds it either).
-        if resident < picks.len() {
+        // The rest is read back without the topic's lock, pinned so that being counted
+        // consumed (auto-ack) does not remove it meanwhile; a message an age or size bound
+        // removed meanwhile is not delivered (the group no longer holds it either).
+        if let Some(pin) = pin {
             let rest = &picks[resident..];
             let offsets: Vec<Offset> = rest.iter().map(|&(o, _)| o).collect();
-            let fetched = self.topic.fetch(&offsets)?;
+            let fetched = self.topic.fetch_pinned(&offsets, pin)?;
             for (message, &(_, deliveries)) in fetched.into_iter().zip(rest) {
                 if let Some(message) = message {
                     out.push(Delivery {

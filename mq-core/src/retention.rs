@@ -26,9 +26,11 @@ impl RetentionConfig {
 }
 
 impl TopicState {
-    /// The lowest offset some group still needs, or `None` when the topic has no groups.
+    /// The lowest offset some group still needs (or a read-back in progress holds), or
+    /// `None` when the topic has no groups.
     pub(crate) fn needed_floor(&self) -> Option<Offset> {
-        self.groups.values().map(|g| g.floor()).min()
+        let floor = self.groups.values().map(|g| g.floor()).min()?;
+        Some(self.lowest_pinned().map_or(floor, |pin| pin.min(floor)))
     }
 
     /// Makes room for `count` messages of `bytes` bytes: drops what every group has acked

@@ -3,6 +3,7 @@
 //! A std `Mutex` is right here: nothing awaits while it is held, every critical section is
 //! short and bounded by a batch, and it keeps `mq-core` free of any async runtime.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 
@@ -38,16 +39,21 @@ pub(crate) struct TopicState {
     pub(crate) groups: FxHashMap<GroupName, Group>,
     pub(crate) store: Box<dyn TopicStore>,
     pub(crate) deleted: bool,
+    /// The lowest offset of each read-back in progress (with a count), kept from being
+    /// removed as consumed: an auto-ack group counts a message done when it hands it out,
+    /// before the message is read back from the store.
+    pinned: BTreeMap<Offset, u32>,
     published: u64,
     last_timestamp: Timestamp,
 }
 
 impl Topic {
     /// The messages at `offsets`, in order (`None` for one no longer retained): from memory,
-    /// or read back from the store with the topic's lock released during the read.
+    /// or read back from the store with the topic's lock released during the read. A read
+    /// that fails because retention removed the message meanwhile yields `None`.
     ///
     /// # Errors
-    /// [`Error::Storage`] when the store cannot read one back.
+    /// [`Error::Storage`] when the store cannot read back a message it still retains.
     pub(crate) fn fetch(&self, offsets: &[Offset]) -> Result<Vec<Option<Arc<Message>>>, Error> {
         let mut out = Vec::with_capacity(offsets.len());
         let mut read: FxHashMap<Offset, Arc<Message>> = FxHashMap::default();
@@ -73,18 +79,44 @@ impl Topic {
                     Some(offset) => state.store.read(offset, READ_CHUNK)?,
                 }
             };
-            let messages = back.read()?;
             let wanted = offsets[out.len()];
-            if !messages.iter().any(|m| m.offset == wanted) {
-                return Err(Error::Storage(StorageError {
-                    context: format!("reading offset {wanted} of topic \"{}\" back", self.name),
-                    message: "the store does not hold it".into(),
-                    kind: None,
-                }));
+            let messages = back.read().and_then(|messages| {
+                if messages.iter().any(|m| m.offset == wanted) {
+                    Ok(messages)
+                } else {
+                    Err(StorageError {
+                        context: format!("reading offset {wanted} of topic \"{}\" back", self.name),
+                        message: "the store does not hold it".into(),
+                        kind: None,
+                    })
+                }
+            });
+            let mut state = self.lock();
+            match messages {
+                Ok(messages) => {
+                    state.log.cache(&messages);
+                    read.extend(messages.into_iter().map(|m| (m.offset, m)));
+                }
+                // Retention removed it (and perhaps its file) while it was being read.
+                Err(_) if matches!(state.log.lookup(wanted), Lookup::Gone) => out.push(None),
+                Err(e) => return Err(Error::Storage(e)),
             }
-            self.lock().log.cache(&messages);
-            read.extend(messages.into_iter().map(|m| (m.offset, m)));
         }
+    }
+
+    /// Like [`Topic::fetch`] for messages a group has just handed out, while `pin` (from
+    /// [`TopicState::pin`]) keeps them from being removed as consumed; releases the pin.
+    ///
+    /// # Errors
+    /// As [`Topic::fetch`].
+    pub(crate) fn fetch_pinned(
+        &self,
+        offsets: &[Offset],
+        pin: Offset,
+    ) -> Result<Vec<Option<Arc<Message>>>, Error> {
+        let fetched = self.fetch(offsets);
+        self.lock().unpin(pin);
+        fetched
     }
 
     /// A new, empty topic.
@@ -96,6 +128,7 @@ impl Topic {
             groups: FxHashMap::default(),
             store,
             deleted: false,
+            pinned: BTreeMap::new(),
             published: 0,
             last_timestamp: Timestamp::default(),
         };
@@ -140,6 +173,7 @@ impl Topic {
             groups,
             store: rec.store,
             deleted: false,
+            pinned: BTreeMap::new(),
             last_timestamp,
         };
         Self {
@@ -245,6 +279,29 @@ impl TopicState {
             .collect();
         self.store.compact_groups(&snapshot)?;
         Ok(())
+    }
+
+    /// Keeps `offsets` (not empty) from being removed as consumed until [`TopicState::unpin`]
+    /// with the returned offset.
+    pub(crate) fn pin(&mut self, offsets: impl Iterator<Item = Offset>) -> Option<Offset> {
+        let low = offsets.min()?;
+        *self.pinned.entry(low).or_default() += 1;
+        Some(low)
+    }
+
+    /// Releases a pin taken by [`TopicState::pin`].
+    pub(crate) fn unpin(&mut self, low: Offset) {
+        if let Some(n) = self.pinned.get_mut(&low) {
+            *n -= 1;
+            if *n == 0 {
+                self.pinned.remove(&low);
+            }
+        }
+    }
+
+    /// The lowest pinned offset, if any read-back is in progress.
+    pub(crate) fn lowest_pinned(&self) -> Option<Offset> {
+        self.pinned.keys().next().copied()
     }
 
     /// Pushes the deliveries of `picks` whose messages are in memory, in order, up to the

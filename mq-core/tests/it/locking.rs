@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use mq_core::{
     AckMode, Appended, Broker, Durability, GroupEvent, Message, NewMessage, Offset, ReadBack,
-    RecoveredGroup, Recovery, Storage, StorageError, SyncWait, TopicConfig, TopicName, TopicStore,
+    RecoveredGroup, Recovery, Storage, StorageError, SyncWait, Timestamp, TopicConfig, TopicName,
+    TopicStore,
 };
 
 use super::{sub, topic};
@@ -210,4 +211,35 @@ fn reading_a_message_back_does_not_stall_publishers_of_its_topic() {
     gate.open();
     let read = reader.join().unwrap().unwrap();
     assert_eq!(read.as_deref(), Some(&b"old"[..]));
+}
+
+#[test]
+fn a_message_being_read_back_for_an_auto_ack_group_is_not_removed_as_consumed() {
+    let gate = Arc::new(Gate::default());
+    let broker = Broker::builder()
+        .storage(GatedStorage {
+            gate: Arc::clone(&gate),
+            gate_reads: true,
+        })
+        .build()
+        .unwrap();
+    let t = topic("t");
+    broker.publish(&t, NewMessage::new("old")).unwrap();
+    let reader = {
+        let broker = broker.clone();
+        let t = t.clone();
+        std::thread::spawn(move || {
+            let c = broker.subscribe(sub(&t, "g").ack(AckMode::Auto)).unwrap();
+            c.poll().map(|d| d.map(|d| d.message.payload.clone()))
+        })
+    };
+    gate.wait_until_reached();
+    // The group counts the message done when it hands it out, before it is read back: the
+    // cleaner must not remove it meanwhile.
+    let later = Timestamp::from_millis(u64::MAX / 4);
+    assert_eq!(broker.tick(later).deleted, 0);
+    gate.open();
+    let read = reader.join().unwrap().unwrap();
+    assert_eq!(read.as_deref(), Some(&b"old"[..]));
+    assert_eq!(broker.tick(later).deleted, 1);
 }
