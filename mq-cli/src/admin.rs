@@ -231,11 +231,32 @@ pub(crate) async fn stats(client: &Client, args: &StatsArgs) -> anyhow::Result<(
                             ("topics", stats.topics.to_string()),
                             ("messages in", stats.messages_in.to_string()),
                             ("messages out", stats.messages_out.to_string()),
+                            (
+                                "memory",
+                                match stats.memory_limit {
+                                    Some(limit) => format!(
+                                        "{} of {} bytes{}",
+                                        stats.memory_bytes,
+                                        limit,
+                                        refusals(stats.refused_memory)
+                                    ),
+                                    None => format!("{} bytes", stats.memory_bytes),
+                                }
+                            ),
                         ])
                     );
                     Ok(())
                 }
             }
         }
+    }
+}
+
+/// ", N publishes refused" when some were.
+fn refusals(n: u64) -> String {
+    if n == 0 {
+        String::new()
+    } else {
+        format!(", {n} publishes refused")
     }
 }

@@ -162,7 +162,7 @@ impl Broker {
                 group.take_wakers(&mut wakers);
             }
             state.groups.clear();
-            state.log = Log::new(Offset(0));
+            state.log = Log::new(Offset(0), Arc::clone(&self.registry.memory));
             // Close the topic's files now: consumers may keep this state alive after a
             // topic of the same name has been created again.
             state.store = Box::new(MemoryTopic);
@@ -373,6 +373,9 @@ impl Broker {
             messages_out: self.registry.messages_out.load(Ordering::Relaxed),
             quarantined: self.registry.quarantined.clone(),
             refused_topics: self.registry.refused_topics.load(Ordering::Relaxed),
+            memory_bytes: self.registry.memory.used(),
+            memory_limit: self.registry.memory.limit(),
+            refused_memory: self.registry.memory.refused.load(Ordering::Relaxed),
             refused_groups: self.registry.refused_groups.load(Ordering::Relaxed),
         }
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use crate::broker::Broker;
+use crate::budget::MemoryBudget;
 use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
 use crate::memory::MemoryStorage;
@@ -21,6 +22,7 @@ pub struct BrokerBuilder {
     max_message: Option<u64>,
     max_topics: Option<usize>,
     max_groups: Option<usize>,
+    max_memory: Option<u64>,
 }
 
 impl BrokerBuilder {
@@ -62,6 +64,16 @@ impl BrokerBuilder {
         self
     }
 
+    /// Bounds the bytes of messages held in memory across all topics (each message counts
+    /// its encoded record size). At the bound, messages the storage can read back leave
+    /// memory first, then messages every group has acked are removed; only then are
+    /// appends refused with [`Error::MemoryFull`]. Unbounded by default.
+    #[must_use]
+    pub fn max_memory(mut self, bytes: u64) -> Self {
+        self.max_memory = Some(bytes);
+        self
+    }
+
     /// Builds the broker, recovering the topics the storage holds. Topics the storage
     /// cannot read are quarantined ([`Broker::quarantined`]); the others serve.
     ///
@@ -73,6 +85,7 @@ impl BrokerBuilder {
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let storage = self.storage.unwrap_or_else(|| Arc::new(MemoryStorage));
         let mut topics = FxHashMap::default();
+        let memory = Arc::new(MemoryBudget::new(self.max_memory));
         let recovery = storage.recover()?;
         let mut warnings = recovery.notices;
         for q in &recovery.quarantined {
@@ -93,7 +106,7 @@ impl BrokerBuilder {
                 });
             }
             warnings.extend(recovered.warnings.iter().cloned());
-            let topic = Topic::restore(recovered);
+            let topic = Topic::restore(recovered, Arc::clone(&memory));
             topics.insert(topic.name.clone(), Arc::new(topic));
         }
         Ok(Broker {
@@ -103,6 +116,7 @@ impl BrokerBuilder {
                 max_message: self.max_message,
                 max_topics: self.max_topics,
                 max_groups: self.max_groups,
+                memory,
                 storage,
                 clock,
                 warnings,

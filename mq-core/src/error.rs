@@ -106,6 +106,19 @@ pub enum Error {
         /// The bound that was hit.
         limit: Limit,
     },
+    /// Holding the batch in memory would pass the broker-wide memory bound, and nothing
+    /// could leave memory to make room.
+    #[error(
+        "the broker holds its limit of {limit} bytes of messages in memory, so topic \
+         \"{topic}\" refuses the batch: consume and ack, delete or purge topics, or raise \
+         --max-memory"
+    )]
+    MemoryFull {
+        /// The topic the batch was for.
+        topic: TopicName,
+        /// The bound, in bytes.
+        limit: u64,
+    },
     /// Ack or nack of offsets this consumer does not have in flight.
     #[error(
         "offsets {offsets:?} are not in flight to this consumer of group \"{group}\" on topic \

@@ -32,6 +32,7 @@
 
 mod ackset;
 mod broker;
+mod budget;
 mod builder;
 mod cleaner;
 mod clock;

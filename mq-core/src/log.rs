@@ -4,6 +4,7 @@ use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::Arc;
 
+use crate::budget::MemoryBudget;
 use crate::clock::Timestamp;
 use crate::message::{Message, Offset};
 use crate::storage::StoredMessage;
@@ -72,8 +73,11 @@ struct Slot {
 /// - `levels[p]` holds exactly the offsets of retained messages of priority `p`, in order;
 /// - `active` lists the priorities that ever had a message, highest first;
 /// - `bytes` is the sum of the retained messages' sizes;
-/// - with a `budget`, the messages held in memory (`resident`, oldest load first) take at
-///   most about `budget` bytes; the others are read back from the store on demand.
+/// - `resident_bytes` is the size of the messages held in memory, and is counted in the
+///   broker-wide `memory` budget;
+/// - with a `budget` (a store that can read messages back), the messages held in memory
+///   (`resident`, oldest load first) take at most about `budget` bytes, and fewer while the
+///   broker-wide budget is exceeded; the others are read back from the store on demand.
 ///
 /// Append and trimming the front are O(1) amortised; finding the next message a group
 /// should get costs O(number of priority levels in use), whatever the backlog.
@@ -89,14 +93,16 @@ pub(crate) struct Log {
     budget: Option<u64>,
     resident: VecDeque<u64>,
     resident_bytes: u64,
+    memory: Arc<MemoryBudget>,
 }
 
 /// Bytes read from the store at once when a message is not in memory.
 pub(crate) const READ_CHUNK: usize = 256 * 1024;
 
 impl Log {
-    /// An empty log whose next offset is `next`, holding every message in memory.
-    pub(crate) fn new(next: Offset) -> Self {
+    /// An empty log whose next offset is `next`, holding every message in memory and
+    /// counting it in `memory`.
+    pub(crate) fn new(next: Offset, memory: Arc<MemoryBudget>) -> Self {
         Self {
             first: next.get(),
             slots: VecDeque::new(),
@@ -108,6 +114,7 @@ impl Log {
             budget: None,
             resident: VecDeque::new(),
             resident_bytes: 0,
+            memory,
         }
     }
 
@@ -119,8 +126,9 @@ impl Log {
         runs: Vec<Vec<StoredMessage>>,
         next: Offset,
         budget: Option<u64>,
+        memory: Arc<MemoryBudget>,
     ) -> Self {
-        let mut log = Self::new(first);
+        let mut log = Self::new(first, memory);
         log.budget = budget;
         log.slots.reserve(runs.iter().map(Vec::len).sum());
         for stored in runs.into_iter().flatten() {
@@ -234,6 +242,7 @@ impl Log {
                 && !slot.lost
             {
                 self.resident_bytes += u64::from(slot.size);
+                self.memory.add(u64::from(slot.size));
                 self.resident.push_back(o);
                 slot.message = Some(Arc::clone(m));
             }
@@ -241,13 +250,32 @@ impl Log {
         self.evict();
     }
 
-    /// Drops messages from memory, oldest load first, until within the budget.
+    /// Whether messages can leave memory (the store reads them back).
+    pub(crate) fn evictable(&self) -> bool {
+        self.budget.is_some()
+    }
+
+    /// Drops messages from memory, oldest load first, until within the topic's budget and,
+    /// while the broker-wide budget is exceeded, as far as that takes.
     fn evict(&mut self) {
         let Some(budget) = self.budget else { return };
-        while self.resident_bytes > budget {
+        let over = self.resident_bytes.saturating_sub(budget);
+        let want = over.max(self.memory.excess(0).min(self.resident_bytes));
+        if want > 0 {
+            self.shed(want);
+        }
+    }
+
+    /// Drops at least `want` bytes of messages the store can read back from memory (oldest
+    /// load first) if there are that many; returns the bytes dropped.
+    pub(crate) fn shed(&mut self, want: u64) -> u64 {
+        if self.budget.is_none() {
+            return 0;
+        }
+        let mut freed = 0;
+        while freed < want {
             let Some(offset) = self.resident.pop_front() else {
-                self.resident_bytes = 0;
-                return;
+                break;
             };
             let first = self.first;
             if let Some(slot) = offset
@@ -256,9 +284,13 @@ impl Log {
                 .and_then(|i| self.slots.get_mut(i))
                 && slot.message.take().is_some()
             {
-                self.resident_bytes -= u64::from(slot.size).min(self.resident_bytes);
+                freed += u64::from(slot.size);
             }
         }
+        let freed = freed.min(self.resident_bytes);
+        self.resident_bytes -= freed;
+        self.memory.sub(freed);
+        freed
     }
 
     /// Offset and timestamp of the oldest retained message.
@@ -285,8 +317,9 @@ impl Log {
         self.index(message.offset, message.priority, size);
         if self.budget.is_some() {
             self.resident.push_back(message.offset.get());
-            self.resident_bytes += size;
         }
+        self.resident_bytes += size;
+        self.memory.add(size);
         self.slots.push_back(Slot {
             timestamp: message.timestamp,
             size: u32::try_from(size).unwrap_or(u32::MAX),
@@ -317,8 +350,10 @@ impl Log {
             return;
         }
         self.bytes -= u64::from(slot.size);
-        if slot.message.is_some() && self.budget.is_some() {
-            self.resident_bytes -= u64::from(slot.size).min(self.resident_bytes);
+        if slot.message.is_some() {
+            let size = u64::from(slot.size).min(self.resident_bytes);
+            self.resident_bytes -= size;
+            self.memory.sub(size);
         }
         let level = &mut self.levels[usize::from(slot.priority)];
         level.offsets.pop_front();
@@ -333,6 +368,13 @@ impl Log {
     /// Priorities that have had messages, highest first.
     pub(crate) fn active(&self) -> &[u8] {
         &self.active
+    }
+}
+
+impl Drop for Log {
+    /// What the log held no longer counts against the broker-wide budget.
+    fn drop(&mut self) {
+        self.memory.sub(self.resident_bytes);
     }
 }
 
@@ -355,7 +397,7 @@ mod tests {
 
     #[test]
     fn log_indexes_messages_by_priority_and_keeps_sequences_on_trim() {
-        let mut log = Log::new(Offset(5));
+        let mut log = Log::new(Offset(5), Arc::default());
         for (i, p) in [0u8, 3, 0, 3, 1].into_iter().enumerate() {
             log.push(msg(5 + i as u64, p));
         }
@@ -388,6 +430,7 @@ mod tests {
             vec![run(&[3, 4]), run(&[7, 8])],
             Offset(11),
             None,
+            Arc::default(),
         );
         assert_eq!(log.next(), Offset(11));
         assert_eq!(log.len(), 4);

@@ -14,6 +14,7 @@ use std::task::Waker;
 
 use rustc_hash::FxHashMap;
 
+use crate::budget::MemoryBudget;
 use crate::clock::{Clock, Timestamp};
 use crate::config::TopicConfig;
 use crate::error::Error;
@@ -35,6 +36,8 @@ pub(crate) struct Registry {
     pub(crate) max_message: Option<u64>,
     pub(crate) max_topics: Option<usize>,
     pub(crate) max_groups: Option<usize>,
+    /// Bytes of messages held in memory across topics, and their bound.
+    pub(crate) memory: Arc<MemoryBudget>,
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) started: Timestamp,
@@ -55,6 +58,7 @@ pub(crate) struct Start {
     pub(crate) max_message: Option<u64>,
     pub(crate) max_topics: Option<usize>,
     pub(crate) max_groups: Option<usize>,
+    pub(crate) memory: Arc<MemoryBudget>,
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) warnings: Vec<String>,
@@ -69,6 +73,7 @@ impl Registry {
             max_message: start.max_message,
             max_topics: start.max_topics,
             max_groups: start.max_groups,
+            memory: start.memory,
             refused_topics: AtomicU64::new(0),
             refused_groups: AtomicU64::new(0),
             storage: start.storage,
@@ -192,7 +197,12 @@ impl Registry {
         }
         // The files are made without the map's lock: other topics go on meanwhile.
         let store = self.storage.open_topic(name, &config)?;
-        let topic = Arc::new(Topic::new(name.clone(), config, store));
+        let topic = Arc::new(Topic::new(
+            name.clone(),
+            config,
+            store,
+            Arc::clone(&self.memory),
+        ));
         let mut topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
         topics.insert(name.clone(), Arc::clone(&topic));
         Ok(topic)
@@ -211,6 +221,10 @@ impl Registry {
         let now = self.now();
         let mut wakers = Vec::new();
         let mut handle = self.get_or_create(topic)?;
+        if self.memory.limit().is_some() {
+            let bytes = batch.iter().map(NewMessage::size).sum();
+            self.make_memory_room(&handle, bytes)?;
+        }
         let (mut receipt, sync) = loop {
             let mut state = handle.lock();
             if state.deleted {
@@ -227,6 +241,51 @@ impl Registry {
         wakers.into_iter().for_each(Waker::wake);
         self.messages_in.fetch_add(receipt.count, Ordering::Relaxed);
         Ok(receipt)
+    }
+
+    /// Makes room in the broker-wide memory budget for `bytes` more of `topic`: messages the
+    /// storage can read back leave memory first (oldest loaded first, topic by topic), then
+    /// messages every group has acked are removed from topics held only in memory. A topic whose store cannot read messages
+    /// back refuses the batch when that is not enough; one that can takes it and lets older
+    /// messages leave memory.
+    ///
+    /// # Errors
+    /// [`Error::MemoryFull`] when the batch does not fit; [`Error::Storage`] when a topic
+    /// cannot be trimmed.
+    fn make_memory_room(&self, topic: &Arc<Topic>, bytes: u64) -> Result<(), Error> {
+        if self.memory.excess(bytes) == 0 {
+            return Ok(());
+        }
+        // Make a tenth of the budget more room than needed, so that the next appends do
+        // not each walk every topic again.
+        let slack = self.memory.limit().unwrap_or(0) / 10;
+        let topics = self.all();
+        for t in &topics {
+            let want = self.memory.excess(bytes + slack);
+            if want == 0 {
+                return Ok(());
+            }
+            t.lock().log.shed(want);
+        }
+        for t in &topics {
+            if self.memory.excess(bytes) == 0 {
+                return Ok(());
+            }
+            let mut state = t.lock();
+            if !state.log.evictable() {
+                state.drop_consumed()?;
+            }
+        }
+        let state = topic.lock();
+        if self.memory.excess(bytes) == 0 || state.log.evictable() {
+            return Ok(());
+        }
+        drop(state);
+        self.memory.refused.fetch_add(1, Ordering::Relaxed);
+        Err(Error::MemoryFull {
+            topic: topic.name.clone(),
+            limit: self.memory.limit().unwrap_or(0),
+        })
     }
 
     /// Counts deliveries for the broker-wide stats.

@@ -107,6 +107,23 @@ impl TopicState {
         Ok(self.log.first().get() - before.get())
     }
 
+    /// Removes from the front the messages every group has acked, however recent, to make
+    /// room in memory. Returns how many went.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the store cannot be trimmed.
+    pub(crate) fn drop_consumed(&mut self) -> Result<u64, Error> {
+        let Some(floor) = self.needed_floor() else {
+            return Ok(0);
+        };
+        let before = self.log.first();
+        while self.log.first() < floor && self.log.len() > 0 {
+            self.log.pop_front();
+        }
+        self.trimmed(before)?;
+        Ok(self.log.first().get() - before.get())
+    }
+
     /// Tells groups and the store that the log now starts later than `before`.
     fn trimmed(&mut self, before: Offset) -> Result<(), Error> {
         let first = self.log.first();

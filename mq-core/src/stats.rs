@@ -93,6 +93,15 @@ pub struct BrokerStats {
     /// Group creations refused at the broker's per-topic group limit. Absent when 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub refused_groups: u64,
+    /// Bytes of messages held in memory across all topics (encoded record sizes).
+    #[serde(default)]
+    pub memory_bytes: u64,
+    /// The bound on `memory_bytes`, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit: Option<u64>,
+    /// Appends refused because the memory bound was reached. Absent when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub refused_memory: u64,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -9,6 +9,7 @@ use std::task::Waker;
 
 use rustc_hash::FxHashMap;
 
+use crate::budget::MemoryBudget;
 use crate::clock::Timestamp;
 use crate::config::TopicConfig;
 use crate::error::Error;
@@ -120,11 +121,17 @@ impl Topic {
     }
 
     /// A new, empty topic.
-    pub(crate) fn new(name: TopicName, config: TopicConfig, store: Box<dyn TopicStore>) -> Self {
+    pub(crate) fn new(
+        name: TopicName,
+        config: TopicConfig,
+        store: Box<dyn TopicStore>,
+        memory: Arc<MemoryBudget>,
+    ) -> Self {
+        let budget = store.resident_budget();
         let state = TopicState {
             name: name.clone(),
             config,
-            log: Log::recovered(Offset(0), Vec::new(), Offset(0), store.resident_budget()),
+            log: Log::recovered(Offset(0), Vec::new(), Offset(0), budget, memory),
             groups: FxHashMap::default(),
             store,
             deleted: false,
@@ -139,7 +146,7 @@ impl Topic {
     }
 
     /// A topic as storage recovered it; durable groups come back with their positions.
-    pub(crate) fn restore(rec: RecoveredTopic) -> Self {
+    pub(crate) fn restore(rec: RecoveredTopic, memory: Arc<MemoryBudget>) -> Self {
         let stored = |m: &StoredMessage| match m {
             StoredMessage::Loaded(m) => (m.offset, m.timestamp),
             StoredMessage::OnDisk {
@@ -159,7 +166,7 @@ impl Topic {
             .next_back()
             .map_or(Timestamp::default(), |m| stored(m).1);
         let budget = rec.store.resident_budget();
-        let log = Log::recovered(first, rec.messages, rec.next_offset, budget);
+        let log = Log::recovered(first, rec.messages, rec.next_offset, budget, memory);
         let groups = rec
             .groups
             .iter()

@@ -10,6 +10,7 @@
 //! segment_bytes = 67108864
 //! resident_bytes = 67108864
 //! min_free_disk = 1073741824
+//! max_memory = 4294967296
 //! auth_token = "secret"
 //! allow_anonymous = false
 //! tls_cert = "/etc/mq/server.pem"
@@ -86,6 +87,13 @@ pub struct ServerConfig {
     /// Bytes of messages each topic keeps in memory; older ones are read back from disk
     #[arg(long, env = "MQ_RESIDENT_BYTES", value_name = "BYTES", default_value_t = mq_core::DEFAULT_RESIDENT_BYTES)]
     pub resident_bytes: u64,
+    /// Bytes of messages held in memory across all topics: at the bound, copies the file
+    /// storage can read back leave memory first, then messages every group has acked are
+    /// removed, then publishes are refused with `memory_full` (0: no bound) [default: half
+    /// the machine's memory, or of the process's cgroup limit when lower]
+    #[arg(long, env = "MQ_MAX_MEMORY", value_name = "BYTES")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_memory: Option<u64>,
     /// Free bytes to keep on the data dir's disk: below them publishes are refused with
     /// `disk_full` until space returns (0: no floor) [default: 1 GiB, or 5% of the disk
     /// when smaller]
@@ -281,6 +289,16 @@ impl ServerConfig {
             _ => anyhow::bail!(
                 "TLS needs both tls_cert and tls_key (and tls_client_ca only with them)"
             ),
+        }
+    }
+
+    /// The bound on messages held in memory: `max_memory` (0 for none), or by default half
+    /// of the memory this process may use.
+    pub fn memory_bound(&self) -> Option<u64> {
+        match self.max_memory {
+            Some(0) => None,
+            Some(bytes) => Some(bytes),
+            None => crate::machine::usable_memory().map(|bytes| bytes / 2),
         }
     }
 

@@ -21,6 +21,7 @@
 mod config;
 mod connections;
 mod logins;
+mod machine;
 mod pump;
 mod server;
 mod session;

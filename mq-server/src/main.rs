@@ -180,6 +180,10 @@ fn serve(mut config: ServerConfig, reload: Reload) -> anyhow::Result<()> {
         .max_message_size(max_message_size(config.max_frame))
         .max_topics(config.max_topics)
         .max_groups_per_topic(config.max_groups_per_topic);
+    let builder = match config.memory_bound() {
+        Some(bytes) => builder.max_memory(bytes),
+        None => builder,
+    };
     let broker = match config.storage {
         StorageKind::Memory => builder.build().context("cannot start the memory storage")?,
         StorageKind::File => {
@@ -226,7 +230,7 @@ fn serve(mut config: ServerConfig, reload: Reload) -> anyhow::Result<()> {
             Some(_) => "TLS",
             None => "plaintext",
         };
-        tracing::info!(%addr, storage = ?config.storage, data_dir = %config.data_dir.display(), transport = tls_mode, auth, "mq-server ready");
+        tracing::info!(%addr, storage = ?config.storage, data_dir = %config.data_dir.display(), transport = tls_mode, auth, max_memory = ?config.memory_bound(), "mq-server ready");
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "listening on {addr}").context("cannot write to stdout")?;
         stdout.flush().context("cannot write to stdout")?;

@@ -8,7 +8,7 @@
 
 use std::marker::PhantomData;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::frame::{BadFrame, WireMsg, decode_frame, encode_frame};
@@ -104,7 +104,11 @@ impl<In: WireMsg, Out> Decoder for FrameCodec<In, Out> {
         }
         self.charge.release();
         src.advance(LENGTH);
-        let body = src.split_to(len).freeze();
+        // The frame gets its own allocation: what it decodes to (a message kept in memory
+        // for minutes) must not keep the connection's whole read buffer alive, and the
+        // read buffer is reused in place.
+        let body = Bytes::copy_from_slice(&src[..len]);
+        src.advance(len);
         Ok(Some(decode_frame(body)))
     }
 }

@@ -103,6 +103,9 @@ error_codes! {
     Internal = 34, "internal";
     /// The disk is (almost) full: publishes are refused until space returns.
     DiskFull = 35, "disk_full";
+    /// The broker holds its memory bound of messages: publishes are refused until consumers
+    /// ack (or topics are purged).
+    MemoryFull = 36, "memory_full";
 }
 
 impl fmt::Display for ErrorCode {
@@ -124,6 +127,7 @@ impl From<&mq_core::Error> for ErrorCode {
             E::GroupInUse { .. } => ErrorCode::GroupInUse,
             E::AckModeMismatch { .. } => ErrorCode::AckModeMismatch,
             E::TopicFull { .. } => ErrorCode::TopicFull,
+            E::MemoryFull { .. } => ErrorCode::MemoryFull,
             E::NotInFlight { .. } => ErrorCode::NotInFlight,
             E::InvalidConfig { .. } => ErrorCode::InvalidConfig,
             E::MessageTooLarge { .. } => ErrorCode::FrameTooLarge,

@@ -8,6 +8,7 @@ mod damage;
 mod faults;
 mod layout;
 mod locking;
+mod memory_bound;
 mod properties;
 mod rules;
 mod storage;

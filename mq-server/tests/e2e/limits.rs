@@ -350,3 +350,114 @@ async fn a_consumer_whose_socket_takes_nothing_is_closed_and_its_deliveries_go_b
         .expect("the stalled consumer's deliveries come back");
     drop(raw);
 }
+
+/// Publishes 4 KiB messages round-robin to 20 topics, `per_topic` each, until one is
+/// refused; returns how many were stored and the refusal.
+async fn fill_twenty_topics(client: &Client, per_topic: usize) -> (usize, Option<ClientError>) {
+    let payload = vec![b'x'; 4096];
+    for i in 0..20 * per_topic {
+        let t = topic(&format!("bound-{}", i % 20));
+        if let Err(e) = client
+            .publish(&t, vec![NewMessage::new(payload.clone())])
+            .await
+        {
+            return (i, Some(e));
+        }
+    }
+    (20 * per_topic, None)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_memory_topics_cannot_exceed_one_memory_bound() {
+    let bound: u64 = 4 << 20;
+    let server = Server::start(&["--max-memory", &bound.to_string()]);
+    let client = server.client().await;
+    let before = server.rss_kib();
+    let (stored, refused) = fill_twenty_topics(&client, 750).await;
+    match refused {
+        Some(ClientError::Server { code, message }) => {
+            assert_eq!(code, ErrorCode::MemoryFull);
+            assert!(message.contains("--max-memory"), "{message}");
+        }
+        other => panic!("expected memory_full after {stored}, got {other:?}"),
+    }
+    let stats = client.stats().await.unwrap();
+    assert!(
+        stats.memory_bytes <= bound,
+        "{} bytes held",
+        stats.memory_bytes
+    );
+    assert_eq!(stats.memory_limit, Some(bound));
+    assert!(
+        stored < 1100,
+        "{stored} messages of 4 KiB stored under a 4 MiB bound"
+    );
+    let grown = server.rss_kib().saturating_sub(before);
+    assert!(grown < 24 << 10, "the server grew by {grown} KiB");
+
+    // Consumers go on at the bound, and what they ack makes room again.
+    let mut sub = client
+        .subscribe(
+            Subscription::new(topic("bound-0"))
+                .group(group("g"))
+                .ack(AckMode::Manual),
+        )
+        .await
+        .unwrap();
+    let first = sub.recv().await.unwrap();
+    first.ack().await.unwrap();
+    let mut again = Err(ClientError::ConnectionClosed { reason: None });
+    for _ in 0..100 {
+        again = client
+            .publish(&topic("bound-1"), vec![NewMessage::new("after")])
+            .await;
+        if again.is_ok() {
+            break;
+        }
+        let d = sub.recv().await.unwrap();
+        d.ack().await.unwrap();
+    }
+    again.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_file_topics_keep_one_memory_bound_and_serve_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let bound: u64 = 4 << 20;
+    let server = Server::start_with(&[
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--fsync",
+        "never",
+        "--max-memory",
+        &bound.to_string(),
+    ]);
+    let client = server.client().await;
+    let before = server.rss_kib();
+    let (stored, refused) = fill_twenty_topics(&client, 750).await;
+    assert!(refused.is_none(), "{refused:?} after {stored}");
+    let stats = client.stats().await.unwrap();
+    assert!(
+        stats.memory_bytes <= bound,
+        "{} bytes held",
+        stats.memory_bytes
+    );
+    let grown = server.rss_kib().saturating_sub(before);
+    assert!(
+        grown < 24 << 10,
+        "the server grew by {grown} KiB for 60 MiB stored"
+    );
+    let mut sub = client
+        .subscribe(Subscription::new(topic("bound-7")).ack(AckMode::Auto))
+        .await
+        .unwrap();
+    for _ in 0..750 {
+        assert_eq!(sub.recv().await.unwrap().payload().len(), 4096);
+    }
+    let stats = client.stats().await.unwrap();
+    assert!(
+        stats.memory_bytes <= bound,
+        "{} bytes held",
+        stats.memory_bytes
+    );
+}
