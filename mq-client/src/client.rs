@@ -9,7 +9,8 @@ use mq_core::{
     TopicConfig, TopicInfo, TopicName, TopicStats,
 };
 use mq_transport::{
-    ClientMsg, ClientTls, PROTOCOL_VERSION, ServerMsg, TcpTransport, Transport, TransportError,
+    ClientMsg, ClientTls, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, ServerMsg, TcpTransport,
+    Transport, TransportError,
 };
 
 use crate::backend::{Backend, PublishWait};
@@ -115,9 +116,18 @@ impl Client {
             token: config.token,
         };
         match remote.request(hello).await {
-            Ok(ServerMsg::Welcome { .. }) => Ok(Self {
-                backend: Backend::Remote(remote),
-            }),
+            Ok(ServerMsg::Welcome {
+                version,
+                heartbeat_ms,
+                ..
+            }) if (MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) => {
+                if heartbeat_ms > 0 {
+                    Remote::keep_alive(&remote, Duration::from_millis(u64::from(heartbeat_ms)));
+                }
+                Ok(Self {
+                    backend: Backend::Remote(remote),
+                })
+            }
             Ok(other) => Err(unexpected("Welcome", &other)),
             Err(e) => {
                 remote.close(None);

@@ -149,6 +149,27 @@ impl Remote {
         self.out.try_send(Frame::new(id, msg)).is_ok()
     }
 
+    /// Sends `Ping` every `interval` (the heartbeat the server announced) until the
+    /// connection is closed or dropped; the `Pong`s are dropped like any reply nobody
+    /// waits for.
+    pub(crate) fn keep_alive(remote: &Arc<Self>, interval: Duration) {
+        let remote = Arc::downgrade(remote);
+        tokio::spawn(async move {
+            let mut ticks =
+                tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                match remote.upgrade() {
+                    Some(remote) if !remote.is_closed() => {
+                        remote.fire(ClientMsg::Ping);
+                    }
+                    _ => return,
+                }
+            }
+        });
+    }
+
     /// Forgets a subscription's channel.
     pub(crate) fn forget_sub(&self, sub: SubscriptionId) {
         self.lock().subs.remove(&sub);

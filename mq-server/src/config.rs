@@ -23,6 +23,7 @@
 //! max_frame = 16777216
 //! max_read_buffers = 536870912
 //! handshake_timeout = "10s"
+//! heartbeat_interval = "10s"
 //! idle_timeout = "5m"
 //! stall_timeout = "30s"
 //! ```
@@ -202,7 +203,13 @@ pub struct ServerConfig {
     #[arg(long, env = "MQ_HANDSHAKE_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "10s")]
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
-    /// Close connections without subscriptions that send nothing this long
+    /// How often clients send Ping (announced in Welcome, protocol version 2 on): a
+    /// connection that sends nothing for 3 intervals is closed, subscriptions or not (0:
+    /// no heartbeat)
+    #[arg(long, env = "MQ_HEARTBEAT_INTERVAL", value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "10s")]
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// Close version-1 connections without subscriptions that send nothing this long
     #[arg(long, env = "MQ_IDLE_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "5m")]
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,

@@ -30,8 +30,8 @@ pub use frame::{BadFrame, WireMsg, decode_frame, encode_frame};
 pub use inprocess::InProcessTransport;
 pub use protocol::{
     ClientMsg, DEFAULT_MAX_FRAME, DELIVERED_OVERHEAD, DELIVERY_FRAME_OVERHEAD, ErrorCode, Frame,
-    PROTOCOL_VERSION, RequestId, ServerMsg, SubscribeRequest, SubscriptionId, WireDelivery,
-    max_message_size,
+    HEARTBEAT_MISSES, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, RequestId, ServerMsg,
+    SubscribeRequest, SubscriptionId, WireDelivery, max_message_size,
 };
 pub use read_budget::ReadBudget;
 pub use tcp::TcpTransport;

@@ -14,8 +14,15 @@ use mq_core::{
 pub use crate::error_code::ErrorCode;
 pub use crate::kinds::{KINDS, kind};
 
-/// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The newest protocol version this crate speaks: what a client offers in `Hello`.
+pub const PROTOCOL_VERSION: u16 = 2;
+
+/// The oldest protocol version this crate speaks: a server accepts every version from
+/// this one up and answers in the lower of the client's and its own.
+pub const MIN_PROTOCOL_VERSION: u16 = 1;
+
+/// Heartbeat intervals a version-2 connection may stay silent before the server closes it.
+pub const HEARTBEAT_MISSES: u32 = 3;
 
 /// The default maximum frame size: 16 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
@@ -220,7 +227,8 @@ pub enum ClientMsg {
 pub enum ServerMsg {
     /// Reply to `Hello`.
     Welcome {
-        /// Protocol version the server speaks.
+        /// The protocol version of the connection: the lower of the client's and the
+        /// server's newest. It decides the layout of this frame.
         version: u16,
         /// Server software and version.
         server: String,
@@ -228,6 +236,10 @@ pub enum ServerMsg {
         max_frame: u32,
         /// Storage kind: `memory` or `file`.
         storage: String,
+        /// Version 2 on: how often the client sends `Ping` (milliseconds; 0 for never). A
+        /// connection that sends nothing for [`HEARTBEAT_MISSES`] intervals is closed. Not
+        /// on the wire in version 1 (decoded as 0).
+        heartbeat_ms: u32,
     },
     /// Reply to `Publish`: message `i` of the batch has offset `first + i`.
     Published {

@@ -22,11 +22,15 @@ impl WireMsg for ServerMsg {
                 server,
                 max_frame,
                 storage,
+                heartbeat_ms,
             } => {
                 w.u16(*version);
                 w.str("server", server)?;
                 w.u32(*max_frame);
                 w.str("storage", storage)?;
+                if *version >= 2 {
+                    w.u32(*heartbeat_ms);
+                }
             }
             ServerMsg::Published {
                 first,
@@ -88,12 +92,16 @@ impl WireMsg for ServerMsg {
 
     fn decode_body(k: u8, r: &mut Reader) -> Result<Self, DecodeError> {
         Ok(match k {
-            kind::WELCOME => ServerMsg::Welcome {
-                version: r.u16()?,
-                server: r.str("server")?,
-                max_frame: r.u32()?,
-                storage: r.str("storage")?,
-            },
+            kind::WELCOME => {
+                let version = r.u16()?;
+                ServerMsg::Welcome {
+                    version,
+                    server: r.str("server")?,
+                    max_frame: r.u32()?,
+                    storage: r.str("storage")?,
+                    heartbeat_ms: if version >= 2 { r.u32()? } else { 0 },
+                }
+            }
             kind::PUBLISHED => ServerMsg::Published {
                 first: Offset(r.u64()?),
                 count: r.u32()?,

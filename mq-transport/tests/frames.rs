@@ -37,6 +37,14 @@ fn client_examples() -> Vec<(&'static str, ClientMsg)> {
             },
         ),
         (
+            "hello_v2",
+            ClientMsg::Hello {
+                version: 2,
+                client: "cli".into(),
+                token: Some("tk".into()),
+            },
+        ),
+        (
             "hello_no_token",
             ClientMsg::Hello {
                 version: 1,
@@ -180,6 +188,17 @@ fn server_examples() -> Vec<(&'static str, ServerMsg)> {
                 server: "mq".into(),
                 max_frame: 16 << 20,
                 storage: "memory".into(),
+                heartbeat_ms: 0,
+            },
+        ),
+        (
+            "welcome_v2",
+            ServerMsg::Welcome {
+                version: 2,
+                server: "mq".into(),
+                max_frame: 16 << 20,
+                storage: "memory".into(),
+                heartbeat_ms: 10_000,
             },
         ),
         (

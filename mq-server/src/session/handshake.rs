@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use mq_transport::{ClientMsg, ErrorCode, Frame, PROTOCOL_VERSION, ServerMsg};
+use mq_transport::{
+    ClientMsg, ErrorCode, Frame, HEARTBEAT_MISSES, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    ServerMsg,
+};
 
 use super::{Shared, error};
 use crate::users::{Login, Users, digest};
@@ -36,7 +39,8 @@ fn login(
     }
 }
 
-/// Checks a connection's first frame: `Welcome`, or the refusal that ends the connection
+/// Checks a connection's first frame: `Welcome` in the connection's protocol version (the
+/// lower of the client's and the server's newest), or the refusal that ends the connection
 /// (also when the server is `stopping`).
 pub(crate) fn hello(
     shared: &Shared,
@@ -61,14 +65,16 @@ pub(crate) fn hello(
             "the first frame must be Hello: see PROTOCOL.md, handshake",
         ));
     };
-    if version != PROTOCOL_VERSION {
+    if version < MIN_PROTOCOL_VERSION {
         return Err(error(
             ErrorCode::UnsupportedVersion,
             format!(
-                "protocol version {version} is not supported: this server speaks {PROTOCOL_VERSION}"
+                "protocol version {version} is not supported: this server speaks \
+                 {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}"
             ),
         ));
     }
+    let version = version.min(PROTOCOL_VERSION);
     let users = shared.users.current();
     let login = if users.required() {
         Some(login(&users, token.as_deref(), certificate_name)?)
@@ -80,10 +86,16 @@ pub(crate) fn hello(
     Ok((
         login,
         ServerMsg::Welcome {
-            version: PROTOCOL_VERSION,
+            version,
             server: format!("mq-server {}", env!("CARGO_PKG_VERSION")),
             max_frame: u32::try_from(shared.config.max_frame).unwrap_or(u32::MAX),
             storage: shared.broker.storage_kind().to_owned(),
+            // Version 1 knows no heartbeat.
+            heartbeat_ms: if version >= 2 {
+                u32::try_from(shared.config.heartbeat_interval.as_millis()).unwrap_or(u32::MAX)
+            } else {
+                0
+            },
         },
     ))
 }
@@ -103,6 +115,20 @@ pub(crate) fn timed_out(deadline: Duration) -> ServerMsg {
         format!(
             "no handshake within {}: send Hello first",
             humantime::format_duration(deadline)
+        ),
+    )
+}
+
+/// The farewell of a version-2 connection that sent nothing for [`HEARTBEAT_MISSES`]
+/// heartbeat intervals of `interval`.
+pub(crate) fn silent(interval: Duration) -> ServerMsg {
+    error(
+        ErrorCode::Timeout,
+        format!(
+            "nothing received for {} ({HEARTBEAT_MISSES} heartbeat intervals of {}): send Ping \
+             every interval Welcome announces; closing the connection",
+            humantime::format_duration(interval * HEARTBEAT_MISSES),
+            humantime::format_duration(interval)
         ),
     )
 }

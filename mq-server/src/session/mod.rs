@@ -64,6 +64,8 @@ pub(crate) struct Session {
     /// How this connection logged in; `None` when the server asks for no credentials. The
     /// user is looked up again for every request.
     login: Option<Login>,
+    /// The protocol version the handshake picked.
+    version: u16,
 }
 
 /// An error frame.
@@ -92,6 +94,7 @@ impl Session {
             out: None,
             write_failed: None,
             login: None,
+            version: 0,
         }
     }
 
@@ -158,6 +161,9 @@ impl Session {
         match handshake::hello(&self.shared, hello, stopping, certificate_name) {
             Ok((login, welcome)) => {
                 self.login = login;
+                if let ServerMsg::Welcome { version, .. } = &welcome {
+                    self.version = *version;
+                }
                 self.send(hello_id, welcome).await;
             }
             Err(refusal) => {
@@ -175,9 +181,15 @@ impl Session {
                 return Some((hello_id, refusal));
             }
         }
+        // Version 2 clients send Ping at the heartbeat interval: silence for a few
+        // intervals means the peer is gone, subscriptions or not. Version 1 clients know no
+        // heartbeat: a connection without subscriptions is closed after the idle timeout.
+        let heartbeat = self.shared.config.heartbeat_interval;
+        let silence = (self.version >= 2 && !heartbeat.is_zero())
+            .then(|| heartbeat * mq_transport::HEARTBEAT_MISSES);
         loop {
             let idle = self.shared.config.idle_timeout;
-            let read = tokio::time::timeout(idle, reader.read_frame());
+            let read = tokio::time::timeout(silence.unwrap_or(idle), reader.read_frame());
             let write_failed = async {
                 match self.write_failed.as_mut() {
                     Some(failed) => failed.await.ok(),
@@ -195,6 +207,7 @@ impl Session {
                 item = read => item,
             };
             let frame = match item {
+                Err(_) if silence.is_some() => return last(handshake::silent(heartbeat)),
                 Err(_) if self.subs.is_empty() => return last(handshake::idle(idle)),
                 Err(_) => continue,
                 Ok(Ok(Incoming::Frame(frame))) => frame,

@@ -124,10 +124,26 @@ async fn a_request_before_hello_is_refused_and_the_connection_closed() {
 async fn an_unsupported_version_is_refused_and_the_connection_closed() {
     let mut h = Harness::start(Broker::new()).await;
     assert_eq!(
-        code(&h.request(hello(99)).await),
+        code(&h.request(hello(0)).await),
         ErrorCode::UnsupportedVersion
     );
     assert!(h.next().await.is_none());
+}
+
+#[tokio::test]
+async fn the_handshake_picks_the_lower_of_the_two_versions() {
+    for (offered, picked, heartbeat) in [(1, 1, 0), (2, 2, 10_000), (99, 2, 10_000)] {
+        let mut h = Harness::start(Broker::new()).await;
+        match h.request(hello(offered)).await {
+            ServerMsg::Welcome {
+                version,
+                heartbeat_ms,
+                ..
+            } => assert_eq!((version, heartbeat_ms), (picked, heartbeat), "{offered}"),
+            other => panic!("expected Welcome, got {other:?}"),
+        }
+        assert_eq!(h.request(ClientMsg::Ping).await, ServerMsg::Pong);
+    }
 }
 
 #[tokio::test]

@@ -166,19 +166,26 @@ impl Raw {
         Self { stream }
     }
 
-    /// Connects and completes the handshake with `token`.
+    /// Connects and completes the handshake with `token` in the newest protocol version.
     pub(crate) fn handshaken(addr: &str, token: Option<&str>) -> Self {
+        Self::speaking(addr, token, PROTOCOL_VERSION).0
+    }
+
+    /// Connects and completes the handshake offering protocol `version`; returns the
+    /// Welcome too.
+    pub(crate) fn speaking(addr: &str, token: Option<&str>, version: u16) -> (Self, ServerMsg) {
         let mut raw = Self::connect(addr);
         raw.send(
             1,
             ClientMsg::Hello {
-                version: PROTOCOL_VERSION,
+                version,
                 client: "raw".into(),
                 token: token.map(str::to_owned),
             },
         );
-        assert!(matches!(raw.recv().msg, ServerMsg::Welcome { .. }));
-        raw
+        let welcome = raw.recv().msg;
+        assert!(matches!(welcome, ServerMsg::Welcome { .. }), "{welcome:?}");
+        (raw, welcome)
     }
 
     pub(crate) fn send(&mut self, id: u32, msg: ClientMsg) {

@@ -47,16 +47,83 @@ fn a_connection_without_a_handshake_is_closed_at_the_deadline() {
 }
 
 #[test]
-fn an_idle_connection_without_subscriptions_is_closed() {
+fn an_idle_version_1_connection_without_subscriptions_is_closed() {
     let server = Server::start(&["--idle-timeout", "300ms"]);
-    let mut raw = Raw::handshaken(&server.addr, None);
+    let (mut raw, welcome) = Raw::speaking(&server.addr, None, 1);
+    assert!(matches!(
+        welcome,
+        ServerMsg::Welcome {
+            version: 1,
+            heartbeat_ms: 0,
+            ..
+        }
+    ));
     raw.send(2, ClientMsg::Ping);
     assert_eq!(raw.recv().msg, ServerMsg::Pong);
     match raw.recv().msg {
-        ServerMsg::Error { code, .. } => assert_eq!(code, ErrorCode::Timeout),
+        ServerMsg::Error { code, message } => {
+            assert_eq!(code, ErrorCode::Timeout);
+            assert!(message.contains("idle for 300ms"), "{message}");
+        }
         other => panic!("expected an idle timeout, got {other:?}"),
     }
     assert!(raw.closed_by_server());
+}
+
+#[test]
+fn a_version_2_connection_that_stops_sending_pings_is_closed_even_with_a_subscription() {
+    let server = Server::start(&["--heartbeat-interval", "200ms"]);
+    let (mut raw, welcome) = Raw::speaking(&server.addr, None, 2);
+    assert!(matches!(
+        welcome,
+        ServerMsg::Welcome {
+            version: 2,
+            heartbeat_ms: 200,
+            ..
+        }
+    ));
+    raw.send(
+        2,
+        ClientMsg::Subscribe(SubscribeRequest {
+            topic: topic("quiet"),
+            group: None,
+            start: mq_core::StartPosition::Earliest,
+            ack: Some(AckMode::Manual),
+            exclusive: false,
+            prefetch: 10,
+        }),
+    );
+    assert!(matches!(raw.recv().msg, ServerMsg::Subscribed { .. }));
+    match raw.recv().msg {
+        ServerMsg::Error { code, message } => {
+            assert_eq!(code, ErrorCode::Timeout);
+            assert!(
+                message.contains("3 heartbeat intervals of 200ms"),
+                "{message}"
+            );
+        }
+        other => panic!("expected a heartbeat timeout, got {other:?}"),
+    }
+    assert!(raw.closed_by_server());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_sdk_consumer_is_kept_alive_by_its_heartbeats() {
+    let server = Server::start(&["--heartbeat-interval", "100ms", "--idle-timeout", "100ms"]);
+    let client = server.client().await;
+    let mut sub = client
+        .subscribe(Subscription::new(topic("later")).group(group("g")))
+        .await
+        .unwrap();
+    // Ten silent intervals later (the server closes after three), the connection still
+    // serves: the SDK pinged on its own.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!client.is_closed());
+    client
+        .publish(&topic("later"), vec![NewMessage::new("still here")])
+        .await
+        .unwrap();
+    assert_eq!(sub.recv().await.unwrap().payload(), &b"still here"[..]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
