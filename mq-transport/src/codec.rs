@@ -58,6 +58,10 @@ pub struct FrameCodec<In, Out> {
     _kinds: PhantomData<fn(Out) -> In>,
 }
 
+/// Frames shorter than this are copied out of the read buffer into their own allocation:
+/// half the buffer a connection reads into, so a frame never holds more than twice its size.
+const OWN_ALLOCATION_BELOW: usize = crate::read_budget::UNCHARGED_BYTES / 2;
+
 impl<In, Out> FrameCodec<In, Out> {
     /// A codec accepting frames up to `max_frame` bytes (after the length field).
     pub fn new(max_frame: usize) -> Self {
@@ -104,11 +108,17 @@ impl<In: WireMsg, Out> Decoder for FrameCodec<In, Out> {
         }
         self.charge.release();
         src.advance(LENGTH);
-        // The frame gets its own allocation: what it decodes to (a message kept in memory
-        // for minutes) must not keep the connection's whole read buffer alive, and the
-        // read buffer is reused in place.
-        let body = Bytes::copy_from_slice(&src[..len]);
-        src.advance(len);
+        // What a frame decodes to (messages kept in memory for minutes) holds on to the
+        // allocation its bytes are in. A small frame is copied into its own, so that it does
+        // not keep the connection's whole read buffer alive; a large one fills most of the
+        // allocation it is in and is taken without a copy.
+        let body = if len < OWN_ALLOCATION_BELOW {
+            let body = Bytes::copy_from_slice(&src[..len]);
+            src.advance(len);
+            body
+        } else {
+            src.split_to(len).freeze()
+        };
         Ok(Some(decode_frame(body)))
     }
 }
