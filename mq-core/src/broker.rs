@@ -42,6 +42,11 @@ impl Broker {
         self.registry.storage.waits_for_disk()
     }
 
+    /// How long the storage's fsyncs have taken (`None` for a storage that never fsyncs).
+    pub fn fsync_timings(&self) -> Option<crate::TimingsSnapshot> {
+        self.registry.storage.fsync_timings()
+    }
+
     /// The storage's kind: `memory` or `file`.
     pub fn storage_kind(&self) -> &'static str {
         self.registry.storage.kind()

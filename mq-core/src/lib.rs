@@ -51,6 +51,7 @@ mod registry;
 mod retention;
 mod stats;
 mod storage;
+mod timings;
 mod topic;
 
 pub use broker::Broker;
@@ -79,6 +80,7 @@ pub use storage::{
     Appended, Durability, GroupEvent, QuarantinedTopic, ReadBack, RecoveredGroup, RecoveredTopic,
     Recovery, Storage, StorageError, StoredMessage, SyncWait, TopicStore,
 };
+pub use timings::TimingsSnapshot;
 
 /// The README's Rust examples, compiled and run as doc tests so they stay true.
 #[cfg(doctest)]

@@ -209,6 +209,11 @@ impl Log {
         self.slots.get(idx)
     }
 
+    /// The timestamp of the message at `offset`, if retained.
+    pub(crate) fn timestamp_of(&self, offset: Offset) -> Option<Timestamp> {
+        self.slot(offset).filter(|s| !s.lost).map(|s| s.timestamp)
+    }
+
     /// The priority of the message at `offset`, if retained.
     pub(crate) fn priority_of(&self, offset: Offset) -> Option<u8> {
         self.slot(offset).filter(|s| !s.lost).map(|s| s.priority)

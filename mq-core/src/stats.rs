@@ -27,6 +27,10 @@ pub struct GroupStats {
     pub redelivered: u64,
     /// Messages moved to the dead-letter topic.
     pub dead_lettered: u64,
+    /// When the oldest message waiting for the group was published (milliseconds since
+    /// the epoch). Absent when nothing waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_pending: Option<crate::clock::Timestamp>,
 }
 
 /// One topic's counters.

@@ -14,6 +14,7 @@ use crate::clock::Timestamp;
 use crate::config::{AckMode, TopicConfig};
 use crate::message::{Message, Offset};
 use crate::name::{GroupName, TopicName};
+use crate::timings::TimingsSnapshot;
 
 /// How durable an appended message is when the broker confirms it (PROTOCOL.md,
 /// `durability`).
@@ -272,6 +273,11 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// # Errors
     /// [`StorageError`] when the medium as a whole cannot be read.
     fn recover(&self) -> Result<Recovery, StorageError>;
+
+    /// How long fsyncs have taken, for storages that fsync.
+    fn fsync_timings(&self) -> Option<TimingsSnapshot> {
+        None
+    }
 
     /// Puts everything written so far on disk (at shutdown).
     ///

@@ -4,6 +4,7 @@
 //!
 //! ```toml
 //! listen = "127.0.0.1:9800"
+//! http = "127.0.0.1:9801"
 //! storage = "memory"
 //! data_dir = "./mq-data"
 //! fsync = "interval"
@@ -44,6 +45,9 @@ use mq_core::FsyncPolicy;
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9800";
 
+/// Default address of the HTTP endpoint.
+pub const DEFAULT_HTTP: &str = "127.0.0.1:9801";
+
 /// Which storage holds the topics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -63,6 +67,12 @@ pub struct ServerConfig {
     /// Address to listen on (IP:PORT; port 0 picks a free one)
     #[arg(long, env = "MQ_LISTEN", value_name = "ADDR", default_value = DEFAULT_LISTEN)]
     pub listen: String,
+    /// Address of the HTTP endpoint (metrics, health, JSON API, dashboard), or `off`
+    /// [default: 127.0.0.1:9801; when that port is taken the server warns and runs without
+    /// HTTP]
+    #[arg(long, env = "MQ_HTTP", value_name = "ADDR|off")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
     /// Where topics are stored
     #[arg(long, env = "MQ_STORAGE", value_enum, default_value_t = StorageKind::File)]
     pub storage: StorageKind,
@@ -309,6 +319,16 @@ impl ServerConfig {
         }
     }
 
+    /// The HTTP endpoint's address and whether it was asked for explicitly; `None` when it
+    /// is `off`.
+    pub fn http_addr(&self) -> Option<(String, bool)> {
+        match self.http.as_deref() {
+            Some("off") => None,
+            Some(addr) => Some((addr.to_owned(), true)),
+            None => Some((DEFAULT_HTTP.to_owned(), false)),
+        }
+    }
+
     /// The file storage options these settings ask for.
     pub fn file_options(&self) -> mq_core::FileOptions {
         mq_core::FileOptions {
@@ -356,10 +376,12 @@ impl ServerConfig {
         if self.tls_client_ca.is_some() {
             return Ok("client certificates (mutual TLS)");
         }
-        let loopback = self
-            .listen
-            .parse::<SocketAddr>()
-            .is_ok_and(|a| a.ip().is_loopback());
+        let is_loopback = |addr: &str| {
+            addr.parse::<SocketAddr>()
+                .is_ok_and(|a| a.ip().is_loopback())
+        };
+        let loopback = is_loopback(&self.listen)
+            && self.http_addr().is_none_or(|(addr, _)| is_loopback(&addr));
         match (loopback, self.allow_anonymous) {
             (true, _) => Ok("anonymous (loopback only)"),
             (false, true) => Ok("anonymous (allowed by --allow-anonymous)"),

@@ -1,23 +1,42 @@
-//! [`Connections`]: how many connections the server holds open, for broker stats.
+//! [`Connections`]: how many connections the server holds open, has opened and has
+//! refused, for broker stats and metrics.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// A count of open connections.
+/// Counts of connections.
 #[derive(Debug, Default)]
 pub(crate) struct Connections {
     open: AtomicU64,
+    opened: AtomicU64,
+    refused: AtomicU64,
 }
 
 impl Connections {
     /// Counts a connection until the returned guard is dropped.
     pub(crate) fn open(&self) -> Opened<'_> {
         self.open.fetch_add(1, Ordering::Relaxed);
+        self.opened.fetch_add(1, Ordering::Relaxed);
         Opened(self)
+    }
+
+    /// Counts a connection refused (at the connection limit, or out of descriptors).
+    pub(crate) fn refused(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Connections open now.
     pub(crate) fn current(&self) -> u64 {
         self.open.load(Ordering::Relaxed)
+    }
+
+    /// Connections opened since start.
+    pub(crate) fn total(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
+    }
+
+    /// Connections refused since start.
+    pub(crate) fn refused_total(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 }
 

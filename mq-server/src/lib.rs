@@ -20,12 +20,15 @@
 
 mod config;
 mod connections;
+mod http;
 mod logins;
 mod machine;
 mod pump;
 mod server;
 mod session;
+mod telemetry;
 pub mod users;
 
-pub use config::{DEFAULT_LISTEN, ServerConfig, StorageKind};
-pub use server::{run, run_with_users};
+pub use config::{DEFAULT_HTTP, DEFAULT_LISTEN, ServerConfig, StorageKind};
+pub use http::HttpListener;
+pub use server::{Extras, run, run_with};

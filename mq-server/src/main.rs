@@ -210,8 +210,10 @@ fn serve(mut config: ServerConfig, reload: Reload) -> anyhow::Result<()> {
         None => None,
     };
     runtime.block_on(async {
+        let traffic = mq_transport::Traffic::default();
         let mut transport = TcpTransport::new(config.max_frame)
-            .with_read_budget(ReadBudget::new(config.max_read_buffers));
+            .with_read_budget(ReadBudget::new(config.max_read_buffers))
+            .with_traffic(traffic.clone());
         if let Some(tls) = &tls {
             transport = transport.with_server_tls(Arc::clone(tls));
         }
@@ -233,9 +235,32 @@ fn serve(mut config: ServerConfig, reload: Reload) -> anyhow::Result<()> {
         tracing::info!(%addr, storage = ?config.storage, data_dir = %config.data_dir.display(), transport = tls_mode, auth, max_memory = ?config.memory_bound(), "mq-server ready");
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "listening on {addr}").context("cannot write to stdout")?;
+        let http = match config.http_addr() {
+            None => None,
+            Some((addr, explicit)) => match mq_server::HttpListener::bind(&addr, tls.clone()).await {
+                Ok(http) => Some(http),
+                Err(e) if !explicit => {
+                    tracing::warn!(%addr, error = %e, "the default HTTP port is taken: running without HTTP (pass --http ADDR or --http off)");
+                    None
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("cannot serve HTTP on {addr}")));
+                }
+            },
+        };
+        if let Some(http) = &http {
+            let http_addr = http.local_addr().context("cannot read the HTTP address")?;
+            writeln!(stdout, "http on {http_addr}").context("cannot write to stdout")?;
+        }
         stdout.flush().context("cannot write to stdout")?;
         drop(stdout);
-        mq_server::run_with_users(listener, broker, config, users, shutdown_signal()).await
+        let extras = mq_server::Extras {
+            users,
+            traffic,
+            http,
+        };
+        mq_server::run_with(listener, broker, config, extras, shutdown_signal()).await
     })
 }
 

@@ -6,14 +6,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mq_core::Broker;
-use mq_transport::{Accepted, ErrorCode, Frame, Listener, RequestId, ServerMsg, TransportError};
+use mq_transport::{
+    Accepted, ErrorCode, Frame, Listener, RequestId, ServerMsg, Traffic, TransportError,
+};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::config::ServerConfig;
 use crate::connections::Connections;
+use crate::http::HttpListener;
 use crate::logins::Logins;
 use crate::session::{Session, Shared};
+use crate::telemetry::Telemetry;
 use crate::users::{Users, UsersHandle};
 
 /// First pause after a failed accept; doubles up to [`MAX_ACCEPT_BACKOFF`].
@@ -34,20 +38,35 @@ pub async fn run(
     config: ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let users = UsersHandle::new(Users::new(&config.users, config.auth_token.as_deref())?);
-    run_with_users(listener, broker, config, users, shutdown).await
+    let extras = Extras {
+        users: UsersHandle::new(Users::new(&config.users, config.auth_token.as_deref())?),
+        traffic: Traffic::default(),
+        http: None,
+    };
+    run_with(listener, broker, config, extras, shutdown).await
 }
 
-/// [`run`] with the users in a handle the caller keeps, to replace them while the server
-/// runs (the binary does on SIGHUP).
+/// What the binary hands [`run_with`] beyond the listener, the broker and the settings.
+#[derive(Debug)]
+pub struct Extras {
+    /// The users, in a handle the caller keeps to replace them while the server runs (the
+    /// binary does on SIGHUP).
+    pub users: UsersHandle,
+    /// The traffic counters the listener's transport counts into, for `/metrics`.
+    pub traffic: Traffic,
+    /// The HTTP endpoint, if it is on.
+    pub http: Option<HttpListener>,
+}
+
+/// [`run`] with the users, traffic counters and HTTP endpoint the caller set up.
 ///
 /// # Errors
 /// Never for a single bad connection: those are logged and closed.
-pub async fn run_with_users(
+pub async fn run_with(
     mut listener: Box<dyn Listener>,
     broker: Broker,
     config: ServerConfig,
-    users: UsersHandle,
+    extras: Extras,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let config = Arc::new(config);
@@ -56,7 +75,8 @@ pub async fn run_with_users(
         config: Arc::clone(&config),
         connections: Arc::new(Connections::default()),
         logins: Arc::new(Logins::default()),
-        users,
+        users: extras.users,
+        telemetry: Telemetry::new(extras.traffic),
     };
     let permits = Arc::new(Semaphore::new(config.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -66,6 +86,16 @@ pub async fn run_with_users(
         config.tick_interval,
         stop_rx.clone(),
     ));
+    let http = extras.http.map(|listener| {
+        let router = crate::http::routes::router(shared.clone(), stop_rx.clone());
+        tokio::spawn(crate::http::serve(
+            listener,
+            router,
+            stop_rx.clone(),
+            config.handshake_timeout,
+            config.shutdown_grace,
+        ))
+    });
     tokio::pin!(shutdown);
     let mut backoff = MIN_ACCEPT_BACKOFF;
     // A descriptor held in reserve: when the process runs out, it is given up to accept
@@ -86,6 +116,7 @@ pub async fn run_with_users(
                 drop(spare.take());
                 let accepted = tokio::time::timeout(MIN_ACCEPT_BACKOFF, listener.accept()).await;
                 if let Ok(Ok(conn)) = accepted {
+                    shared.connections.refused();
                     tracing::warn!(peer = %conn.peer, "refusing connection: out of file descriptors (raise ulimit -n)");
                     let why = "server has run out of file descriptors: retry later (its operator \
                                should raise its open-file limit)";
@@ -105,6 +136,7 @@ pub async fn run_with_users(
             }
         };
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            shared.connections.refused();
             tracing::warn!(peer = %conn.peer, max = config.max_connections, "refusing connection: at the connection limit");
             let why = format!(
                 "server has reached its limit of {} connections: retry later",
@@ -141,6 +173,9 @@ pub async fn run_with_users(
         sessions.shutdown().await;
     }
     let _ = cleaner.await;
+    if let Some(http) = http {
+        let _ = http.await;
+    }
     if let Err(e) = broker.flush() {
         tracing::error!(error = %e, "flushing storage at shutdown failed");
         return Err(e.into());

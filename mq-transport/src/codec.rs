@@ -14,6 +14,7 @@ use tokio_util::codec::{Decoder, Encoder};
 use crate::frame::{BadFrame, WireMsg, decode_frame, encode_frame};
 use crate::protocol::Frame;
 use crate::read_budget::{Charge, ReadBudget};
+use crate::traffic::Traffic;
 use crate::wire::EncodeError;
 
 /// Bytes of a frame's length field.
@@ -55,6 +56,7 @@ pub enum CodecError {
 pub struct FrameCodec<In, Out> {
     max_frame: usize,
     charge: Charge,
+    traffic: Traffic,
     _kinds: PhantomData<fn(Out) -> In>,
 }
 
@@ -73,8 +75,16 @@ impl<In, Out> FrameCodec<In, Out> {
         Self {
             max_frame,
             charge: Charge::new(budget),
+            traffic: Traffic::default(),
             _kinds: PhantomData,
         }
+    }
+
+    /// Frames this codec reads and writes are counted in `traffic`.
+    #[must_use]
+    pub fn with_traffic(mut self, traffic: Traffic) -> Self {
+        self.traffic = traffic;
+        self
     }
 
     /// The maximum frame size.
@@ -107,6 +117,7 @@ impl<In: WireMsg, Out> Decoder for FrameCodec<In, Out> {
             return Ok(None);
         }
         self.charge.release();
+        self.traffic.read(LENGTH + len);
         src.advance(LENGTH);
         // What a frame decodes to (messages kept in memory for minutes) holds on to the
         // allocation its bytes are in. A small frame is copied into its own, so that it does
@@ -127,7 +138,9 @@ impl<In, Out: WireMsg> Encoder<&Frame<Out>> for FrameCodec<In, Out> {
     type Error = CodecError;
 
     fn encode(&mut self, frame: &Frame<Out>, dst: &mut BytesMut) -> Result<(), Self::Error> {
+        let before = dst.len();
         encode_frame(frame, self.max_frame, dst)?;
+        self.traffic.wrote(dst.len() - before);
         Ok(())
     }
 }
@@ -136,7 +149,6 @@ impl<In, Out: WireMsg> Encoder<Frame<Out>> for FrameCodec<In, Out> {
     type Error = CodecError;
 
     fn encode(&mut self, frame: Frame<Out>, dst: &mut BytesMut) -> Result<(), Self::Error> {
-        encode_frame(&frame, self.max_frame, dst)?;
-        Ok(())
+        self.encode(&frame, dst)
     }
 }

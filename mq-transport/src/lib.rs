@@ -21,6 +21,7 @@ pub mod read_budget;
 mod server_frames;
 mod tcp;
 pub mod tls;
+mod traffic;
 mod transport;
 pub mod wire;
 mod writer;
@@ -36,6 +37,7 @@ pub use protocol::{
 pub use read_budget::ReadBudget;
 pub use tcp::TcpTransport;
 pub use tls::{ClientTls, ServerTls, ServerTlsFiles, TlsError};
+pub use traffic::Traffic;
 pub use transport::{
     Accepted, ClientConnection, Connection, FrameRead, FrameWrite, Incoming, Listener,
     ServerConnection, Transport, TransportError,

@@ -18,6 +18,7 @@ use crate::frame::{WireMsg, encode_frame};
 use crate::protocol::{ClientMsg, DEFAULT_MAX_FRAME, ErrorCode, Frame, RequestId, ServerMsg};
 use crate::read_budget::{ReadBudget, UNCHARGED_BYTES};
 use crate::tls::{self, ClientTls, ClientTlsReady, ServerTls, TLS_HANDSHAKE, TlsError};
+use crate::traffic::Traffic;
 use crate::transport::{
     Accepted, ClientConnection, Connection, FrameRead, FrameWrite, Incoming, Listener,
     ServerConnection, Transport, TransportError,
@@ -31,6 +32,7 @@ const READ_BUFFER: usize = UNCHARGED_BYTES;
 pub struct TcpTransport {
     max_frame: usize,
     read_budget: ReadBudget,
+    traffic: Traffic,
     server_tls: Option<Arc<ServerTls>>,
     client_tls: Option<ClientTlsReady>,
 }
@@ -47,6 +49,7 @@ impl TcpTransport {
         Self {
             max_frame,
             read_budget: ReadBudget::default(),
+            traffic: Traffic::default(),
             server_tls: None,
             client_tls: None,
         }
@@ -56,6 +59,13 @@ impl TcpTransport {
     #[must_use]
     pub fn with_read_budget(mut self, budget: ReadBudget) -> Self {
         self.read_budget = budget;
+        self
+    }
+
+    /// Frames and bytes of this transport's connections are counted in `traffic`.
+    #[must_use]
+    pub fn with_traffic(mut self, traffic: Traffic) -> Self {
+        self.traffic = traffic;
         self
     }
 
@@ -84,12 +94,16 @@ impl TcpTransport {
             reader: Box::new(TcpReader {
                 inner: FramedRead::with_capacity(
                     read,
-                    FrameCodec::<In, Out>::with_budget(self.max_frame, self.read_budget.clone()),
+                    FrameCodec::<In, Out>::with_budget(self.max_frame, self.read_budget.clone())
+                        .with_traffic(self.traffic.clone()),
                     READ_BUFFER,
                 ),
             }),
             writer: Box::new(TcpWriter {
-                inner: FramedWrite::new(write, FrameCodec::<In, Out>::new(self.max_frame)),
+                inner: FramedWrite::new(
+                    write,
+                    FrameCodec::<In, Out>::new(self.max_frame).with_traffic(self.traffic.clone()),
+                ),
             }),
             peer,
             certificate_name: None,

@@ -176,6 +176,7 @@ fn group_stats() -> GroupStats {
         acked: 1,
         redelivered: 0,
         dead_lettered: 0,
+        oldest_pending: None,
     }
 }
 

@@ -133,6 +133,7 @@ fn run_suite(
         .args(["--listen", "127.0.0.1:0"])
         .args(server_args)
         .env("RUST_LOG", "warn")
+        .env("MQ_HTTP", "off")
         .stdout(Stdio::piped())
         .spawn()
         .context("cannot start the release mq-server")?;

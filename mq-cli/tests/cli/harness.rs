@@ -41,6 +41,7 @@ impl Server {
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", "warn")
+            .env("MQ_HTTP", "off")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

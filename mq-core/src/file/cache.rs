@@ -15,6 +15,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Instant;
+
+use crate::timings::Timings;
 
 /// Files open at once when nothing else is known.
 pub(crate) const DEFAULT_OPEN_FILES: usize = 1024;
@@ -58,6 +61,8 @@ pub(crate) struct FileCache {
     capacity: usize,
     open: AtomicUsize,
     pub(crate) faults: Faults,
+    /// How long fsyncs of appended data take.
+    pub(crate) fsyncs: Timings,
     /// Open files in the order they were opened; closed ones are dropped when met.
     queue: Mutex<VecDeque<Weak<CachedFile>>>,
 }
@@ -69,6 +74,7 @@ impl FileCache {
             capacity: capacity.max(4),
             open: AtomicUsize::new(0),
             faults: Faults::default(),
+            fsyncs: Timings::default(),
             queue: Mutex::new(VecDeque::new()),
         })
     }
@@ -219,7 +225,12 @@ impl CachedFile {
             }
         };
         match dup {
-            Some(file) => file.sync_data(),
+            Some(file) => {
+                let start = Instant::now();
+                let synced = file.sync_data();
+                self.cache.fsyncs.record(start.elapsed());
+                synced
+            }
             None => match self
                 .close_error
                 .lock()

@@ -338,6 +338,10 @@ impl Storage for FileStorage {
         Ok(recovery)
     }
 
+    fn fsync_timings(&self) -> Option<crate::timings::TimingsSnapshot> {
+        Some(self.cache.fsyncs.snapshot())
+    }
+
     fn flush(&self) -> Result<(), StorageError> {
         self.flusher.flush()
     }

@@ -33,6 +33,29 @@ impl Group {
         fresh.saturating_sub(acked_ahead) + self.redeliver.len() as u64 + self.delayed.len() as u64
     }
 
+    /// When the oldest message waiting for this group (never delivered, or due for
+    /// redelivery) was published.
+    pub(crate) fn oldest_pending(&self, log: &Log) -> Option<crate::clock::Timestamp> {
+        let floor = self.min_offset.max(self.acks.floor());
+        let fresh = log.active().iter().filter_map(|&p| {
+            let level = log.level(p);
+            let mut seq = self.cursors[usize::from(p)]
+                .max(level.start())
+                .max(level.seq_at_or_after(floor));
+            while seq < level.end() && self.acks.contains(level.offset_at(seq)) {
+                seq += 1;
+            }
+            (seq < level.end()).then(|| level.offset_at(seq))
+        });
+        let again = self.redeliver.keys().map(|&(_, offset)| offset);
+        let delayed = self.delayed.keys().map(|&(_, offset)| offset);
+        fresh
+            .chain(again)
+            .chain(delayed)
+            .filter_map(|offset| log.timestamp_of(offset))
+            .min()
+    }
+
     /// A snapshot of the group's counters.
     pub(crate) fn stats(&self, log: &Log) -> GroupStats {
         GroupStats {
@@ -44,6 +67,7 @@ impl Group {
             acked: self.acked,
             redelivered: self.redelivered,
             dead_lettered: self.dead_lettered,
+            oldest_pending: self.oldest_pending(log),
         }
     }
 }

@@ -30,11 +30,7 @@ pub(crate) async fn handle(shared: &Shared, request: ClientMsg) -> ServerMsg {
                 .durable(move |b| b.delete_group(&topic, &group))
                 .await,
         ),
-        ClientMsg::Stats { topic: None } => {
-            let mut stats = broker.stats();
-            stats.connections = shared.connections.current();
-            ServerMsg::BrokerStats(stats)
-        }
+        ClientMsg::Stats { topic: None } => ServerMsg::BrokerStats(shared.broker_stats()),
         ClientMsg::Stats { topic: Some(topic) } => match broker.topic_stats(&topic) {
             Ok(stats) => ServerMsg::TopicStats(Box::new(stats)),
             Err(e) => ServerMsg::error(&e),

@@ -31,6 +31,7 @@ use self::subscription::Sub;
 use crate::config::ServerConfig;
 use crate::connections::Connections;
 use crate::logins::Logins;
+use crate::telemetry::Telemetry;
 use crate::users::{Action, Login, User, UsersHandle};
 
 /// Frames queued for the writer before senders wait.
@@ -50,6 +51,7 @@ pub(crate) struct Shared {
     pub(crate) connections: Arc<Connections>,
     pub(crate) logins: Arc<Logins>,
     pub(crate) users: UsersHandle,
+    pub(crate) telemetry: Telemetry,
 }
 
 /// One connection's state.
@@ -135,6 +137,9 @@ impl Session {
 
     /// Queues a frame for the writer.
     pub(crate) async fn send(&self, id: RequestId, msg: ServerMsg) {
+        if let ServerMsg::Error { code, .. } = &msg {
+            self.shared.telemetry.error(*code);
+        }
         if let Some(out) = &self.out {
             let _ = out.send(Frame::new(id, msg)).await;
         }
@@ -298,7 +303,11 @@ impl Session {
         let reply = match frame.msg {
             ClientMsg::Hello { .. } => handshake::again(),
             ClientMsg::Publish { topic, messages } => {
-                publish::publish(&self.shared, topic, messages).await
+                let start = std::time::Instant::now();
+                let reply = publish::publish(&self.shared, topic, messages).await;
+                self.send(id, reply).await;
+                self.shared.telemetry.published(start.elapsed());
+                return Next::Continue;
             }
             ClientMsg::Subscribe(req) => match self.subscribe(id, req).await {
                 Some(refusal) => refusal,
@@ -333,6 +342,13 @@ impl Session {
 }
 
 impl Shared {
+    /// The broker's stats with the connections this server holds.
+    pub(crate) fn broker_stats(&self) -> mq_core::BrokerStats {
+        let mut stats = self.broker.stats();
+        stats.connections = self.connections.current();
+        stats
+    }
+
     /// Runs a broker call that may wait for an fsync: on the blocking pool when the
     /// storage fsyncs before confirming (so concurrent sessions share one fsync and no
     /// async worker waits on a disk), inline otherwise.

@@ -35,6 +35,7 @@ impl Harness {
             connections: Arc::new(Connections::default()),
             logins: Arc::default(),
             users: crate::users::UsersHandle::default(),
+            telemetry: crate::telemetry::Telemetry::default(),
         };
         let (stop, stopped) = watch::channel(false);
         tokio::spawn(Session::new(shared, stopped).run(conn));
@@ -385,6 +386,7 @@ async fn subscriptions_beyond_the_per_connection_maximum_are_refused() {
         connections: Arc::new(Connections::default()),
         logins: Arc::default(),
         users: crate::users::UsersHandle::default(),
+        telemetry: crate::telemetry::Telemetry::default(),
     };
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(Session::new(shared, stopped).run(conn));
@@ -431,6 +433,7 @@ async fn failed_logins_are_answered_later_and_later_and_the_right_token_at_once(
         users: crate::users::UsersHandle::new(
             crate::users::Users::new(&[], Some("right")).unwrap(),
         ),
+        telemetry: crate::telemetry::Telemetry::default(),
     };
     let login = |token: &str| ClientMsg::Hello {
         version: PROTOCOL_VERSION,

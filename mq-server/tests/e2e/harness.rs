@@ -17,6 +17,8 @@ use mq_transport::{
 pub(crate) struct Server {
     child: Option<Child>,
     pub(crate) addr: String,
+    /// The HTTP endpoint's address, when started with `--http`.
+    pub(crate) http: Option<String>,
 }
 
 impl Server {
@@ -69,15 +71,23 @@ impl Server {
     }
 
     fn spawn(mut command: Command) -> Self {
+        let http = command
+            .get_args()
+            .zip(command.get_args().skip(1))
+            .any(|(flag, value)| flag == "--http" && value != "off");
+        // No HTTP endpoint unless the test asks for one (`--http 127.0.0.1:0`): parallel
+        // servers never fight over its default port.
         let mut child = command
             .env("RUST_LOG", "warn")
+            .env("MQ_HTTP", "off")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("mq-server starts");
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut line = String::new();
-        BufReader::new(stdout)
+        let mut reader = BufReader::new(stdout);
+        reader
             .read_line(&mut line)
             .expect("mq-server prints its address");
         let addr = line
@@ -85,9 +95,20 @@ impl Server {
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_owned();
+        let http = http.then(|| {
+            line.clear();
+            reader
+                .read_line(&mut line)
+                .expect("mq-server prints its HTTP address");
+            line.trim()
+                .strip_prefix("http on ")
+                .unwrap_or_else(|| panic!("unexpected second line {line:?}"))
+                .to_owned()
+        });
         Self {
             child: Some(child),
             addr,
+            http,
         }
     }
 
@@ -223,4 +244,57 @@ impl Raw {
         while self.try_recv().is_some() {}
         true
     }
+}
+
+/// A reply of the HTTP endpoint.
+pub(crate) struct HttpReply {
+    pub(crate) status: u16,
+    pub(crate) content_type: String,
+    pub(crate) body: String,
+}
+
+/// `GET path` over HTTP/1.1 on `stream`, with a bearer `token` if given.
+pub(crate) fn http_get_over(
+    mut stream: impl Read + Write,
+    path: &str,
+    token: Option<&str>,
+) -> HttpReply {
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: mq\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .expect("request written");
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("reply read");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status code");
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-type")
+                .then(|| value.trim().to_owned())
+        })
+        .unwrap_or_default();
+    HttpReply {
+        status,
+        content_type,
+        body: body.to_owned(),
+    }
+}
+
+/// `GET path` on the HTTP endpoint at `addr`.
+pub(crate) fn http_get(addr: &str, path: &str, token: Option<&str>) -> HttpReply {
+    let stream = TcpStream::connect(addr).expect("http connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout set");
+    http_get_over(stream, path, token)
 }

@@ -10,6 +10,7 @@ mod behaviour;
 mod durability;
 mod edges;
 mod harness;
+mod http;
 mod limits;
 mod load;
 mod tls;

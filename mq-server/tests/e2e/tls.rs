@@ -15,7 +15,7 @@ use rcgen::{
     KeyPair,
 };
 
-use super::harness::Server;
+use super::harness::{Server, http_get_over};
 use super::topic;
 
 /// A CA and the files of certificates it signed, in a temp dir.
@@ -280,4 +280,45 @@ async fn sighup_reloads_the_certificate_and_keeps_connections() {
         .expect("the new certificate is served after SIGHUP");
     old.ping().await.expect("an established connection goes on");
     assert!(connect(&server, trusting(&first_ca)).await.is_err());
+}
+
+#[test]
+fn the_http_endpoint_serves_tls_with_the_same_certificate() {
+    let pki = Pki::new();
+    let ca = pki.ca_file("ca.pem");
+    let (cert, key) = pki.issue("server", &["localhost"], false, false);
+    let server = tls_server(&cert, &key, &["--http", "127.0.0.1:0"]);
+    let http = server.http.clone().unwrap();
+
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(&ca).unwrap();
+    for der in rustls_pki_types::pem::PemObject::pem_slice_iter(&pem) {
+        roots.add(der.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let tcp = std::net::TcpStream::connect(&http).unwrap();
+    let reply = http_get_over(rustls::StreamOwned::new(conn, tcp), "/healthz", None);
+    assert_eq!((reply.status, reply.body.as_str()), (200, "ok\n"));
+
+    // Plain HTTP on the TLS port gets no HTTP answer.
+    let stream = std::net::TcpStream::connect(&http).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut stream = stream;
+    std::io::Write::write_all(&mut stream, b"GET /healthz HTTP/1.1\r\nHost: mq\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut stream, &mut got);
+    assert!(
+        !got.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
 }
