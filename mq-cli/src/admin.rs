@@ -1,7 +1,9 @@
 //! `mq topics`, `mq groups` and `mq stats`.
 
 use mq_client::Client;
-use mq_client::{GroupName, GroupStats, Overflow, TopicConfig, TopicName, TopicStats};
+use mq_client::{
+    GroupName, GroupReport, GroupStats, Overflow, Timestamp, TopicConfig, TopicName, TopicStats,
+};
 
 use crate::args::{CreateArgs, Format, GroupsCommand, OverflowArg, StatsArgs, TopicsCommand};
 use crate::format::{pairs, table};
@@ -177,6 +179,22 @@ pub(crate) async fn groups(client: &Client, cmd: &GroupsCommand) -> anyhow::Resu
                 }
             }
         }
+        GroupsCommand::Describe {
+            topic,
+            group,
+            format,
+        } => {
+            let report = client
+                .describe_group(&TopicName::new(topic)?, &GroupName::new(group)?)
+                .await?;
+            match format {
+                Format::Json => json_line(&report),
+                Format::Text => {
+                    println!("{}", group_report_text(&report));
+                    Ok(())
+                }
+            }
+        }
         GroupsCommand::Delete { topic, group } => {
             let topic = TopicName::new(topic)?;
             let group = GroupName::new(group)?;
@@ -185,6 +203,88 @@ pub(crate) async fn groups(client: &Client, cmd: &GroupsCommand) -> anyhow::Resu
             Ok(())
         }
     }
+}
+
+/// When a timestamp was, as an age ("12s ago"), or "never".
+fn age(t: Option<Timestamp>) -> String {
+    t.map_or_else(
+        || "never".to_owned(),
+        |t| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            let secs = now.saturating_sub(t.as_millis()) / 1000;
+            format!(
+                "{} ago",
+                humantime::format_duration(std::time::Duration::from_secs(secs))
+            )
+        },
+    )
+}
+
+fn group_report_text(r: &GroupReport) -> String {
+    let g = &r.group;
+    let mut out = pairs(&[
+        ("topic", g.topic.to_string()),
+        ("group", g.stats.name.to_string()),
+        ("ack", format!("{:?}", g.ack).to_lowercase()),
+        ("exclusive", g.exclusive.to_string()),
+        ("pending", g.stats.pending.to_string()),
+        ("in flight", g.stats.in_flight.to_string()),
+        (
+            "oldest pending",
+            g.stats
+                .oldest_pending
+                .map_or_else(|| "none".to_owned(), |t| age(Some(t))),
+        ),
+        ("delivered", g.stats.delivered.to_string()),
+        ("acked", g.stats.acked.to_string()),
+    ]);
+    if !g.consumers.is_empty() {
+        let rows: Vec<Vec<String>> = g
+            .consumers
+            .iter()
+            .map(|c| {
+                let conn = r.connections.iter().find(|k| k.consumer == c.id);
+                let oldest = c.oldest_unacked.first().map_or_else(
+                    || "-".to_owned(),
+                    |u| format!("{} ({})", u.offset, age(Some(u.since))),
+                );
+                vec![
+                    c.id.0.to_string(),
+                    conn.map_or_else(|| "-".to_owned(), |k| k.connection.to_string()),
+                    conn.map_or_else(|| "-".to_owned(), |k| k.peer.clone()),
+                    conn.map_or_else(|| "-".to_owned(), |k| k.client.clone()),
+                    c.prefetch.to_string(),
+                    c.in_flight.to_string(),
+                    conn.and_then(|k| k.credits)
+                        .map_or_else(|| "-".to_owned(), |n| n.to_string()),
+                    age(c.last_delivery),
+                    age(c.last_ack),
+                    oldest,
+                ]
+            })
+            .collect();
+        out.push_str("\n\n");
+        out.push_str(&table(
+            &[
+                "CONSUMER",
+                "CONNECTION",
+                "PEER",
+                "CLIENT",
+                "PREFETCH",
+                "IN_FLIGHT",
+                "CREDITS",
+                "LAST_DELIVERY",
+                "LAST_ACK",
+                "OLDEST_UNACKED",
+            ],
+            &rows,
+        ));
+    }
+    out.push_str("\n\ndiagnosis: ");
+    out.push_str(&r.diagnosis);
+    out
 }
 
 fn topic_text(s: &TopicStats) -> String {

@@ -198,6 +198,17 @@ pub(crate) enum GroupsCommand {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Show a group's consumers (connection, window, oldest un-acked) and why it is or is
+    /// not getting messages
+    Describe {
+        /// Topic name
+        topic: String,
+        /// Group name
+        group: String,
+        /// Output format
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Delete a group (no consumer may be attached)
     Delete {
         /// Topic name

@@ -9,8 +9,8 @@ use mq_core::{
     TopicConfig, TopicInfo, TopicName, TopicStats,
 };
 use mq_transport::{
-    ClientMsg, ClientTls, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, ServerMsg, TcpTransport,
-    Transport, TransportError,
+    ClientMsg, ClientTls, GroupReport, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, ServerMsg,
+    TcpTransport, Transport, TransportError,
 };
 
 use crate::backend::{Backend, PublishWait};
@@ -268,6 +268,29 @@ impl Client {
         {
             ServerMsg::Groups(groups) => Ok(groups),
             other => Err(unexpected("Groups", &other)),
+        }
+    }
+
+    /// A group in detail: counters, settings, each consumer with its connection and its
+    /// oldest un-acked deliveries, and a one-line diagnosis of why it is (or is not)
+    /// getting messages. Needs a server speaking protocol version 2.
+    ///
+    /// # Errors
+    /// [`ClientError::Server`] with `topic_not_found` or `group_not_found`.
+    pub async fn describe_group(
+        &self,
+        topic: &TopicName,
+        group: &GroupName,
+    ) -> Result<GroupReport, ClientError> {
+        match self
+            .request(ClientMsg::DescribeGroup {
+                topic: topic.clone(),
+                group: group.clone(),
+            })
+            .await?
+        {
+            ServerMsg::GroupReport(report) => Ok(*report),
+            other => Err(unexpected("GroupReport", &other)),
         }
     }
 

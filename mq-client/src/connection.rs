@@ -290,7 +290,7 @@ async fn write_frames(
     mut rx: mpsc::Receiver<Frame<ClientMsg>>,
 ) {
     let goodbye = |msg: &ClientMsg| matches!(msg, ClientMsg::Goodbye);
-    let _ = write_queued(writer.as_mut(), &mut rx, goodbye, None).await;
+    let _ = write_queued(writer.as_mut(), &mut rx, goodbye, None, None).await;
 }
 
 /// An unexpected reply.

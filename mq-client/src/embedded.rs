@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mq_core::Broker;
-use mq_transport::{ClientMsg, ErrorCode, ServerMsg};
+use mq_transport::{ClientMsg, ErrorCode, GroupReport, ServerMsg};
 
 use crate::error::ClientError;
 
@@ -94,6 +94,15 @@ impl Embedded {
                 Ok(ServerMsg::TopicInfo(Box::new(broker.describe(&topic)?)))
             }
             ClientMsg::ListGroups { topic } => Ok(ServerMsg::Groups(broker.groups(&topic)?)),
+            ClientMsg::DescribeGroup { topic, group } => {
+                let info = broker.describe_group(&topic, &group)?;
+                let diagnosis = info.diagnose(broker.now(), |_| None);
+                Ok(ServerMsg::GroupReport(Box::new(GroupReport {
+                    group: info,
+                    connections: Vec::new(),
+                    diagnosis,
+                })))
+            }
             ClientMsg::Stats { topic: None } => Ok(ServerMsg::BrokerStats(broker.stats())),
             ClientMsg::Stats { topic: Some(topic) } => {
                 Ok(ServerMsg::TopicStats(Box::new(broker.topic_stats(&topic)?)))

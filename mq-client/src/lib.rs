@@ -43,11 +43,12 @@ pub use client::{Client, ClientConfig};
 pub use consumer::{AckHandle, Consumer, Delivery, Handler, HandlerError};
 pub use error::ClientError;
 pub use mq_core::{
-    AckMode, Broker, BrokerBuilder, BrokerStats, DEFAULT_ACK_TIMEOUT, DEFAULT_MAX_BYTES,
-    DEFAULT_MAX_DELIVERIES, DEFAULT_PREFETCH, DLQ_SUFFIX, Durability, FileOptions, FileStorage,
-    FsyncPolicy, GroupDefaults, GroupName, GroupStats, Header, LostRange, MAX_NAME_LEN, NameError,
-    NewMessage, Offset, Overflow, QuarantinedTopic, RetentionConfig, StartPosition, Subscription,
-    Timestamp, TopicConfig, TopicInfo, TopicName, TopicStats, dlq,
+    AckMode, Broker, BrokerBuilder, BrokerStats, ConsumerInfo, DEFAULT_ACK_TIMEOUT,
+    DEFAULT_MAX_BYTES, DEFAULT_MAX_DELIVERIES, DEFAULT_PREFETCH, DLQ_SUFFIX, Durability,
+    FileOptions, FileStorage, FsyncPolicy, GroupDefaults, GroupInfo, GroupName, GroupStats, Header,
+    LostRange, MAX_NAME_LEN, NameError, NewMessage, Offset, Overflow, QuarantinedTopic,
+    RetentionConfig, StartPosition, Subscription, Timestamp, TopicConfig, TopicInfo, TopicName,
+    TopicStats, Unacked, dlq,
 };
-pub use mq_transport::ClientTls;
+pub use mq_transport::{ClientTls, ConsumerConnection, GroupReport};
 pub use producer::{Producer, ProducerConfig, QueuedBatch};

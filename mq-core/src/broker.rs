@@ -202,6 +202,42 @@ impl Broker {
         })
     }
 
+    /// A group in detail: counters, settings, consumers and their oldest un-acked
+    /// deliveries.
+    ///
+    /// # Errors
+    /// [`Error::TopicNotFound`], [`Error::GroupNotFound`].
+    pub fn describe_group(
+        &self,
+        topic: &TopicName,
+        group: &GroupName,
+    ) -> Result<crate::GroupInfo, Error> {
+        let handle = self.registry.get(topic)?;
+        let state = handle.lock();
+        let g = state
+            .groups
+            .get(group)
+            .ok_or_else(|| Error::GroupNotFound {
+                topic: topic.clone(),
+                group: group.clone(),
+            })?;
+        let (stats, detail) = g.info(&state.log);
+        let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        Ok(crate::GroupInfo {
+            topic: topic.clone(),
+            stats,
+            ack: detail.ack,
+            exclusive: detail.exclusive,
+            ack_timeout_ms: millis(detail.ack_timeout),
+            start: detail.start,
+            first_offset: state.log.first(),
+            next_offset: state.log.next(),
+            retain_consumed_ms: millis(state.config.retention.retain_consumed),
+            next_delayed: detail.next_delayed,
+            consumers: detail.consumers,
+        })
+    }
+
     /// A topic's counters.
     ///
     /// # Errors

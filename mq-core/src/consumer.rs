@@ -295,7 +295,7 @@ impl Consumer {
             if nack {
                 group.nack(self.id, offsets, delay, now, &mut unknown, &mut dead);
             } else {
-                group.ack(self.id, offsets, &mut unknown);
+                group.ack(self.id, offsets, now, &mut unknown);
             }
             group.take_wakers(&mut wakers);
             state.persist_groups()?

@@ -38,6 +38,8 @@ mod cleaner;
 mod clock;
 mod config;
 mod consumer;
+mod consumer_id;
+mod diagnosis;
 pub mod dlq;
 mod error;
 mod file;
@@ -63,6 +65,8 @@ pub use config::{
     GroupDefaults, InvalidConfig, Overflow, RetentionConfig, StartPosition, TopicConfig,
 };
 pub use consumer::{Consumer, Recv, RecvBatch, Subscription};
+pub use consumer_id::ConsumerId;
+pub use diagnosis::ConsumerFacts;
 pub use error::{Error, Limit};
 #[cfg(feature = "fault-injection")]
 pub use file::FaultInjector;
@@ -70,12 +74,14 @@ pub use file::{
     CheckReport, DATA_FORMAT, DEFAULT_RESIDENT_BYTES, DEFAULT_SEGMENT_BYTES, FileOptions,
     FileStorage, FreeSpaceFloor, FsyncPolicy,
 };
-pub use group::{ConsumerId, Delivery};
+pub use group::Delivery;
 pub use memory::MemoryStorage;
 pub use message::{HEADER_FRAMING, Header, Message, NewMessage, Offset, RECORD_OVERHEAD};
 pub use name::{DLQ_SUFFIX, GroupName, MAX_NAME_LEN, NameError, TopicName};
 pub use receipt::{BatchReceipt, Receipt};
-pub use stats::{BrokerStats, GroupStats, LostRange, TopicInfo, TopicStats};
+pub use stats::{
+    BrokerStats, ConsumerInfo, GroupInfo, GroupStats, LostRange, TopicInfo, TopicStats, Unacked,
+};
 pub use storage::{
     Appended, Durability, GroupEvent, QuarantinedTopic, ReadBack, RecoveredGroup, RecoveredTopic,
     Recovery, Storage, StorageError, StoredMessage, SyncWait, TopicStore,

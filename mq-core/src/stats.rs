@@ -3,7 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::TopicConfig;
+use crate::clock::Timestamp;
+use crate::config::{AckMode, TopicConfig};
+use crate::consumer_id::ConsumerId;
 use crate::message::Offset;
 use crate::name::{GroupName, TopicName};
 use crate::storage::QuarantinedTopic;
@@ -30,7 +32,7 @@ pub struct GroupStats {
     /// When the oldest message waiting for the group was published (milliseconds since
     /// the epoch). Absent when nothing waits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub oldest_pending: Option<crate::clock::Timestamp>,
+    pub oldest_pending: Option<Timestamp>,
 }
 
 /// One topic's counters.
@@ -63,6 +65,65 @@ pub struct LostRange {
     pub first: Offset,
     /// The last lost offset.
     pub last: Offset,
+}
+
+/// A group in detail: its counters, settings and consumers, as `groups describe` shows
+/// them (the server adds each consumer's connection and a diagnosis).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupInfo {
+    /// The topic.
+    pub topic: TopicName,
+    /// The group's counters.
+    pub stats: GroupStats,
+    /// The group's ack mode.
+    pub ack: AckMode,
+    /// Whether an exclusive consumer holds the group.
+    pub exclusive: bool,
+    /// Milliseconds a manual-ack delivery may stay un-acked before it is redelivered.
+    pub ack_timeout_ms: u64,
+    /// Where the group started: offsets before it were never its to consume.
+    pub start: Offset,
+    /// The topic's first retained offset.
+    pub first_offset: Offset,
+    /// The offset the topic's next message gets.
+    pub next_offset: Offset,
+    /// The topic's `retain_consumed`, in milliseconds: how long messages every group has
+    /// acked are kept.
+    pub retain_consumed_ms: u64,
+    /// When the first message waiting for a nack delay becomes due, if one waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_delayed: Option<Timestamp>,
+    /// The consumers attached, in the order they attached.
+    pub consumers: Vec<ConsumerInfo>,
+}
+
+/// One consumer of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerInfo {
+    /// The consumer's id.
+    pub id: ConsumerId,
+    /// Its prefetch window.
+    pub prefetch: u32,
+    /// Deliveries to it not yet acked or nacked.
+    pub in_flight: u32,
+    /// When it was last handed messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_delivery: Option<Timestamp>,
+    /// When it last acked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_ack: Option<Timestamp>,
+    /// Its oldest deliveries not yet acked (at most five), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub oldest_unacked: Vec<Unacked>,
+}
+
+/// A delivery not yet acked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unacked {
+    /// The message's offset.
+    pub offset: Offset,
+    /// When it was delivered.
+    pub since: Timestamp,
 }
 
 /// A topic's configuration and counters, as `describe` shows them.

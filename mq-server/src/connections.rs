@@ -12,11 +12,12 @@ pub(crate) struct Connections {
 }
 
 impl Connections {
-    /// Counts a connection until the returned guard is dropped.
+    /// Counts a connection until the returned guard is dropped; the guard holds the
+    /// connection's number (1 for the first since start).
     pub(crate) fn open(&self) -> Opened<'_> {
         self.open.fetch_add(1, Ordering::Relaxed);
-        self.opened.fetch_add(1, Ordering::Relaxed);
-        Opened(self)
+        let number = self.opened.fetch_add(1, Ordering::Relaxed) + 1;
+        Opened(self, number)
     }
 
     /// Counts a connection refused (at the connection limit, or out of descriptors).
@@ -40,8 +41,8 @@ impl Connections {
     }
 }
 
-/// Keeps one connection counted.
-pub(crate) struct Opened<'a>(&'a Connections);
+/// Keeps one connection counted; holds its number.
+pub(crate) struct Opened<'a>(&'a Connections, pub(crate) u64);
 
 impl Drop for Opened<'_> {
     fn drop(&mut self) {

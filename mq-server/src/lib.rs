@@ -18,6 +18,7 @@
 //! # }
 //! ```
 
+mod attachments;
 mod config;
 mod connections;
 mod http;

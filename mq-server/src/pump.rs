@@ -45,6 +45,11 @@ impl Credits {
         self.notify.notify_one();
     }
 
+    /// Credits available now.
+    pub(crate) fn available(&self) -> u64 {
+        self.available.load(Ordering::Acquire)
+    }
+
     async fn wait(&self) -> u64 {
         loop {
             let notified = self.notify.notified();

@@ -77,6 +77,7 @@ pub async fn run_with(
         logins: Arc::new(Logins::default()),
         users: extras.users,
         telemetry: Telemetry::new(extras.traffic),
+        attachments: Arc::default(),
     };
     let permits = Arc::new(Semaphore::new(config.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);

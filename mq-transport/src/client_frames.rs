@@ -72,7 +72,7 @@ impl WireMsg for ClientMsg {
             ClientMsg::DeleteTopic { topic }
             | ClientMsg::DescribeTopic { topic }
             | ClientMsg::ListGroups { topic } => w.str("topic", topic.as_str())?,
-            ClientMsg::DeleteGroup { topic, group } => {
+            ClientMsg::DeleteGroup { topic, group } | ClientMsg::DescribeGroup { topic, group } => {
                 w.str("topic", topic.as_str())?;
                 w.str("group", group.as_str())?;
             }
@@ -147,6 +147,10 @@ impl WireMsg for ClientMsg {
             kind::DESCRIBE_TOPIC => ClientMsg::DescribeTopic { topic: topic(r)? },
             kind::LIST_GROUPS => ClientMsg::ListGroups { topic: topic(r)? },
             kind::DELETE_GROUP => ClientMsg::DeleteGroup {
+                topic: topic(r)?,
+                group: group(r)?,
+            },
+            kind::DESCRIBE_GROUP => ClientMsg::DescribeGroup {
                 topic: topic(r)?,
                 group: group(r)?,
             },

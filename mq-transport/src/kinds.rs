@@ -51,6 +51,7 @@ frame_kinds! {
         STATS = 0x0E => Stats, "Stats";
         PING = 0x0F => Ping, "Ping";
         GOODBYE = 0x10 => Goodbye, "Goodbye";
+        DESCRIBE_GROUP = 0x11 => DescribeGroup, "DescribeGroup";
     }
     ServerMsg {
         WELCOME = 0x81 => Welcome, "Welcome";
@@ -67,5 +68,6 @@ frame_kinds! {
         SUBSCRIPTION_ENDED = 0x8C => SubscriptionEnded, "SubscriptionEnded";
         ERROR = 0x8E => Error, "Error";
         SERVER_GOODBYE = 0x8F => Goodbye, "ServerGoodbye";
+        GROUP_REPORT = 0x90 => GroupReport, "GroupReport";
     }
 }

@@ -18,6 +18,7 @@ mod inprocess;
 mod kinds;
 pub mod protocol;
 pub mod read_budget;
+mod report;
 mod server_frames;
 mod tcp;
 pub mod tls;
@@ -35,6 +36,7 @@ pub use protocol::{
     SubscribeRequest, SubscriptionId, WireDelivery, max_message_size,
 };
 pub use read_budget::ReadBudget;
+pub use report::{ConsumerConnection, GroupReport};
 pub use tcp::TcpTransport;
 pub use tls::{ClientTls, ServerTls, ServerTlsFiles, TlsError};
 pub use traffic::Traffic;
@@ -42,4 +44,4 @@ pub use transport::{
     Accepted, ClientConnection, Connection, FrameRead, FrameWrite, Incoming, Listener,
     ServerConnection, Transport, TransportError,
 };
-pub use writer::write_queued;
+pub use writer::{Blocked, write_queued};

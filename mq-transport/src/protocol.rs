@@ -204,6 +204,13 @@ pub enum ClientMsg {
         /// The topic.
         topic: TopicName,
     },
+    /// A group in detail, with a diagnosis (version 2).
+    DescribeGroup {
+        /// The topic.
+        topic: TopicName,
+        /// The group.
+        group: GroupName,
+    },
     /// Delete a group.
     DeleteGroup {
         /// The topic.
@@ -278,6 +285,8 @@ pub enum ServerMsg {
     },
     /// Reply to `DescribeTopic`.
     TopicInfo(Box<TopicInfo>),
+    /// Reply to `DescribeGroup`.
+    GroupReport(Box<crate::report::GroupReport>),
     /// Reply to `ListGroups`.
     Groups(Vec<GroupStats>),
     /// Reply to `Stats` with a topic.

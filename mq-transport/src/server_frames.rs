@@ -72,6 +72,7 @@ impl WireMsg for ServerMsg {
                 }
             }
             ServerMsg::TopicInfo(info) => w.json("info", info)?,
+            ServerMsg::GroupReport(report) => w.json("report", report)?,
             ServerMsg::Groups(groups) => w.json("groups", groups)?,
             ServerMsg::TopicStats(stats) => w.json("stats", stats)?,
             ServerMsg::BrokerStats(stats) => w.json("stats", stats)?,
@@ -143,6 +144,7 @@ impl WireMsg for ServerMsg {
                 ServerMsg::Topics { topics }
             }
             kind::TOPIC_INFO => ServerMsg::TopicInfo(Box::new(r.json("info")?)),
+            kind::GROUP_REPORT => ServerMsg::GroupReport(Box::new(r.json("report")?)),
             kind::GROUPS => ServerMsg::Groups(r.json("groups")?),
             kind::TOPIC_STATS => ServerMsg::TopicStats(Box::new(r.json("stats")?)),
             kind::BROKER_STATS => ServerMsg::BrokerStats(r.json("stats")?),

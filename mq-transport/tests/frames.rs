@@ -9,13 +9,15 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use mq_core::{
-    AckMode, BrokerStats, Durability, GroupName, GroupStats, Header, NewMessage, Offset,
-    StartPosition, Timestamp, TopicConfig, TopicInfo, TopicName, TopicStats,
+    AckMode, BrokerStats, ConsumerId, ConsumerInfo, Durability, GroupInfo, GroupName, GroupStats,
+    Header, NewMessage, Offset, StartPosition, Timestamp, TopicConfig, TopicInfo, TopicName,
+    TopicStats, Unacked,
 };
 use mq_transport::wire::DecodeError;
 use mq_transport::{
-    ClientMsg, DEFAULT_MAX_FRAME, ErrorCode, Frame, RequestId, ServerMsg, SubscribeRequest,
-    SubscriptionId, WireDelivery, WireMsg, decode_frame, encode_frame, protocol::KINDS,
+    ClientMsg, ConsumerConnection, DEFAULT_MAX_FRAME, ErrorCode, Frame, GroupReport, RequestId,
+    ServerMsg, SubscribeRequest, SubscriptionId, WireDelivery, WireMsg, decode_frame, encode_frame,
+    protocol::KINDS,
 };
 
 fn topic() -> TopicName {
@@ -135,6 +137,13 @@ fn client_examples() -> Vec<(&'static str, ClientMsg)> {
             },
         ),
         (
+            "describe_group",
+            ClientMsg::DescribeGroup {
+                topic: topic(),
+                group: group(),
+            },
+        ),
+        (
             "stats_topic",
             ClientMsg::Stats {
                 topic: Some(topic()),
@@ -249,6 +258,43 @@ fn server_examples() -> Vec<(&'static str, ServerMsg)> {
             })),
         ),
         ("groups", ServerMsg::Groups(vec![group_stats()])),
+        (
+            "group_report",
+            ServerMsg::GroupReport(Box::new(GroupReport {
+                group: GroupInfo {
+                    topic: topic(),
+                    stats: group_stats(),
+                    ack: AckMode::Manual,
+                    exclusive: false,
+                    ack_timeout_ms: 30_000,
+                    start: Offset(0),
+                    first_offset: Offset(1),
+                    next_offset: Offset(3),
+                    retain_consumed_ms: 0,
+                    next_delayed: None,
+                    consumers: vec![ConsumerInfo {
+                        id: ConsumerId(7),
+                        prefetch: 1,
+                        in_flight: 1,
+                        last_delivery: Some(Timestamp::from_millis(5)),
+                        last_ack: None,
+                        oldest_unacked: vec![Unacked {
+                            offset: Offset(1),
+                            since: Timestamp::from_millis(5),
+                        }],
+                    }],
+                },
+                connections: vec![ConsumerConnection {
+                    consumer: ConsumerId(7),
+                    connection: 2,
+                    peer: "127.0.0.1:5000".into(),
+                    client: "cli".into(),
+                    credits: None,
+                    stopped_reading: false,
+                }],
+                diagnosis: "every consumer is at its prefetch window".into(),
+            })),
+        ),
         (
             "topic_stats",
             ServerMsg::TopicStats(Box::new(topic_stats())),

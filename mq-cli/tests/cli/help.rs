@@ -15,6 +15,7 @@ fn help_of_every_command_is_pinned() {
         &["topics", "describe"],
         &["groups"],
         &["groups", "list"],
+        &["groups", "describe"],
         &["groups", "delete"],
         &["stats"],
         &["bench"],

@@ -69,6 +69,18 @@ fn publish_then_consume_text_and_json() {
     );
     insta::assert_snapshot!("stats_topic_text", ok(&server.mq(&["stats", "orders"])));
     insta::assert_snapshot!("groups_list", ok(&server.mq(&["groups", "list", "orders"])));
+    let described = ok(&server.mq(&["groups", "describe", "orders", "reader"]));
+    assert!(
+        described.contains("group:           reader\n"),
+        "{described}"
+    );
+    assert!(
+        described.ends_with("diagnosis: no consumer is attached, and nothing waits\n"),
+        "{described}"
+    );
+    let json = ok(&server.mq(&["groups", "describe", "orders", "reader", "--format", "json"]));
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(report["group"]["stats"]["name"], "reader");
     insta::assert_snapshot!(
         "groups_delete",
         ok(&server.mq(&["groups", "delete", "orders", "reader"]))

@@ -85,13 +85,15 @@ impl Group {
                 self.acked += 1;
             }
         }
-        if manual
-            && n > 0
+        if n > 0
             && let Some(slot) = self.attached(id)
         {
-            slot.in_flight = slot
-                .in_flight
-                .saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+            slot.last_delivery = Some(now);
+            if manual {
+                slot.in_flight = slot
+                    .in_flight
+                    .saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+            }
         }
         n
     }

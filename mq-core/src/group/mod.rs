@@ -20,7 +20,6 @@ use std::task::Waker;
 use std::time::Duration;
 
 use rustc_hash::FxHashMap;
-use serde::{Deserialize, Serialize};
 
 use self::durable::settle_lost;
 use crate::ackset::AckSet;
@@ -30,10 +29,7 @@ use crate::log::Log;
 use crate::message::{Message, Offset};
 use crate::name::GroupName;
 
-/// Identifies one attached consumer, unique within a broker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ConsumerId(pub u64);
+pub(crate) use crate::consumer_id::ConsumerId;
 
 /// One message handed to a consumer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +88,8 @@ struct AttachedConsumer {
     prefetch: u32,
     in_flight: u32,
     waker: Option<Waker>,
+    last_delivery: Option<Timestamp>,
+    last_ack: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -222,6 +220,8 @@ impl Group {
             prefetch: prefetch.max(1),
             in_flight: 0,
             waker: None,
+            last_delivery: None,
+            last_ack: None,
         });
         true
     }

@@ -10,7 +10,13 @@ use crate::message::Offset;
 
 impl Group {
     /// Acks `offsets` for consumer `id`; offsets not in flight to it go to `unknown`.
-    pub(crate) fn ack(&mut self, id: ConsumerId, offsets: &[Offset], unknown: &mut Vec<Offset>) {
+    pub(crate) fn ack(
+        &mut self,
+        id: ConsumerId,
+        offsets: &[Offset],
+        now: Timestamp,
+        unknown: &mut Vec<Offset>,
+    ) {
         let mut done = 0u32;
         for &offset in offsets {
             match self.in_flight.get(&offset) {
@@ -26,6 +32,9 @@ impl Group {
         }
         if let Some(slot) = self.attached(id) {
             slot.in_flight -= done;
+            if done > 0 {
+                slot.last_ack = Some(now);
+            }
         }
         self.trim_deadlines();
     }

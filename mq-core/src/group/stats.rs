@@ -1,8 +1,23 @@
 //! A group's counters: what is pending, in flight, delivered, acked and dead-lettered.
 
-use super::Group;
+use std::time::Duration;
+
+use super::{Group, InFlight};
+use crate::clock::Timestamp;
+use crate::config::AckMode;
 use crate::log::Log;
-use crate::stats::GroupStats;
+use crate::message::Offset;
+use crate::stats::{ConsumerInfo, GroupStats, Unacked};
+
+/// What [`Group::info`] knows beyond the counters.
+pub(crate) struct GroupDetail {
+    pub(crate) ack: AckMode,
+    pub(crate) exclusive: bool,
+    pub(crate) ack_timeout: Duration,
+    pub(crate) start: Offset,
+    pub(crate) next_delayed: Option<Timestamp>,
+    pub(crate) consumers: Vec<ConsumerInfo>,
+}
 
 impl Group {
     /// Messages waiting for this group: never delivered, or due for redelivery.
@@ -54,6 +69,49 @@ impl Group {
             .chain(delayed)
             .filter_map(|offset| log.timestamp_of(offset))
             .min()
+    }
+
+    /// The group in detail over `log`: counters, settings and consumers.
+    pub(crate) fn info(&self, log: &Log) -> (GroupStats, GroupDetail) {
+        let since = |f: &InFlight| {
+            Timestamp::from_millis(f.deadline.as_millis().saturating_sub(
+                u64::try_from(self.settings.ack_timeout.as_millis()).unwrap_or(u64::MAX),
+            ))
+        };
+        let consumers = self
+            .consumers
+            .iter()
+            .map(|c| {
+                let mut unacked: Vec<Unacked> = self
+                    .in_flight
+                    .iter()
+                    .filter(|(_, f)| f.consumer == c.id)
+                    .map(|(&offset, f)| Unacked {
+                        offset,
+                        since: since(f),
+                    })
+                    .collect();
+                unacked.sort_by_key(|u| (u.since, u.offset));
+                unacked.truncate(5);
+                ConsumerInfo {
+                    id: c.id,
+                    prefetch: c.prefetch,
+                    in_flight: c.in_flight,
+                    last_delivery: c.last_delivery,
+                    last_ack: c.last_ack,
+                    oldest_unacked: unacked,
+                }
+            })
+            .collect();
+        let detail = GroupDetail {
+            ack: self.settings.ack,
+            exclusive: self.exclusive && !self.consumers.is_empty(),
+            ack_timeout: self.settings.ack_timeout,
+            start: self.min_offset,
+            next_delayed: self.delayed.keys().next().map(|&(due, _)| due),
+            consumers,
+        };
+        (self.stats(log), detail)
     }
 
     /// A snapshot of the group's counters.

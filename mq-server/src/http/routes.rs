@@ -154,17 +154,5 @@ async fn group(
     Path((topic, group)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let (topic, group) = (TopicName::new(topic)?, GroupName::new(group)?);
-    match state
-        .shared
-        .broker
-        .groups(&topic)?
-        .into_iter()
-        .find(|g| g.name == group)
-    {
-        Some(g) => Ok(Json(g).into_response()),
-        None => Err(ApiError(
-            StatusCode::NOT_FOUND,
-            format!("topic \"{topic}\" has no group \"{group}\""),
-        )),
-    }
+    Ok(Json(state.shared.report(&topic, &group)?).into_response())
 }

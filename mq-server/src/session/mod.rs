@@ -28,6 +28,7 @@ use mq_transport::{
 use tokio::sync::{mpsc, oneshot, watch};
 
 use self::subscription::Sub;
+use crate::attachments::Attachments;
 use crate::config::ServerConfig;
 use crate::connections::Connections;
 use crate::logins::Logins;
@@ -52,6 +53,7 @@ pub(crate) struct Shared {
     pub(crate) logins: Arc<Logins>,
     pub(crate) users: UsersHandle,
     pub(crate) telemetry: Telemetry,
+    pub(crate) attachments: Arc<Attachments>,
 }
 
 /// One connection's state.
@@ -68,6 +70,12 @@ pub(crate) struct Session {
     login: Option<Login>,
     /// The protocol version the handshake picked.
     version: u16,
+    /// This connection's number, its peer and the client's name (from Hello).
+    connection: u64,
+    peer: String,
+    client: String,
+    /// Since when the connection's socket has refused data, if it does.
+    blocked: mq_transport::Blocked,
 }
 
 /// An error frame.
@@ -97,6 +105,10 @@ impl Session {
             write_failed: None,
             login: None,
             version: 0,
+            connection: 0,
+            peer: String::new(),
+            client: String::new(),
+            blocked: mq_transport::Blocked::default(),
         }
     }
 
@@ -109,14 +121,25 @@ impl Session {
             certificate_name,
         } = conn;
         let connections = Arc::clone(&self.shared.connections);
-        let _counted = connections.open();
+        let counted = connections.open();
+        self.connection = counted.1;
+        self.peer.clone_from(&peer);
         let (out_tx, mut out_rx) = mpsc::channel(OUTBOUND_FRAMES);
         let (failed_tx, failed_rx) = oneshot::channel();
         self.out = Some(out_tx);
         self.write_failed = Some(failed_rx);
         let stall = Some(self.shared.config.stall_timeout);
+        let blocked = self.blocked.clone();
         let writer = tokio::spawn(async move {
-            if let Err(e) = write_queued(writer.as_mut(), &mut out_rx, |_| false, stall).await {
+            let written = write_queued(
+                writer.as_mut(),
+                &mut out_rx,
+                |_| false,
+                stall,
+                Some(&blocked),
+            )
+            .await;
+            if let Err(e) = written {
                 let _ = failed_tx.send(e.to_string());
             }
         });
@@ -162,12 +185,16 @@ impl Session {
             Ok(Err(e)) => return transport_farewell(&e, peer).and_then(last),
         };
         let hello_id = hello.id;
+        let hello_msg = hello.msg.clone();
         let stopping = *self.stop.borrow();
         match handshake::hello(&self.shared, hello, stopping, certificate_name) {
             Ok((login, welcome)) => {
                 self.login = login;
                 if let ServerMsg::Welcome { version, .. } = &welcome {
                     self.version = *version;
+                }
+                if let ClientMsg::Hello { client, .. } = &hello_msg {
+                    self.client.clone_from(client);
                 }
                 self.send(hello_id, welcome).await;
             }
@@ -273,6 +300,7 @@ impl Session {
             | ClientMsg::DeleteGroup { topic, .. } => self.denied(Action::Admin, topic, None),
             ClientMsg::DescribeTopic { topic }
             | ClientMsg::ListGroups { topic }
+            | ClientMsg::DescribeGroup { topic, .. }
             | ClientMsg::Stats { topic: Some(topic) } => self.denied(Action::Stats, topic, None),
             ClientMsg::Stats { topic: None } => {
                 let user = match self.user() {
@@ -323,6 +351,11 @@ impl Session {
             ClientMsg::Credit { sub, credits } => self.credit(sub, credits),
             ClientMsg::Ping => ServerMsg::Pong,
             ClientMsg::Goodbye => return Next::Close,
+            ClientMsg::DescribeGroup { .. } if self.version < 2 => error(
+                ErrorCode::UnknownKind,
+                "DescribeGroup needs protocol version 2: offer version 2 in Hello",
+            ),
+            ClientMsg::DescribeGroup { topic, group } => self.shared.group_report(&topic, &group),
             ClientMsg::ListTopics => {
                 let mut topics = self.shared.broker.topics();
                 match self.user() {
@@ -342,6 +375,48 @@ impl Session {
 }
 
 impl Shared {
+    /// `DescribeGroup`'s reply: the group in detail, its consumers' connections and a
+    /// diagnosis.
+    pub(crate) fn group_report(
+        &self,
+        topic: &mq_core::TopicName,
+        group: &mq_core::GroupName,
+    ) -> ServerMsg {
+        match self.report(topic, group) {
+            Ok(report) => ServerMsg::GroupReport(Box::new(report)),
+            Err(e) => ServerMsg::error(&e),
+        }
+    }
+
+    /// The group in detail, its consumers' connections and a diagnosis.
+    pub(crate) fn report(
+        &self,
+        topic: &mq_core::TopicName,
+        group: &mq_core::GroupName,
+    ) -> Result<mq_transport::GroupReport, mq_core::Error> {
+        let info = self.broker.describe_group(topic, group)?;
+        let connections: Vec<_> = info
+            .consumers
+            .iter()
+            .filter_map(|c| self.attachments.connection(c.id))
+            .collect();
+        let diagnosis = info.diagnose(self.broker.now(), |id| {
+            connections
+                .iter()
+                .find(|c| c.consumer == id)
+                .map(|c| mq_core::ConsumerFacts {
+                    place: format!("connection {} ({})", c.connection, c.peer),
+                    credits: c.credits,
+                    stopped_reading: c.stopped_reading,
+                })
+        });
+        Ok(mq_transport::GroupReport {
+            group: info,
+            connections,
+            diagnosis,
+        })
+    }
+
     /// The broker's stats with the connections this server holds.
     pub(crate) fn broker_stats(&self) -> mq_core::BrokerStats {
         let mut stats = self.broker.stats();

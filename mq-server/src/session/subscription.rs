@@ -9,11 +9,14 @@ use tokio::task::JoinHandle;
 
 use super::settle::unknown_sub;
 use super::{Session, done_or, error};
+use crate::attachments::{Attached, Attachment};
 use crate::pump::{Credits, Pump};
 
 /// One subscription of a session.
 pub(crate) struct Sub {
     pub(crate) consumer: Arc<Consumer>,
+    /// Keeps the consumer's connection known to `DescribeGroup` while it is attached.
+    _attached: Attached,
     pub(crate) credits: Option<Arc<Credits>>,
     pub(crate) prefetch: u32,
     pump: JoinHandle<()>,
@@ -85,6 +88,16 @@ impl Session {
         )
         .await;
         let out = self.out.clone()?;
+        let attached = self.shared.attachments.add(
+            consumer.id(),
+            Attachment {
+                connection: self.connection,
+                peer: self.peer.clone(),
+                client: self.client.clone(),
+                credits: credits.clone(),
+                blocked: self.blocked.clone(),
+            },
+        );
         let pump = Pump {
             sub: sub_id,
             consumer: Arc::clone(&consumer),
@@ -97,6 +110,7 @@ impl Session {
             sub_id,
             Sub {
                 consumer,
+                _attached: attached,
                 credits,
                 prefetch,
                 pump,

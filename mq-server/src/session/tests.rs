@@ -36,6 +36,7 @@ impl Harness {
             logins: Arc::default(),
             users: crate::users::UsersHandle::default(),
             telemetry: crate::telemetry::Telemetry::default(),
+            attachments: Arc::default(),
         };
         let (stop, stopped) = watch::channel(false);
         tokio::spawn(Session::new(shared, stopped).run(conn));
@@ -387,6 +388,7 @@ async fn subscriptions_beyond_the_per_connection_maximum_are_refused() {
         logins: Arc::default(),
         users: crate::users::UsersHandle::default(),
         telemetry: crate::telemetry::Telemetry::default(),
+        attachments: Arc::default(),
     };
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(Session::new(shared, stopped).run(conn));
@@ -434,6 +436,7 @@ async fn failed_logins_are_answered_later_and_later_and_the_right_token_at_once(
             crate::users::Users::new(&[], Some("right")).unwrap(),
         ),
         telemetry: crate::telemetry::Telemetry::default(),
+        attachments: Arc::default(),
     };
     let login = |token: &str| ClientMsg::Hello {
         version: PROTOCOL_VERSION,

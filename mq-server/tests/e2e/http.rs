@@ -157,7 +157,13 @@ async fn metrics_health_and_the_api_after_a_known_workload() {
     let g: serde_json::Value =
         serde_json::from_str(&http_get(&http, "/api/v1/topics/orders/groups/billing", None).body)
             .unwrap();
-    assert_eq!(g["acked"], 4);
+    assert_eq!(g["group"]["stats"]["acked"], 4);
+    assert!(
+        g["diagnosis"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("every consumer is at its prefetch window")),
+        "{g}"
+    );
     let missing = http_get(&http, "/api/v1/topics/nope", None);
     assert_eq!(missing.status, 404, "{}", missing.body);
     assert!(missing.body.contains("nope"), "{}", missing.body);
