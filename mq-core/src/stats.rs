@@ -19,6 +19,10 @@ pub struct GroupStats {
     pub consumers: u64,
     /// Messages waiting: never delivered, or due for redelivery.
     pub pending: u64,
+    /// Messages never delivered to the group (the part of `pending` that is not waiting
+    /// for a redelivery).
+    #[serde(default)]
+    pub lag: u64,
     /// Deliveries not yet acked or nacked.
     pub in_flight: u64,
     /// Deliveries made, redeliveries included.

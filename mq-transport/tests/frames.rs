@@ -180,6 +180,7 @@ fn group_stats() -> GroupStats {
         name: group(),
         consumers: 1,
         pending: 1,
+        lag: 1,
         in_flight: 1,
         delivered: 2,
         acked: 1,

@@ -22,6 +22,11 @@ pub(crate) struct GroupDetail {
 impl Group {
     /// Messages waiting for this group: never delivered, or due for redelivery.
     pub(crate) fn pending(&self, log: &Log) -> u64 {
+        self.lag(log) + self.redeliver.len() as u64 + self.delayed.len() as u64
+    }
+
+    /// Messages this group has never been handed.
+    pub(crate) fn lag(&self, log: &Log) -> u64 {
         let cursor_at = |p: u8| {
             let level = log.level(p);
             self.cursors[usize::from(p)]
@@ -45,7 +50,7 @@ impl Group {
                 })
             })
             .count() as u64;
-        fresh.saturating_sub(acked_ahead) + self.redeliver.len() as u64 + self.delayed.len() as u64
+        fresh.saturating_sub(acked_ahead)
     }
 
     /// When the oldest message waiting for this group (never delivered, or due for
@@ -120,6 +125,7 @@ impl Group {
             name: self.name.clone(),
             consumers: self.consumers.len() as u64,
             pending: self.pending(log),
+            lag: self.lag(log),
             in_flight: self.in_flight.len() as u64,
             delivered: self.delivered,
             acked: self.acked,

@@ -764,7 +764,7 @@ fn stats_report_every_field_the_spec_lists() {
         serde_json::json!({
             "topic": "t", "published": 2, "retained": 2, "retained_bytes": 5 + 2 * mq_core::RECORD_OVERHEAD,
             "first_offset": 0, "next_offset": 2,
-            "groups": [{"name": "g", "consumers": 1, "pending": 0, "in_flight": 1,
+            "groups": [{"name": "g", "consumers": 1, "pending": 0, "lag": 0, "in_flight": 1,
                         "delivered": 2, "acked": 1, "redelivered": 0, "dead_lettered": 0}]
         })
     );

@@ -343,10 +343,10 @@ impl Collector for BrokerCollector {
         family(
             e,
             "group_lag",
-            "Messages not yet delivered to the group",
+            "Messages never delivered to the group",
             MetricType::Gauge,
             by_group(),
-            |g| g.pending,
+            |g| g.lag,
         )?;
         family(
             e,
