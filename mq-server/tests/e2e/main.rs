@@ -7,6 +7,7 @@
 
 mod bad_input;
 mod behaviour;
+mod dashboard;
 mod diagnosis;
 mod durability;
 mod edges;
