@@ -55,6 +55,17 @@ pub enum Error {
         /// The group.
         group: GroupName,
     },
+    /// `create_group` for a group that already exists.
+    #[error(
+        "group \"{group}\" already exists on topic \"{topic}\": use it, or move it with \
+         `mq groups seek`"
+    )]
+    GroupExists {
+        /// The topic.
+        topic: TopicName,
+        /// The group.
+        group: GroupName,
+    },
     /// A second consumer tried to attach to an exclusive group, or an exclusive consumer to
     /// a group that already has consumers.
     #[error(

@@ -31,6 +31,7 @@
 //! applied by [`Broker::tick`], which the embedding program calls periodically.
 
 mod ackset;
+mod admin;
 mod broker;
 mod budget;
 mod builder;
@@ -56,6 +57,7 @@ mod storage;
 mod timings;
 mod topic;
 
+pub use admin::MAX_PEEK;
 pub use broker::Broker;
 pub use builder::BrokerBuilder;
 pub use cleaner::TickReport;

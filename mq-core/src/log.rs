@@ -209,6 +209,13 @@ impl Log {
         self.slots.get(idx)
     }
 
+    /// The first retained offset whose message was published at or after `time` (`next()`
+    /// when none was).
+    pub(crate) fn offset_at(&self, time: Timestamp) -> Offset {
+        let idx = self.slots.partition_point(|s| s.timestamp < time);
+        Offset(self.first + idx as u64)
+    }
+
     /// The timestamp of the message at `offset`, if retained.
     pub(crate) fn timestamp_of(&self, offset: Offset) -> Option<Timestamp> {
         self.slot(offset).filter(|s| !s.lost).map(|s| s.timestamp)

@@ -331,4 +331,21 @@ pub trait TopicStore: Send + fmt::Debug {
     /// # Errors
     /// [`StorageError`] when the medium cannot be changed.
     fn trim_before(&mut self, first: Offset) -> Result<(), StorageError>;
+
+    /// Like [`TopicStore::trim_before`], and what was dropped never comes back, even after
+    /// a crash (a purge).
+    ///
+    /// # Errors
+    /// [`StorageError`] when the medium cannot be changed.
+    fn drop_before(&mut self, first: Offset) -> Result<(), StorageError> {
+        self.trim_before(first)
+    }
+
+    /// Keeps the topic's new configuration (nothing to do for a store without files).
+    ///
+    /// # Errors
+    /// [`StorageError`] when it cannot be written.
+    fn save_config(&mut self, _config: &TopicConfig) -> Result<(), StorageError> {
+        Ok(())
+    }
 }

@@ -91,6 +91,8 @@ error_codes! {
     TooManyGroups = 25, "too_many_groups";
     /// The user may not do this on this topic.
     PermissionDenied = 26, "permission_denied";
+    /// The group already exists.
+    GroupExists = 27, "group_exists";
     /// Storage failed.
     Storage = 30, "storage";
     /// The server has too many connections, or no buffer space for a partial frame.
@@ -123,6 +125,7 @@ impl From<&mq_core::Error> for ErrorCode {
             E::TopicExists { .. } => ErrorCode::TopicExists,
             E::TopicDeleted { .. } => ErrorCode::TopicDeleted,
             E::GroupNotFound { .. } => ErrorCode::GroupNotFound,
+            E::GroupExists { .. } => ErrorCode::GroupExists,
             E::GroupBusy { .. } => ErrorCode::GroupBusy,
             E::GroupInUse { .. } => ErrorCode::GroupInUse,
             E::AckModeMismatch { .. } => ErrorCode::AckModeMismatch,

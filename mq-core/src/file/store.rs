@@ -10,6 +10,7 @@ use super::journal::Journal;
 use super::layout::{TopicMeta, write_atomic};
 use super::segment::SegmentLog;
 use super::sync::{Flusher, FsyncPolicy};
+use crate::config::TopicConfig;
 use crate::message::{Message, Offset};
 use crate::storage::{
     Appended, Durability, GroupEvent, ReadBack, RecoveredGroup, StorageError, SyncWait, TopicStore,
@@ -98,6 +99,20 @@ impl TopicStore for FileTopic {
             self.write_meta()?;
         }
         Ok(())
+    }
+
+    fn drop_before(&mut self, first: Offset) -> Result<(), StorageError> {
+        self.trim_before(first)?;
+        self.write_meta()
+    }
+
+    fn save_config(&mut self, config: &TopicConfig) -> Result<(), StorageError> {
+        let json = serde_json::to_vec_pretty(config).map_err(|e| StorageError {
+            context: format!("saving the config of {}", self.what),
+            message: e.to_string(),
+            kind: None,
+        })?;
+        write_atomic(&self.dir.join("config.json"), &json)
     }
 
     fn keeps_groups(&self) -> bool {

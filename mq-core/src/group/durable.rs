@@ -109,3 +109,34 @@ impl Group {
         }
     }
 }
+
+impl Group {
+    /// Moves the group to `start` over `log`, as if created there: everything from it on
+    /// is waiting, nothing before it is the group's; deliveries in flight go back (their
+    /// acks are then refused); attached consumers stay attached. For a journaled group,
+    /// returns the events that record the move.
+    pub(crate) fn seek(&mut self, start: StartPosition, log: &Log) -> Vec<GroupEvent> {
+        let mut moved = Group::new(self.name.clone(), self.settings, start, log);
+        moved.consumers = std::mem::take(&mut self.consumers);
+        for c in &mut moved.consumers {
+            c.in_flight = 0;
+        }
+        moved.exclusive = self.exclusive;
+        moved.delivered = self.delivered;
+        moved.acked = self.acked;
+        moved.redelivered = self.redelivered;
+        moved.dead_lettered = self.dead_lettered;
+        let journaled = self.journal.is_some();
+        *self = moved;
+        if !journaled {
+            return Vec::new();
+        }
+        self.journal_changes();
+        vec![
+            GroupEvent::Deleted {
+                group: self.name.clone(),
+            },
+            self.created_event(),
+        ]
+    }
+}
