@@ -59,7 +59,9 @@ pub(crate) async fn topics(client: &Client, cmd: &TopicsCommand) -> anyhow::Resu
         }
         TopicsCommand::Create(args) => {
             let topic = TopicName::new(&args.name)?;
-            client.create_topic(&topic, config(args)).await?;
+            client
+                .create_topic(&topic, config(args, TopicConfig::default()))
+                .await?;
             println!("created topic {topic}");
             Ok(())
         }
@@ -67,6 +69,19 @@ pub(crate) async fn topics(client: &Client, cmd: &TopicsCommand) -> anyhow::Resu
             let topic = TopicName::new(name)?;
             client.delete_topic(&topic).await?;
             println!("deleted topic {topic}");
+            Ok(())
+        }
+        TopicsCommand::Purge { name } => {
+            let topic = TopicName::new(name)?;
+            client.purge_topic(&topic).await?;
+            println!("purged topic {topic}");
+            Ok(())
+        }
+        TopicsCommand::Alter(args) => {
+            let topic = TopicName::new(&args.name)?;
+            let current = client.describe(&topic).await?.config;
+            client.alter_topic(&topic, config(args, current)).await?;
+            println!("altered topic {topic}");
             Ok(())
         }
         TopicsCommand::Describe { name, format } => {
@@ -115,8 +130,9 @@ pub(crate) async fn topics(client: &Client, cmd: &TopicsCommand) -> anyhow::Resu
     }
 }
 
-fn config(args: &CreateArgs) -> TopicConfig {
-    let mut c = TopicConfig::default();
+/// `base` with the options `args` gives.
+fn config(args: &CreateArgs, base: TopicConfig) -> TopicConfig {
+    let mut c = base;
     if let Some(d) = args.retain_consumed {
         c.retention.retain_consumed = d;
     }
@@ -178,6 +194,18 @@ pub(crate) async fn groups(client: &Client, cmd: &GroupsCommand) -> anyhow::Resu
                     Ok(())
                 }
             }
+        }
+        GroupsCommand::Create { topic, group, from } => {
+            let (topic, group) = (TopicName::new(topic)?, GroupName::new(group)?);
+            client.create_group(&topic, &group, *from).await?;
+            println!("created group {group} of topic {topic}");
+            Ok(())
+        }
+        GroupsCommand::Seek { topic, group, to } => {
+            let (topic, group) = (TopicName::new(topic)?, GroupName::new(group)?);
+            client.seek_group(&topic, &group, *to).await?;
+            println!("moved group {group} of topic {topic}");
+            Ok(())
         }
         GroupsCommand::Describe {
             topic,

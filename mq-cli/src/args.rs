@@ -1,8 +1,9 @@
 //! The command line of `mq`, as the README's CLI tour shows it.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use mq_client::{Offset, StartPosition, Timestamp};
 
 /// Command-line client of the mq message broker.
 #[derive(Debug, Parser)]
@@ -70,10 +71,12 @@ pub(crate) enum Command {
     Publish(PublishArgs),
     /// Consume messages, acking each after it is written
     Consume(ConsumeArgs),
+    /// Read messages without a group and without changing any delivery state
+    Peek(PeekArgs),
     /// List, create, delete and describe topics
     #[command(subcommand)]
     Topics(TopicsCommand),
-    /// List and delete consumer groups
+    /// List, create, describe, move and delete consumer groups
     #[command(subcommand)]
     Groups(GroupsCommand),
     /// Broker or topic statistics
@@ -106,13 +109,10 @@ pub(crate) struct ConsumeArgs {
     /// Durable group to join; without it, an ephemeral group for this command alone
     #[arg(long, value_name = "G")]
     pub(crate) group: Option<String>,
-    /// Where a new group starts: earliest, latest or an offset
-    #[arg(
-        long,
-        default_value = "earliest",
-        value_name = "earliest|latest|OFFSET"
-    )]
-    pub(crate) from: String,
+    /// Where a new group starts: earliest, latest, an offset, a time (RFC 3339) or a
+    /// time relative to now (-10m)
+    #[arg(long, default_value = "earliest", value_name = "POSITION", value_parser = parse_position, allow_hyphen_values = true)]
+    pub(crate) from: StartPosition,
     /// Exit after this many messages
     #[arg(long, value_name = "N")]
     pub(crate) count: Option<u64>,
@@ -122,6 +122,22 @@ pub(crate) struct ConsumeArgs {
     /// Refuse other consumers in the group while attached
     #[arg(long)]
     pub(crate) exclusive: bool,
+    /// Output format: payloads, or one JSON object per message
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub(crate) format: Format,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PeekArgs {
+    /// Topic to read
+    pub(crate) topic: String,
+    /// Where to start: earliest, latest, an offset, a time (RFC 3339) or a time relative to
+    /// now (-10m)
+    #[arg(long, default_value = "earliest", value_name = "POSITION", value_parser = parse_position, allow_hyphen_values = true)]
+    pub(crate) from: StartPosition,
+    /// How many messages at most
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub(crate) count: u32,
     /// Output format: payloads, or one JSON object per message
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub(crate) format: Format,
@@ -142,6 +158,13 @@ pub(crate) enum TopicsCommand {
         /// Topic name
         name: String,
     },
+    /// Drop every message a topic retains; its groups move past them
+    Purge {
+        /// Topic name
+        name: String,
+    },
+    /// Change a topic's limits and group defaults in place (only the options given)
+    Alter(CreateArgs),
     /// Show a topic's configuration and statistics
     Describe {
         /// Topic name
@@ -197,6 +220,28 @@ pub(crate) enum GroupsCommand {
         /// Output format
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+    },
+    /// Create a durable group without attaching a consumer
+    Create {
+        /// Topic name
+        topic: String,
+        /// Group name
+        group: String,
+        /// Where it starts: earliest, latest, an offset, a time (RFC 3339) or a time relative
+        /// to now (-10m)
+        #[arg(long, default_value = "earliest", value_name = "POSITION", value_parser = parse_position, allow_hyphen_values = true)]
+        from: StartPosition,
+    },
+    /// Move a group: in-flight deliveries go back, consumers stay attached
+    Seek {
+        /// Topic name
+        topic: String,
+        /// Group name
+        group: String,
+        /// Where it moves to: earliest, latest, an offset, a time (RFC 3339) or a time
+        /// relative to now (-10m)
+        #[arg(long, value_name = "POSITION", value_parser = parse_position, allow_hyphen_values = true)]
+        to: StartPosition,
     },
     /// Show a group's consumers (connection, window, oldest un-acked) and why it is or is
     /// not getting messages
@@ -285,6 +330,39 @@ impl Cli {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e}: use durations like 500ms, 30s, 5m, 1h"))
+}
+
+/// A position in a topic: `earliest`, `latest`, an offset, an RFC 3339 time, or a time
+/// relative to now (`-10m`, `-1h30m`).
+pub(crate) fn parse_position(s: &str) -> Result<StartPosition, String> {
+    let wrong = || {
+        format!(
+            "{s:?} is not a position: use earliest, latest, an offset, a time like \
+             2026-11-27T18:00:00Z or a time before now like -10m"
+        )
+    };
+    match s {
+        "earliest" => return Ok(StartPosition::Earliest),
+        "latest" => return Ok(StartPosition::Latest),
+        _ => {}
+    }
+    if let Ok(offset) = s.parse::<u64>() {
+        return Ok(StartPosition::Offset(Offset(offset)));
+    }
+    let time = match s.strip_prefix('-') {
+        Some(ago) => {
+            let ago = humantime::parse_duration(ago).map_err(|_| wrong())?;
+            SystemTime::now().checked_sub(ago).ok_or_else(wrong)?
+        }
+        None => humantime::parse_rfc3339_weak(s).map_err(|_| wrong())?,
+    };
+    let millis = time
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| wrong())?
+        .as_millis();
+    Ok(StartPosition::Time(Timestamp::from_millis(
+        u64::try_from(millis).map_err(|_| wrong())?,
+    )))
 }
 
 fn parse_header(s: &str) -> Result<(String, String), String> {

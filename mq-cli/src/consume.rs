@@ -3,28 +3,17 @@
 
 use std::io::Write;
 
-use anyhow::{Context, bail};
-use mq_client::{Client, StartPosition, Subscription};
+use anyhow::Context;
+use mq_client::{Client, Subscription};
 use mq_client::{GroupName, Offset, TopicName};
 
 use crate::args::{ConsumeArgs, Format};
 use crate::format::message_json;
 
-fn start(from: &str) -> anyhow::Result<StartPosition> {
-    Ok(match from {
-        "earliest" => StartPosition::Earliest,
-        "latest" => StartPosition::Latest,
-        offset => match offset.parse() {
-            Ok(o) => StartPosition::Offset(Offset(o)),
-            Err(_) => bail!("--from {offset:?} is not earliest, latest or an offset"),
-        },
-    })
-}
-
 pub(crate) async fn run(client: &Client, args: &ConsumeArgs) -> anyhow::Result<()> {
     let topic = TopicName::new(&args.topic)?;
     let mut sub = Subscription::new(topic.clone())
-        .start(start(&args.from)?)
+        .start(args.from)
         .exclusive(args.exclusive);
     if let Some(group) = &args.group {
         sub = sub.group(GroupName::new(group)?);
@@ -44,7 +33,12 @@ pub(crate) async fn run(client: &Client, args: &ConsumeArgs) -> anyhow::Result<(
         let next = match args.timeout {
             Some(t) => match tokio::time::timeout(t, consumer.recv()).await {
                 Ok(d) => d,
-                Err(_) => break,
+                Err(_) => {
+                    if received == 0 {
+                        explain_nothing(client, &topic, consumer.group(), t).await;
+                    }
+                    break;
+                }
             },
             None => consumer.recv().await,
         };
@@ -57,7 +51,7 @@ pub(crate) async fn run(client: &Client, args: &ConsumeArgs) -> anyhow::Result<(
                     out.write_all(b"\n")?;
                 }
                 Format::Json => {
-                    writeln!(out, "{}", message_json(topic.as_str(), &delivery))?;
+                    writeln!(out, "{}", message_json(topic.as_str(), delivery.message()))?;
                 }
             }
             out.flush().context("cannot write to standard output")?;
@@ -81,6 +75,25 @@ pub(crate) async fn run(client: &Client, args: &ConsumeArgs) -> anyhow::Result<(
     }
     consumer.ack_and_unsubscribe(&unacked).await?;
     Ok(())
+}
+
+/// Says on standard error why nothing came within `waited`, when the group's diagnosis has
+/// more to say than "nothing new" (retention deleted what it would have read).
+async fn explain_nothing(
+    client: &Client,
+    topic: &TopicName,
+    group: &GroupName,
+    waited: std::time::Duration,
+) {
+    if let Ok(report) = client.describe_group(topic, group).await
+        && report.diagnosis.contains("were deleted")
+    {
+        eprintln!(
+            "mq: no message within {}: {}",
+            humantime::format_duration(waited),
+            report.diagnosis
+        );
+    }
 }
 
 /// Acks sent per request by `--count` consumers.

@@ -2,7 +2,7 @@
 //! consumed message (README, CLI tour).
 
 use base64::Engine;
-use mq_client::Delivery;
+use mq_client::WireDelivery;
 use serde_json::{Map, Value, json};
 
 /// Renders rows as a table with a header, columns aligned (numbers to the right).
@@ -68,25 +68,25 @@ fn put_bytes(obj: &mut Map<String, Value>, name: &str, bytes: &[u8]) {
     };
 }
 
-/// A consumed message as one JSON object.
-pub(crate) fn message_json(topic: &str, d: &Delivery) -> Value {
+/// A consumed or peeked message as one JSON object.
+pub(crate) fn message_json(topic: &str, m: &WireDelivery) -> Value {
     let mut obj = Map::new();
     obj.insert("topic".into(), json!(topic));
-    obj.insert("offset".into(), json!(d.offset().get()));
-    obj.insert("timestamp".into(), json!(d.timestamp().as_millis()));
-    obj.insert("priority".into(), json!(d.priority()));
-    match d.key() {
+    obj.insert("offset".into(), json!(m.offset.get()));
+    obj.insert("timestamp".into(), json!(m.timestamp.as_millis()));
+    obj.insert("priority".into(), json!(m.priority));
+    match &m.key {
         Some(key) => put_bytes(&mut obj, "key", key),
         None => {
             obj.insert("key".into(), Value::Null);
         }
     }
     let mut headers = Map::new();
-    for h in d.headers() {
+    for h in &m.headers {
         put_bytes(&mut headers, &h.name, &h.value);
     }
     obj.insert("headers".into(), Value::Object(headers));
-    put_bytes(&mut obj, "payload", d.payload());
+    put_bytes(&mut obj, "payload", &m.payload);
     Value::Object(obj)
 }
 

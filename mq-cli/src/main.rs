@@ -8,6 +8,7 @@ mod args;
 mod bench;
 mod consume;
 mod format;
+mod peek;
 mod publish;
 
 use std::io::Write;
@@ -70,6 +71,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let result = match command {
                 Command::Publish(args) => publish::run(&client, args).await,
                 Command::Consume(args) => consume::run(&client, args).await,
+                Command::Peek(args) => peek::run(&client, args).await,
                 Command::Topics(cmd) => admin::topics(&client, cmd).await,
                 Command::Groups(cmd) => admin::groups(&client, cmd).await,
                 Command::Stats(args) => admin::stats(&client, args).await,

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mq_core::{
-    BatchReceipt, Broker, BrokerStats, GroupName, GroupStats, NewMessage, Subscription,
-    TopicConfig, TopicInfo, TopicName, TopicStats,
+    BatchReceipt, Broker, BrokerStats, GroupName, GroupStats, NewMessage, StartPosition,
+    Subscription, TopicConfig, TopicInfo, TopicName, TopicStats,
 };
 use mq_transport::{
     ClientMsg, ClientTls, GroupReport, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, ServerMsg,
-    TcpTransport, Transport, TransportError,
+    TcpTransport, Transport, TransportError, WireDelivery,
 };
 
 use crate::backend::{Backend, PublishWait};
@@ -292,6 +292,103 @@ impl Client {
             ServerMsg::GroupReport(report) => Ok(*report),
             other => Err(unexpected("GroupReport", &other)),
         }
+    }
+
+    /// Up to `max` retained messages of `topic` from `from` on (the server returns at most
+    /// 1000, and no more than fit in a frame), without a group and without changing any
+    /// delivery state. `deliveries` is 0 in each.
+    ///
+    /// # Errors
+    /// [`ClientError::Server`] with `topic_not_found`.
+    pub async fn peek(
+        &self,
+        topic: &TopicName,
+        from: StartPosition,
+        max: u32,
+    ) -> Result<Vec<WireDelivery>, ClientError> {
+        match self
+            .request(ClientMsg::Peek {
+                topic: topic.clone(),
+                from,
+                max,
+            })
+            .await?
+        {
+            ServerMsg::Peeked { messages } => Ok(messages),
+            other => Err(unexpected("Peeked", &other)),
+        }
+    }
+
+    /// Creates a durable group that reads from `start`, without attaching a consumer.
+    ///
+    /// # Errors
+    /// [`ClientError::Server`] with `topic_not_found` or `group_exists`.
+    pub async fn create_group(
+        &self,
+        topic: &TopicName,
+        group: &GroupName,
+        start: StartPosition,
+    ) -> Result<(), ClientError> {
+        expect_done(
+            self.request(ClientMsg::CreateGroup {
+                topic: topic.clone(),
+                group: group.clone(),
+                start,
+            })
+            .await?,
+        )
+    }
+
+    /// Moves a group to `to`: deliveries in flight go back, consumers stay attached and
+    /// receive from there.
+    ///
+    /// # Errors
+    /// [`ClientError::Server`] with `topic_not_found` or `group_not_found`.
+    pub async fn seek_group(
+        &self,
+        topic: &TopicName,
+        group: &GroupName,
+        to: StartPosition,
+    ) -> Result<(), ClientError> {
+        expect_done(
+            self.request(ClientMsg::SeekGroup {
+                topic: topic.clone(),
+                group: group.clone(),
+                to,
+            })
+            .await?,
+        )
+    }
+
+    /// Drops everything `topic` retains; its groups move past it.
+    ///
+    /// # Errors
+    /// [`ClientError::Server`] with `topic_not_found`.
+    pub async fn purge_topic(&self, topic: &TopicName) -> Result<(), ClientError> {
+        expect_done(
+            self.request(ClientMsg::PurgeTopic {
+                topic: topic.clone(),
+            })
+            .await?,
+        )
+    }
+
+    /// Replaces `topic`'s configuration in place.
+    ///
+    /// # Errors
+    /// [`ClientError::Server`] with `topic_not_found` or `invalid_config`.
+    pub async fn alter_topic(
+        &self,
+        topic: &TopicName,
+        config: TopicConfig,
+    ) -> Result<(), ClientError> {
+        expect_done(
+            self.request(ClientMsg::AlterTopic {
+                topic: topic.clone(),
+                config,
+            })
+            .await?,
+        )
     }
 
     /// Deletes a group.

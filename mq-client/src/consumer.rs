@@ -62,6 +62,11 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// The message as it came over the wire.
+    pub fn message(&self) -> &WireDelivery {
+        &self.message
+    }
+
     /// The message's offset in its topic.
     pub fn offset(&self) -> Offset {
         self.message.offset

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mq_core::Broker;
-use mq_transport::{ClientMsg, ErrorCode, GroupReport, ServerMsg};
+use mq_transport::{ClientMsg, ErrorCode, GroupReport, ServerMsg, WireDelivery};
 
 use crate::error::ClientError;
 
@@ -94,6 +94,33 @@ impl Embedded {
                 Ok(ServerMsg::TopicInfo(Box::new(broker.describe(&topic)?)))
             }
             ClientMsg::ListGroups { topic } => Ok(ServerMsg::Groups(broker.groups(&topic)?)),
+            ClientMsg::Peek { topic, from, max } => {
+                let max = usize::try_from(max).unwrap_or(usize::MAX);
+                let found = broker.peek(&topic, from, max)?;
+                Ok(ServerMsg::Peeked {
+                    messages: found
+                        .iter()
+                        .map(|m| WireDelivery::from(m.as_ref()))
+                        .collect(),
+                })
+            }
+            ClientMsg::CreateGroup {
+                topic,
+                group,
+                start,
+            } => done(
+                self.call(move |b| b.create_group(&topic, &group, start))
+                    .await,
+            ),
+            ClientMsg::SeekGroup { topic, group, to } => {
+                done(self.call(move |b| b.seek_group(&topic, &group, to)).await)
+            }
+            ClientMsg::PurgeTopic { topic } => {
+                done(self.call(move |b| b.purge_topic(&topic).map(|_| ())).await)
+            }
+            ClientMsg::AlterTopic { topic, config } => {
+                done(self.call(move |b| b.alter_topic(&topic, config)).await)
+            }
             ClientMsg::DescribeGroup { topic, group } => {
                 let info = broker.describe_group(&topic, &group)?;
                 let diagnosis = info.diagnose(broker.now(), |_| None);

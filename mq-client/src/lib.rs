@@ -50,5 +50,5 @@ pub use mq_core::{
     RetentionConfig, StartPosition, Subscription, Timestamp, TopicConfig, TopicInfo, TopicName,
     TopicStats, Unacked, dlq,
 };
-pub use mq_transport::{ClientTls, ConsumerConnection, GroupReport};
+pub use mq_transport::{ClientTls, ConsumerConnection, GroupReport, WireDelivery};
 pub use producer::{Producer, ProducerConfig, QueuedBatch};

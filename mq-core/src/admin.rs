@@ -137,20 +137,26 @@ impl Broker {
         wait(sync)
     }
 
-    /// Up to `max` (at most [`MAX_PEEK`]) retained messages from offset `from` on, in
-    /// order, without any group and without changing any delivery state.
+    /// Up to `max` (at most [`MAX_PEEK`]) retained messages from `from` on, in order,
+    /// without any group and without changing any delivery state.
     ///
     /// # Errors
     /// [`Error::TopicNotFound`]; [`Error::Storage`] when one cannot be read back.
     pub fn peek(
         &self,
         topic: &TopicName,
-        from: Offset,
+        from: StartPosition,
         max: usize,
     ) -> Result<Vec<Arc<Message>>, Error> {
         let handle = self.registry.get(topic)?;
         let offsets: Vec<Offset> = {
             let state = handle.lock();
+            let from = match from {
+                StartPosition::Earliest => state.log.first(),
+                StartPosition::Latest => state.log.next(),
+                StartPosition::Offset(o) => o,
+                StartPosition::Time(t) => state.log.offset_at(t),
+            };
             let start = from.max(state.log.first()).get();
             let end = state.log.next().get();
             (start..end)

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::clock::Timestamp;
 use crate::message::Offset;
 
 /// Default `max_bytes` of a topic: 1 GiB, so a server never grows without bound by default.
@@ -50,6 +51,8 @@ pub enum StartPosition {
     Latest,
     /// The message at this offset (or the first retained one after it).
     Offset(Offset),
+    /// The first message published at or after this time.
+    Time(Timestamp),
 }
 
 /// What a topic keeps and for how long.

@@ -72,6 +72,30 @@ impl WireMsg for ClientMsg {
             ClientMsg::DeleteTopic { topic }
             | ClientMsg::DescribeTopic { topic }
             | ClientMsg::ListGroups { topic } => w.str("topic", topic.as_str())?,
+            ClientMsg::Peek { topic, from, max } => {
+                w.str("topic", topic.as_str())?;
+                write_start(w, *from);
+                w.u32(*max);
+            }
+            ClientMsg::CreateGroup {
+                topic,
+                group,
+                start: position,
+            }
+            | ClientMsg::SeekGroup {
+                topic,
+                group,
+                to: position,
+            } => {
+                w.str("topic", topic.as_str())?;
+                w.str("group", group.as_str())?;
+                write_start(w, *position);
+            }
+            ClientMsg::PurgeTopic { topic } => w.str("topic", topic.as_str())?,
+            ClientMsg::AlterTopic { topic, config } => {
+                w.str("topic", topic.as_str())?;
+                w.json("config", config)?;
+            }
             ClientMsg::DeleteGroup { topic, group } | ClientMsg::DescribeGroup { topic, group } => {
                 w.str("topic", topic.as_str())?;
                 w.str("group", group.as_str())?;
@@ -149,6 +173,26 @@ impl WireMsg for ClientMsg {
             kind::DELETE_GROUP => ClientMsg::DeleteGroup {
                 topic: topic(r)?,
                 group: group(r)?,
+            },
+            kind::PEEK => ClientMsg::Peek {
+                topic: topic(r)?,
+                from: read_start(r)?,
+                max: r.u32()?,
+            },
+            kind::CREATE_GROUP => ClientMsg::CreateGroup {
+                topic: topic(r)?,
+                group: group(r)?,
+                start: read_start(r)?,
+            },
+            kind::SEEK_GROUP => ClientMsg::SeekGroup {
+                topic: topic(r)?,
+                group: group(r)?,
+                to: read_start(r)?,
+            },
+            kind::PURGE_TOPIC => ClientMsg::PurgeTopic { topic: topic(r)? },
+            kind::ALTER_TOPIC => ClientMsg::AlterTopic {
+                topic: topic(r)?,
+                config: r.json("config")?,
             },
             kind::DESCRIBE_GROUP => ClientMsg::DescribeGroup {
                 topic: topic(r)?,

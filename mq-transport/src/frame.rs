@@ -8,9 +8,11 @@
 //! returns slices of the frame for payloads, keys and header values.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use mq_core::{AckMode, Durability, GroupName, Header, Offset, StartPosition, TopicName};
+use mq_core::{
+    AckMode, Durability, GroupName, Header, Offset, StartPosition, Timestamp, TopicName,
+};
 
-use crate::protocol::{ErrorCode, Frame, RequestId};
+use crate::protocol::{ErrorCode, Frame, RequestId, WireDelivery};
 use crate::wire::{DecodeError, EncodeError, Reader, Writer};
 
 /// A frame whose length was fine but whose content could not be decoded: the connection's
@@ -167,6 +169,10 @@ pub(crate) fn write_start(w: &mut Writer<'_>, start: StartPosition) {
             w.u8(2);
             w.u64(o.get());
         }
+        StartPosition::Time(t) => {
+            w.u8(3);
+            w.u64(t.as_millis());
+        }
     }
 }
 
@@ -175,11 +181,48 @@ pub(crate) fn read_start(r: &mut Reader) -> Result<StartPosition, DecodeError> {
         0 => Ok(StartPosition::Earliest),
         1 => Ok(StartPosition::Latest),
         2 => Ok(StartPosition::Offset(Offset(r.u64()?))),
+        3 => Ok(StartPosition::Time(Timestamp::from_millis(r.u64()?))),
         v => Err(DecodeError::InvalidValue {
             field: "start",
             value: u64::from(v),
         }),
     }
+}
+
+/// Writes a list of delivered messages (`Deliveries`, `Peeked`).
+pub(crate) fn write_delivered(
+    w: &mut Writer<'_>,
+    messages: &[WireDelivery],
+) -> Result<(), EncodeError> {
+    w.len32("messages", messages.len())?;
+    for m in messages {
+        w.u64(m.offset.get());
+        w.u64(m.timestamp.as_millis());
+        w.u8(m.priority);
+        w.u32(m.deliveries);
+        w.opt_bytes("key", m.key.as_deref())?;
+        write_headers(w, &m.headers)?;
+        w.bytes("payload", &m.payload)?;
+    }
+    Ok(())
+}
+
+/// Reads what [`write_delivered`] wrote.
+pub(crate) fn read_delivered(r: &mut Reader) -> Result<Vec<WireDelivery>, DecodeError> {
+    let count = read_count(r)?;
+    let mut messages = Vec::with_capacity(capacity(count));
+    for _ in 0..count {
+        messages.push(WireDelivery {
+            offset: Offset(r.u64()?),
+            timestamp: Timestamp::from_millis(r.u64()?),
+            priority: r.u8()?,
+            deliveries: r.u32()?,
+            key: r.opt_bytes()?,
+            headers: read_headers(r)?,
+            payload: r.bytes()?,
+        });
+    }
+    Ok(messages)
 }
 
 pub(crate) fn ack_code(ack: Option<AckMode>) -> u8 {

@@ -52,6 +52,11 @@ frame_kinds! {
         PING = 0x0F => Ping, "Ping";
         GOODBYE = 0x10 => Goodbye, "Goodbye";
         DESCRIBE_GROUP = 0x11 => DescribeGroup, "DescribeGroup";
+        PEEK = 0x12 => Peek, "Peek";
+        CREATE_GROUP = 0x13 => CreateGroup, "CreateGroup";
+        SEEK_GROUP = 0x14 => SeekGroup, "SeekGroup";
+        PURGE_TOPIC = 0x15 => PurgeTopic, "PurgeTopic";
+        ALTER_TOPIC = 0x16 => AlterTopic, "AlterTopic";
     }
     ServerMsg {
         WELCOME = 0x81 => Welcome, "Welcome";
@@ -69,5 +74,6 @@ frame_kinds! {
         ERROR = 0x8E => Error, "Error";
         SERVER_GOODBYE = 0x8F => Goodbye, "ServerGoodbye";
         GROUP_REPORT = 0x90 => GroupReport, "GroupReport";
+        PEEKED = 0x91 => Peeked, "Peeked";
     }
 }

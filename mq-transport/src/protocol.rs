@@ -110,6 +110,21 @@ pub struct WireDelivery {
     pub payload: Bytes,
 }
 
+impl From<&mq_core::Message> for WireDelivery {
+    /// The wire form of a message read without a group (`deliveries` 0).
+    fn from(m: &mq_core::Message) -> Self {
+        Self {
+            offset: m.offset,
+            timestamp: m.timestamp,
+            priority: m.priority,
+            deliveries: 0,
+            key: m.key.clone(),
+            headers: m.headers.clone(),
+            payload: m.payload.clone(),
+        }
+    }
+}
+
 impl From<&mq_core::Delivery> for WireDelivery {
     /// The wire form of a core delivery; the payload, key and header values are shared,
     /// not copied.
@@ -211,6 +226,45 @@ pub enum ClientMsg {
         /// The group.
         group: GroupName,
     },
+    /// Read retained messages without a group (version 2).
+    Peek {
+        /// The topic.
+        topic: TopicName,
+        /// Where to start.
+        from: StartPosition,
+        /// Most messages to return (the server returns at most 1000).
+        max: u32,
+    },
+    /// Create a durable group without attaching (version 2).
+    CreateGroup {
+        /// The topic.
+        topic: TopicName,
+        /// The group.
+        group: GroupName,
+        /// Where it starts.
+        start: StartPosition,
+    },
+    /// Move a group (version 2).
+    SeekGroup {
+        /// The topic.
+        topic: TopicName,
+        /// The group.
+        group: GroupName,
+        /// Where it moves to.
+        to: StartPosition,
+    },
+    /// Drop everything a topic retains (version 2).
+    PurgeTopic {
+        /// The topic.
+        topic: TopicName,
+    },
+    /// Replace a topic's configuration (version 2).
+    AlterTopic {
+        /// The topic.
+        topic: TopicName,
+        /// The new configuration.
+        config: TopicConfig,
+    },
     /// Delete a group.
     DeleteGroup {
         /// The topic.
@@ -289,6 +343,11 @@ pub enum ServerMsg {
     GroupReport(Box<crate::report::GroupReport>),
     /// Reply to `ListGroups`.
     Groups(Vec<GroupStats>),
+    /// Reply to `Peek`: the messages, in offset order (`deliveries` 0).
+    Peeked {
+        /// The messages.
+        messages: Vec<WireDelivery>,
+    },
     /// Reply to `Stats` with a topic.
     TopicStats(Box<TopicStats>),
     /// Reply to `Stats` without a topic.

@@ -1,13 +1,13 @@
 //! The bodies of server frames (PROTOCOL.md, "Server frames"): how each [`ServerMsg`] is
 //! written and read.
 
-use mq_core::{GroupName, Offset, Timestamp};
+use mq_core::{GroupName, Offset};
 
 use crate::frame::{
-    WireMsg, ack_code, capacity, durability_code, read_ack, read_count, read_durability,
-    read_headers, topic, write_headers,
+    WireMsg, ack_code, capacity, durability_code, read_ack, read_count, read_delivered,
+    read_durability, topic, write_delivered,
 };
-use crate::protocol::{ErrorCode, ServerMsg, SubscriptionId, WireDelivery, kind};
+use crate::protocol::{ErrorCode, ServerMsg, SubscriptionId, kind};
 use crate::wire::{DecodeError, EncodeError, Reader, Writer};
 
 impl WireMsg for ServerMsg {
@@ -54,17 +54,9 @@ impl WireMsg for ServerMsg {
             }
             ServerMsg::Deliveries { sub, messages } => {
                 w.u32(sub.0);
-                w.len32("messages", messages.len())?;
-                for m in messages {
-                    w.u64(m.offset.get());
-                    w.u64(m.timestamp.as_millis());
-                    w.u8(m.priority);
-                    w.u32(m.deliveries);
-                    w.opt_bytes("key", m.key.as_deref())?;
-                    write_headers(w, &m.headers)?;
-                    w.bytes("payload", &m.payload)?;
-                }
+                write_delivered(w, messages)?;
             }
+            ServerMsg::Peeked { messages } => write_delivered(w, messages)?,
             ServerMsg::Topics { topics } => {
                 w.len32("topics", topics.len())?;
                 for t in topics {
@@ -117,23 +109,13 @@ impl WireMsg for ServerMsg {
                 })?,
                 prefetch: r.u32()?,
             },
-            kind::DELIVERIES => {
-                let sub = SubscriptionId(r.u32()?);
-                let count = read_count(r)?;
-                let mut messages = Vec::with_capacity(capacity(count));
-                for _ in 0..count {
-                    messages.push(WireDelivery {
-                        offset: Offset(r.u64()?),
-                        timestamp: Timestamp::from_millis(r.u64()?),
-                        priority: r.u8()?,
-                        deliveries: r.u32()?,
-                        key: r.opt_bytes()?,
-                        headers: read_headers(r)?,
-                        payload: r.bytes()?,
-                    });
-                }
-                ServerMsg::Deliveries { sub, messages }
-            }
+            kind::DELIVERIES => ServerMsg::Deliveries {
+                sub: SubscriptionId(r.u32()?),
+                messages: read_delivered(r)?,
+            },
+            kind::PEEKED => ServerMsg::Peeked {
+                messages: read_delivered(r)?,
+            },
             kind::DONE => ServerMsg::Done,
             kind::TOPICS => {
                 let count = read_count(r)?;

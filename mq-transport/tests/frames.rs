@@ -137,6 +137,38 @@ fn client_examples() -> Vec<(&'static str, ClientMsg)> {
             },
         ),
         (
+            "peek",
+            ClientMsg::Peek {
+                topic: topic(),
+                from: StartPosition::Offset(Offset(5)),
+                max: 10,
+            },
+        ),
+        (
+            "create_group",
+            ClientMsg::CreateGroup {
+                topic: topic(),
+                group: group(),
+                start: StartPosition::Latest,
+            },
+        ),
+        (
+            "seek_group",
+            ClientMsg::SeekGroup {
+                topic: topic(),
+                group: group(),
+                to: StartPosition::Time(Timestamp::from_millis(1_700_000_000_000)),
+            },
+        ),
+        ("purge_topic", ClientMsg::PurgeTopic { topic: topic() }),
+        (
+            "alter_topic",
+            ClientMsg::AlterTopic {
+                topic: topic(),
+                config: small_config(),
+            },
+        ),
+        (
             "describe_group",
             ClientMsg::DescribeGroup {
                 topic: topic(),
@@ -259,6 +291,20 @@ fn server_examples() -> Vec<(&'static str, ServerMsg)> {
             })),
         ),
         ("groups", ServerMsg::Groups(vec![group_stats()])),
+        (
+            "peeked",
+            ServerMsg::Peeked {
+                messages: vec![WireDelivery {
+                    offset: Offset(5),
+                    timestamp: Timestamp::from_millis(9),
+                    priority: 0,
+                    deliveries: 0,
+                    key: None,
+                    headers: Vec::new(),
+                    payload: Bytes::from_static(b"hi"),
+                }],
+            },
+        ),
         (
             "group_report",
             ServerMsg::GroupReport(Box::new(GroupReport {

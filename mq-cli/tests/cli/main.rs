@@ -4,6 +4,7 @@
 // Test helpers outside #[test] functions unwrap freely too: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod admin;
 mod errors;
 mod harness;
 mod help;

@@ -166,6 +166,7 @@ impl Group {
             StartPosition::Earliest => log.first(),
             StartPosition::Latest => log.next(),
             StartPosition::Offset(o) => o.max(log.first()),
+            StartPosition::Time(t) => log.offset_at(t),
         };
         let cursors = (0..=u8::MAX)
             .map(|p| log.level(p).seq_at_or_after(start))

@@ -137,7 +137,9 @@ fn peek_reads_without_touching_any_group_and_times_find_offsets() {
     publish(&b, "t", 2);
     clock.advance(Duration::from_secs(60));
     publish(&b, "t", 2);
-    let peeked = b.peek(&topic("t"), Offset(1), 2).unwrap();
+    let peeked = b
+        .peek(&topic("t"), StartPosition::Offset(Offset(1)), 2)
+        .unwrap();
     let offsets: Vec<u64> = peeked.iter().map(|m| m.offset.get()).collect();
     assert_eq!(offsets, vec![1, 2]);
     assert_eq!(b.groups(&topic("t")).unwrap()[0].pending, 4);

@@ -1,7 +1,8 @@
 //! Administration and inspection: create, delete and describe topics, list and delete
 //! groups, stats (listing topics lives with the permission check in `mod.rs`).
 
-use mq_transport::{ClientMsg, ErrorCode, ServerMsg};
+use mq_core::{StartPosition, TopicName};
+use mq_transport::{ClientMsg, DELIVERED_OVERHEAD, ErrorCode, ServerMsg, WireDelivery};
 
 use super::{Shared, done_or, error};
 
@@ -30,6 +31,29 @@ pub(crate) async fn handle(shared: &Shared, request: ClientMsg) -> ServerMsg {
                 .durable(move |b| b.delete_group(&topic, &group))
                 .await,
         ),
+        ClientMsg::Peek { topic, from, max } => peek(shared, &topic, from, max),
+        ClientMsg::CreateGroup {
+            topic,
+            group,
+            start,
+        } => done_or(
+            shared
+                .durable(move |b| b.create_group(&topic, &group, start))
+                .await,
+        ),
+        ClientMsg::SeekGroup { topic, group, to } => done_or(
+            shared
+                .durable(move |b| b.seek_group(&topic, &group, to))
+                .await,
+        ),
+        ClientMsg::PurgeTopic { topic } => done_or(
+            shared
+                .durable(move |b| b.purge_topic(&topic).map(|_| ()))
+                .await,
+        ),
+        ClientMsg::AlterTopic { topic, config } => {
+            done_or(shared.durable(move |b| b.alter_topic(&topic, config)).await)
+        }
         ClientMsg::Stats { topic: None } => ServerMsg::BrokerStats(shared.broker_stats()),
         ClientMsg::Stats { topic: Some(topic) } => match broker.topic_stats(&topic) {
             Ok(stats) => ServerMsg::TopicStats(Box::new(stats)),
@@ -39,5 +63,26 @@ pub(crate) async fn handle(shared: &Shared, request: ClientMsg) -> ServerMsg {
             ErrorCode::Internal,
             format!("{other:?} is not an administrative request"),
         ),
+    }
+}
+
+/// `Peeked`: up to `max` messages from `from`, as many as fit in half a frame.
+fn peek(shared: &Shared, topic: &TopicName, from: StartPosition, max: u32) -> ServerMsg {
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    match shared.broker.peek(topic, from, max) {
+        Ok(found) => {
+            let budget = shared.config.max_frame / 2;
+            let mut bytes = 0;
+            let messages = found
+                .iter()
+                .take_while(|m| {
+                    bytes += m.encoded_size() as usize + DELIVERED_OVERHEAD;
+                    bytes <= budget
+                })
+                .map(|m| WireDelivery::from(m.as_ref()))
+                .collect();
+            ServerMsg::Peeked { messages }
+        }
+        Err(e) => ServerMsg::error(&e),
     }
 }

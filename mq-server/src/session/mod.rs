@@ -295,9 +295,14 @@ impl Session {
             ClientMsg::Subscribe(req) => {
                 self.denied(Action::Consume, &req.topic, req.group.as_ref())
             }
+            ClientMsg::Peek { topic, .. } => self.denied(Action::Consume, topic, None),
             ClientMsg::CreateTopic { topic, .. }
             | ClientMsg::DeleteTopic { topic }
-            | ClientMsg::DeleteGroup { topic, .. } => self.denied(Action::Admin, topic, None),
+            | ClientMsg::DeleteGroup { topic, .. }
+            | ClientMsg::CreateGroup { topic, .. }
+            | ClientMsg::SeekGroup { topic, .. }
+            | ClientMsg::PurgeTopic { topic }
+            | ClientMsg::AlterTopic { topic, .. } => self.denied(Action::Admin, topic, None),
             ClientMsg::DescribeTopic { topic }
             | ClientMsg::ListGroups { topic }
             | ClientMsg::DescribeGroup { topic, .. }
@@ -351,9 +356,9 @@ impl Session {
             ClientMsg::Credit { sub, credits } => self.credit(sub, credits),
             ClientMsg::Ping => ServerMsg::Pong,
             ClientMsg::Goodbye => return Next::Close,
-            ClientMsg::DescribeGroup { .. } if self.version < 2 => error(
+            msg if self.version < 2 && version_2_only(&msg) => error(
                 ErrorCode::UnknownKind,
-                "DescribeGroup needs protocol version 2: offer version 2 in Hello",
+                "this request needs protocol version 2: offer version 2 in Hello",
             ),
             ClientMsg::DescribeGroup { topic, group } => self.shared.group_report(&topic, &group),
             ClientMsg::ListTopics => {
@@ -444,6 +449,19 @@ impl Shared {
             })),
         }
     }
+}
+
+/// Whether `msg` is a request version 1 does not know.
+fn version_2_only(msg: &ClientMsg) -> bool {
+    matches!(
+        msg,
+        ClientMsg::DescribeGroup { .. }
+            | ClientMsg::Peek { .. }
+            | ClientMsg::CreateGroup { .. }
+            | ClientMsg::SeekGroup { .. }
+            | ClientMsg::PurgeTopic { .. }
+            | ClientMsg::AlterTopic { .. }
+    )
 }
 
 fn bad_frame(bad: &BadFrame) -> ServerMsg {

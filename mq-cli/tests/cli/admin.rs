@@ -1,0 +1,138 @@
+//! The admin commands against a real server: peek, groups create and seek, topics purge and
+//! alter, positions given as offsets and times, and the note of an empty consume.
+
+use super::harness::{Server, failed, mq, ok};
+
+fn lines(out: &str) -> Vec<&str> {
+    out.lines().collect()
+}
+
+#[test]
+fn peek_reads_without_a_group_from_any_position() {
+    let server = Server::start();
+    ok(&server.mq(&["publish", "t", "a", "b", "c", "d"]));
+    assert_eq!(lines(&ok(&server.mq(&["peek", "t"]))), ["a", "b", "c", "d"]);
+    assert_eq!(
+        lines(&ok(
+            &server.mq(&["peek", "t", "--from", "2", "--count", "1"])
+        )),
+        ["c"]
+    );
+    // Relative times and RFC 3339 times: everything was published in the last hour.
+    assert_eq!(
+        lines(&ok(
+            &server.mq(&["peek", "t", "--from", "-1h", "--count", "2"])
+        )),
+        ["a", "b"]
+    );
+    assert_eq!(
+        ok(&server.mq(&["peek", "t", "--from", "2999-01-01T00:00:00Z"])),
+        ""
+    );
+    let json = ok(&server.mq(&["peek", "t", "--from", "latest", "--format", "json"]));
+    assert_eq!(json, "");
+    let json = ok(&server.mq(&["peek", "t", "--count", "1", "--format", "json"]));
+    let m: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(
+        (m["offset"].as_u64(), m["payload"].as_str()),
+        (Some(0), Some("a"))
+    );
+    // Peeking touched no group: a new group still gets everything.
+    let got = ok(&server.mq(&["consume", "t", "--group", "g", "--count", "4"]));
+    assert_eq!(lines(&got), ["a", "b", "c", "d"]);
+}
+
+#[test]
+fn groups_are_created_and_moved_and_topics_purged_and_altered() {
+    let server = Server::start();
+    ok(&server.mq(&["publish", "t", "a", "b", "c"]));
+    assert_eq!(
+        ok(&server.mq(&["groups", "create", "t", "late", "--from", "2"])),
+        "created group late of topic t\n"
+    );
+    let err = failed(&server.mq(&["groups", "create", "t", "late"]), 1);
+    assert!(err.contains("already exists"), "{err}");
+    assert_eq!(
+        lines(&ok(
+            &server.mq(&["consume", "t", "--group", "late", "--count", "1"])
+        )),
+        ["c"]
+    );
+    assert_eq!(
+        ok(&server.mq(&["groups", "seek", "t", "late", "--to", "earliest"])),
+        "moved group late of topic t\n"
+    );
+    assert_eq!(
+        lines(&ok(
+            &server.mq(&["consume", "t", "--group", "late", "--count", "3"])
+        )),
+        ["a", "b", "c"]
+    );
+
+    assert_eq!(
+        ok(&server.mq(&["topics", "purge", "t"])),
+        "purged topic t\n"
+    );
+    assert_eq!(ok(&server.mq(&["peek", "t"])), "");
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(&server.mq(&["stats", "t", "--format", "json"]))).unwrap();
+    assert_eq!(
+        (stats["retained"].as_u64(), stats["next_offset"].as_u64()),
+        (Some(0), Some(3))
+    );
+
+    assert_eq!(
+        ok(&server.mq(&["topics", "alter", "t", "--max-messages", "1"])),
+        "altered topic t\n"
+    );
+    ok(&server.mq(&["publish", "t", "x"]));
+    let err = failed(&server.mq(&["publish", "t", "y"]), 1);
+    assert!(err.contains("full"), "{err}");
+    let described = ok(&server.mq(&["topics", "describe", "t", "--format", "json"]));
+    let info: serde_json::Value = serde_json::from_str(&described).unwrap();
+    assert_eq!(info["config"]["retention"]["max_messages"], 1);
+    // What alter did not name stays as it was.
+    assert_eq!(info["config"]["retention"]["max_bytes"], 1u64 << 30);
+}
+
+#[test]
+fn a_bad_position_is_a_usage_error_before_connecting() {
+    // No server on this port: the command must fail on its arguments first.
+    for args in [
+        &["peek", "t", "--from", "first"][..],
+        &["groups", "seek", "t", "g", "--to", "-ten"],
+        &["consume", "t", "--from", "yesterday"],
+    ] {
+        let err = failed(&mq(&[&["--server", "127.0.0.1:9"], args].concat()), 2);
+        assert!(err.contains("is not a position"), "{err}");
+    }
+}
+
+#[test]
+fn an_empty_consume_says_when_retention_deleted_what_it_wanted() {
+    let server = Server::start();
+    ok(&server.mq(&["publish", "t", "a", "b"]));
+    assert_eq!(
+        lines(&ok(
+            &server.mq(&["consume", "t", "--group", "first", "--count", "2"])
+        )),
+        ["a", "b"]
+    );
+    // The cleaner deletes what every group acked (retain_consumed is 0).
+    loop {
+        let stats: serde_json::Value =
+            serde_json::from_str(&ok(&server.mq(&["stats", "t", "--format", "json"]))).unwrap();
+        if stats["retained"] == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = server.mq(&["consume", "t", "--group", "late", "--timeout", "200ms"]);
+    assert_eq!(ok(&out), "");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no message within 200ms")
+            && err.contains("messages before offset 2 were deleted"),
+        "{err}"
+    );
+}
