@@ -83,6 +83,13 @@ pub(crate) enum Command {
     Stats(StatsArgs),
     /// Measure throughput and latency
     Bench(BenchArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), for `man -l -` or /usr/share/man/man1/mq.1
+    Man,
 }
 
 #[derive(Debug, Args)]

@@ -66,6 +66,16 @@ async fn connect(cli: &Cli) -> anyhow::Result<Client> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Bench(args) => bench::run(&cli, args).await,
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut command, "mq", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => {
+            let command = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(command).render(&mut std::io::stdout())?;
+            Ok(())
+        }
         command => {
             let client = connect(&cli).await?;
             let result = match command {
@@ -75,7 +85,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Command::Topics(cmd) => admin::topics(&client, cmd).await,
                 Command::Groups(cmd) => admin::groups(&client, cmd).await,
                 Command::Stats(args) => admin::stats(&client, args).await,
-                Command::Bench(_) => unreachable!("handled above"),
+                Command::Bench(_) | Command::Completions { .. } | Command::Man => {
+                    unreachable!("handled above")
+                }
             };
             client.close().await;
             result

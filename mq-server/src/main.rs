@@ -28,6 +28,24 @@ struct Args {
     /// TOML file with any of these settings; environment variables and flags win over it
     #[arg(long, env = "MQ_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Log lines as text or as one JSON object each (filter with MQ_LOG, then RUST_LOG)
+    #[arg(long, env = "MQ_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Print the effective settings (defaults, file, environment, flags) as TOML and exit
+    #[arg(long)]
+    print_config: bool,
+    /// Check this config file (and the settings around it) and exit: 0 when valid
+    #[arg(long, value_name = "FILE", conflicts_with = "print_config")]
+    check_config: Option<PathBuf>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// For people.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 /// Tools besides serving.
@@ -47,6 +65,13 @@ enum Command {
         #[arg(long, default_value = "user")]
         user: String,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), for `man -l -` or /usr/share/man/man1/mq-server.1
+    Man,
 }
 
 fn main() -> ExitCode {
@@ -55,17 +80,44 @@ fn main() -> ExitCode {
         Ok(args) => args,
         Err(e) => e.exit(),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MQ_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let result = match args.command {
+        None if args.print_config => ServerConfig::load(&matches, args.config.as_deref())
+            .and_then(|config| print_config(&config)),
+        None if args.check_config.is_some() => {
+            let file = args.check_config.as_deref();
+            ServerConfig::load(&matches, file).map(|_| {
+                println!(
+                    "{}: valid",
+                    file.map_or_else(String::new, |f| f.display().to_string())
+                );
+                ExitCode::SUCCESS
+            })
+        }
         Some(Command::Check { data_dir }) => check(data_dir),
         Some(Command::NewToken { user }) => new_token(&user),
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(
+                shell,
+                &mut Args::command(),
+                "mq-server",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Man) => clap_mangen::Man::new(Args::command())
+            .render(&mut std::io::stdout())
+            .map(|()| ExitCode::SUCCESS)
+            .context("cannot write the manual page"),
         None => ServerConfig::load(&matches, args.config.as_deref())
             .and_then(|config| {
                 serve(
@@ -85,6 +137,17 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `mq-server --print-config`: the effective settings as TOML (the token, if any, masked).
+fn print_config(config: &ServerConfig) -> anyhow::Result<ExitCode> {
+    let mut shown = config.clone();
+    if shown.auth_token.is_some() {
+        shown.auth_token = Some("(set)".into());
+    }
+    let text = toml::to_string(&shown).context("cannot write the settings as TOML")?;
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `mq-server new-token`: a token for the user, and its config lines.

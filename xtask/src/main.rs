@@ -1,10 +1,11 @@
 //! Project automation, run as `cargo xtask <command>`: `ci` runs every check CI runs, `demo`
 //! runs the scripted demos against a real server, `bench` runs the benchmark suite and
-//! records it in BENCHMARKS.md.
+//! records it in BENCHMARKS.md, `man` writes the manual pages.
 
 mod bench;
 mod ci;
 mod demo;
+mod man;
 mod tidy;
 mod util;
 
@@ -26,6 +27,8 @@ enum Command {
     Demo(demo::Demo),
     /// The benchmark suite, recorded in BENCHMARKS.md
     Bench(bench::Bench),
+    /// Manual pages of mq and mq-server, written to target/man/
+    Man(man::Man),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,5 +36,6 @@ fn main() -> anyhow::Result<()> {
         Command::Ci(ci) => ci.run(),
         Command::Demo(demo) => demo.run(),
         Command::Bench(bench) => bench.run(),
+        Command::Man(man) => man.run(),
     }
 }

@@ -6,8 +6,34 @@ use mq_transport::{ClientMsg, DELIVERED_OVERHEAD, ErrorCode, ServerMsg, WireDeli
 
 use super::{Shared, done_or, error};
 
-/// Answers an administrative request.
+/// What a change of topics or groups logs once it is done: one line each.
+fn change(request: &ClientMsg) -> Option<(&'static str, String, Option<String>)> {
+    let named = |what, topic: &TopicName, group: Option<&mq_core::GroupName>| {
+        Some((what, topic.to_string(), group.map(ToString::to_string)))
+    };
+    match request {
+        ClientMsg::CreateTopic { topic, .. } => named("topic created", topic, None),
+        ClientMsg::DeleteTopic { topic } => named("topic deleted", topic, None),
+        ClientMsg::PurgeTopic { topic } => named("topic purged", topic, None),
+        ClientMsg::AlterTopic { topic, .. } => named("topic altered", topic, None),
+        ClientMsg::DeleteGroup { topic, group } => named("group deleted", topic, Some(group)),
+        ClientMsg::CreateGroup { topic, group, .. } => named("group created", topic, Some(group)),
+        ClientMsg::SeekGroup { topic, group, .. } => named("group moved", topic, Some(group)),
+        _ => None,
+    }
+}
+
+/// Answers an administrative request; logs the changes it makes.
 pub(crate) async fn handle(shared: &Shared, request: ClientMsg) -> ServerMsg {
+    let change = change(&request);
+    let reply = answer(shared, request).await;
+    if let (Some((what, topic, group)), ServerMsg::Done) = (change, &reply) {
+        tracing::info!(%topic, group = group.as_deref().unwrap_or("-"), "{what}");
+    }
+    reply
+}
+
+async fn answer(shared: &Shared, request: ClientMsg) -> ServerMsg {
     let broker = &shared.broker;
     match request {
         ClientMsg::CreateTopic { topic, config } => done_or(

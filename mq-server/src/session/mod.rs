@@ -143,7 +143,7 @@ impl Session {
                 let _ = failed_tx.send(e.to_string());
             }
         });
-        tracing::debug!(%peer, "connection opened");
+        tracing::info!(%peer, connection = self.connection, "connection opened");
         if let Some((id, farewell)) = self
             .serve(reader.as_mut(), &peer, certificate_name.as_deref())
             .await
@@ -155,7 +155,7 @@ impl Session {
         }
         self.out = None;
         let _ = writer.await;
-        tracing::debug!(%peer, "connection closed");
+        tracing::info!(%peer, connection = self.connection, client = %self.client, "connection closed");
     }
 
     /// Queues a frame for the writer.

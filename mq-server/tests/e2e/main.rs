@@ -15,6 +15,7 @@ mod harness;
 mod http;
 mod limits;
 mod load;
+mod ops;
 mod tls;
 mod users;
 
