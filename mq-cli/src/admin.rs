@@ -6,7 +6,7 @@ use mq_client::{
 };
 
 use crate::args::{CreateArgs, Format, GroupsCommand, OverflowArg, StatsArgs, TopicsCommand};
-use crate::format::{pairs, table};
+use crate::format::{pairs, plural, size, table};
 
 fn json_line<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string(value)?);
@@ -37,7 +37,7 @@ pub(crate) async fn topics(client: &Client, cmd: &TopicsCommand) -> anyhow::Resu
                             vec![
                                 s.topic.to_string(),
                                 s.retained.to_string(),
-                                s.retained_bytes.to_string(),
+                                size(s.retained_bytes),
                                 s.published.to_string(),
                                 s.groups.len().to_string(),
                             ]
@@ -45,10 +45,7 @@ pub(crate) async fn topics(client: &Client, cmd: &TopicsCommand) -> anyhow::Resu
                         .collect();
                     println!(
                         "{}",
-                        table(
-                            &["TOPIC", "RETAINED", "BYTES", "PUBLISHED", "GROUPS"],
-                            &rows
-                        )
+                        table(&["TOPIC", "MESSAGES", "SIZE", "PUBLISHED", "GROUPS"], &rows)
                     );
                     for q in client.stats().await?.quarantined {
                         println!("quarantined: {}: {}", q.name, q.reason);
@@ -98,16 +95,33 @@ pub(crate) async fn topics(client: &Client, cmd: &TopicsCommand) -> anyhow::Resu
                             ("published", s.published.to_string()),
                             (
                                 "retained",
-                                format!("{} messages, {} bytes", s.retained, s.retained_bytes)
+                                format!(
+                                    "{}, {}",
+                                    plural(s.retained, "message", "messages"),
+                                    size(s.retained_bytes)
+                                )
                             ),
                             (
                                 "offsets",
-                                format!("{} to {}", s.first_offset, s.next_offset)
+                                if s.retained == 0 {
+                                    format!("none (next is {})", s.next_offset)
+                                } else {
+                                    format!(
+                                        "{} to {} (inclusive)",
+                                        s.first_offset,
+                                        s.next_offset.get().saturating_sub(1)
+                                    )
+                                }
                             ),
                             ("retain consumed", duration(c.retention.retain_consumed)),
                             ("max age", or_none(c.retention.max_age.map(duration))),
                             ("max messages", or_none(c.retention.max_messages)),
-                            ("max bytes", or_none(c.retention.max_bytes)),
+                            (
+                                "max bytes",
+                                c.retention
+                                    .max_bytes
+                                    .map_or_else(|| "none".to_owned(), size)
+                            ),
                             (
                                 "overflow",
                                 match c.retention.overflow {
@@ -320,7 +334,7 @@ fn topic_text(s: &TopicStats) -> String {
         ("topic", s.topic.to_string()),
         ("published", s.published.to_string()),
         ("retained", s.retained.to_string()),
-        ("retained bytes", s.retained_bytes.to_string()),
+        ("retained size", size(s.retained_bytes)),
         ("first offset", s.first_offset.to_string()),
         ("next offset", s.next_offset.to_string()),
     ]);

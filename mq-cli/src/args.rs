@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use mq_client::{Offset, StartPosition, Timestamp};
+use mq_client::{GroupName, Offset, StartPosition, Timestamp, TopicName};
 
 /// Command-line client of the mq message broker.
 #[derive(Debug, Parser)]
@@ -15,7 +15,8 @@ pub(crate) struct Cli {
         global = true,
         env = "MQ_SERVER",
         default_value = "127.0.0.1:9800",
-        value_name = "ADDR"
+        value_name = "ADDR",
+        value_parser = server_addr
     )]
     pub(crate) server: String,
     /// Auth token, when the server requires one
@@ -95,6 +96,7 @@ pub(crate) enum Command {
 #[derive(Debug, Args)]
 pub(crate) struct PublishArgs {
     /// Topic to publish to (created on first use)
+    #[arg(value_parser = topic_name)]
     pub(crate) topic: String,
     /// Messages to publish; none reads standard input, one message per line
     pub(crate) messages: Vec<String>,
@@ -112,9 +114,10 @@ pub(crate) struct PublishArgs {
 #[derive(Debug, Args)]
 pub(crate) struct ConsumeArgs {
     /// Topic to consume from (created on first use)
+    #[arg(value_parser = topic_name)]
     pub(crate) topic: String,
     /// Durable group to join; without it, an ephemeral group for this command alone
-    #[arg(long, value_name = "G")]
+    #[arg(long, value_name = "G", value_parser = group_name)]
     pub(crate) group: Option<String>,
     /// Where a new group starts: earliest, latest, an offset, a time (RFC 3339) or a
     /// time relative to now (-10m)
@@ -137,6 +140,7 @@ pub(crate) struct ConsumeArgs {
 #[derive(Debug, Args)]
 pub(crate) struct PeekArgs {
     /// Topic to read
+    #[arg(value_parser = topic_name)]
     pub(crate) topic: String,
     /// Where to start: earliest, latest, an offset, a time (RFC 3339) or a time relative to
     /// now (-10m)
@@ -163,11 +167,13 @@ pub(crate) enum TopicsCommand {
     /// Delete a topic and everything in it
     Delete {
         /// Topic name
+        #[arg(value_parser = topic_name)]
         name: String,
     },
     /// Drop every message a topic retains; its groups move past them
     Purge {
         /// Topic name
+        #[arg(value_parser = topic_name)]
         name: String,
     },
     /// Change a topic's limits and group defaults in place (only the options given)
@@ -175,6 +181,7 @@ pub(crate) enum TopicsCommand {
     /// Show a topic's configuration and statistics
     Describe {
         /// Topic name
+        #[arg(value_parser = topic_name)]
         name: String,
         /// Output format
         #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -185,6 +192,7 @@ pub(crate) enum TopicsCommand {
 #[derive(Debug, Args)]
 pub(crate) struct CreateArgs {
     /// Topic name
+    #[arg(value_parser = topic_name)]
     pub(crate) name: String,
     /// Delete messages every group acked once older than this [default: 0s]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -223,6 +231,7 @@ pub(crate) enum GroupsCommand {
     /// List a topic's groups
     List {
         /// Topic name
+        #[arg(value_parser = topic_name)]
         topic: String,
         /// Output format
         #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -231,8 +240,10 @@ pub(crate) enum GroupsCommand {
     /// Create a durable group without attaching a consumer
     Create {
         /// Topic name
+        #[arg(value_parser = topic_name)]
         topic: String,
         /// Group name
+        #[arg(value_parser = group_name)]
         group: String,
         /// Where it starts: earliest, latest, an offset, a time (RFC 3339) or a time relative
         /// to now (-10m)
@@ -242,8 +253,10 @@ pub(crate) enum GroupsCommand {
     /// Move a group: in-flight deliveries go back, consumers stay attached
     Seek {
         /// Topic name
+        #[arg(value_parser = topic_name)]
         topic: String,
         /// Group name
+        #[arg(value_parser = group_name)]
         group: String,
         /// Where it moves to: earliest, latest, an offset, a time (RFC 3339) or a time
         /// relative to now (-10m)
@@ -254,8 +267,10 @@ pub(crate) enum GroupsCommand {
     /// not getting messages
     Describe {
         /// Topic name
+        #[arg(value_parser = topic_name)]
         topic: String,
         /// Group name
+        #[arg(value_parser = group_name)]
         group: String,
         /// Output format
         #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -264,8 +279,10 @@ pub(crate) enum GroupsCommand {
     /// Delete a group (no consumer may be attached)
     Delete {
         /// Topic name
+        #[arg(value_parser = topic_name)]
         topic: String,
         /// Group name
+        #[arg(value_parser = group_name)]
         group: String,
     },
 }
@@ -273,6 +290,7 @@ pub(crate) enum GroupsCommand {
 #[derive(Debug, Args)]
 pub(crate) struct StatsArgs {
     /// A topic; without it, broker-wide statistics
+    #[arg(value_parser = topic_name)]
     pub(crate) topic: Option<String>,
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -370,6 +388,30 @@ pub(crate) fn parse_position(s: &str) -> Result<StartPosition, String> {
     Ok(StartPosition::Time(Timestamp::from_millis(
         u64::try_from(millis).map_err(|_| wrong())?,
     )))
+}
+
+/// A valid topic name, checked before connecting.
+fn topic_name(s: &str) -> Result<String, String> {
+    TopicName::new(s)
+        .map(|_| s.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+/// A valid group name, checked before connecting.
+fn group_name(s: &str) -> Result<String, String> {
+    GroupName::new(s)
+        .map(|_| s.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+/// `HOST:PORT`, checked before connecting.
+fn server_addr(s: &str) -> Result<String, String> {
+    match s.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(s.to_owned()),
+        _ => Err(format!(
+            "{s:?} is not a server address: use HOST:PORT, like 127.0.0.1:9800"
+        )),
+    }
 }
 
 fn parse_header(s: &str) -> Result<(String, String), String> {

@@ -5,47 +5,64 @@ use base64::Engine;
 use mq_client::WireDelivery;
 use serde_json::{Map, Value, json};
 
-/// Renders rows as a table with a header, columns aligned (numbers to the right).
+/// Renders rows as a table with a header, columns aligned (numbers, and sizes like
+/// `1.5 MiB`, to the right), by comfy-table: wide characters keep their columns.
 pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
     let numeric: Vec<bool> = (0..header.len())
         .map(|i| {
             !rows.is_empty()
                 && rows
                     .iter()
-                    .all(|r| r.get(i).is_some_and(|c| c.parse::<f64>().is_ok()))
+                    .all(|r| r.get(i).is_some_and(|c| looks_numeric(c)))
         })
         .collect();
-    let line = |cells: Vec<&str>| {
-        let mut out = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            let pad = widths[i].saturating_sub(cell.chars().count());
-            if i > 0 {
-                out.push_str("  ");
-            }
-            if numeric[i] {
-                out.push_str(&" ".repeat(pad));
-                out.push_str(cell);
-            } else {
-                out.push_str(cell);
-                if i + 1 < cells.len() {
-                    out.push_str(&" ".repeat(pad));
-                }
-            }
-        }
-        out
-    };
-    let mut out = line(header.to_vec());
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::NOTHING)
+        .set_content_arrangement(comfy_table::ContentArrangement::Disabled)
+        .set_header(header.iter().copied());
     for row in rows {
-        out.push('\n');
-        out.push_str(&line(row.iter().map(String::as_str).collect()));
+        t.add_row(row.iter().map(String::as_str));
     }
-    out
+    for (i, column) in t.column_iter_mut().enumerate() {
+        column.set_padding((0, 2));
+        if numeric.get(i).copied().unwrap_or(false) {
+            column.set_cell_alignment(comfy_table::CellAlignment::Right);
+        }
+    }
+    t.lines()
+        .map(|l| l.trim_end().to_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Whether a cell holds a number or a size (`12`, `3.5`, `1.2 KiB`, `-`).
+fn looks_numeric(cell: &str) -> bool {
+    let number = cell.split(' ').next().unwrap_or_default();
+    cell == "-" || number.parse::<f64>().is_ok()
+}
+
+/// `1 message`, `2 messages`.
+pub(crate) fn plural(n: u64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+/// A byte count for people: `512 B`, `1.5 KiB`, `3.0 GiB`.
+pub(crate) fn size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 /// `name: value` lines with the values aligned.
@@ -104,6 +121,16 @@ mod tests {
             ],
         );
         assert_eq!(t, "NAME    COUNT\na           5\nlonger  12345");
+        let wide = table(&["NAME"], &[vec!["日本".into()], vec!["ab".into()]]);
+        assert_eq!(wide, "NAME\n日本\nab");
+    }
+
+    #[test]
+    fn sizes_read_like_people_write_them() {
+        assert_eq!(size(0), "0 B");
+        assert_eq!(size(1023), "1023 B");
+        assert_eq!(size(1536), "1.5 KiB");
+        assert_eq!(size(1 << 30), "1.0 GiB");
     }
 
     #[test]

@@ -136,3 +136,37 @@ fn an_empty_consume_says_when_retention_deleted_what_it_wanted() {
         "{err}"
     );
 }
+
+#[test]
+fn bad_names_and_addresses_are_usage_errors_before_connecting() {
+    for (args, says) in [
+        (
+            &["--server", "19301", "topics", "list"][..],
+            "is not a server address: use HOST:PORT",
+        ),
+        (
+            &["--server", "127.0.0.1:9", "publish", "a/b", "x"],
+            "topic name \"a/b\" is invalid",
+        ),
+        (
+            &["--server", "127.0.0.1:9", "consume", "t", "--group", "a b"],
+            "group name \"a b\" is invalid",
+        ),
+        (
+            &[
+                "--server",
+                "127.0.0.1:9",
+                "groups",
+                "seek",
+                "t",
+                "..",
+                "--to",
+                "0",
+            ],
+            "group name \"..\" is invalid",
+        ),
+    ] {
+        let err = failed(&mq(args), 2);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
