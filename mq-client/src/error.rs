@@ -64,6 +64,15 @@ pub enum ClientError {
         /// The server's message.
         message: String,
     },
+    /// A handle that needs a tokio runtime was made outside one.
+    #[error(
+        "{what} was called outside a tokio runtime: call it from async code running on \
+         tokio (for example under #[tokio::main]), or inside Runtime::enter"
+    )]
+    NoRuntime {
+        /// What was called.
+        what: &'static str,
+    },
     /// No reply within the request timeout; the connection was dropped, since a late reply
     /// could no longer be matched safely.
     #[error("no reply from the server within {}: the connection was closed", humantime_like(*after))]

@@ -65,7 +65,9 @@ impl QueuedBatch {
     }
 }
 
-/// Publishes to one topic. Cheap to clone; clones share the batching.
+/// Publishes to one topic. Cheap to clone; clones share the batching. Dropping every
+/// handle still sends what was queued, in the background: call [`Producer::flush`] to
+/// know it arrived (a failure nobody flushed for is logged as a warning).
 ///
 /// ```no_run
 /// # async fn example(client: mq_client::Client) -> Result<(), mq_client::ClientError> {
@@ -85,20 +87,36 @@ pub struct Producer {
     tx: mpsc::Sender<Item>,
     /// The first error of a `publish` since the last `flush`.
     failed: Arc<Mutex<Option<ClientError>>>,
+    /// Why this producer cannot publish at all (made outside a runtime).
+    unusable: Option<ClientError>,
 }
 
 impl Producer {
     pub(crate) fn new(client: Client, topic: TopicName, config: ProducerConfig) -> Self {
         let (tx, rx) = mpsc::channel(config.queue.max(1));
         let failed = Arc::new(Mutex::new(None));
-        tokio::spawn(batcher(
-            client,
-            topic.clone(),
-            config,
-            rx,
-            Arc::clone(&failed),
-        ));
-        Self { topic, tx, failed }
+        let unusable = match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(batcher(
+                    client,
+                    topic.clone(),
+                    config,
+                    rx,
+                    Arc::clone(&failed),
+                ));
+                None
+            }
+            // Nothing can batch for it: every call says why instead of a panic here.
+            Err(_) => Some(ClientError::NoRuntime {
+                what: "Client::producer",
+            }),
+        };
+        Self {
+            topic,
+            tx,
+            failed,
+            unusable,
+        }
     }
 
     /// The topic.
@@ -106,8 +124,8 @@ impl Producer {
         &self.topic
     }
 
-    fn closed() -> ClientError {
-        ClientError::closed()
+    fn closed(&self) -> ClientError {
+        self.unusable.clone().unwrap_or_else(ClientError::closed)
     }
 
     /// Publishes one message and waits until the server acknowledges it.
@@ -119,8 +137,8 @@ impl Producer {
         self.tx
             .send(Item::Message(message, Some(tx)))
             .await
-            .map_err(|_| Self::closed())?;
-        rx.await.map_err(|_| Self::closed())?
+            .map_err(|_| self.closed())?;
+        rx.await.map_err(|_| self.closed())?
     }
 
     /// Publishes a batch (all or nothing) and waits for its offsets.
@@ -142,7 +160,7 @@ impl Producer {
         self.tx
             .send(Item::Batch(messages, Some(tx)))
             .await
-            .map_err(|_| Self::closed())?;
+            .map_err(|_| self.closed())?;
         Ok(QueuedBatch(rx))
     }
 
@@ -158,7 +176,7 @@ impl Producer {
         self.tx
             .send(Item::Batch(messages, None))
             .await
-            .map_err(|_| Self::closed())
+            .map_err(|_| self.closed())
     }
 
     /// Queues a message without waiting for its acknowledgement; waits only when the queue
@@ -174,7 +192,7 @@ impl Producer {
         self.tx
             .send(Item::Message(message, None))
             .await
-            .map_err(|_| Self::closed())
+            .map_err(|_| self.closed())
     }
 
     /// Waits until everything queued so far is acknowledged.
@@ -186,8 +204,8 @@ impl Producer {
         self.tx
             .send(Item::Flush(tx))
             .await
-            .map_err(|_| Self::closed())?;
-        rx.await.map_err(|_| Self::closed())?;
+            .map_err(|_| self.closed())?;
+        rx.await.map_err(|_| self.closed())?;
         match self.take_failure() {
             Some(e) => Err(e),
             None => Ok(()),
@@ -225,7 +243,10 @@ async fn batcher(
             Some(item) => item,
             None => match rx.recv().await {
                 Some(item) => item,
-                None => return,
+                None => {
+                    report_unflushed(&topic, &config, &in_flight, &failed).await;
+                    return;
+                }
             },
         };
         let mut batch = Gathered::default();
@@ -284,6 +305,23 @@ async fn batcher(
             }
             let _ = done.send(());
         }
+    }
+}
+
+/// Every handle of the producer is gone: what was queued has been sent; once it is
+/// settled, a failure nobody will ask `flush` about is logged rather than lost silently.
+async fn report_unflushed(
+    topic: &TopicName,
+    config: &ProducerConfig,
+    in_flight: &Semaphore,
+    failed: &Mutex<Option<ClientError>>,
+) {
+    let all = u32::try_from(config.max_in_flight.max(1)).unwrap_or(u32::MAX);
+    if let Ok(permits) = in_flight.acquire_many(all).await {
+        drop(permits);
+    }
+    if let Some(e) = failed.lock().unwrap_or_else(PoisonError::into_inner).take() {
+        tracing::warn!(%topic, error = %e, "a producer was dropped without flush, and publishing what it had queued failed");
     }
 }
 
@@ -359,6 +397,29 @@ fn settle(
                     .unwrap_or_else(PoisonError::into_inner)
                     .get_or_insert(e);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mq_core::{Broker, NewMessage, TopicName};
+
+    use crate::{Client, ClientError};
+
+    #[test]
+    fn a_producer_made_outside_a_runtime_says_so_instead_of_panicking() {
+        let client = Client::embedded(Broker::new());
+        let producer = client.producer(TopicName::new("t").unwrap());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let sent = runtime.block_on(producer.send(NewMessage::new("x")));
+        match sent {
+            Err(e @ ClientError::NoRuntime { .. }) => {
+                assert!(e.to_string().contains("outside a tokio runtime"), "{e}");
+            }
+            other => panic!("expected NoRuntime, got {other:?}"),
         }
     }
 }

@@ -144,6 +144,14 @@ impl TryFrom<String> for TopicName {
     }
 }
 
+impl TryFrom<&str> for TopicName {
+    type Error = NameError;
+    /// `"orders".try_into()?`: as [`TryFrom<String>`].
+    fn try_from(value: &str) -> Result<Self, Self::Error> {
+        Self::new_or_dead_letter(value)
+    }
+}
+
 impl From<TopicName> for String {
     fn from(value: TopicName) -> Self {
         value.0.as_ref().to_owned()
@@ -215,6 +223,13 @@ impl GroupName {
     /// The name as a string slice.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl TryFrom<&str> for GroupName {
+    type Error = NameError;
+    fn try_from(value: &str) -> Result<Self, Self::Error> {
+        Self::new(value)
     }
 }
 
