@@ -40,6 +40,7 @@ pub(crate) fn router(shared: Shared, stop: watch::Receiver<bool>) -> Router {
         .route("/api/v1/topics/{topic}", get(topic))
         .route("/api/v1/topics/{topic}/groups", get(groups))
         .route("/api/v1/topics/{topic}/groups/{group}", get(group))
+        .merge(dashboard::routes())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_user,
@@ -47,7 +48,6 @@ pub(crate) fn router(shared: Shared, stop: watch::Receiver<bool>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
-        .merge(dashboard::routes())
         .merge(guarded)
         .with_state(state)
 }

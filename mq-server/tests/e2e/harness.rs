@@ -255,13 +255,26 @@ pub(crate) struct HttpReply {
 
 /// `GET path` over HTTP/1.1 on `stream`, with a bearer `token` if given.
 pub(crate) fn http_get_over(
-    mut stream: impl Read + Write,
+    stream: impl Read + Write,
     path: &str,
     token: Option<&str>,
 ) -> HttpReply {
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
+    match token {
+        Some(t) => http_get_with(stream, path, &format!("Bearer {t}")),
+        None => http_request(stream, path, ""),
+    }
+}
+
+/// `GET path` with `Authorization: <authorization>`.
+pub(crate) fn http_get_with(
+    stream: impl Read + Write,
+    path: &str,
+    authorization: &str,
+) -> HttpReply {
+    http_request(stream, path, &format!("Authorization: {authorization}\r\n"))
+}
+
+fn http_request(mut stream: impl Read + Write, path: &str, auth: &str) -> HttpReply {
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nHost: mq\r\n{auth}Connection: close\r\n\r\n"

@@ -170,18 +170,28 @@ async fn metrics_health_and_the_api_after_a_known_workload() {
 }
 
 #[test]
-fn with_auth_everything_but_health_needs_a_bearer_token() {
+fn with_auth_everything_but_health_needs_the_token() {
     let server = Server::start(&["--http", "127.0.0.1:0", "--auth-token", "s3cret"]);
     let http = server.http.clone().unwrap();
     assert_eq!(http_get(&http, "/healthz", None).status, 200);
     assert_eq!(http_get(&http, "/readyz", None).status, 200);
-    for path in ["/metrics", "/api/v1/stats", "/api/v1/topics"] {
+    for path in [
+        "/metrics",
+        "/api/v1/stats",
+        "/api/v1/topics",
+        "/",
+        "/app.js",
+    ] {
         let refused = http_get(&http, path, None);
         assert_eq!(refused.status, 401, "{path}");
         assert!(refused.body.contains("Bearer"), "{}", refused.body);
         assert_eq!(http_get(&http, path, Some("wrong")).status, 401, "{path}");
         assert_eq!(http_get(&http, path, Some("s3cret")).status, 200, "{path}");
     }
+    // A browser sends the token as the password of HTTP Basic authentication.
+    let stream = std::net::TcpStream::connect(&http).unwrap();
+    let reply = super::harness::http_get_with(stream, "/api/v1/stats", "Basic YW55OnMzY3JldA==");
+    assert_eq!(reply.status, 200, "{}", reply.body);
 }
 
 #[test]
