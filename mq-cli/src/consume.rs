@@ -1,5 +1,7 @@
 //! `mq consume`: prints messages and acks each after writing it; exits after `--count`
-//! messages or `--timeout` without one, once the server has confirmed the acks.
+//! messages or `--timeout` without one, once the server has confirmed the acks. Interrupted
+//! (SIGINT, SIGTERM) or with its output closed (`| head`), it first acks everything it
+//! wrote, then exits 130, 143 or 0: nothing printed is delivered again.
 
 use std::io::Write;
 
@@ -29,32 +31,58 @@ pub(crate) async fn run(client: &Client, args: &ConsumeArgs) -> anyhow::Result<(
     let mut unacked: Vec<Offset> = Vec::new();
     let mut acked = 0u64;
     let stdout = std::io::stdout();
+    let watch = |kind| tokio::signal::unix::signal(kind).context("cannot watch for signals");
+    let mut interrupt = watch(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut terminate = watch(tokio::signal::unix::SignalKind::terminate())?;
+    let mut exit = None;
     while args.count.is_none_or(|n| received < n) {
-        let next = match args.timeout {
-            Some(t) => match tokio::time::timeout(t, consumer.recv()).await {
-                Ok(d) => d,
-                Err(_) => {
-                    if received == 0 {
-                        explain_nothing(client, &topic, consumer.group(), t).await;
-                    }
-                    break;
-                }
-            },
-            None => consumer.recv().await,
+        let wait = async {
+            match args.timeout {
+                Some(t) => tokio::time::timeout(t, consumer.recv()).await.ok(),
+                None => Some(consumer.recv().await),
+            }
+        };
+        let next = tokio::select! {
+            next = wait => next,
+            _ = interrupt.recv() => {
+                exit = Some(130);
+                break;
+            }
+            _ = terminate.recv() => {
+                exit = Some(143);
+                break;
+            }
+        };
+        let Some(next) = next else {
+            if received == 0
+                && let Some(t) = args.timeout
+            {
+                explain_nothing(client, &topic, consumer.group(), t).await;
+            }
+            break;
         };
         let delivery = next?;
-        {
+        let written = {
             let mut out = stdout.lock();
             match args.format {
-                Format::Text => {
-                    out.write_all(delivery.payload())?;
-                    out.write_all(b"\n")?;
-                }
+                Format::Text => out
+                    .write_all(delivery.payload())
+                    .and_then(|()| out.write_all(b"\n")),
                 Format::Json => {
-                    writeln!(out, "{}", message_json(topic.as_str(), delivery.message()))?;
+                    writeln!(out, "{}", message_json(topic.as_str(), delivery.message()))
                 }
             }
-            out.flush().context("cannot write to standard output")?;
+            .and_then(|()| out.flush())
+        };
+        match written {
+            Ok(()) => {}
+            // The reader is gone (`| head`): what was written is settled below; this one,
+            // not written, goes back to the group.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                exit = Some(0);
+                break;
+            }
+            Err(e) => return Err(e).context("cannot write to standard output"),
         }
         received += 1;
         match args.count {
@@ -74,6 +102,10 @@ pub(crate) async fn run(client: &Client, args: &ConsumeArgs) -> anyhow::Result<(
         }
     }
     consumer.ack_and_unsubscribe(&unacked).await?;
+    if let Some(code) = exit {
+        client.close().await;
+        std::process::exit(code);
+    }
     Ok(())
 }
 

@@ -170,3 +170,68 @@ fn bad_names_and_addresses_are_usage_errors_before_connecting() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
 }
+
+/// `mq consume` with its stdout piped to this test, and the lines it has written so far.
+fn consume_piped(server: &Server, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_mq"))
+        .args([&["--server", server.addr.as_str(), "consume"][..], args].concat())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn group_counts(server: &Server, topic: &str) -> (u64, u64, u64) {
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(&server.mq(&["stats", topic, "--format", "json"]))).unwrap();
+    let g = &stats["groups"][0];
+    (
+        g["acked"].as_u64().unwrap(),
+        g["pending"].as_u64().unwrap(),
+        g["in_flight"].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn an_interrupted_consume_acks_everything_it_printed_and_exits_130() {
+    use std::io::BufRead;
+    let server = Server::start();
+    let lines: String = (0..500).map(|i| format!("m{i}\n")).collect();
+    ok(&server.mq_stdin(&["publish", "t"], &lines));
+    let mut child = consume_piped(&server, &["t", "--group", "g", "--count", "1000"]);
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut printed = 0;
+    let mut line = String::new();
+    while printed < 500 {
+        line.clear();
+        out.read_line(&mut line).unwrap();
+        printed += 1;
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    assert_eq!(group_counts(&server, "t"), (500, 0, 0));
+}
+
+#[test]
+fn a_consume_whose_reader_goes_away_acks_what_it_wrote_and_exits_0() {
+    use std::io::BufRead;
+    let server = Server::start();
+    ok(&server.mq(&["publish", "t", "a", "b", "c"]));
+    let mut child = consume_piped(&server, &["t", "--group", "g"]);
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "a\n");
+    drop(out);
+    // More to write after the reader is gone: the write fails with a broken pipe.
+    let lines: String = (0..2000).map(|i| format!("more {i}\n")).collect();
+    ok(&server.mq_stdin(&["publish", "t"], &lines));
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let (acked, pending, in_flight) = group_counts(&server, "t");
+    assert!(acked >= 1, "{acked}");
+    assert_eq!((acked + pending, in_flight), (2003, 0));
+}
