@@ -82,6 +82,7 @@ impl Backend {
                 Ok(PublishWait::Ready(receipt))
             }
             Backend::Remote(r) => {
+                check_sizes(topic, &messages, r.max_frame())?;
                 let msg = ClientMsg::Publish {
                     topic: topic.clone(),
                     messages,
@@ -141,6 +142,15 @@ impl Backend {
                     other => Err(unexpected("Subscribed", &other)),
                 }
             }
+        }
+    }
+
+    /// Most bytes of messages one publish may carry: half the server's frame limit (no
+    /// limit in-process).
+    pub(crate) fn batch_budget(&self) -> usize {
+        match self {
+            Backend::Remote(r) => r.max_frame() / 2,
+            Backend::Embedded(_) => usize::MAX,
         }
     }
 
@@ -325,4 +335,55 @@ impl Settler {
             }
         }
     }
+}
+
+/// Bytes a Publish frame adds to each message's `encoded_size`: priority (1), the key's
+/// presence and length (5), the header count (2) and the payload length (4).
+const PUBLISH_PER_MESSAGE: u64 = 12;
+
+/// Refuses, before sending, a message over the server's message limit or a batch over its
+/// frame limit (the server would close the connection over it), naming which and by how
+/// much.
+fn check_sizes(
+    topic: &TopicName,
+    messages: &[NewMessage],
+    max_frame: usize,
+) -> Result<(), ClientError> {
+    let limit = mq_transport::max_message_size(max_frame);
+    if let Some((i, m)) = messages
+        .iter()
+        .enumerate()
+        .find(|(_, m)| m.encoded_size() > limit)
+    {
+        return Err(ClientError::TooLarge {
+            message: format!(
+                "message {} of the batch for topic \"{topic}\" is {} bytes (payload, key and \
+                 headers), over the server's limit of {limit} bytes (its --max-frame is \
+                 {max_frame}): nothing was sent",
+                i + 1,
+                m.encoded_size()
+            ),
+        });
+    }
+    let frame = 4
+        + 1
+        + 4
+        + 2
+        + topic.as_str().len() as u64
+        + 4
+        + messages
+            .iter()
+            .map(|m| m.encoded_size() + PUBLISH_PER_MESSAGE)
+            .sum::<u64>();
+    if frame > max_frame as u64 {
+        return Err(ClientError::TooLarge {
+            message: format!(
+                "a batch of {} messages for topic \"{topic}\" makes a {frame}-byte frame, over \
+                 the server's --max-frame of {max_frame} bytes: send it in smaller batches \
+                 (nothing was sent)",
+                messages.len()
+            ),
+        });
+    }
+    Ok(())
 }

@@ -119,8 +119,10 @@ impl Client {
             Ok(ServerMsg::Welcome {
                 version,
                 heartbeat_ms,
+                max_frame,
                 ..
             }) if (MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) => {
+                remote.set_max_frame(usize::try_from(max_frame).unwrap_or(usize::MAX));
                 if heartbeat_ms > 0 {
                     Remote::keep_alive(&remote, Duration::from_millis(u64::from(heartbeat_ms)));
                 }

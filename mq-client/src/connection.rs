@@ -5,7 +5,7 @@
 //! subscription's channel. Reading and writing never wait on each other.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -53,6 +53,8 @@ pub(crate) struct Remote {
     routes: Arc<Mutex<Routes>>,
     next_id: AtomicU32,
     timeout: Duration,
+    /// The server's frame limit, from Welcome.
+    max_frame: AtomicUsize,
     reader: JoinHandle<()>,
     writer: JoinHandle<()>,
 }
@@ -75,9 +77,20 @@ impl Remote {
             routes,
             next_id: AtomicU32::new(1),
             timeout,
+            max_frame: AtomicUsize::new(mq_transport::DEFAULT_MAX_FRAME),
             reader,
             writer,
         }
+    }
+
+    /// The server's frame limit.
+    pub(crate) fn max_frame(&self) -> usize {
+        self.max_frame.load(Ordering::Relaxed)
+    }
+
+    /// Records the server's frame limit (from Welcome).
+    pub(crate) fn set_max_frame(&self, max_frame: usize) {
+        self.max_frame.store(max_frame, Ordering::Relaxed);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Routes> {

@@ -64,6 +64,12 @@ pub enum ClientError {
         /// The server's message.
         message: String,
     },
+    /// A message, or a batch, is larger than the server accepts; nothing was sent.
+    #[error("{message}")]
+    TooLarge {
+        /// Which message, how large, and the server's limit.
+        message: String,
+    },
     /// A handle that needs a tokio runtime was made outside one.
     #[error(
         "{what} was called outside a tokio runtime: call it from async code running on \

@@ -237,6 +237,7 @@ async fn batcher(
     failed: Arc<Mutex<Option<ClientError>>>,
 ) {
     let in_flight = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
+    let batch_bytes = config.batch_bytes.min(client.backend.batch_budget());
     let mut next = None;
     loop {
         let item = match next.take() {
@@ -254,7 +255,7 @@ async fn batcher(
         let deadline = tokio::time::Instant::now() + config.linger;
         while batch.flush.is_none()
             && batch.messages.len() < config.batch_size
-            && batch.bytes < config.batch_bytes
+            && batch.bytes < batch_bytes
         {
             let more = match rx.try_recv() {
                 Ok(item) => Some(item),

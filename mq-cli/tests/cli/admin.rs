@@ -235,3 +235,21 @@ fn a_consume_whose_reader_goes_away_acks_what_it_wrote_and_exits_0() {
     assert!(acked >= 1, "{acked}");
     assert_eq!((acked + pending, in_flight), (2003, 0));
 }
+
+#[test]
+fn a_message_over_the_limit_is_refused_before_sending_naming_size_and_limit() {
+    let server = Server::start_with(&["--storage", "memory", "--max-frame", "4096"]);
+    let big = "x".repeat(5000);
+    let err = failed(&server.mq(&["publish", "t", "small", &big]), 1);
+    assert!(
+        err.contains("message 2 of the batch for topic \"t\" is 5000 bytes")
+            && err.contains("over the server's limit of")
+            && err.contains("--max-frame is 4096"),
+        "{err}"
+    );
+    // Nothing of the batch was stored (not even the topic), and the server is fine.
+    let err = failed(&server.mq(&["peek", "t"]), 1);
+    assert!(err.contains("does not exist"), "{err}");
+    ok(&server.mq(&["publish", "t", "fits"]));
+    assert_eq!(ok(&server.mq(&["peek", "t"])), "fits\n");
+}

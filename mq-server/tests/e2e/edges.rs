@@ -3,9 +3,9 @@
 
 use mq_client::{AckMode, ClientError, NewMessage, Subscription};
 use mq_core::Offset;
-use mq_transport::ErrorCode;
+use mq_transport::{ClientMsg, ErrorCode, ServerMsg};
 
-use super::harness::Server;
+use super::harness::{Raw, Server};
 use super::{group, topic};
 
 fn dir_arg(dir: &tempfile::TempDir) -> &str {
@@ -132,13 +132,33 @@ async fn a_message_at_the_size_limit_is_delivered_and_dead_lettered_and_one_byte
     let mut too_big = message.clone();
     too_big.payload = vec![b'p'; limit - fixed + 1].into();
 
+    // The SDK refuses it before sending, naming the size and the limit...
     let producer = client.producer(long.clone());
-    let err = producer.send(too_big).await.unwrap_err();
-    let ClientError::Server { code, message: why } = err else {
+    let err = producer.send(too_big.clone()).await.unwrap_err();
+    let ClientError::TooLarge { message: why } = err else {
         panic!("{err}")
     };
-    assert_eq!(code, ErrorCode::FrameTooLarge);
-    assert!(why.contains(&format!("at most {limit}")), "{why}");
+    assert!(
+        why.contains(&format!("is {} bytes", limit + 1))
+            && why.contains(&format!("limit of {limit} bytes")),
+        "{why}"
+    );
+    // ...and a client that sends it anyway is refused by the server, which stays up.
+    let mut raw = Raw::handshaken(&server.addr, None);
+    raw.send(
+        2,
+        ClientMsg::Publish {
+            topic: long.clone(),
+            messages: vec![too_big],
+        },
+    );
+    match raw.recv().msg {
+        ServerMsg::Error { code, message: why } => {
+            assert_eq!(code, ErrorCode::FrameTooLarge);
+            assert!(why.contains(&format!("at most {limit}")), "{why}");
+        }
+        other => panic!("expected frame_too_large, got {other:?}"),
+    }
     producer.send(message.clone()).await.unwrap();
 
     let g = group(&"g".repeat(200));
