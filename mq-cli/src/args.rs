@@ -119,10 +119,11 @@ pub(crate) struct ConsumeArgs {
     /// Durable group to join; without it, an ephemeral group for this command alone
     #[arg(long, value_name = "G", value_parser = group_name)]
     pub(crate) group: Option<String>,
-    /// Where a new group starts: earliest, latest, an offset, a time (RFC 3339) or a
-    /// time relative to now (-10m)
-    #[arg(long, default_value = "earliest", value_name = "POSITION", value_parser = parse_position, allow_hyphen_values = true)]
-    pub(crate) from: StartPosition,
+    /// Where a new group starts: earliest, latest, an offset, a time (RFC 3339) or a time
+    /// relative to now (-10m) [default: where the group is, or earliest for a new group;
+    /// an existing group is moved only by `mq groups seek`]
+    #[arg(long, value_name = "POSITION", value_parser = parse_position, allow_hyphen_values = true)]
+    pub(crate) from: Option<StartPosition>,
     /// Exit after this many messages
     #[arg(long, value_name = "N")]
     pub(crate) count: Option<u64>,

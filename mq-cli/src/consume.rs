@@ -15,7 +15,7 @@ use crate::format::message_json;
 pub(crate) async fn run(client: &Client, args: &ConsumeArgs) -> anyhow::Result<()> {
     let topic = TopicName::new(&args.topic)?;
     let mut sub = Subscription::new(topic.clone())
-        .start(args.from)
+        .start(args.from.unwrap_or_default())
         .exclusive(args.exclusive);
     if let Some(group) = &args.group {
         sub = sub.group(GroupName::new(group)?);

@@ -152,7 +152,7 @@ impl Broker {
         let offsets: Vec<Offset> = {
             let state = handle.lock();
             let from = match from {
-                StartPosition::Earliest => state.log.first(),
+                StartPosition::Resume | StartPosition::Earliest => state.log.first(),
                 StartPosition::Latest => state.log.next(),
                 StartPosition::Offset(o) => o,
                 StartPosition::Time(t) => state.log.offset_at(t),

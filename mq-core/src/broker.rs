@@ -342,6 +342,11 @@ impl Broker {
                     sync = state.record(&[group.created_event()])?;
                 }
                 state.groups.insert(group_name.clone(), group);
+            } else if sub.start != crate::config::StartPosition::Resume && !sub.start_if_new {
+                return Err(Error::StartConflict {
+                    topic: sub.topic.clone(),
+                    group: group_name,
+                });
             }
             let Some(group) = state.groups.get_mut(&group_name) else {
                 unreachable!("inserted above");

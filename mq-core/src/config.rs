@@ -40,12 +40,15 @@ pub enum Overflow {
     DropOldest,
 }
 
-/// Where a new group starts reading.
+/// Where a group starts reading.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StartPosition {
-    /// The first retained message. The default.
+    /// Where the group is; the first retained message for a group created now. The
+    /// default: re-subscribing never moves a group.
     #[default]
+    Resume,
+    /// The first retained message.
     Earliest,
     /// Only messages appended after the group is created.
     Latest,

@@ -33,8 +33,14 @@ pub struct Subscription {
     pub topic: TopicName,
     /// The durable group to join; `None` makes an ephemeral group for this consumer alone.
     pub group: Option<GroupName>,
-    /// Where a newly created group starts; ignored when the group exists.
+    /// Where the group starts: [`StartPosition::Resume`] (the default) takes an existing
+    /// group where it is and starts a new one at the earliest message; any other start
+    /// creates the group there, and for an existing group is refused
+    /// ([`Error::StartConflict`]) unless `start_if_new`.
     pub start: StartPosition,
+    /// Apply `start` only when the group is created, keeping an existing group where it is
+    /// whatever `start` says (the rule of protocol version 1).
+    pub start_if_new: bool,
     /// The ack mode; `None` takes the group's (or, for a new group, the topic default).
     pub ack: Option<AckMode>,
     /// Refuse other consumers while attached (and refuse to attach beside others).
@@ -49,10 +55,11 @@ impl Subscription {
         Self {
             topic,
             group: None,
-            start: StartPosition::Earliest,
+            start: StartPosition::Resume,
             ack: None,
             exclusive: false,
             prefetch: None,
+            start_if_new: false,
         }
     }
 

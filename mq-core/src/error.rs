@@ -55,6 +55,18 @@ pub enum Error {
         /// The group.
         group: GroupName,
     },
+    /// A subscription gave a start for a group that exists: it would be ignored (or move
+    /// the group under its other consumers).
+    #[error(
+        "group \"{group}\" of topic \"{topic}\" exists and continues where it is: subscribe \
+         without a start to join it there, or move it first with `mq groups seek`"
+    )]
+    StartConflict {
+        /// The topic.
+        topic: TopicName,
+        /// The group.
+        group: GroupName,
+    },
     /// `create_group` for a group that already exists.
     #[error(
         "group \"{group}\" already exists on topic \"{topic}\": use it, or move it with \

@@ -93,6 +93,8 @@ error_codes! {
     PermissionDenied = 26, "permission_denied";
     /// The group already exists.
     GroupExists = 27, "group_exists";
+    /// A subscription gave a start for a group that exists.
+    StartConflict = 28, "start_conflict";
     /// Storage failed.
     Storage = 30, "storage";
     /// The server has too many connections, or no buffer space for a partial frame.
@@ -126,6 +128,7 @@ impl From<&mq_core::Error> for ErrorCode {
             E::TopicDeleted { .. } => ErrorCode::TopicDeleted,
             E::GroupNotFound { .. } => ErrorCode::GroupNotFound,
             E::GroupExists { .. } => ErrorCode::GroupExists,
+            E::StartConflict { .. } => ErrorCode::StartConflict,
             E::GroupBusy { .. } => ErrorCode::GroupBusy,
             E::GroupInUse { .. } => ErrorCode::GroupInUse,
             E::AckModeMismatch { .. } => ErrorCode::AckModeMismatch,

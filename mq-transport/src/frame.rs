@@ -164,6 +164,7 @@ pub(crate) fn read_offsets(r: &mut Reader) -> Result<Vec<Offset>, DecodeError> {
 pub(crate) fn write_start(w: &mut Writer<'_>, start: StartPosition) {
     match start {
         StartPosition::Earliest => w.u8(0),
+        StartPosition::Resume => w.u8(4),
         StartPosition::Latest => w.u8(1),
         StartPosition::Offset(o) => {
             w.u8(2);
@@ -182,6 +183,7 @@ pub(crate) fn read_start(r: &mut Reader) -> Result<StartPosition, DecodeError> {
         1 => Ok(StartPosition::Latest),
         2 => Ok(StartPosition::Offset(Offset(r.u64()?))),
         3 => Ok(StartPosition::Time(Timestamp::from_millis(r.u64()?))),
+        4 => Ok(StartPosition::Resume),
         v => Err(DecodeError::InvalidValue {
             field: "start",
             value: u64::from(v),

@@ -253,3 +253,31 @@ fn a_message_over_the_limit_is_refused_before_sending_naming_size_and_limit() {
     ok(&server.mq(&["publish", "t", "fits"]));
     assert_eq!(ok(&server.mq(&["peek", "t"])), "fits\n");
 }
+
+#[test]
+fn consume_continues_a_group_and_refuses_to_silently_ignore_a_start() {
+    let server = Server::start();
+    ok(&server.mq(&["publish", "t", "a", "b", "c"]));
+    assert_eq!(
+        lines(&ok(
+            &server.mq(&["consume", "t", "--group", "g", "--count", "1"])
+        )),
+        ["a"]
+    );
+    let err = failed(
+        &server.mq(&[
+            "consume", "t", "--group", "g", "--from", "0", "--count", "1",
+        ]),
+        1,
+    );
+    assert!(
+        err.contains("continues where it is") && err.contains("mq groups seek"),
+        "{err}"
+    );
+    assert_eq!(
+        lines(&ok(
+            &server.mq(&["consume", "t", "--group", "g", "--count", "2"])
+        )),
+        ["b", "c"]
+    );
+}

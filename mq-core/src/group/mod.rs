@@ -163,7 +163,7 @@ impl Group {
         log: &Log,
     ) -> Self {
         let start = match start {
-            StartPosition::Earliest => log.first(),
+            StartPosition::Resume | StartPosition::Earliest => log.first(),
             StartPosition::Latest => log.next(),
             StartPosition::Offset(o) => o.max(log.first()),
             StartPosition::Time(t) => log.offset_at(t),

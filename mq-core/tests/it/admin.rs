@@ -155,3 +155,29 @@ fn peek_reads_without_touching_any_group_and_times_find_offsets() {
         Offset(4)
     );
 }
+
+#[test]
+fn a_start_given_for_an_existing_group_is_refused_and_resume_continues() {
+    let clock = ManualClock::new(Timestamp::from_millis(1000));
+    let b = Broker::builder().clock(clock.clone()).build().unwrap();
+    publish(&b, "t", 3);
+    let first = b
+        .subscribe(sub(&topic("t"), "g").ack(AckMode::Auto))
+        .unwrap();
+    assert_eq!(drain(&first).len(), 3);
+    drop(first);
+    let err = b
+        .subscribe(sub(&topic("t"), "g").start(StartPosition::Offset(Offset(0))))
+        .unwrap_err();
+    assert!(matches!(err, mq_core::Error::StartConflict { .. }), "{err}");
+    assert!(err.to_string().contains("mq groups seek"), "{err}");
+    // The version-1 rule: the start is ignored for an existing group.
+    let mut legacy = sub(&topic("t"), "g").start(StartPosition::Earliest);
+    legacy.start_if_new = true;
+    assert!(drain(&b.subscribe(legacy).unwrap()).is_empty());
+    // Without a start, the group continues where it is.
+    publish(&b, "t", 1);
+    let again = b.subscribe(sub(&topic("t"), "g")).unwrap();
+    let offsets: Vec<u64> = drain(&again).iter().map(|d| d.offset().get()).collect();
+    assert_eq!(offsets, vec![3]);
+}

@@ -68,6 +68,8 @@ impl Session {
             .prefetch(prefetch);
         sub.group = req.group;
         sub.ack = req.ack;
+        // Version 1 always sends a start, and an existing group ignores it.
+        sub.start_if_new = self.version < 2;
         let consumer = match self.shared.durable(move |b| b.subscribe(sub)).await {
             Ok(c) => Arc::new(c),
             Err(e) => return Some(ServerMsg::error(&e)),

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use mq_client::{AckMode, ClientError, NewMessage, Subscription};
 use mq_core::{Offset, TopicConfig};
+use mq_transport::{ClientMsg, ErrorCode, ServerMsg};
 
 use super::harness::Server;
 use super::{group, topic};
@@ -376,4 +377,51 @@ async fn admin_requests_create_list_describe_and_delete() {
     assert!(stats.connections >= 1);
     let names: BTreeSet<_> = client.topics().await.unwrap().into_iter().collect();
     assert!(names.is_empty());
+}
+
+/// Subscribes on a raw connection of protocol `version` with `start`; returns the reply.
+fn raw_subscribe(addr: &str, version: u16, start: mq_core::StartPosition) -> ServerMsg {
+    let (mut raw, _) = super::harness::Raw::speaking(addr, None, version);
+    raw.send(
+        2,
+        ClientMsg::Subscribe(mq_transport::SubscribeRequest {
+            topic: topic("kept"),
+            group: Some(group("g")),
+            start,
+            ack: Some(AckMode::Manual),
+            exclusive: false,
+            prefetch: 10,
+        }),
+    );
+    raw.recv().msg
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_for_an_existing_group_is_ignored_in_version_1_and_refused_in_version_2() {
+    let server = Server::start(&[]);
+    let client = server.client().await;
+    client
+        .publish(&topic("kept"), vec![NewMessage::new("x")])
+        .await
+        .unwrap();
+    client
+        .create_group(&topic("kept"), &group("g"), mq_core::StartPosition::Latest)
+        .await
+        .unwrap();
+    let start = mq_core::StartPosition::Offset(mq_core::Offset(0));
+    assert!(matches!(
+        raw_subscribe(&server.addr, 1, start),
+        ServerMsg::Subscribed { .. }
+    ));
+    match raw_subscribe(&server.addr, 2, start) {
+        ServerMsg::Error { code, message } => {
+            assert_eq!(code, ErrorCode::StartConflict);
+            assert!(message.contains("mq groups seek"), "{message}");
+        }
+        other => panic!("expected start_conflict, got {other:?}"),
+    }
+    assert!(matches!(
+        raw_subscribe(&server.addr, 2, mq_core::StartPosition::Resume),
+        ServerMsg::Subscribed { .. }
+    ));
 }
