@@ -133,6 +133,9 @@ pub(crate) struct ConsumeArgs {
     /// Refuse other consumers in the group while attached
     #[arg(long)]
     pub(crate) exclusive: bool,
+    /// Create the topic if it does not exist (without, a missing topic is an error)
+    #[arg(long)]
+    pub(crate) create: bool,
     /// Output format: payloads, or one JSON object per message
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub(crate) format: Format,

@@ -16,6 +16,7 @@ pub(crate) async fn run(client: &Client, args: &ConsumeArgs) -> anyhow::Result<(
     let topic = TopicName::new(&args.topic)?;
     let mut sub = Subscription::new(topic.clone())
         .start(args.from.unwrap_or_default())
+        .create_topic(args.create)
         .exclusive(args.exclusive);
     if let Some(group) = &args.group {
         sub = sub.group(GroupName::new(group)?);

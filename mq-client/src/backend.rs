@@ -118,6 +118,7 @@ impl Backend {
                     start: sub.start,
                     ack: sub.ack,
                     exclusive: sub.exclusive,
+                    create_topic: sub.create_topic,
                     prefetch: sub.prefetch.unwrap_or(0),
                 });
                 let pending = remote.start_request(request, Some(tx)).await?;

@@ -129,7 +129,8 @@ impl Broker {
                 }
             }
         }
-        self.registry.append(topic, batch)
+        self.registry
+            .append(topic, batch, self.registry.auto_create)
     }
 
     /// Creates a topic with `config`.
@@ -310,13 +311,17 @@ impl Broker {
             .group
             .clone()
             .unwrap_or_else(|| GroupName::ephemeral(id.0));
-        let mut handle = self.registry.get_or_create(&sub.topic)?;
+        let mut handle = self
+            .registry
+            .get_or_create_if(&sub.topic, sub.create_topic)?;
         let mut sync = None;
         let ack = loop {
             let mut state = handle.lock();
             if state.deleted {
                 drop(state);
-                handle = self.registry.get_or_create(&sub.topic)?;
+                handle = self
+                    .registry
+                    .get_or_create_if(&sub.topic, sub.create_topic)?;
                 continue;
             }
             let state = &mut *state;

@@ -23,6 +23,7 @@ pub struct BrokerBuilder {
     max_topics: Option<usize>,
     max_groups: Option<usize>,
     max_memory: Option<u64>,
+    no_auto_create: bool,
 }
 
 impl BrokerBuilder {
@@ -61,6 +62,15 @@ impl BrokerBuilder {
     #[must_use]
     pub fn max_groups_per_topic(mut self, n: usize) -> Self {
         self.max_groups = Some(n);
+        self
+    }
+
+    /// Whether a publish to a topic that does not exist creates it with the default
+    /// config (the default); without, it is refused with [`Error::TopicNotFound`].
+    /// Dead-letter topics are always created when needed.
+    #[must_use]
+    pub fn auto_create_topics(mut self, create: bool) -> Self {
+        self.no_auto_create = !create;
         self
     }
 
@@ -116,6 +126,7 @@ impl BrokerBuilder {
                 max_message: self.max_message,
                 max_topics: self.max_topics,
                 max_groups: self.max_groups,
+                auto_create: !self.no_auto_create,
                 memory,
                 storage,
                 clock,

@@ -41,6 +41,10 @@ pub struct Subscription {
     /// Apply `start` only when the group is created, keeping an existing group where it is
     /// whatever `start` says (the rule of protocol version 1).
     pub start_if_new: bool,
+    /// Create the topic (default config) when it does not exist (the default); without,
+    /// subscribing to a missing topic is refused with [`Error::TopicNotFound`], so a
+    /// mistyped name is not waited on forever (`mq consume` turns it off unless `--create`).
+    pub create_topic: bool,
     /// The ack mode; `None` takes the group's (or, for a new group, the topic default).
     pub ack: Option<AckMode>,
     /// Refuse other consumers while attached (and refuse to attach beside others).
@@ -60,6 +64,7 @@ impl Subscription {
             exclusive: false,
             prefetch: None,
             start_if_new: false,
+            create_topic: true,
         }
     }
 
@@ -81,6 +86,13 @@ impl Subscription {
     #[must_use]
     pub fn ack(mut self, ack: AckMode) -> Self {
         self.ack = Some(ack);
+        self
+    }
+
+    /// Creates the topic if it does not exist.
+    #[must_use]
+    pub fn create_topic(mut self, create: bool) -> Self {
+        self.create_topic = create;
         self
     }
 

@@ -90,7 +90,7 @@ pub(crate) fn route(
     // No size check: a copy exceeds the limit by at most RESERVE, which the limit leaves
     // room for.
     let copied = registry
-        .append(&topic.name.dead_letter(), batch)
+        .append(&topic.name.dead_letter(), batch, true)
         .map(|_| ());
     let offsets: Vec<Offset> = letters.iter().map(|(_, d)| d.offset).collect();
     let mut wakers = Vec::new();

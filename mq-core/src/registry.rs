@@ -36,6 +36,8 @@ pub(crate) struct Registry {
     pub(crate) max_message: Option<u64>,
     pub(crate) max_topics: Option<usize>,
     pub(crate) max_groups: Option<usize>,
+    /// Whether a publish to a topic that does not exist creates it.
+    pub(crate) auto_create: bool,
     /// Bytes of messages held in memory across topics, and their bound.
     pub(crate) memory: Arc<MemoryBudget>,
     pub(crate) storage: Arc<dyn Storage>,
@@ -58,6 +60,7 @@ pub(crate) struct Start {
     pub(crate) max_message: Option<u64>,
     pub(crate) max_topics: Option<usize>,
     pub(crate) max_groups: Option<usize>,
+    pub(crate) auto_create: bool,
     pub(crate) memory: Arc<MemoryBudget>,
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) clock: Arc<dyn Clock>,
@@ -73,6 +76,7 @@ impl Registry {
             max_message: start.max_message,
             max_topics: start.max_topics,
             max_groups: start.max_groups,
+            auto_create: start.auto_create,
             memory: start.memory,
             refused_topics: AtomicU64::new(0),
             refused_groups: AtomicU64::new(0),
@@ -126,6 +130,23 @@ impl Registry {
         Err(Error::TopicNotFound {
             topic: name.clone(),
         })
+    }
+
+    /// The topic called `name`, created with the default config if needed and `create`.
+    ///
+    /// # Errors
+    /// As [`Registry::get`] when it does not exist and `create` is false; as
+    /// [`Registry::get_or_create`] otherwise.
+    pub(crate) fn get_or_create_if(
+        &self,
+        name: &TopicName,
+        create: bool,
+    ) -> Result<Arc<Topic>, Error> {
+        if create {
+            self.get_or_create(name)
+        } else {
+            self.get(name)
+        }
     }
 
     /// The topic called `name`, created with the default config if needed.
@@ -217,10 +238,11 @@ impl Registry {
         &self,
         topic: &TopicName,
         batch: Vec<NewMessage>,
+        create: bool,
     ) -> Result<BatchReceipt, Error> {
         let now = self.now();
         let mut wakers = Vec::new();
-        let mut handle = self.get_or_create(topic)?;
+        let mut handle = self.get_or_create_if(topic, create)?;
         if self.memory.limit().is_some() {
             let bytes = batch.iter().map(NewMessage::size).sum();
             self.make_memory_room(&handle, bytes)?;
@@ -229,7 +251,7 @@ impl Registry {
             let mut state = handle.lock();
             if state.deleted {
                 drop(state);
-                handle = self.get_or_create(topic)?;
+                handle = self.get_or_create_if(topic, create)?;
                 continue;
             }
             break state.append(batch, now, &mut wakers)?;

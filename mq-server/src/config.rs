@@ -12,6 +12,7 @@
 //! resident_bytes = 67108864
 //! min_free_disk = 1073741824
 //! max_memory = 4294967296
+//! auto_create_topics = true
 //! auth_token = "secret"
 //! allow_anonymous = false
 //! tls_cert = "/etc/mq/server.pem"
@@ -98,6 +99,10 @@ pub struct ServerConfig {
     /// Bytes of messages each topic keeps in memory; older ones are read back from disk
     #[arg(long, env = "MQ_RESIDENT_BYTES", value_name = "BYTES", default_value_t = mq_core::DEFAULT_RESIDENT_BYTES)]
     pub resident_bytes: u64,
+    /// Whether a publish to a topic that does not exist creates it (with the default
+    /// config); with false it is refused with `topic_not_found`
+    #[arg(long, env = "MQ_AUTO_CREATE_TOPICS", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub auto_create_topics: bool,
     /// Bytes of messages held in memory across all topics: at the bound, copies the file
     /// storage can read back leave memory first, then messages every group has acked are
     /// removed, then publishes are refused with `memory_full` (0: no bound) [default: half

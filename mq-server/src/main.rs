@@ -242,7 +242,8 @@ fn serve(mut config: ServerConfig, reload: Reload) -> anyhow::Result<()> {
     let builder = mq_core::Broker::builder()
         .max_message_size(max_message_size(config.max_frame))
         .max_topics(config.max_topics)
-        .max_groups_per_topic(config.max_groups_per_topic);
+        .max_groups_per_topic(config.max_groups_per_topic)
+        .auto_create_topics(config.auto_create_topics);
     let builder = match config.memory_bound() {
         Some(bytes) => builder.max_memory(bytes),
         None => builder,

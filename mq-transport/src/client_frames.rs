@@ -41,7 +41,7 @@ impl WireMsg for ClientMsg {
                 w.opt_str("group", s.group.as_ref().map(GroupName::as_str))?;
                 write_start(w, s.start);
                 w.u8(ack_code(s.ack));
-                w.u8(u8::from(s.exclusive));
+                w.u8(u8::from(s.exclusive) | (u8::from(s.create_topic) << 1));
                 w.u32(s.prefetch);
             }
             ClientMsg::Unsubscribe { sub, ack } => {
@@ -136,12 +136,22 @@ impl WireMsg for ClientMsg {
             kind::SUBSCRIBE => {
                 let topic = topic(r)?;
                 let group = r.opt_str("group")?.map(GroupName::new).transpose()?;
+                let start = read_start(r)?;
+                let ack = read_ack(r)?;
+                let flags = r.u8()?;
+                if flags > 0b11 {
+                    return Err(DecodeError::InvalidValue {
+                        field: "flags",
+                        value: u64::from(flags),
+                    });
+                }
                 ClientMsg::Subscribe(SubscribeRequest {
                     topic,
                     group,
-                    start: read_start(r)?,
-                    ack: read_ack(r)?,
-                    exclusive: r.bool("exclusive")?,
+                    start,
+                    ack,
+                    exclusive: flags & 1 != 0,
+                    create_topic: flags & 0b10 != 0,
                     prefetch: r.u32()?,
                 })
             }

@@ -87,6 +87,8 @@ pub struct SubscribeRequest {
     pub ack: Option<AckMode>,
     /// Refuse other consumers in the group.
     pub exclusive: bool,
+    /// Version 2: create the topic when it does not exist (version 1 always does).
+    pub create_topic: bool,
     /// Prefetch window; 0 takes the topic default.
     pub prefetch: u32,
 }

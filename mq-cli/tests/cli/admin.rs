@@ -281,3 +281,17 @@ fn consume_continues_a_group_and_refuses_to_silently_ignore_a_start() {
         ["b", "c"]
     );
 }
+
+#[test]
+fn consuming_a_missing_topic_is_an_error_unless_asked_to_create_it() {
+    let server = Server::start();
+    let err = failed(&server.mq(&["consume", "ordres", "--timeout", "100ms"]), 1);
+    assert!(err.contains("topic \"ordres\" does not exist"), "{err}");
+    assert_eq!(
+        ok(&server.mq(&["topics", "list"])).lines().count(),
+        1,
+        "nothing created"
+    );
+    ok(&server.mq(&["consume", "ordres", "--create", "--timeout", "100ms"]));
+    assert!(ok(&server.mq(&["topics", "list"])).contains("ordres"));
+}

@@ -50,6 +50,7 @@ fn a_busy_exclusive_group_names_topic_and_group() {
             "--group",
             "g",
             "--exclusive",
+            "--create",
         ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

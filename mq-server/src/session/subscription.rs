@@ -68,8 +68,10 @@ impl Session {
             .prefetch(prefetch);
         sub.group = req.group;
         sub.ack = req.ack;
-        // Version 1 always sends a start, and an existing group ignores it.
+        // Version 1 always sends a start, and an existing group ignores it; version 1
+        // always creates a missing topic.
         sub.start_if_new = self.version < 2;
+        sub.create_topic = req.create_topic || self.version < 2;
         let consumer = match self.shared.durable(move |b| b.subscribe(sub)).await {
             Ok(c) => Arc::new(c),
             Err(e) => return Some(ServerMsg::error(&e)),

@@ -108,6 +108,7 @@ fn subscribe(ack: AckMode) -> ClientMsg {
         start: StartPosition::Earliest,
         ack: Some(ack),
         exclusive: false,
+        create_topic: true,
         prefetch: 10,
     })
 }
@@ -308,6 +309,7 @@ async fn every_name_the_broker_makes_is_usable_in_requests() {
             start: StartPosition::Earliest,
             ack: Some(AckMode::Manual),
             exclusive: false,
+            create_topic: true,
             prefetch: 1,
         }))
         .await
@@ -352,6 +354,7 @@ async fn a_prefetch_above_the_maximum_is_granted_the_maximum() {
         start: StartPosition::Earliest,
         ack: Some(AckMode::Manual),
         exclusive: false,
+        create_topic: true,
         prefetch: u32::MAX,
     };
     let ServerMsg::Subscribed { prefetch, .. } =

@@ -247,6 +247,7 @@ async fn acks_for_offsets_never_delivered_get_not_in_flight() {
                 start: mq_core::StartPosition::Earliest,
                 ack: None,
                 exclusive: false,
+                create_topic: true,
                 prefetch: 0,
             }),
         );

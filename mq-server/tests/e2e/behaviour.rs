@@ -390,6 +390,7 @@ fn raw_subscribe(addr: &str, version: u16, start: mq_core::StartPosition) -> Ser
             start,
             ack: Some(AckMode::Manual),
             exclusive: false,
+            create_topic: true,
             prefetch: 10,
         }),
     );
@@ -424,4 +425,32 @@ async fn a_start_for_an_existing_group_is_ignored_in_version_1_and_refused_in_ve
         raw_subscribe(&server.addr, 2, mq_core::StartPosition::Resume),
         ServerMsg::Subscribed { .. }
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_auto_create_a_publish_needs_the_topic_to_exist() {
+    let server = Server::start(&["--auto-create-topics", "false"]);
+    let client = server.client().await;
+    let err = client
+        .publish(&topic("later"), vec![NewMessage::new("x")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            ClientError::Server {
+                code: ErrorCode::TopicNotFound,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    client
+        .create_topic(&topic("later"), TopicConfig::default())
+        .await
+        .unwrap();
+    client
+        .publish(&topic("later"), vec![NewMessage::new("x")])
+        .await
+        .unwrap();
 }

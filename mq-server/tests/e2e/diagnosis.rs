@@ -198,6 +198,7 @@ async fn a_consumer_that_stopped_reading_is_named() {
             start: StartPosition::Earliest,
             ack: Some(AckMode::Manual),
             exclusive: false,
+            create_topic: true,
             prefetch: 10_000,
         }),
     );

@@ -386,6 +386,7 @@ async fn a_session_whose_writes_fail_ends_and_returns_its_deliveries() {
                 start: mq_core::StartPosition::Earliest,
                 ack: Some(AckMode::Manual),
                 exclusive: false,
+                create_topic: true,
                 prefetch: 5,
             }),
         ))

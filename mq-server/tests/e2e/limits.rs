@@ -90,6 +90,7 @@ fn a_version_2_connection_that_stops_sending_pings_is_closed_even_with_a_subscri
             start: mq_core::StartPosition::Earliest,
             ack: Some(AckMode::Manual),
             exclusive: false,
+            create_topic: true,
             prefetch: 10,
         }),
     );
@@ -385,6 +386,7 @@ async fn a_consumer_whose_socket_takes_nothing_is_closed_and_its_deliveries_go_b
             start: mq_core::StartPosition::Earliest,
             ack: Some(AckMode::Manual),
             exclusive: false,
+            create_topic: true,
             prefetch: 10_000,
         }),
     );
