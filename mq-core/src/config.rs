@@ -64,8 +64,10 @@ pub enum StartPosition {
 pub struct RetentionConfig {
     /// A message acked by every group is deleted once it is older than this. Default 0:
     /// queue semantics.
+    #[serde(deserialize_with = "crate::duration_form::deserialize")]
     pub retain_consumed: Duration,
     /// A message older than this is deleted even if not yet consumed. Default: none.
+    #[serde(deserialize_with = "crate::duration_form::deserialize_opt")]
     pub max_age: Option<Duration>,
     /// Most messages the topic retains. Default: no bound.
     pub max_messages: Option<u64>,
@@ -94,6 +96,7 @@ pub struct GroupDefaults {
     /// Ack mode of a group whose subscriber does not choose one. Default `manual`.
     pub ack: AckMode,
     /// An un-acked delivery is redelivered after this. Default 30 s.
+    #[serde(deserialize_with = "crate::duration_form::deserialize")]
     pub ack_timeout: Duration,
     /// After this many deliveries a message goes to `<topic>.dlq`. Default 10; `None`
     /// redelivers forever.
@@ -199,5 +202,29 @@ mod tests {
         let mut c = TopicConfig::default();
         c.groups.ack_timeout = Duration::ZERO;
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn durations_are_read_in_every_form_and_written_in_the_old_one() {
+        let old = r#"{"retention":{"retain_consumed":{"secs":5,"nanos":0}},"groups":{"ack_timeout":{"secs":30,"nanos":0}}}"#;
+        let ms = r#"{"retention":{"retain_consumed":5000,"max_age":60000},"groups":{"ack_timeout":30000}}"#;
+        let text = r#"{"retention":{"retain_consumed":"5s","max_age":"1m"},"groups":{"ack_timeout":"30s"}}"#;
+        for json in [old, ms, text] {
+            let c: TopicConfig = serde_json::from_str(json).unwrap();
+            assert_eq!(
+                c.retention.retain_consumed,
+                Duration::from_secs(5),
+                "{json}"
+            );
+            assert_eq!(c.groups.ack_timeout, Duration::from_secs(30), "{json}");
+        }
+        let c: TopicConfig = serde_json::from_str(text).unwrap();
+        assert_eq!(c.retention.max_age, Some(Duration::from_secs(60)));
+        let written = serde_json::to_value(&c).unwrap();
+        assert_eq!(written["groups"]["ack_timeout"]["secs"], 30);
+        let bad = serde_json::from_str::<TopicConfig>(r#"{"groups":{"ack_timeout":"soon"}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("is not a duration"), "{bad}");
     }
 }

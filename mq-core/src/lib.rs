@@ -42,6 +42,7 @@ mod consumer;
 mod consumer_id;
 mod diagnosis;
 pub mod dlq;
+mod duration_form;
 mod error;
 mod file;
 mod group;

@@ -303,6 +303,9 @@ pub enum ServerMsg {
         /// connection that sends nothing for [`HEARTBEAT_MISSES`] intervals is closed. Not
         /// on the wire in version 1 (decoded as 0).
         heartbeat_ms: u32,
+        /// Version 2 on: the largest message the server accepts (its `encoded_size`,
+        /// PROTOCOL.md "Message size limit"). Not on the wire in version 1 (decoded as 0).
+        max_message: u64,
     },
     /// Reply to `Publish`: message `i` of the batch has offset `first + i`.
     Published {

@@ -23,6 +23,7 @@ impl WireMsg for ServerMsg {
                 max_frame,
                 storage,
                 heartbeat_ms,
+                max_message,
             } => {
                 w.u16(*version);
                 w.str("server", server)?;
@@ -30,6 +31,7 @@ impl WireMsg for ServerMsg {
                 w.str("storage", storage)?;
                 if *version >= 2 {
                     w.u32(*heartbeat_ms);
+                    w.u64(*max_message);
                 }
             }
             ServerMsg::Published {
@@ -93,6 +95,7 @@ impl WireMsg for ServerMsg {
                     max_frame: r.u32()?,
                     storage: r.str("storage")?,
                     heartbeat_ms: if version >= 2 { r.u32()? } else { 0 },
+                    max_message: if version >= 2 { r.u64()? } else { 0 },
                 }
             }
             kind::PUBLISHED => ServerMsg::Published {

@@ -246,6 +246,7 @@ fn server_examples() -> Vec<(&'static str, ServerMsg)> {
                 max_frame: 16 << 20,
                 storage: "memory".into(),
                 heartbeat_ms: 0,
+                max_message: 0,
             },
         ),
         (
@@ -256,6 +257,7 @@ fn server_examples() -> Vec<(&'static str, ServerMsg)> {
                 max_frame: 16 << 20,
                 storage: "memory".into(),
                 heartbeat_ms: 10_000,
+                max_message: 16_776_461,
             },
         ),
         (

@@ -96,6 +96,11 @@ pub(crate) fn hello(
             } else {
                 0
             },
+            max_message: if version >= 2 {
+                mq_transport::max_message_size(shared.config.max_frame)
+            } else {
+                0
+            },
         },
     ))
 }

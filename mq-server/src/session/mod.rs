@@ -329,6 +329,12 @@ impl Session {
     /// Answers one request.
     async fn handle(&mut self, frame: Frame<ClientMsg>) -> Next {
         let id = frame.id;
+        if self.version >= 2
+            && let Some(why) = refused_in_version_2(&frame)
+        {
+            self.send(id, error(ErrorCode::Malformed, why)).await;
+            return Next::Continue;
+        }
         if let Some(refusal) = self.check(&frame.msg) {
             self.send(id, refusal).await;
             return Next::Continue;
@@ -448,6 +454,21 @@ impl Shared {
                 kind: None,
             })),
         }
+    }
+}
+
+/// Why version 2 refuses a request version 1 accepts: id 0 (reserved for what the server
+/// pushes, so a reply to it could not be told from a push), or a Publish of nothing.
+fn refused_in_version_2(frame: &Frame<ClientMsg>) -> Option<&'static str> {
+    match &frame.msg {
+        ClientMsg::Goodbye => None,
+        _ if frame.id.0 == 0 => {
+            Some("request id 0 is reserved for frames the server pushes: number requests from 1")
+        }
+        ClientMsg::Publish { messages, .. } if messages.is_empty() => {
+            Some("a Publish needs at least one message")
+        }
+        _ => None,
     }
 }
 

@@ -336,3 +336,41 @@ async fn no_name_a_client_sends_reaches_outside_the_data_dir() {
         .collect();
     assert_eq!(outside, vec![std::ffi::OsString::from("data")]);
 }
+
+#[test]
+fn version_2_refuses_request_id_0_and_an_empty_publish_version_1_answers_them() {
+    let server = Server::start(&[]);
+    let empty = || ClientMsg::Publish {
+        topic: topic("t"),
+        messages: Vec::new(),
+    };
+    let (mut v2, _) = Raw::speaking(&server.addr, None, 2);
+    v2.send(0, ClientMsg::Ping);
+    let reply = v2.recv();
+    match (reply.id.0, reply.msg) {
+        (0, ServerMsg::Error { code, message }) => {
+            assert_eq!(code, ErrorCode::Malformed);
+            assert!(message.contains("request id 0 is reserved"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    v2.send(5, empty());
+    match v2.recv().msg {
+        ServerMsg::Error { code, message } => {
+            assert_eq!(code, ErrorCode::Malformed);
+            assert!(message.contains("at least one message"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    v2.send(6, ClientMsg::Ping);
+    assert_eq!(v2.recv().msg, ServerMsg::Pong, "the connection goes on");
+
+    let (mut v1, _) = Raw::speaking(&server.addr, None, 1);
+    v1.send(0, ClientMsg::Ping);
+    assert_eq!(v1.recv().msg, ServerMsg::Pong);
+    v1.send(7, empty());
+    assert!(matches!(
+        v1.recv().msg,
+        ServerMsg::Published { count: 0, .. }
+    ));
+}
