@@ -4,8 +4,8 @@ use std::process::Command;
 
 use crate::util::{cargo, cargo_bin, workspace_root};
 
-/// Runs `cargo fmt --check`, `cargo clippy -D warnings` and every test (with cargo-nextest
-/// when it is installed, then the doc tests).
+/// Runs `cargo fmt --check`, `cargo clippy -D warnings`, every test (with cargo-nextest
+/// when it is installed, then the doc tests) and a short run of each fuzz target.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Ci {}
 
@@ -26,6 +26,9 @@ impl Ci {
         } else {
             cargo(&["test", "--workspace", "--no-fail-fast"])?;
         }
+        // A short run of every fuzz target keeps them compiling and running; the long runs
+        // are `cargo xtask fuzz --seconds N` by hand (docs/RELIABILITY.md).
+        crate::fuzz::Fuzz::smoke(20).run()?;
         println!("xtask ci: all checks passed");
         Ok(())
     }

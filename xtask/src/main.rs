@@ -5,6 +5,7 @@
 mod bench;
 mod ci;
 mod demo;
+mod fuzz;
 mod man;
 mod tidy;
 mod util;
@@ -29,6 +30,8 @@ enum Command {
     Bench(bench::Bench),
     /// Manual pages of mq and mq-server, written to target/man/
     Man(man::Man),
+    /// The cargo-fuzz targets (decoders, codec, recovery, configs), N seconds each
+    Fuzz(fuzz::Fuzz),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,5 +40,6 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(demo) => demo.run(),
         Command::Bench(bench) => bench.run(),
         Command::Man(man) => man.run(),
+        Command::Fuzz(fuzz) => fuzz.run(),
     }
 }
