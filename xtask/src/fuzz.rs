@@ -12,12 +12,13 @@ use anyhow::{Context, bail};
 use crate::util::{cargo, cargo_bin, workspace_root};
 
 /// Every target, in the order they run.
-const TARGETS: [&str; 5] = [
+const TARGETS: [&str; 6] = [
     "client_frame",
     "server_frame",
     "codec_stream",
     "topic_config",
     "segment_recovery",
+    "session",
 ];
 
 /// Runs the fuzz targets.
@@ -93,7 +94,7 @@ fn seed(root: &Path, target: &str, corpus: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(corpus)
         .with_context(|| format!("cannot create {}", corpus.display()))?;
     let prefix = match target {
-        "client_frame" | "codec_stream" => "frames__client_",
+        "client_frame" | "codec_stream" | "session" => "frames__client_",
         "server_frame" => "frames__server_",
         _ => return Ok(()),
     };
@@ -111,6 +112,14 @@ fn seed(root: &Path, target: &str, corpus: &Path) -> anyhow::Result<()> {
         let input = match target {
             // A whole frame, read 7 bytes at a time.
             "codec_stream" => [vec![7], frame].concat(),
+            // One frame body after its length byte (bodies up to 255 bytes).
+            "session" => {
+                let body = frame.get(4..).unwrap_or_default();
+                match u8::try_from(body.len()) {
+                    Ok(len) => [vec![len], body.to_vec()].concat(),
+                    Err(_) => continue,
+                }
+            }
             // The body after the length field.
             _ => frame.get(4..).unwrap_or_default().to_vec(),
         };
