@@ -212,6 +212,7 @@ impl Client {
             self.request(ClientMsg::CreateTopic {
                 topic: topic.clone(),
                 config,
+                unknown_keys: Vec::new(),
             })
             .await?,
         )
@@ -388,6 +389,7 @@ impl Client {
             self.request(ClientMsg::AlterTopic {
                 topic: topic.clone(),
                 config,
+                unknown_keys: Vec::new(),
             })
             .await?,
         )

@@ -78,7 +78,7 @@ impl Embedded {
         let done = |r: Result<(), ClientError>| r.map(|()| ServerMsg::Done);
         let broker = &self.broker;
         match request {
-            ClientMsg::CreateTopic { topic, config } => {
+            ClientMsg::CreateTopic { topic, config, .. } => {
                 done(self.call(move |b| b.create_topic(&topic, config)).await)
             }
             ClientMsg::DeleteTopic { topic } => {
@@ -118,7 +118,7 @@ impl Embedded {
             ClientMsg::PurgeTopic { topic } => {
                 done(self.call(move |b| b.purge_topic(&topic).map(|_| ())).await)
             }
-            ClientMsg::AlterTopic { topic, config } => {
+            ClientMsg::AlterTopic { topic, config, .. } => {
                 done(self.call(move |b| b.alter_topic(&topic, config)).await)
             }
             ClientMsg::DescribeGroup { topic, group } => {

@@ -116,6 +116,33 @@ impl Default for GroupDefaults {
     }
 }
 
+/// The keys of a topic configuration in JSON that no [`TopicConfig`] field reads (as
+/// dotted paths, like `groups.ack_timout`): a client's typo would otherwise silently fall
+/// back to a default.
+pub fn unknown_config_keys(config: &serde_json::Value) -> Vec<String> {
+    fn walk(given: &serde_json::Value, known: &serde_json::Value, at: &str, out: &mut Vec<String>) {
+        let (Some(given), Some(known)) = (given.as_object(), known.as_object()) else {
+            return;
+        };
+        for (key, value) in given {
+            let path = if at.is_empty() {
+                key.clone()
+            } else {
+                format!("{at}.{key}")
+            };
+            match known.get(key) {
+                None => out.push(path),
+                Some(k) if k.is_object() => walk(value, k, &path, out),
+                Some(_) => {}
+            }
+        }
+    }
+    let known = serde_json::to_value(TopicConfig::default()).unwrap_or_default();
+    let mut out = Vec::new();
+    walk(config, &known, "", &mut out);
+    out
+}
+
 /// A topic's configuration: retention and limits, and the defaults of its groups.
 ///
 /// ```

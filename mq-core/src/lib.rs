@@ -66,6 +66,7 @@ pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use config::{
     AckMode, DEFAULT_ACK_TIMEOUT, DEFAULT_MAX_BYTES, DEFAULT_MAX_DELIVERIES, DEFAULT_PREFETCH,
     GroupDefaults, InvalidConfig, Overflow, RetentionConfig, StartPosition, TopicConfig,
+    unknown_config_keys,
 };
 pub use consumer::{Consumer, Recv, RecvBatch, Subscription};
 pub use consumer_id::ConsumerId;

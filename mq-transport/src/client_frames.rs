@@ -1,7 +1,7 @@
 //! The bodies of client frames (PROTOCOL.md, "Client frames"): how each [`ClientMsg`] is
 //! written and read.
 
-use mq_core::{GroupName, NewMessage, TopicName};
+use mq_core::{GroupName, NewMessage, TopicConfig, TopicName};
 
 use crate::frame::{
     WireMsg, ack_code, capacity, group, read_ack, read_count, read_headers, read_offsets,
@@ -65,7 +65,7 @@ impl WireMsg for ClientMsg {
                 w.u32(sub.0);
                 w.u32(*credits);
             }
-            ClientMsg::CreateTopic { topic, config } => {
+            ClientMsg::CreateTopic { topic, config, .. } => {
                 w.str("topic", topic.as_str())?;
                 w.json("config", config)?;
             }
@@ -92,7 +92,7 @@ impl WireMsg for ClientMsg {
                 write_start(w, *position);
             }
             ClientMsg::PurgeTopic { topic } => w.str("topic", topic.as_str())?,
-            ClientMsg::AlterTopic { topic, config } => {
+            ClientMsg::AlterTopic { topic, config, .. } => {
                 w.str("topic", topic.as_str())?;
                 w.json("config", config)?;
             }
@@ -172,10 +172,15 @@ impl WireMsg for ClientMsg {
                 sub: SubscriptionId(r.u32()?),
                 credits: r.u32()?,
             },
-            kind::CREATE_TOPIC => ClientMsg::CreateTopic {
-                topic: topic(r)?,
-                config: r.json("config")?,
-            },
+            kind::CREATE_TOPIC => {
+                let topic = topic(r)?;
+                let (config, unknown_keys) = read_config(r)?;
+                ClientMsg::CreateTopic {
+                    topic,
+                    config,
+                    unknown_keys,
+                }
+            }
             kind::DELETE_TOPIC => ClientMsg::DeleteTopic { topic: topic(r)? },
             kind::LIST_TOPICS => ClientMsg::ListTopics,
             kind::DESCRIBE_TOPIC => ClientMsg::DescribeTopic { topic: topic(r)? },
@@ -200,10 +205,15 @@ impl WireMsg for ClientMsg {
                 to: read_start(r)?,
             },
             kind::PURGE_TOPIC => ClientMsg::PurgeTopic { topic: topic(r)? },
-            kind::ALTER_TOPIC => ClientMsg::AlterTopic {
-                topic: topic(r)?,
-                config: r.json("config")?,
-            },
+            kind::ALTER_TOPIC => {
+                let topic = topic(r)?;
+                let (config, unknown_keys) = read_config(r)?;
+                ClientMsg::AlterTopic {
+                    topic,
+                    config,
+                    unknown_keys,
+                }
+            }
             kind::DESCRIBE_GROUP => ClientMsg::DescribeGroup {
                 topic: topic(r)?,
                 group: group(r)?,
@@ -219,4 +229,15 @@ impl WireMsg for ClientMsg {
             other => return Err(DecodeError::UnknownKind { kind: other }),
         })
     }
+}
+
+/// A topic configuration, and the keys of its JSON that no field reads.
+fn read_config(r: &mut Reader) -> Result<(TopicConfig, Vec<String>), DecodeError> {
+    let doc: serde_json::Value = r.json("config")?;
+    let unknown = mq_core::unknown_config_keys(&doc);
+    let config = serde_json::from_value(doc).map_err(|e| DecodeError::InvalidJson {
+        field: "config",
+        reason: e.to_string(),
+    })?;
+    Ok((config, unknown))
 }

@@ -203,6 +203,8 @@ pub enum ClientMsg {
         topic: TopicName,
         /// Its config.
         config: TopicConfig,
+        /// Keys of the JSON config no field reads (typos): version 2 refuses them.
+        unknown_keys: Vec<String>,
     },
     /// Delete a topic.
     DeleteTopic {
@@ -266,6 +268,8 @@ pub enum ClientMsg {
         topic: TopicName,
         /// The new configuration.
         config: TopicConfig,
+        /// Keys of the JSON config no field reads (typos): refused.
+        unknown_keys: Vec<String>,
     },
     /// Delete a group.
     DeleteGroup {

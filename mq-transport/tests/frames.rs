@@ -134,6 +134,7 @@ fn client_examples() -> Vec<(&'static str, ClientMsg)> {
             ClientMsg::CreateTopic {
                 topic: topic(),
                 config: small_config(),
+                unknown_keys: Vec::new(),
             },
         ),
         ("delete_topic", ClientMsg::DeleteTopic { topic: topic() }),
@@ -180,6 +181,7 @@ fn client_examples() -> Vec<(&'static str, ClientMsg)> {
             ClientMsg::AlterTopic {
                 topic: topic(),
                 config: small_config(),
+                unknown_keys: Vec::new(),
             },
         ),
         (

@@ -36,7 +36,7 @@ pub(crate) async fn handle(shared: &Shared, request: ClientMsg) -> ServerMsg {
 async fn answer(shared: &Shared, request: ClientMsg) -> ServerMsg {
     let broker = &shared.broker;
     match request {
-        ClientMsg::CreateTopic { topic, config } => done_or(
+        ClientMsg::CreateTopic { topic, config, .. } => done_or(
             shared
                 .durable(move |b| b.create_topic(&topic, config))
                 .await,
@@ -77,7 +77,7 @@ async fn answer(shared: &Shared, request: ClientMsg) -> ServerMsg {
                 .durable(move |b| b.purge_topic(&topic).map(|_| ()))
                 .await,
         ),
-        ClientMsg::AlterTopic { topic, config } => {
+        ClientMsg::AlterTopic { topic, config, .. } => {
             done_or(shared.durable(move |b| b.alter_topic(&topic, config)).await)
         }
         ClientMsg::Stats { topic: None } => ServerMsg::BrokerStats(shared.broker_stats()),

@@ -330,9 +330,9 @@ impl Session {
     async fn handle(&mut self, frame: Frame<ClientMsg>) -> Next {
         let id = frame.id;
         if self.version >= 2
-            && let Some(why) = refused_in_version_2(&frame)
+            && let Some(refusal) = refused_in_version_2(&frame)
         {
-            self.send(id, error(ErrorCode::Malformed, why)).await;
+            self.send(id, refusal).await;
             return Next::Continue;
         }
         if let Some(refusal) = self.check(&frame.msg) {
@@ -458,15 +458,31 @@ impl Shared {
 }
 
 /// Why version 2 refuses a request version 1 accepts: id 0 (reserved for what the server
-/// pushes, so a reply to it could not be told from a push), or a Publish of nothing.
-fn refused_in_version_2(frame: &Frame<ClientMsg>) -> Option<&'static str> {
+/// pushes, so a reply to it could not be told from a push), a Publish of nothing, or a
+/// topic configuration with keys no setting reads (a typo would fall back to a default).
+fn refused_in_version_2(frame: &Frame<ClientMsg>) -> Option<ServerMsg> {
     match &frame.msg {
         ClientMsg::Goodbye => None,
-        _ if frame.id.0 == 0 => {
-            Some("request id 0 is reserved for frames the server pushes: number requests from 1")
-        }
-        ClientMsg::Publish { messages, .. } if messages.is_empty() => {
-            Some("a Publish needs at least one message")
+        _ if frame.id.0 == 0 => Some(error(
+            ErrorCode::Malformed,
+            "request id 0 is reserved for frames the server pushes: number requests from 1",
+        )),
+        ClientMsg::Publish { messages, .. } if messages.is_empty() => Some(error(
+            ErrorCode::Malformed,
+            "a Publish needs at least one message",
+        )),
+        ClientMsg::CreateTopic { unknown_keys, .. }
+        | ClientMsg::AlterTopic { unknown_keys, .. }
+            if !unknown_keys.is_empty() =>
+        {
+            Some(error(
+                ErrorCode::InvalidConfig,
+                format!(
+                    "the topic config has keys no setting reads: {}; PROTOCOL.md lists the \
+                     keys of TopicConfig",
+                    unknown_keys.join(", ")
+                ),
+            ))
         }
         _ => None,
     }

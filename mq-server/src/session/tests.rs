@@ -248,6 +248,7 @@ async fn broker_stats_count_this_connection_and_admin_requests_answer() {
         .request(ClientMsg::CreateTopic {
             topic: topic(),
             config: mq_core::TopicConfig::default(),
+            unknown_keys: Vec::new(),
         })
         .await;
     assert_eq!(created, ServerMsg::Done);
@@ -261,6 +262,7 @@ async fn broker_stats_count_this_connection_and_admin_requests_answer() {
         .request(ClientMsg::CreateTopic {
             topic: topic(),
             config: mq_core::TopicConfig::default(),
+            unknown_keys: Vec::new(),
         })
         .await;
     assert_eq!(code(&again), ErrorCode::TopicExists);
@@ -290,6 +292,7 @@ async fn every_name_the_broker_makes_is_usable_in_requests() {
         .request(ClientMsg::CreateTopic {
             topic: dlq.clone(),
             config: mq_core::TopicConfig::default(),
+            unknown_keys: Vec::new(),
         })
         .await;
     assert_eq!(created, ServerMsg::Done);

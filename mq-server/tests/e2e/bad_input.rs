@@ -374,3 +374,33 @@ fn version_2_refuses_request_id_0_and_an_empty_publish_version_1_answers_them() 
         ServerMsg::Published { count: 0, .. }
     ));
 }
+
+#[test]
+fn version_2_refuses_a_topic_config_with_a_mistyped_key() {
+    use bytes::BufMut;
+    let server = Server::start(&[]);
+    // A CreateTopic written by hand, its config JSON carrying a typo.
+    let config = br#"{"groups":{"ack_timout":"5s"},"retention":{"max_messages":10}}"#;
+    let mut body = bytes::BytesMut::new();
+    body.put_u8(0x08);
+    body.put_u32(3);
+    body.put_u16(1);
+    body.put_slice(b"t");
+    body.put_u32(config.len() as u32);
+    body.put_slice(config);
+    let mut frame = bytes::BytesMut::new();
+    frame.put_u32(body.len() as u32);
+    frame.put_slice(&body);
+    for (version, refused) in [(2, true), (1, false)] {
+        let (mut raw, _) = Raw::speaking(&server.addr, None, version);
+        raw.write(&frame);
+        match raw.recv().msg {
+            ServerMsg::Error { code, message } if refused => {
+                assert_eq!(code, ErrorCode::InvalidConfig);
+                assert!(message.contains("groups.ack_timout"), "{message}");
+            }
+            ServerMsg::Done if !refused => {}
+            other => panic!("version {version}: {other:?}"),
+        }
+    }
+}
