@@ -544,3 +544,33 @@ fn error_codes_round_trip_and_have_names() {
     }
     assert_eq!(ErrorCode::from_u16(999), ErrorCode::Unknown(999));
 }
+
+/// Found by the `client_frame` fuzz target: a config with a mistyped key decodes with the
+/// key reported, and encodes back without it.
+#[test]
+fn a_config_with_an_unknown_key_reports_it_and_does_not_carry_it_on() {
+    let json = br#"{"retention":{"maxiage":null,"max_messages":10}}"#;
+    let mut body = BytesMut::new();
+    body.extend_from_slice(&[0x16, 1, 2, 3, 4, 0, 6]);
+    body.extend_from_slice(b"orders");
+    body.extend_from_slice(&u32::try_from(json.len()).unwrap().to_be_bytes());
+    body.extend_from_slice(json);
+    let frame = decode_frame::<ClientMsg>(body.freeze()).unwrap();
+    let ClientMsg::AlterTopic {
+        config,
+        unknown_keys,
+        ..
+    } = &frame.msg
+    else {
+        panic!("{frame:?}")
+    };
+    assert_eq!(unknown_keys, &vec!["retention.maxiage".to_owned()]);
+    assert_eq!(config.retention.max_messages, Some(10));
+    let mut buf = BytesMut::new();
+    encode_frame(&frame, DEFAULT_MAX_FRAME, &mut buf).unwrap();
+    let again = decode_frame::<ClientMsg>(buf.freeze().slice(4..)).unwrap();
+    let ClientMsg::AlterTopic { unknown_keys, .. } = &again.msg else {
+        panic!("{again:?}")
+    };
+    assert!(unknown_keys.is_empty());
+}
