@@ -20,6 +20,7 @@ impl Ci {
             "-D",
             "warnings",
         ])?;
+        ensure_chromium()?;
         if has_nextest() {
             cargo(&["nextest", "run", "--workspace", "--no-fail-fast"])?;
             cargo(&["test", "--workspace", "--doc"])?;
@@ -32,6 +33,41 @@ impl Ci {
         println!("xtask ci: all checks passed");
         Ok(())
     }
+}
+
+/// The dashboard's browser test needs headless Chromium: installs Debian's `chromium` when
+/// neither it nor `MQ_CHROMIUM` is there.
+fn ensure_chromium() -> anyhow::Result<()> {
+    let found = |name: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {name}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if std::env::var_os("MQ_CHROMIUM").is_some()
+        || ["chromium", "chromium-browser", "google-chrome"]
+            .iter()
+            .any(|n| found(n))
+    {
+        return Ok(());
+    }
+    eprintln!("xtask ci: installing chromium for the dashboard test");
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"));
+    let sudo = if root { "" } else { "sudo " };
+    let script = format!(
+        "{sudo}apt-get update -qq && DEBIAN_FRONTEND=noninteractive {sudo}apt-get install -y -qq chromium >/dev/null"
+    );
+    let status = Command::new("sh").args(["-c", &script]).status();
+    if !status.is_ok_and(|s| s.success()) {
+        anyhow::bail!(
+            "the dashboard test needs headless Chromium and it could not be installed: install \
+             Debian's chromium (or set MQ_CHROMIUM to a Chrome binary) and run again"
+        );
+    }
+    Ok(())
 }
 
 fn has_nextest() -> bool {
