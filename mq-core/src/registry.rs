@@ -243,8 +243,8 @@ impl Registry {
         let now = self.now();
         let mut wakers = Vec::new();
         let mut handle = self.get_or_create_if(topic, create)?;
+        let bytes = batch.iter().map(NewMessage::size).sum();
         if self.memory.limit().is_some() {
-            let bytes = batch.iter().map(NewMessage::size).sum();
             self.make_memory_room(&handle, bytes)?;
         }
         let (mut receipt, sync) = loop {
@@ -254,7 +254,7 @@ impl Registry {
                 handle = self.get_or_create_if(topic, create)?;
                 continue;
             }
-            break state.append(batch, now, &mut wakers)?;
+            break state.append(batch, bytes, now, &mut wakers)?;
         };
         if let Some(sync) = sync {
             sync.wait()?;

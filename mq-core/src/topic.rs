@@ -199,7 +199,8 @@ impl Topic {
 }
 
 impl TopicState {
-    /// Appends a batch, all or nothing, and collects the wakers of consumers to wake.
+    /// Appends a batch of `bytes` (the sum of its messages' sizes), all or nothing, and
+    /// collects the wakers of consumers to wake.
     ///
     /// # Errors
     /// [`Error::TopicFull`] when the batch does not fit and overflow is `reject`;
@@ -207,6 +208,7 @@ impl TopicState {
     pub(crate) fn append(
         &mut self,
         batch: Vec<NewMessage>,
+        bytes: u64,
         now: Timestamp,
         wakers: &mut Vec<Waker>,
     ) -> Result<(BatchReceipt, Option<SyncWait>), Error> {
@@ -220,7 +222,6 @@ impl TopicState {
             };
             return Ok((receipt, None));
         }
-        let bytes = batch.iter().map(NewMessage::size).sum();
         self.make_room(count, bytes)?;
         let first = self.log.next();
         let timestamp = now.max(self.last_timestamp);

@@ -102,19 +102,34 @@ fn family<'r, T: 'r>(
     Ok(())
 }
 
-/// Bytes of the files under `dir`, recursively (0 when it cannot be read).
-fn disk_bytes(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+/// Bytes of the file at `path`, or of the files under it, recursively (0 when it cannot
+/// be read).
+fn disk_bytes(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
         return 0;
     };
-    entries
-        .flatten()
-        .map(|entry| match entry.file_type() {
-            Ok(t) if t.is_dir() => disk_bytes(&entry.path()),
-            Ok(_) => entry.metadata().map_or(0, |m| m.len()),
-            Err(_) => 0,
-        })
-        .sum()
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    std::fs::read_dir(path).map_or(0, |entries| {
+        entries
+            .flatten()
+            .map(|entry| disk_bytes(&entry.path()))
+            .sum()
+    })
+}
+
+/// The names and paths of what `dir` holds (none when it cannot be read).
+fn entries(dir: &Path) -> Vec<(String, std::path::PathBuf)> {
+    std::fs::read_dir(dir).map_or_else(
+        |_| Vec::new(),
+        |entries| {
+            entries
+                .flatten()
+                .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+                .collect()
+        },
+    )
 }
 
 impl Collector for BrokerCollector {
@@ -427,16 +442,29 @@ fn disk_metrics(
             signed(floor),
         )?;
     }
+    // One walk: the topics' directories, and everything else in the data dir.
+    let per_topic: Vec<(String, u64)> = entries(&dir.join("topics"))
+        .into_iter()
+        .map(|(name, path)| (name, disk_bytes(&path)))
+        .collect();
+    let outside: u64 = entries(dir)
+        .iter()
+        .filter(|(name, _)| name != "topics")
+        .map(|(_, path)| disk_bytes(path))
+        .sum();
     gauge(
         e,
         "disk_bytes",
         "Bytes of files in the data dir",
-        signed(disk_bytes(dir)),
+        signed(outside + per_topic.iter().map(|(_, b)| b).sum::<u64>()),
     )?;
     let rows: Vec<(Vec<(&'static str, String)>, u64)> = topics
         .iter()
         .map(|t| {
-            let bytes = disk_bytes(&dir.join("topics").join(t.topic.as_str()));
+            let bytes = per_topic
+                .iter()
+                .find(|(name, _)| name == t.topic.as_str())
+                .map_or(0, |(_, b)| *b);
             (vec![("topic", t.topic.to_string())], bytes)
         })
         .collect();

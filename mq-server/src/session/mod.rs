@@ -185,7 +185,10 @@ impl Session {
             Ok(Err(e)) => return transport_farewell(&e, peer).and_then(last),
         };
         let hello_id = hello.id;
-        let hello_msg = hello.msg.clone();
+        let client = match &hello.msg {
+            ClientMsg::Hello { client, .. } => client.clone(),
+            _ => String::new(),
+        };
         let stopping = *self.stop.borrow();
         match handshake::hello(&self.shared, hello, stopping, certificate_name) {
             Ok((login, welcome)) => {
@@ -193,9 +196,7 @@ impl Session {
                 if let ServerMsg::Welcome { version, .. } = &welcome {
                     self.version = *version;
                 }
-                if let ClientMsg::Hello { client, .. } = &hello_msg {
-                    self.client.clone_from(client);
-                }
+                self.client = client;
                 self.send(hello_id, welcome).await;
             }
             Err(refusal) => {

@@ -24,7 +24,7 @@ fn chromium() -> String {
                 .output()
                 .is_ok_and(|o| o.status.success())
         })
-        .expect("headless Chromium is needed for the dashboard test: install Debian's `chromium` (.ci/run does) or set MQ_CHROMIUM")
+        .expect("headless Chromium is needed for the dashboard test: install Debian's `chromium` (cargo xtask ci does) or set MQ_CHROMIUM")
         .to_owned()
 }
 
