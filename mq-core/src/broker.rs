@@ -16,6 +16,7 @@ use crate::log::Log;
 use crate::memory::MemoryTopic;
 use crate::message::{NewMessage, Offset};
 use crate::name::{GroupName, TopicName};
+use crate::producers::ProducerStamp;
 use crate::receipt::{BatchReceipt, Receipt};
 use crate::registry::Registry;
 use crate::stats::{BrokerStats, GroupStats, TopicInfo, TopicStats};
@@ -110,6 +111,46 @@ impl Broker {
         topic: &TopicName,
         batch: Vec<NewMessage>,
     ) -> Result<BatchReceipt, Error> {
+        self.publish_stamped(topic, batch, None)
+    }
+
+    /// Appends a batch numbered by an idempotent producer: `stamp` names the producer and
+    /// the number of the batch's first message (the others follow it). A batch whose numbers
+    /// the topic already stored for that producer is not stored again: the receipt is the
+    /// first copy's, once everything stored before is as durable as a new batch would be.
+    /// Numbers may skip (a refused batch leaves a gap), never go back within a batch.
+    ///
+    /// ```
+    /// use mq_core::{Broker, NewMessage, ProducerStamp, TopicName};
+    /// let broker = Broker::new();
+    /// let topic = TopicName::new("orders")?;
+    /// let stamp = ProducerStamp { producer: 42, seq: 0 };
+    /// let first = broker.publish_idempotent(&topic, stamp, vec![NewMessage::new("a")])?;
+    /// let again = broker.publish_idempotent(&topic, stamp, vec![NewMessage::new("a")])?;
+    /// assert_eq!(first.first, again.first);
+    /// assert_eq!(broker.topic_stats(&topic)?.retained, 1);
+    /// # Ok::<(), mq_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Broker::publish`]; [`Error::SequenceOverlap`] for a batch that overlaps what
+    /// the producer stored; [`Error::DuplicateBatch`] for one stored too long ago to tell
+    /// its offsets (it is not stored again).
+    pub fn publish_idempotent(
+        &self,
+        topic: &TopicName,
+        stamp: ProducerStamp,
+        batch: Vec<NewMessage>,
+    ) -> Result<BatchReceipt, Error> {
+        self.publish_stamped(topic, batch, Some(stamp))
+    }
+
+    fn publish_stamped(
+        &self,
+        topic: &TopicName,
+        batch: Vec<NewMessage>,
+        stamp: Option<ProducerStamp>,
+    ) -> Result<BatchReceipt, Error> {
         if let Some(base) = topic.dead_letter_of() {
             return Err(Error::InvalidName(crate::name::NameError::Reserved {
                 name: topic.to_string(),
@@ -130,7 +171,7 @@ impl Broker {
             }
         }
         self.registry
-            .append(topic, batch, self.registry.auto_create)
+            .append_stamped(topic, batch, self.registry.auto_create, stamp)
     }
 
     /// Creates a topic with `config`.

@@ -10,6 +10,7 @@ use crate::budget::MemoryBudget;
 use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
 use crate::memory::MemoryStorage;
+use crate::producers::ProducerLimits;
 use crate::registry::{Registry, Start};
 use crate::storage::Storage;
 use crate::topic::Topic;
@@ -24,6 +25,7 @@ pub struct BrokerBuilder {
     max_groups: Option<usize>,
     max_memory: Option<u64>,
     no_auto_create: bool,
+    producers: ProducerLimits,
 }
 
 impl BrokerBuilder {
@@ -84,6 +86,15 @@ impl BrokerBuilder {
         self
     }
 
+    /// How many idempotent producers each topic remembers, and for how long (default:
+    /// [`ProducerLimits::default`]): a batch sent again by a producer it forgot is stored
+    /// again.
+    #[must_use]
+    pub fn producer_limits(mut self, limits: ProducerLimits) -> Self {
+        self.producers = limits;
+        self
+    }
+
     /// Builds the broker, recovering the topics the storage holds. Topics the storage
     /// cannot read are quarantined ([`Broker::quarantined`]); the others serve.
     ///
@@ -116,7 +127,7 @@ impl BrokerBuilder {
                 });
             }
             warnings.extend(recovered.warnings.iter().cloned());
-            let topic = Topic::restore(recovered, Arc::clone(&memory));
+            let topic = Topic::restore(recovered, Arc::clone(&memory), self.producers);
             topics.insert(topic.name.clone(), Arc::new(topic));
         }
         Ok(Broker {
@@ -127,6 +138,7 @@ impl BrokerBuilder {
                 max_topics: self.max_topics,
                 max_groups: self.max_groups,
                 auto_create: !self.no_auto_create,
+                producers: self.producers,
                 memory,
                 storage,
                 clock,

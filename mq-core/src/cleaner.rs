@@ -48,6 +48,7 @@ fn clean_topic(registry: &Registry, topic: &Arc<Topic>, now: Timestamp, report: 
             }
         }
         letters = dead_by_group;
+        state.producers.expire(now);
         match state.clean(now) {
             Ok(n) => report.deleted += n,
             Err(e) => report.errors.push(e),

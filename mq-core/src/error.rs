@@ -142,6 +142,35 @@ pub enum Error {
         /// The bound, in bytes.
         limit: u64,
     },
+    /// A numbered batch some of whose numbers were stored and some not.
+    #[error(
+        "producer {producer:#x} sent a batch numbered from {seq} to topic \"{topic}\", but \
+         it already stored up to {last}: resend batches exactly as first sent, or start a new \
+         producer"
+    )]
+    SequenceOverlap {
+        /// The topic.
+        topic: TopicName,
+        /// The producer's id.
+        producer: u64,
+        /// The number of the batch's first message.
+        seq: u64,
+        /// The highest number stored for the producer.
+        last: u64,
+    },
+    /// A numbered batch stored before, too long ago for its offsets to be remembered.
+    #[error(
+        "producer {producer:#x}'s batch numbered from {seq} is already stored in topic \
+         \"{topic}\" (not stored again), but too long ago to tell its offsets"
+    )]
+    DuplicateBatch {
+        /// The topic.
+        topic: TopicName,
+        /// The producer's id.
+        producer: u64,
+        /// The number of the batch's first message.
+        seq: u64,
+    },
     /// Ack or nack of offsets this consumer does not have in flight.
     #[error(
         "offsets {offsets:?} are not in flight to this consumer of group \"{group}\" on topic \

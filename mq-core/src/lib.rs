@@ -50,6 +50,7 @@ mod log;
 mod memory;
 mod message;
 mod name;
+mod producers;
 mod receipt;
 mod registry;
 mod retention;
@@ -82,6 +83,10 @@ pub use group::Delivery;
 pub use memory::MemoryStorage;
 pub use message::{HEADER_FRAMING, Header, Message, NewMessage, Offset, RECORD_OVERHEAD};
 pub use name::{DLQ_SUFFIX, GroupName, MAX_NAME_LEN, NameError, TopicName};
+pub use producers::{
+    BATCHES_KEPT, BatchStamp, DEFAULT_MAX_PRODUCERS, DEFAULT_PRODUCER_EXPIRY, ProducerLimits,
+    ProducerStamp, RecoveredStamp,
+};
 pub use receipt::{BatchReceipt, Receipt};
 pub use stats::{
     BrokerStats, ConsumerInfo, GroupInfo, GroupStats, LostRange, TopicInfo, TopicStats, Unacked,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::config::TopicConfig;
 use crate::message::{Message, Offset};
 use crate::name::TopicName;
+use crate::producers::BatchStamp;
 use crate::storage::{
     Appended, Durability, GroupEvent, ReadBack, RecoveredGroup, Recovery, Storage, StorageError,
     SyncWait, TopicStore,
@@ -54,7 +55,11 @@ impl Storage for MemoryStorage {
 }
 
 impl TopicStore for MemoryTopic {
-    fn append(&mut self, _messages: &[Arc<Message>]) -> Result<Appended, StorageError> {
+    fn append(
+        &mut self,
+        _messages: &[Arc<Message>],
+        _stamp: Option<BatchStamp>,
+    ) -> Result<Appended, StorageError> {
         Ok(Appended {
             durability: Durability::Memory,
             sync: None,

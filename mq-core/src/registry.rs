@@ -20,6 +20,7 @@ use crate::config::TopicConfig;
 use crate::error::Error;
 use crate::message::NewMessage;
 use crate::name::TopicName;
+use crate::producers::{ProducerLimits, ProducerStamp};
 use crate::receipt::BatchReceipt;
 use crate::storage::{Durability, QuarantinedTopic, Storage};
 use crate::topic::Topic;
@@ -38,6 +39,8 @@ pub(crate) struct Registry {
     pub(crate) max_groups: Option<usize>,
     /// Whether a publish to a topic that does not exist creates it.
     pub(crate) auto_create: bool,
+    /// How many idempotent producers a topic remembers, and for how long.
+    pub(crate) producers: ProducerLimits,
     /// Bytes of messages held in memory across topics, and their bound.
     pub(crate) memory: Arc<MemoryBudget>,
     pub(crate) storage: Arc<dyn Storage>,
@@ -61,6 +64,7 @@ pub(crate) struct Start {
     pub(crate) max_topics: Option<usize>,
     pub(crate) max_groups: Option<usize>,
     pub(crate) auto_create: bool,
+    pub(crate) producers: ProducerLimits,
     pub(crate) memory: Arc<MemoryBudget>,
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) clock: Arc<dyn Clock>,
@@ -77,6 +81,7 @@ impl Registry {
             max_topics: start.max_topics,
             max_groups: start.max_groups,
             auto_create: start.auto_create,
+            producers: start.producers,
             memory: start.memory,
             refused_topics: AtomicU64::new(0),
             refused_groups: AtomicU64::new(0),
@@ -223,6 +228,7 @@ impl Registry {
             config,
             store,
             Arc::clone(&self.memory),
+            self.producers,
         ));
         let mut topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
         topics.insert(name.clone(), Arc::clone(&topic));
@@ -240,6 +246,21 @@ impl Registry {
         batch: Vec<NewMessage>,
         create: bool,
     ) -> Result<BatchReceipt, Error> {
+        self.append_stamped(topic, batch, create, None)
+    }
+
+    /// Like [`Registry::append`] for a batch `stamp` numbers: a batch sent again is not
+    /// stored twice, and gets the receipt of its first copy.
+    ///
+    /// # Errors
+    /// As [`Registry::append`], and what [`crate::producers`] refuses.
+    pub(crate) fn append_stamped(
+        &self,
+        topic: &TopicName,
+        batch: Vec<NewMessage>,
+        create: bool,
+        stamp: Option<ProducerStamp>,
+    ) -> Result<BatchReceipt, Error> {
         let now = self.now();
         let mut wakers = Vec::new();
         let mut handle = self.get_or_create_if(topic, create)?;
@@ -254,7 +275,7 @@ impl Registry {
                 handle = self.get_or_create_if(topic, create)?;
                 continue;
             }
-            break state.append(batch, bytes, now, &mut wakers)?;
+            break state.append(batch, bytes, now, stamp, &mut wakers)?;
         };
         if let Some(sync) = sync {
             sync.wait()?;

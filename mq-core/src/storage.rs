@@ -14,6 +14,7 @@ use crate::clock::Timestamp;
 use crate::config::{AckMode, TopicConfig};
 use crate::message::{Message, Offset};
 use crate::name::{GroupName, TopicName};
+use crate::producers::{BatchStamp, RecoveredStamp};
 use crate::timings::TimingsSnapshot;
 
 /// How durable an appended message is when the broker confirms it (PROTOCOL.md,
@@ -213,6 +214,8 @@ pub struct RecoveredTopic {
     pub largest_message: u64,
     /// Its durable groups.
     pub groups: Vec<RecoveredGroup>,
+    /// The numbered batches of idempotent producers found in its log, oldest first.
+    pub producers: Vec<RecoveredStamp>,
     /// The store to keep appending to.
     pub store: Box<dyn TopicStore>,
     /// Damage found and repaired, for the operator.
@@ -290,9 +293,18 @@ pub trait Storage: Send + Sync + fmt::Debug {
 pub trait TopicStore: Send + fmt::Debug {
     /// Stores a batch just appended to the log and says how durable it now is.
     ///
+    /// `stamp` numbers the batch for idempotent publishing: a store that keeps messages
+    /// across restarts keeps it with them, and gives it back in
+    /// [`RecoveredTopic::producers`]. An empty batch stores nothing and returns what waits
+    /// for everything stored before it to be durable.
+    ///
     /// # Errors
     /// [`StorageError`]; the broker then refuses the append.
-    fn append(&mut self, messages: &[Arc<Message>]) -> Result<Appended, StorageError>;
+    fn append(
+        &mut self,
+        messages: &[Arc<Message>],
+        stamp: Option<BatchStamp>,
+    ) -> Result<Appended, StorageError>;
 
     /// Whether this store keeps group state (and so wants [`GroupEvent`]s).
     fn keeps_groups(&self) -> bool;

@@ -17,6 +17,7 @@ use crate::group::{ConsumerId, Delivery, Group};
 use crate::log::{Log, Lookup, READ_CHUNK};
 use crate::message::{Message, NewMessage, Offset};
 use crate::name::{GroupName, TopicName};
+use crate::producers::{BatchStamp, Check, ProducerLimits, ProducerStamp, ProducerTable};
 use crate::receipt::BatchReceipt;
 use crate::stats::LostRange;
 use crate::stats::TopicStats;
@@ -46,6 +47,8 @@ pub(crate) struct TopicState {
     pinned: BTreeMap<Offset, u32>,
     published: u64,
     last_timestamp: Timestamp,
+    /// What it remembers of idempotent producers.
+    pub(crate) producers: ProducerTable,
 }
 
 impl Topic {
@@ -126,6 +129,7 @@ impl Topic {
         config: TopicConfig,
         store: Box<dyn TopicStore>,
         memory: Arc<MemoryBudget>,
+        limits: ProducerLimits,
     ) -> Self {
         let budget = store.resident_budget();
         let state = TopicState {
@@ -138,6 +142,7 @@ impl Topic {
             pinned: BTreeMap::new(),
             published: 0,
             last_timestamp: Timestamp::default(),
+            producers: ProducerTable::new(limits),
         };
         Self {
             name,
@@ -146,7 +151,11 @@ impl Topic {
     }
 
     /// A topic as storage recovered it; durable groups come back with their positions.
-    pub(crate) fn restore(rec: RecoveredTopic, memory: Arc<MemoryBudget>) -> Self {
+    pub(crate) fn restore(
+        rec: RecoveredTopic,
+        memory: Arc<MemoryBudget>,
+        limits: ProducerLimits,
+    ) -> Self {
         let stored = |m: &StoredMessage| match m {
             StoredMessage::Loaded(m) => (m.offset, m.timestamp),
             StoredMessage::OnDisk {
@@ -182,6 +191,7 @@ impl Topic {
             deleted: false,
             pinned: BTreeMap::new(),
             last_timestamp,
+            producers: ProducerTable::restore(limits, &rec.producers),
         };
         Self {
             name: rec.name,
@@ -210,10 +220,18 @@ impl TopicState {
         batch: Vec<NewMessage>,
         bytes: u64,
         now: Timestamp,
+        stamp: Option<ProducerStamp>,
         wakers: &mut Vec<Waker>,
     ) -> Result<(BatchReceipt, Option<SyncWait>), Error> {
         let count = batch.len() as u64;
         let first = self.log.next();
+        let stamp = match stamp {
+            Some(s) if count > 0 => Some(self.check_stamp(s, count, now)?),
+            _ => None,
+        };
+        if let Some(Err(receipt)) = stamp {
+            return Ok(receipt);
+        }
         if count == 0 {
             let receipt = BatchReceipt {
                 first,
@@ -231,9 +249,14 @@ impl TopicState {
             .zip(first.get()..)
             .map(|(m, offset)| Arc::new(Message::from_new(Offset(offset), timestamp, m)))
             .collect();
-        let appended = self.store.append(&messages)?;
+        let stamp = stamp.and_then(Result::ok);
+        let appended = self.store.append(&messages, stamp)?;
         for message in messages {
             self.log.push(message);
+        }
+        if let Some(s) = stamp {
+            self.producers
+                .record(s.producer, s.seq, s.count, first, timestamp);
         }
         self.published += count;
         self.enforce_bounds()?;
@@ -246,6 +269,49 @@ impl TopicState {
             durability: appended.durability,
         };
         Ok((receipt, appended.sync))
+    }
+
+    /// The stamp a numbered batch of `count` messages is stored with, or (as the error) the
+    /// receipt of its earlier copy: a batch sent again is answered with the offsets it got
+    /// the first time, once everything stored so far is as durable as a new batch would be.
+    ///
+    /// # Errors
+    /// [`Error::SequenceOverlap`], [`Error::DuplicateBatch`] (see [`Check`]).
+    #[allow(clippy::type_complexity)]
+    fn check_stamp(
+        &mut self,
+        s: ProducerStamp,
+        count: u64,
+        now: Timestamp,
+    ) -> Result<Result<BatchStamp, (BatchReceipt, Option<SyncWait>)>, Error> {
+        let n = u32::try_from(count).unwrap_or(u32::MAX);
+        match self.producers.check(s, n, now) {
+            Check::New => Ok(Ok(BatchStamp {
+                producer: s.producer,
+                seq: s.seq,
+                count: n,
+            })),
+            Check::Duplicate(first) => {
+                let appended = self.store.append(&[], None)?;
+                let receipt = BatchReceipt {
+                    first,
+                    count,
+                    durability: appended.durability,
+                };
+                Ok(Err((receipt, appended.sync)))
+            }
+            Check::Forgotten => Err(Error::DuplicateBatch {
+                topic: self.name.clone(),
+                producer: s.producer,
+                seq: s.seq,
+            }),
+            Check::Overlap { last } => Err(Error::SequenceOverlap {
+                topic: self.name.clone(),
+                producer: s.producer,
+                seq: s.seq,
+                last,
+            }),
+        }
     }
 
     /// Journals what durable groups changed since the last call; under fsync `always`,

@@ -110,6 +110,10 @@ error_codes! {
     /// The broker holds its memory bound of messages: publishes are refused until consumers
     /// ack (or topics are purged).
     MemoryFull = 36, "memory_full";
+    /// A numbered batch overlaps what its producer already stored (version 2).
+    SequenceOverlap = 37, "sequence_overlap";
+    /// A numbered batch is already stored, too long ago to tell its offsets (version 2).
+    DuplicateBatch = 38, "duplicate_batch";
 }
 
 impl fmt::Display for ErrorCode {
@@ -135,6 +139,8 @@ impl From<&mq_core::Error> for ErrorCode {
             E::TopicFull { .. } => ErrorCode::TopicFull,
             E::MemoryFull { .. } => ErrorCode::MemoryFull,
             E::NotInFlight { .. } => ErrorCode::NotInFlight,
+            E::SequenceOverlap { .. } => ErrorCode::SequenceOverlap,
+            E::DuplicateBatch { .. } => ErrorCode::DuplicateBatch,
             E::InvalidConfig { .. } => ErrorCode::InvalidConfig,
             E::MessageTooLarge { .. } => ErrorCode::FrameTooLarge,
             E::TooManyTopics { .. } => ErrorCode::TooManyTopics,

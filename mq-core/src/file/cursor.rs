@@ -48,6 +48,11 @@ impl<'a> Cursor<'a> {
         self.array().map(u64::from_le_bytes)
     }
 
+    /// How many bytes are left.
+    pub(crate) fn remaining(&self) -> usize {
+        self.data.len() - self.pos
+    }
+
     /// Whether every byte was read.
     pub(crate) fn is_done(&self) -> bool {
         self.pos == self.data.len()

@@ -12,8 +12,10 @@ use crate::config::TopicConfig;
 use crate::name::TopicName;
 use crate::storage::StorageError;
 
-/// The data format this release writes and reads (the `FORMAT` file).
-pub const DATA_FORMAT: u32 = 1;
+/// The data format this release writes and reads (the `FORMAT` file). Format 2 adds the
+/// stamp of idempotent batches to records; format 1 dirs are read as they are and marked 2
+/// when opened for writing.
+pub const DATA_FORMAT: u32 = 2;
 /// Prefix of a topic directory being created.
 pub(super) const CREATING: &str = ".creating-";
 /// Prefix of a topic directory being deleted.
@@ -78,7 +80,13 @@ pub(super) fn check_format(root: &Path, write: bool) -> Result<(), StorageError>
     };
     match fs::read_to_string(&path) {
         Ok(text) => match text.trim().parse::<u32>() {
-            Ok(format) if format <= DATA_FORMAT => Ok(()),
+            Ok(format) if format == DATA_FORMAT => Ok(()),
+            Ok(format) if format < DATA_FORMAT => {
+                if write {
+                    write_atomic(&path, format!("{DATA_FORMAT}\n").as_bytes())?;
+                }
+                Ok(())
+            }
             Ok(format) => Err(refuse(format!(
                 "it holds data format {format}, written by a newer mq-server; this one reads \
                  formats up to {DATA_FORMAT}: run a newer mq-server or use another --data-dir"

@@ -237,6 +237,7 @@ impl FileStorage {
             next_offset: Offset(recovered.next),
             largest_message: recovered.largest,
             groups,
+            producers: recovered.stamps,
             store: Box::new(store),
             warnings: recovered.warnings,
         })

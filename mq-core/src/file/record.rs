@@ -2,10 +2,11 @@
 //!
 //! ```text
 //! record := len:u32  crc:u32  body          (len = bytes of body, crc = CRC32C of body)
-//! body   := offset:u64  timestamp:u64  priority:u8  key  headers  payload
+//! body   := offset:u64  timestamp:u64  priority:u8  key  headers  payload  [stamp]
 //! key    := len:u32 (0xFFFFFFFF = none)  bytes
 //! headers:= count:u16  count × (name_len:u16 name  value_len:u32 value)
 //! payload:= len:u32  bytes
+//! stamp  := producer:u64  seq:u64  count:u32   (format 2: last record of a numbered batch)
 //! ```
 //! All integers little-endian. A record whose length runs past the end of the data, whose CRC
 //! does not match or whose fields do not add up is [`Damage`]; since every record carries its
@@ -16,6 +17,10 @@ use bytes::{BufMut, Bytes};
 use super::cursor::Cursor;
 use crate::clock::Timestamp;
 use crate::message::{Header, Message, Offset};
+use crate::producers::BatchStamp;
+
+/// Bytes of a [`BatchStamp`] at the end of a record's body.
+const STAMP: usize = 8 + 8 + 4;
 
 /// Bytes before a record's body: its length and its CRC.
 pub(crate) const FRAME: usize = 8;
@@ -40,22 +45,31 @@ fn length<T: TryFrom<usize>>(field: &'static str, len: usize, max: usize) -> Res
     T::try_from(len).map_err(|_| TooLong { field, len, max })
 }
 
-/// Appends `message` as a record to `buf`; on error `buf` is as it was.
+/// Appends `message` as a record to `buf`, with the batch's `stamp` after its payload when
+/// it ends a numbered batch; on error `buf` is as it was.
 ///
 /// # Errors
 /// [`TooLong`] when a field's length does not fit its length field (the key, a header
 /// value or the payload over 4 GiB − 2, a header name over 64 KiB − 1, more than 65,535
 /// headers).
-pub(crate) fn encode(message: &Message, buf: &mut Vec<u8>) -> Result<(), TooLong> {
+pub(crate) fn encode(
+    message: &Message,
+    stamp: Option<BatchStamp>,
+    buf: &mut Vec<u8>,
+) -> Result<(), TooLong> {
     let start = buf.len();
-    let written = encode_fields(message, buf);
+    let written = encode_fields(message, stamp, buf);
     if written.is_err() {
         buf.truncate(start);
     }
     written
 }
 
-fn encode_fields(message: &Message, buf: &mut Vec<u8>) -> Result<(), TooLong> {
+fn encode_fields(
+    message: &Message,
+    stamp: Option<BatchStamp>,
+    buf: &mut Vec<u8>,
+) -> Result<(), TooLong> {
     const MAX32: usize = (u32::MAX - 1) as usize;
     const MAX16: usize = u16::MAX as usize;
     let start = buf.len();
@@ -80,6 +94,11 @@ fn encode_fields(message: &Message, buf: &mut Vec<u8>) -> Result<(), TooLong> {
     }
     buf.put_u32_le(length("payload", message.payload.len(), MAX32)?);
     buf.put_slice(&message.payload);
+    if let Some(s) = stamp {
+        buf.put_u64_le(s.producer);
+        buf.put_u64_le(s.seq);
+        buf.put_u32_le(s.count);
+    }
     let body_len: u32 = length("record", buf.len() - start - FRAME, MAX32)?;
     let crc = crc32c::crc32c(&buf[start + FRAME..]);
     buf[start..start + 4].copy_from_slice(&body_len.to_le_bytes());
@@ -128,8 +147,9 @@ impl std::fmt::Display for Damage {
 /// What reading a record at some position found.
 #[derive(Debug)]
 pub(crate) enum Read {
-    /// A valid record and its total length (frame included).
-    Record(Message, usize),
+    /// A valid record, its total length (frame included) and the stamp of the numbered
+    /// batch it ends, if any.
+    Record(Message, usize, Option<BatchStamp>),
     /// Nothing more: the position is the end of the data.
     End,
     /// The bytes there are not a valid record.
@@ -154,7 +174,7 @@ pub(crate) fn decode(data: &Bytes, pos: usize) -> Read {
         return Read::Damaged(Damage::Checksum);
     }
     match parse(data, &data[body..body + len]) {
-        Some(message) => Read::Record(message, FRAME + len),
+        Some((message, stamp)) => Read::Record(message, FRAME + len, stamp),
         None => Read::Damaged(Damage::Fields),
     }
 }
@@ -169,6 +189,8 @@ pub(crate) struct RecordMeta {
     pub(crate) size: u64,
     /// Its size as [`Message::encoded_size`] counts it.
     pub(crate) encoded: u64,
+    /// The stamp of the numbered batch it ends, if any.
+    pub(crate) stamp: Option<BatchStamp>,
 }
 
 /// Like [`decode`] (the checksum included), but only reads what the log keeps of a message
@@ -242,18 +264,33 @@ fn meta_of(body: &[u8]) -> Option<RecordMeta> {
     c.take(payload)?;
     size += payload as u64;
     let encoded = size + framing;
-    c.is_done().then_some(RecordMeta {
+    let stamp = read_stamp(&mut c)?;
+    Some(RecordMeta {
         offset,
         timestamp,
         priority,
         size: encoded + crate::message::RECORD_OVERHEAD,
         encoded,
+        stamp,
     })
+}
+
+/// What follows the payload: nothing, or a batch stamp; `None` when it is anything else.
+fn read_stamp(c: &mut Cursor<'_>) -> Option<Option<BatchStamp>> {
+    match c.remaining() {
+        0 => Some(None),
+        STAMP => Some(Some(BatchStamp {
+            producer: c.u64()?,
+            seq: c.u64()?,
+            count: c.u32()?,
+        })),
+        _ => None,
+    }
 }
 
 /// Reads a whole record body; its bytes are slices of `data` (which holds `body`), not
 /// copies.
-fn parse(data: &Bytes, body: &[u8]) -> Option<Message> {
+fn parse(data: &Bytes, body: &[u8]) -> Option<(Message, Option<BatchStamp>)> {
     let mut c = Cursor::new(body);
     let offset = Offset(c.u64()?);
     let timestamp = Timestamp::from_millis(c.u64()?);
@@ -275,14 +312,16 @@ fn parse(data: &Bytes, body: &[u8]) -> Option<Message> {
     }
     let n = c.u32()? as usize;
     let payload = data.slice_ref(c.take(n)?);
-    c.is_done().then_some(Message {
+    let stamp = read_stamp(&mut c)?;
+    let message = Message {
         offset,
         timestamp,
         priority,
         key,
         headers,
         payload,
-    })
+    };
+    Some((message, stamp))
 }
 #[cfg(test)]
 mod tests {
@@ -303,10 +342,10 @@ mod tests {
     #[test]
     fn records_round_trip() {
         let mut buf = Vec::new();
-        encode(&sample(), &mut buf).unwrap();
-        encode(&sample(), &mut buf).unwrap();
+        encode(&sample(), None, &mut buf).unwrap();
+        encode(&sample(), None, &mut buf).unwrap();
         let data = Bytes::from(buf);
-        let Read::Record(m, len) = decode(&data, 0) else {
+        let Read::Record(m, len, None) = decode(&data, 0) else {
             panic!("first record")
         };
         assert_eq!(m, sample());
@@ -317,7 +356,7 @@ mod tests {
     #[test]
     fn meta_reads_what_the_log_keeps() {
         let mut buf = Vec::new();
-        encode(&sample(), &mut buf).unwrap();
+        encode(&sample(), None, &mut buf).unwrap();
         let data = Bytes::from(buf);
         let (meta, len) = decode_meta(&data, 0).unwrap().unwrap();
         assert_eq!(len, data.len());
@@ -329,15 +368,35 @@ mod tests {
                 priority: 3,
                 size: sample().size(),
                 encoded: sample().encoded_size(),
+                stamp: None,
             }
         );
         assert!(decode_meta(&data.slice(..len - 1), 0).is_err());
     }
 
     #[test]
+    fn the_last_record_of_a_numbered_batch_carries_its_stamp() {
+        let stamp = BatchStamp {
+            producer: u64::MAX - 3,
+            seq: 1 << 40,
+            count: 17,
+        };
+        let mut buf = Vec::new();
+        encode(&sample(), Some(stamp), &mut buf).unwrap();
+        let data = Bytes::from(buf);
+        let Read::Record(m, len, got) = decode(&data, 0) else {
+            panic!("a record")
+        };
+        assert_eq!((m, len, got), (sample(), data.len(), Some(stamp)));
+        let (meta, _) = decode_meta(&data, 0).unwrap().unwrap();
+        assert_eq!(meta.stamp, Some(stamp));
+        assert_eq!(meta.encoded, sample().encoded_size());
+    }
+
+    #[test]
     fn every_cut_and_every_flipped_byte_is_damage_not_a_panic() {
         let mut buf = Vec::new();
-        encode(&sample(), &mut buf).unwrap();
+        encode(&sample(), None, &mut buf).unwrap();
         for cut in 1..buf.len() {
             let data = Bytes::copy_from_slice(&buf[..cut]);
             assert!(matches!(decode(&data, 0), Read::Damaged(_)), "cut {cut}");
@@ -353,11 +412,11 @@ mod tests {
     #[test]
     fn reading_resumes_at_the_next_valid_record_after_damage() {
         let mut buf = Vec::new();
-        encode(&sample(), &mut buf).unwrap();
+        encode(&sample(), None, &mut buf).unwrap();
         let one = buf.len();
         let mut later = sample();
         later.offset = Offset(43);
-        encode(&later, &mut buf).unwrap();
+        encode(&later, None, &mut buf).unwrap();
         for i in 0..one {
             let mut bad = buf.clone();
             bad[i] ^= 0x40;

@@ -13,6 +13,7 @@ use std::path::Path;
 use super::io;
 use super::scan::{Region, scan_all};
 use super::segment::{Segment, log_path};
+use crate::producers::RecoveredStamp;
 use crate::storage::{StorageError, StoredMessage};
 
 /// What recovery found in a topic's segments.
@@ -29,6 +30,8 @@ pub(crate) struct Recovered {
     pub(crate) next: u64,
     /// The largest [`crate::Message::encoded_size`] of a retained message.
     pub(crate) largest: u64,
+    /// The numbered batches found, oldest first.
+    pub(crate) stamps: Vec<RecoveredStamp>,
     /// What was damaged and which offsets were lost, for the operator.
     pub(crate) warnings: Vec<String>,
 }
@@ -114,6 +117,7 @@ pub(crate) fn recover(
     let mut segments = Vec::with_capacity(scans.len());
     let mut messages = Vec::with_capacity(scans.len());
     let mut largest = 0;
+    let mut stamps = Vec::new();
     let mut expected: Option<u64> = None;
     // The damaged tail of the segment before, reported with the offsets it lost, if any.
     let mut tail: Option<String> = None;
@@ -182,6 +186,7 @@ pub(crate) fn recover(
             expected = Some(scan.end);
         }
         largest = largest.max(scan.largest);
+        stamps.extend(scan.stamps);
         messages.push(scan.messages);
         segments.push(Segment {
             base,
@@ -205,6 +210,7 @@ pub(crate) fn recover(
         messages,
         next,
         largest,
+        stamps,
         warnings,
     })
 }

@@ -16,6 +16,7 @@ use super::record::{self, Damage, Read};
 use super::segment::log_path;
 use crate::clock::Timestamp;
 use crate::message::Offset;
+use crate::producers::{BatchStamp, RecoveredStamp};
 use crate::storage::{StorageError, StoredMessage};
 
 /// Bytes of a segment left on disk that are read at once while scanning it.
@@ -51,6 +52,8 @@ pub(crate) struct Scan {
     pub(crate) index: Entries,
     /// The largest [`crate::Message::encoded_size`] of a retained record.
     pub(crate) largest: u64,
+    /// The numbered batches its records end.
+    pub(crate) stamps: Vec<RecoveredStamp>,
 }
 
 impl Scan {
@@ -95,11 +98,19 @@ impl Scanner {
                 match record::decode(data, pos) {
                     Read::End => Ok(None),
                     Read::Damaged(d) => Err(d),
-                    Read::Record(m, len) => Ok(Some((m.offset.get(), len, Some(m), None))),
+                    Read::Record(m, len, stamp) => {
+                        self.note_stamp(stamp, m.offset, m.timestamp);
+                        Ok(Some((m.offset.get(), len, Some(m), None)))
+                    }
                 }
             } else {
-                record::decode_meta(data, pos)
-                    .map(|r| r.map(|(meta, len)| (meta.offset, len, None, Some(meta))))
+                record::decode_meta(data, pos).map(|r| {
+                    r.map(|(meta, len)| {
+                        let at = Timestamp::from_millis(meta.timestamp);
+                        self.note_stamp(meta.stamp, Offset(meta.offset), at);
+                        (meta.offset, len, None, Some(meta))
+                    })
+                })
             };
             let damage = match read {
                 Ok(None) => return Stop::End(pos),
@@ -146,6 +157,18 @@ impl Scanner {
                 Some(q) => pos = q,
                 None => return Stop::End(data.len()),
             }
+        }
+    }
+
+    /// Notes the stamp of a valid record (one out of sequence is dropped with it later:
+    /// its stamp is then superseded by the copy that is kept).
+    fn note_stamp(&mut self, stamp: Option<BatchStamp>, last: Offset, timestamp: Timestamp) {
+        if let Some(stamp) = stamp {
+            self.scan.stamps.push(RecoveredStamp {
+                stamp,
+                last,
+                timestamp,
+            });
         }
     }
 

@@ -27,6 +27,7 @@ use super::io;
 use super::record::{self, Read};
 use super::sync::SyncFile;
 use crate::message::Message;
+use crate::producers::BatchStamp;
 use crate::storage::{ReadBack, StorageError};
 
 /// One segment file.
@@ -134,7 +135,12 @@ impl SegmentLog {
     /// # Errors
     /// [`StorageError`] when the records cannot be written; nothing of them stays in the
     /// segment.
-    pub(crate) fn append(&mut self, messages: &[Arc<Message>]) -> Result<u64, StorageError> {
+    /// The batch's `stamp`, if any, goes on its last record.
+    pub(crate) fn append(
+        &mut self,
+        messages: &[Arc<Message>],
+        stamp: Option<BatchStamp>,
+    ) -> Result<u64, StorageError> {
         let Some(first) = messages.first().map(|m| m.offset.get()) else {
             return Ok(self.sync.written());
         };
@@ -150,10 +156,12 @@ impl SegmentLog {
         let mut entries = Vec::new();
         // Noted on a copy: kept only once the batch is written.
         let mut builder = self.builder;
-        for m in messages {
+        let last = messages.len() - 1;
+        for (i, m) in messages.iter().enumerate() {
             let at = self.active_len + self.buf.len() as u64;
             builder.note(m.offset.get(), at, &mut entries);
-            if let Err(e) = record::encode(m, &mut self.buf) {
+            let stamp = if i == last { stamp } else { None };
+            if let Err(e) = record::encode(m, stamp, &mut self.buf) {
                 return Err(StorageError {
                     context: format!("appending to {}", self.what),
                     message: format!("the message at offset {}: {e}", m.offset),
@@ -293,7 +301,7 @@ fn read_from(
         let mut last = None;
         loop {
             match record::decode(&data, pos) {
-                Read::Record(m, len) => {
+                Read::Record(m, len, _) => {
                     pos += len;
                     last = Some(m.offset.get());
                     if m.offset.get() >= from {

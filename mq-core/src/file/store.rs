@@ -12,6 +12,7 @@ use super::segment::SegmentLog;
 use super::sync::{Flusher, FsyncPolicy};
 use crate::config::TopicConfig;
 use crate::message::{Message, Offset};
+use crate::producers::BatchStamp;
 use crate::storage::{
     Appended, Durability, GroupEvent, ReadBack, RecoveredGroup, StorageError, SyncWait, TopicStore,
 };
@@ -65,12 +66,16 @@ impl Drop for FileTopic {
 }
 
 impl TopicStore for FileTopic {
-    fn append(&mut self, messages: &[Arc<Message>]) -> Result<Appended, StorageError> {
+    fn append(
+        &mut self,
+        messages: &[Arc<Message>],
+        stamp: Option<BatchStamp>,
+    ) -> Result<Appended, StorageError> {
         let bytes = messages.iter().map(|m| m.size()).sum();
         self.disk.admit(bytes, &self.what)?;
         let policy = self.policy;
         let log = &mut self.log;
-        let ticket = log.append(messages)?;
+        let ticket = log.append(messages, stamp)?;
         let sync = (policy == FsyncPolicy::Always).then(|| {
             let file = Arc::clone(log.sync_file());
             SyncWait::new(move || file.wait(ticket))

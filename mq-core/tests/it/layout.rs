@@ -289,6 +289,7 @@ fn a_data_dir_written_by_the_previous_release_opens_whole() {
         std::fs::read_to_string(dir.path().join("FORMAT"))
             .unwrap()
             .trim(),
-        "1"
+        "2",
+        "a format-1 dir opened for writing is marked with the format it may now hold"
     );
 }

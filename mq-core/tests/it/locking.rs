@@ -97,7 +97,11 @@ impl Storage for GatedStorage {
 }
 
 impl TopicStore for GatedTopic {
-    fn append(&mut self, messages: &[Arc<Message>]) -> Result<Appended, StorageError> {
+    fn append(
+        &mut self,
+        messages: &[Arc<Message>],
+        _stamp: Option<mq_core::BatchStamp>,
+    ) -> Result<Appended, StorageError> {
         self.messages
             .lock()
             .unwrap()

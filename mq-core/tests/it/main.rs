@@ -7,6 +7,7 @@
 mod admin;
 mod damage;
 mod faults;
+mod idempotence;
 mod layout;
 mod locking;
 mod memory_bound;
