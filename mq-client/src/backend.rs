@@ -8,11 +8,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use mq_core::{AckMode, BatchReceipt, GroupName, NewMessage, Offset, Subscription, TopicName};
-use mq_transport::{ClientMsg, ServerMsg, SubscribeRequest, SubscriptionId, WireDelivery};
+use mq_core::{
+    AckMode, BatchReceipt, GroupName, NewMessage, Offset, ProducerStamp, Subscription, TopicName,
+};
+use mq_transport::{ClientMsg, ServerMsg, SubscribeRequest, WireDelivery};
 use tokio::sync::mpsc;
 
-use crate::connection::{PendingReply, Remote, SubEvent, expect_done, unexpected};
+use crate::connection::{
+    PendingReply, Remote, SubEntry, SubEvent, SubSlot, expect_done, unexpected,
+};
 use crate::embedded::Embedded;
 use crate::error::ClientError;
 
@@ -69,25 +73,42 @@ impl Backend {
         }
     }
 
-    /// Queues a batch for publishing; the returned wait yields its receipt.
+    /// Queues a batch for publishing; the returned wait yields its receipt. A batch with a
+    /// `stamp` (from an idempotent producer) is stored once however often it is sent, so it
+    /// is sent again after a reconnect.
     pub(crate) async fn start_publish(
         &self,
         topic: &TopicName,
         messages: Vec<NewMessage>,
+        stamp: Option<ProducerStamp>,
     ) -> Result<PublishWait, ClientError> {
         match self {
             Backend::Embedded(e) => {
                 let topic = topic.clone();
-                let receipt = e.call(move |b| b.publish_batch(&topic, messages)).await;
+                let receipt = e
+                    .call(move |b| match stamp {
+                        Some(stamp) => b.publish_idempotent(&topic, stamp, messages),
+                        None => b.publish_batch(&topic, messages),
+                    })
+                    .await;
                 Ok(PublishWait::Ready(receipt))
             }
             Backend::Remote(r) => {
                 check_sizes(topic, &messages, r.max_frame())?;
-                let msg = ClientMsg::Publish {
-                    topic: topic.clone(),
-                    messages,
+                let topic = topic.clone();
+                let (msg, replayable) = match stamp {
+                    Some(s) if r.version() >= 2 => (
+                        ClientMsg::PublishIdempotent {
+                            topic,
+                            producer: s.producer,
+                            seq: s.seq,
+                            messages,
+                        },
+                        true,
+                    ),
+                    _ => (ClientMsg::Publish { topic, messages }, false),
                 };
-                let pending = r.start_request(msg, None).await?;
+                let pending = r.start_request(msg, None, replayable).await?;
                 Ok(PublishWait::Remote(Arc::clone(r), pending))
             }
         }
@@ -112,7 +133,7 @@ impl Backend {
             }
             Backend::Remote(remote) => {
                 let (tx, rx) = mpsc::unbounded_channel();
-                let request = ClientMsg::Subscribe(SubscribeRequest {
+                let request = SubscribeRequest {
                     topic: sub.topic,
                     group: sub.group,
                     start: sub.start,
@@ -120,20 +141,28 @@ impl Backend {
                     exclusive: sub.exclusive,
                     create_topic: sub.create_topic,
                     prefetch: sub.prefetch.unwrap_or(0),
-                });
-                let pending = remote.start_request(request, Some(tx)).await?;
+                };
+                let slot = Arc::new(SubSlot::default());
+                let entry = SubEntry {
+                    tx,
+                    request: request.clone(),
+                    slot: Arc::clone(&slot),
+                };
+                let msg = ClientMsg::Subscribe(request);
+                let pending = remote.start_request(msg, Some(entry), false).await?;
                 match remote.finish(pending).await? {
                     ServerMsg::Subscribed {
-                        sub,
                         group,
                         ack,
                         prefetch,
+                        ..
                     } => Ok(Subscribed {
                         group,
                         ack,
                         source: Source::Remote {
                             remote: Arc::clone(remote),
-                            sub,
+                            generation: slot.get().1,
+                            slot,
                             rx,
                             buffer: VecDeque::new(),
                             consumed: 0,
@@ -175,7 +204,10 @@ impl Backend {
 pub(crate) enum Source {
     Remote {
         remote: Arc<Remote>,
-        sub: SubscriptionId,
+        /// The subscription's id on the current connection.
+        slot: Arc<SubSlot>,
+        /// The generation of the connection the buffered deliveries came over.
+        generation: u64,
         rx: mpsc::UnboundedReceiver<SubEvent>,
         buffer: VecDeque<WireDelivery>,
         /// For auto-ack subscriptions: deliveries taken since the last credit grant.
@@ -208,7 +240,8 @@ impl Source {
         match self {
             Source::Remote {
                 remote,
-                sub,
+                slot,
+                generation,
                 rx,
                 buffer,
                 consumed,
@@ -217,11 +250,15 @@ impl Source {
                 if let Some(message) = buffer.pop_front() {
                     if auto {
                         *consumed += 1;
+                        let (sub, on) = slot.get();
                         if *consumed >= (*window / 2).max(1)
-                            && remote.fire(ClientMsg::Credit {
-                                sub: *sub,
-                                credits: *consumed,
-                            })
+                            && remote.fire_on(
+                                on,
+                                ClientMsg::Credit {
+                                    sub,
+                                    credits: *consumed,
+                                },
+                            )
                         {
                             *consumed = 0;
                         }
@@ -229,7 +266,18 @@ impl Source {
                     return Poll::Ready(Some(Ok(message)));
                 }
                 match rx.poll_recv(cx) {
-                    Poll::Ready(Some(SubEvent::Deliveries(messages))) => buffer.extend(messages),
+                    Poll::Ready(Some(SubEvent::Deliveries(on, messages))) => {
+                        if on != *generation {
+                            buffer.clear();
+                            *consumed = 0;
+                            *generation = on;
+                        }
+                        buffer.extend(messages);
+                    }
+                    Poll::Ready(Some(SubEvent::Reset)) => {
+                        buffer.clear();
+                        *consumed = 0;
+                    }
                     Poll::Ready(Some(SubEvent::Ended(e))) => return Poll::Ready(Some(Err(e))),
                     Poll::Ready(None) => return Poll::Ready(None),
                     Poll::Pending => return Poll::Pending,
@@ -255,7 +303,12 @@ impl Source {
             return Settler::Auto;
         }
         match self {
-            Source::Remote { remote, sub, .. } => Settler::Remote(Arc::clone(remote), *sub),
+            Source::Remote {
+                remote,
+                slot,
+                generation,
+                ..
+            } => Settler::Remote(Arc::clone(remote), Arc::clone(slot), *generation),
             Source::Embedded { sub, .. } => Settler::Embedded(Arc::clone(sub)),
         }
     }
@@ -263,13 +316,22 @@ impl Source {
     /// Acks `offsets` and detaches.
     pub(crate) async fn unsubscribe(&self, offsets: &[Offset]) -> Result<(), ClientError> {
         match self {
-            Source::Remote { remote, sub, .. } => {
-                remote.forget_sub(*sub);
+            Source::Remote { remote, slot, .. } => {
+                let (sub, on) = slot.get();
+                remote.forget_sub(slot);
                 let msg = ClientMsg::Unsubscribe {
-                    sub: *sub,
+                    sub,
                     ack: offsets.to_vec(),
                 };
-                expect_done(remote.request(msg).await?)
+                match remote.request_on(on, msg).await {
+                    Ok(reply) => expect_done(reply),
+                    // Its connection is gone, and the subscription with it.
+                    Err(ClientError::Redelivered { .. }) if offsets.is_empty() => Ok(()),
+                    Err(ClientError::Redelivered { .. }) => Err(ClientError::Redelivered {
+                        offsets: offsets.to_vec(),
+                    }),
+                    Err(e) => Err(e),
+                }
             }
             Source::Embedded { sub, .. } => {
                 let (shared, offsets) = (Arc::clone(sub), offsets.to_vec());
@@ -282,12 +344,16 @@ impl Source {
 
     /// Detaches without waiting (the consumer was dropped).
     pub(crate) fn detach(&self) {
-        if let Source::Remote { remote, sub, .. } = self {
-            remote.forget_sub(*sub);
-            remote.fire(ClientMsg::Unsubscribe {
-                sub: *sub,
-                ack: Vec::new(),
-            });
+        if let Source::Remote { remote, slot, .. } = self {
+            let (sub, on) = slot.get();
+            remote.forget_sub(slot);
+            remote.fire_on(
+                on,
+                ClientMsg::Unsubscribe {
+                    sub,
+                    ack: Vec::new(),
+                },
+            );
         }
     }
 }
@@ -295,7 +361,8 @@ impl Source {
 /// Acks and nacks deliveries of one subscription.
 #[derive(Debug, Clone)]
 pub(crate) enum Settler {
-    Remote(Arc<Remote>, SubscriptionId),
+    /// A subscription over a connection, for deliveries of connection generation `u64`.
+    Remote(Arc<Remote>, Arc<SubSlot>, u64),
     Embedded(Arc<EmbeddedSub>),
     /// An auto-ack group: nothing to settle.
     Auto,
@@ -319,20 +386,32 @@ impl Settler {
                     })
                     .await
             }
-            Settler::Remote(r, sub) => {
+            Settler::Remote(r, slot, generation) => {
+                let (sub, on) = slot.get();
+                if on != *generation {
+                    return Err(ClientError::Redelivered {
+                        offsets: offsets.to_vec(),
+                    });
+                }
                 let msg = match nack {
                     None => ClientMsg::Ack {
-                        sub: *sub,
+                        sub,
                         offsets: offsets.to_vec(),
                     },
                     Some(delay) => ClientMsg::Nack {
-                        sub: *sub,
+                        sub,
                         delay_ms: delay
                             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
                         offsets: offsets.to_vec(),
                     },
                 };
-                expect_done(r.request(msg).await?)
+                match r.request_on(on, msg).await {
+                    Ok(reply) => expect_done(reply),
+                    Err(ClientError::Redelivered { .. }) => Err(ClientError::Redelivered {
+                        offsets: offsets.to_vec(),
+                    }),
+                    Err(e) => Err(e),
+                }
             }
         }
     }

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mq_core::{
-    BatchReceipt, Broker, BrokerStats, GroupName, GroupStats, NewMessage, StartPosition,
-    Subscription, TopicConfig, TopicInfo, TopicName, TopicStats,
+    BatchReceipt, Broker, BrokerStats, GroupName, GroupStats, NewMessage, ProducerStamp,
+    StartPosition, Subscription, TopicConfig, TopicInfo, TopicName, TopicStats,
 };
 use mq_transport::{
     ClientMsg, ClientTls, GroupReport, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, ServerMsg,
-    TcpTransport, Transport, TransportError, WireDelivery,
+    TcpTransport, Transport, WireDelivery,
 };
 
 use crate::backend::{Backend, PublishWait};
@@ -19,6 +19,7 @@ use crate::consumer::Consumer;
 use crate::embedded::Embedded;
 use crate::error::ClientError;
 use crate::producer::{Producer, ProducerConfig};
+use crate::reconnect::{Reconnect, Redial, dial, hello};
 
 /// How to connect.
 #[derive(Debug, Clone)]
@@ -34,6 +35,8 @@ pub struct ClientConfig {
     /// Speak TLS over TCP, trusting and presenting what this says (the `transport` is
     /// then TCP with TLS).
     pub tls: Option<ClientTls>,
+    /// Whether and how to reconnect when the connection is lost (default: on).
+    pub reconnect: Reconnect,
 }
 
 impl Default for ClientConfig {
@@ -44,6 +47,7 @@ impl Default for ClientConfig {
             request_timeout: Duration::from_secs(30),
             transport: Arc::new(TcpTransport::default()),
             tls: None,
+            reconnect: Reconnect::default(),
         }
     }
 }
@@ -81,48 +85,20 @@ impl Client {
     /// # Errors
     /// As [`Client::connect`].
     pub async fn connect_with(addr: &str, config: ClientConfig) -> Result<Self, ClientError> {
-        let tls_transport;
-        let transport: &dyn Transport = match &config.tls {
-            Some(tls) => {
-                tls_transport =
-                    TcpTransport::default()
-                        .with_client_tls(tls)
-                        .map_err(|e| ClientError::Tls {
-                            addr: addr.to_owned(),
-                            reason: e.to_string(),
-                        })?;
-                &tls_transport
-            }
-            None => config.transport.as_ref(),
-        };
-        let conn = transport.connect(addr).await.map_err(|e| match e {
-            TransportError::Io { source, .. } => ClientError::ConnectionRefused {
-                addr: addr.to_owned(),
-                reason: source.to_string(),
-            },
-            TransportError::Tls(reason) => ClientError::Tls {
-                addr: addr.to_owned(),
-                reason,
-            },
-            other => ClientError::ConnectionRefused {
-                addr: addr.to_owned(),
-                reason: other.to_string(),
-            },
-        })?;
-        let remote = Arc::new(Remote::start(conn, config.request_timeout));
-        let hello = ClientMsg::Hello {
-            version: PROTOCOL_VERSION,
-            client: config.name,
-            token: config.token,
-        };
-        match remote.request(hello).await {
+        let conn = dial(addr, &config).await?;
+        let redial = config.reconnect.enabled.then(|| Redial {
+            addr: addr.to_owned(),
+            config: config.clone(),
+        });
+        let remote = Arc::new(Remote::start(conn, config.request_timeout, redial));
+        match remote.request(hello(&config)).await {
             Ok(ServerMsg::Welcome {
                 version,
                 heartbeat_ms,
                 max_frame,
                 ..
             }) if (MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) => {
-                remote.set_max_frame(usize::try_from(max_frame).unwrap_or(usize::MAX));
+                remote.welcomed(version, max_frame);
                 if heartbeat_ms > 0 {
                     Remote::keep_alive(&remote, Duration::from_millis(u64::from(heartbeat_ms)));
                 }
@@ -130,7 +106,10 @@ impl Client {
                     backend: Backend::Remote(remote),
                 })
             }
-            Ok(other) => Err(unexpected("Welcome", &other)),
+            Ok(other) => {
+                remote.close(None);
+                Err(unexpected("Welcome", &other))
+            }
             Err(e) => {
                 remote.close(None);
                 Err(e)
@@ -179,8 +158,9 @@ impl Client {
         &self,
         topic: &TopicName,
         messages: Vec<NewMessage>,
+        stamp: Option<ProducerStamp>,
     ) -> Result<PublishWait, ClientError> {
-        self.backend.start_publish(topic, messages).await
+        self.backend.start_publish(topic, messages, stamp).await
     }
 
     /// Publishes a batch (all or nothing) and waits for its receipt.
@@ -192,7 +172,10 @@ impl Client {
         topic: &TopicName,
         messages: Vec<NewMessage>,
     ) -> Result<BatchReceipt, ClientError> {
-        self.start_publish(topic, messages).await?.wait().await
+        self.start_publish(topic, messages, None)
+            .await?
+            .wait()
+            .await
     }
 
     async fn request(&self, msg: ClientMsg) -> Result<ServerMsg, ClientError> {

@@ -1,22 +1,31 @@
-//! [`Remote`]: one connection to a server, shared by every handle made from a client.
+//! [`Remote`]: the connection to a server shared by every handle made from a client. It
+//! outlives the TCP connection under it: when that is lost, the reconnect supervisor
+//! ([`crate::reconnect`]) dials again, subscribes again and resends what can be resent.
 //!
-//! One task writes frames (fed by a bounded channel), one task reads them and routes each
-//! reply to the oneshot its request registered, and each pushed delivery batch to its
-//! subscription's channel. Reading and writing never wait on each other.
+//! Per TCP connection one task writes frames (fed by a bounded channel) and one reads them,
+//! routing each reply to the oneshot its request registered and each pushed delivery batch
+//! to its subscription's channel. Reading and writing never wait on each other.
+//!
+//! Requests are of two kinds when the connection is lost: *replayable* ones (numbered
+//! publishes, which the broker never stores twice) stay registered and are sent again, in
+//! their first order, on the next connection; the others fail with
+//! [`ClientError::ConnectionClosed`] (they may or may not have been done). Requests made
+//! while reconnecting wait for the new connection (replayable ones are queued for it).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use mq_transport::{
     ClientConnection, ClientMsg, Frame, FrameRead, FrameWrite, Incoming, RequestId, ServerMsg,
-    SubscriptionId, WireDelivery, write_queued,
+    SubscribeRequest, SubscriptionId, WireDelivery, write_queued,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::error::ClientError;
+use crate::reconnect::{Redial, supervise};
 
 /// Frames queued for the writer before requests wait.
 const OUTBOUND_FRAMES: usize = 1024;
@@ -24,39 +33,115 @@ const OUTBOUND_FRAMES: usize = 1024;
 /// What a subscription's channel carries.
 #[derive(Debug)]
 pub(crate) enum SubEvent {
-    Deliveries(Vec<WireDelivery>),
+    /// Deliveries, with the generation of the connection they came over.
+    Deliveries(u64, Vec<WireDelivery>),
+    /// The connection was lost: what was delivered over it and not yet taken will be
+    /// delivered again after the subscription is renewed.
+    Reset,
+    /// The subscription ended.
     Ended(ClientError),
+}
+
+/// The subscription a consumer holds now: its id, and the generation of the connection
+/// that id belongs to (ids are per connection).
+#[derive(Debug, Default)]
+pub(crate) struct SubSlot(AtomicU64);
+
+impl SubSlot {
+    /// The subscription's id and the generation of its connection.
+    pub(crate) fn get(&self) -> (SubscriptionId, u64) {
+        let v = self.0.load(Ordering::Acquire);
+        (SubscriptionId(v as u32), v >> 32)
+    }
+
+    fn set(&self, sub: SubscriptionId, generation: u64) {
+        self.0
+            .store((generation << 32) | u64::from(sub.0), Ordering::Release);
+    }
+}
+
+/// A subscription as the connection keeps it: where its deliveries go, and how to renew
+/// it after a reconnect.
+#[derive(Debug, Clone)]
+pub(crate) struct SubEntry {
+    pub(crate) tx: mpsc::UnboundedSender<SubEvent>,
+    pub(crate) request: SubscribeRequest,
+    pub(crate) slot: Arc<SubSlot>,
 }
 
 struct Pending {
     reply: oneshot::Sender<Result<ServerMsg, ClientError>>,
-    /// For a Subscribe: the channel to register when `Subscribed` arrives, before any
+    /// For a Subscribe: the subscription to register when `Subscribed` arrives, before any
     /// delivery for it can be routed.
-    sub_channel: Option<mpsc::UnboundedSender<SubEvent>>,
+    sub: Option<SubEntry>,
+    /// For a replayable request: the request, to send again on the next connection.
+    replay: Option<ClientMsg>,
+    /// The generation of the connection it was last sent on.
+    sent_on: u64,
+}
+
+/// One TCP connection.
+struct Conn {
+    out: mpsc::Sender<Frame<ClientMsg>>,
+    reader: JoinHandle<()>,
+    writer: JoinHandle<()>,
+}
+
+impl Conn {
+    fn abort(&self) {
+        self.reader.abort();
+        self.writer.abort();
+    }
+}
+
+/// Where the connection stands, for requests waiting on a reconnect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LinkState {
+    Connected,
+    Reconnecting,
+    Closed,
 }
 
 #[derive(Default)]
 struct Routes {
-    closed: Option<Option<String>>,
+    /// Set once the connection is closed for good: why.
+    closed: Option<ClientError>,
+    conn: Option<Conn>,
+    reconnecting: bool,
     pending: HashMap<u32, Pending>,
-    subs: HashMap<SubscriptionId, mpsc::UnboundedSender<SubEvent>>,
+    subs: HashMap<SubscriptionId, SubEntry>,
+    /// Subscriptions of a lost connection, waiting to be renewed.
+    detached: Vec<SubEntry>,
+}
+
+/// What the tasks of a connection share.
+pub(crate) struct Inner {
+    routes: Mutex<Routes>,
+    next_id: AtomicU32,
+    /// Bumped for every new TCP connection.
+    generation: AtomicU64,
+    pub(crate) timeout: Duration,
+    /// The server's frame limit, from Welcome.
+    max_frame: AtomicUsize,
+    /// The protocol version agreed in the handshake.
+    version: AtomicU16,
+    state: watch::Sender<LinkState>,
+    /// Readers report here that their connection ended (its generation, why).
+    lost: mpsc::UnboundedSender<(u64, Option<String>)>,
+    /// Whether the connection is renewed when lost.
+    pub(crate) reconnects: bool,
 }
 
 /// A reply on its way.
 pub(crate) struct PendingReply {
     rx: oneshot::Receiver<Result<ServerMsg, ClientError>>,
+    replayable: bool,
 }
 
-/// A live connection.
+/// A live connection, renewed when lost if the client reconnects.
 pub(crate) struct Remote {
-    out: mpsc::Sender<Frame<ClientMsg>>,
-    routes: Arc<Mutex<Routes>>,
-    next_id: AtomicU32,
-    timeout: Duration,
-    /// The server's frame limit, from Welcome.
-    max_frame: AtomicUsize,
-    reader: JoinHandle<()>,
-    writer: JoinHandle<()>,
+    inner: Arc<Inner>,
+    supervisor: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Remote {
@@ -66,100 +151,98 @@ impl std::fmt::Debug for Remote {
 }
 
 impl Remote {
-    /// Starts the reader and writer tasks of an established connection.
-    pub(crate) fn start(conn: ClientConnection, timeout: Duration) -> Self {
-        let routes = Arc::new(Mutex::new(Routes::default()));
-        let (out, rx) = mpsc::channel(OUTBOUND_FRAMES);
-        let writer = tokio::spawn(write_frames(conn.writer, rx));
-        let reader = tokio::spawn(read_frames(conn.reader, Arc::clone(&routes)));
-        Self {
-            out,
-            routes,
+    /// Starts the tasks of an established connection (not yet handshaken); with `redial`,
+    /// the connection is renewed when lost.
+    pub(crate) fn start(conn: ClientConnection, timeout: Duration, redial: Option<Redial>) -> Self {
+        let (lost, lost_rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            routes: Mutex::new(Routes::default()),
             next_id: AtomicU32::new(1),
+            generation: AtomicU64::new(0),
             timeout,
             max_frame: AtomicUsize::new(mq_transport::DEFAULT_MAX_FRAME),
-            reader,
-            writer,
-        }
+            version: AtomicU16::new(mq_transport::MIN_PROTOCOL_VERSION),
+            state: watch::Sender::new(LinkState::Connected),
+            lost,
+            reconnects: redial.is_some(),
+        });
+        inner.install(conn);
+        let supervisor = tokio::spawn(supervise(Arc::clone(&inner), redial, lost_rx));
+        Self { inner, supervisor }
     }
 
     /// The server's frame limit.
     pub(crate) fn max_frame(&self) -> usize {
-        self.max_frame.load(Ordering::Relaxed)
+        self.inner.max_frame.load(Ordering::Relaxed)
     }
 
-    /// Records the server's frame limit (from Welcome).
-    pub(crate) fn set_max_frame(&self, max_frame: usize) {
-        self.max_frame.store(max_frame, Ordering::Relaxed);
+    /// The protocol version agreed with the server.
+    pub(crate) fn version(&self) -> u16 {
+        self.inner.version.load(Ordering::Relaxed)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Routes> {
-        self.routes.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Records what the server's Welcome said.
+    pub(crate) fn welcomed(&self, version: u16, max_frame: u32) {
+        self.inner.welcomed(version, max_frame);
     }
 
-    fn next_id(&self) -> RequestId {
-        loop {
-            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            if id != 0 {
-                return RequestId(id);
-            }
-        }
+    /// The generation of the current TCP connection (as a [`SubSlot`] records it).
+    pub(crate) fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Acquire) & u64::from(u32::MAX)
     }
 
-    fn closed_error(&self) -> ClientError {
-        ClientError::ConnectionClosed {
-            reason: self.lock().closed.clone().flatten(),
-        }
-    }
-
-    /// Queues a request; the frame is in the writer's queue when this returns, so requests
-    /// started one after another reach the server in that order.
+    /// Queues a request; the frame is in the writer's queue (or, while reconnecting, in the
+    /// replay queue) when this returns, so requests started one after another reach the
+    /// server in that order. A `replayable` request is sent again after a reconnect.
     pub(crate) async fn start_request(
         &self,
         msg: ClientMsg,
-        sub_channel: Option<mpsc::UnboundedSender<SubEvent>>,
+        sub: Option<SubEntry>,
+        replayable: bool,
     ) -> Result<PendingReply, ClientError> {
-        let id = self.next_id();
-        let (reply, rx) = oneshot::channel();
-        {
-            let mut routes = self.lock();
-            if let Some(reason) = &routes.closed {
-                return Err(ClientError::ConnectionClosed {
-                    reason: reason.clone(),
-                });
-            }
-            routes.pending.insert(id.0, Pending { reply, sub_channel });
-        }
-        if self.out.send(Frame::new(id, msg)).await.is_err() {
-            return Err(self.closed_error());
-        }
-        Ok(PendingReply { rx })
+        let replayable = replayable && self.inner.reconnects;
+        self.inner.start(msg, sub, replayable, None).await
     }
 
-    /// Waits for a reply; on timeout the connection is closed.
+    /// Sends a request that only makes sense on connection `generation` (it names a
+    /// subscription of that connection) and waits for its reply;
+    /// [`ClientError::Redelivered`] (without offsets) when that connection is gone.
+    pub(crate) async fn request_on(
+        &self,
+        generation: u64,
+        msg: ClientMsg,
+    ) -> Result<ServerMsg, ClientError> {
+        let pending = self.inner.start(msg, None, false, Some(generation)).await?;
+        self.finish(pending).await
+    }
+
+    /// Waits for a reply. On timeout the connection is dropped (a late reply could not be
+    /// matched safely); a replayable request then goes on waiting for its replay on the next
+    /// connection.
     pub(crate) async fn finish(&self, pending: PendingReply) -> Result<ServerMsg, ClientError> {
-        match tokio::time::timeout(self.timeout, pending.rx).await {
-            Err(_) => {
-                self.close(Some(format!("request timed out after {:?}", self.timeout)));
-                Err(ClientError::Timeout {
-                    after: self.timeout,
-                })
-            }
-            Ok(Err(_)) => Err(self.closed_error()),
-            Ok(Ok(reply)) => reply,
-        }
+        self.inner.finish(pending).await
     }
 
     /// Sends a request and waits for its reply.
     pub(crate) async fn request(&self, msg: ClientMsg) -> Result<ServerMsg, ClientError> {
-        let pending = self.start_request(msg, None).await?;
+        let pending = self.start_request(msg, None, false).await?;
         self.finish(pending).await
     }
 
-    /// Sends a frame whose reply nobody waits for (credits); false if the queue is full.
+    /// Sends a frame whose reply nobody waits for (credits, pings); false if it could not
+    /// be queued (full, or no connection right now).
     pub(crate) fn fire(&self, msg: ClientMsg) -> bool {
-        let id = self.next_id();
-        self.out.try_send(Frame::new(id, msg)).is_ok()
+        let id = self.inner.next_id();
+        let routes = self.inner.lock();
+        match &routes.conn {
+            Some(conn) if !routes.reconnecting => conn.out.try_send(Frame::new(id, msg)).is_ok(),
+            _ => false,
+        }
+    }
+
+    /// Like [`Remote::fire`], only if the current connection is `generation`.
+    pub(crate) fn fire_on(&self, generation: u64, msg: ClientMsg) -> bool {
+        self.generation() == generation && self.fire(msg)
     }
 
     /// Sends `Ping` every `interval` (the heartbeat the server announced) until the
@@ -183,57 +266,430 @@ impl Remote {
         });
     }
 
-    /// Forgets a subscription's channel.
-    pub(crate) fn forget_sub(&self, sub: SubscriptionId) {
-        self.lock().subs.remove(&sub);
+    /// Forgets a subscription.
+    pub(crate) fn forget_sub(&self, slot: &Arc<SubSlot>) {
+        let mut routes = self.inner.lock();
+        let (sub, _) = slot.get();
+        if routes
+            .subs
+            .get(&sub)
+            .is_some_and(|e| Arc::ptr_eq(&e.slot, slot))
+        {
+            routes.subs.remove(&sub);
+        }
+        routes.detached.retain(|e| !Arc::ptr_eq(&e.slot, slot));
     }
 
-    /// Whether the connection is closed.
+    /// Whether the connection is closed for good.
     pub(crate) fn is_closed(&self) -> bool {
-        self.lock().closed.is_some() || self.reader.is_finished()
+        self.inner.lock().closed.is_some()
     }
 
-    /// Closes the connection: pending requests and subscriptions fail.
+    /// Closes the connection for good: pending requests and subscriptions fail.
     pub(crate) fn close(&self, reason: Option<String>) {
-        fail_all(&self.routes, reason);
-        self.reader.abort();
-        self.writer.abort();
+        self.inner
+            .fail_all(ClientError::ConnectionClosed { reason });
+        self.supervisor.abort();
     }
 
     /// Says goodbye and closes.
     pub(crate) async fn goodbye(&self) {
-        let _ = self
-            .out
-            .send(Frame::new(RequestId(0), ClientMsg::Goodbye))
-            .await;
-        fail_all(&self.routes, Some("closed by this client".into()));
+        let out = self.inner.lock().conn.as_ref().map(|c| c.out.clone());
+        if let Some(out) = out {
+            let _ = out.send(Frame::new(RequestId(0), ClientMsg::Goodbye)).await;
+        }
+        self.supervisor.abort();
+        let err = ClientError::ConnectionClosed {
+            reason: Some("closed by this client".into()),
+        };
+        let mut routes = self.inner.lock();
+        // The writer sends the goodbye and stops; the reader stops with the socket.
+        let conn = routes.conn.take();
+        Inner::fail_locked(&mut routes, err);
+        drop(routes);
+        self.inner.state.send_replace(LinkState::Closed);
+        if let Some(conn) = conn {
+            conn.reader.abort();
+        }
     }
 }
 
 impl Drop for Remote {
     fn drop(&mut self) {
-        let _ = self
-            .out
-            .try_send(Frame::new(RequestId(0), ClientMsg::Goodbye));
-        self.reader.abort();
+        self.supervisor.abort();
+        let mut routes = self.inner.lock();
+        if let Some(conn) = routes.conn.take() {
+            let _ = conn
+                .out
+                .try_send(Frame::new(RequestId(0), ClientMsg::Goodbye));
+            conn.reader.abort();
+        }
     }
 }
 
-fn fail_all(routes: &Mutex<Routes>, reason: Option<String>) {
-    let mut routes = routes.lock().unwrap_or_else(PoisonError::into_inner);
-    if routes.closed.is_none() {
-        routes.closed = Some(reason.clone());
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Routes> {
+        self.routes.lock().unwrap_or_else(PoisonError::into_inner)
     }
-    let err = ClientError::ConnectionClosed { reason };
-    for (_, p) in routes.pending.drain() {
-        let _ = p.reply.send(Err(err.clone()));
+
+    fn next_id(&self) -> RequestId {
+        loop {
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            if id != 0 {
+                return RequestId(id);
+            }
+        }
     }
-    for (_, s) in routes.subs.drain() {
-        let _ = s.send(SubEvent::Ended(err.clone()));
+
+    /// Records what the server's Welcome said.
+    pub(crate) fn welcomed(&self, version: u16, max_frame: u32) {
+        self.version.store(version, Ordering::Relaxed);
+        self.max_frame.store(
+            usize::try_from(max_frame).unwrap_or(usize::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Whether the connection is closed for good.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().closed.is_some()
+    }
+
+    /// Starts the tasks of a new TCP connection and makes it the current one; returns its
+    /// generation. Requests other than the supervisor's wait until it is open for them.
+    pub(crate) fn install(self: &Arc<Self>, conn: ClientConnection) -> u64 {
+        let mut routes = self.lock();
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let (out, rx) = mpsc::channel(OUTBOUND_FRAMES);
+        let writer = tokio::spawn(write_frames(conn.writer, rx));
+        let reader = tokio::spawn(read_frames(conn.reader, Arc::clone(self), generation));
+        if let Some(old) = routes.conn.replace(Conn {
+            out,
+            reader,
+            writer,
+        }) {
+            old.abort();
+        }
+        if routes.closed.is_some()
+            && let Some(conn) = routes.conn.take()
+        {
+            conn.abort();
+        }
+        generation
+    }
+
+    /// Registers a request and queues its frame. `internal` requests (the supervisor's
+    /// handshake and renewed subscriptions) go out while reconnecting; others wait for the
+    /// connection to open, except replayable ones, which are queued for the replay. A
+    /// request `only_on` a connection fails with [`ClientError::Redelivered`] on any other.
+    pub(crate) async fn start(
+        &self,
+        msg: ClientMsg,
+        sub: Option<SubEntry>,
+        replayable: bool,
+        only_on: Option<u64>,
+    ) -> Result<PendingReply, ClientError> {
+        self.start_as(msg, sub, replayable, only_on, false).await
+    }
+
+    /// A request of the reconnect supervisor: goes out while reconnecting.
+    pub(crate) async fn start_internal(
+        &self,
+        msg: ClientMsg,
+        sub: Option<SubEntry>,
+    ) -> Result<PendingReply, ClientError> {
+        self.start_as(msg, sub, false, None, true).await
+    }
+
+    async fn start_as(
+        &self,
+        msg: ClientMsg,
+        sub: Option<SubEntry>,
+        replayable: bool,
+        only_on: Option<u64>,
+        internal: bool,
+    ) -> Result<PendingReply, ClientError> {
+        let mut state = self.state.subscribe();
+        let mut sub = sub;
+        loop {
+            let id = self.next_id();
+            let (reply, rx) = oneshot::channel();
+            let out = {
+                let mut routes = self.lock();
+                if let Some(e) = &routes.closed {
+                    return Err(e.clone());
+                }
+                let current = self.generation.load(Ordering::Acquire) & u64::from(u32::MAX);
+                // A subscription's request goes out on its own connection as soon as that
+                // connection is up (its subscription is renewed), or not at all.
+                let on_own = match only_on {
+                    Some(g) if g != current || routes.conn.is_none() => {
+                        return Err(ClientError::Redelivered {
+                            offsets: Vec::new(),
+                        });
+                    }
+                    Some(_) => true,
+                    None => false,
+                };
+                let open = internal || on_own || !routes.reconnecting;
+                if open || replayable {
+                    let generation = self.generation.load(Ordering::Acquire);
+                    let out = if open {
+                        routes.conn.as_ref().map(|c| c.out.clone())
+                    } else {
+                        None
+                    };
+                    routes.pending.insert(
+                        id.0,
+                        Pending {
+                            reply,
+                            sub: sub.take(),
+                            replay: replayable.then(|| msg.clone()),
+                            sent_on: if out.is_some() { generation } else { 0 },
+                        },
+                    );
+                    Some(out)
+                } else {
+                    None
+                }
+            };
+            match out {
+                Some(Some(out)) => {
+                    // A send into a connection lost meanwhile is answered by the loss.
+                    let _ = out.send(Frame::new(id, msg)).await;
+                    return Ok(PendingReply { rx, replayable });
+                }
+                Some(None) => return Ok(PendingReply { rx, replayable }),
+                None => {
+                    // Wait for the reconnect to end, then try again.
+                    let _ = state.wait_for(|s| *s != LinkState::Reconnecting).await;
+                }
+            }
+        }
+    }
+
+    /// Waits for a reply: see [`Remote::finish`].
+    pub(crate) async fn finish(&self, mut pending: PendingReply) -> Result<ServerMsg, ClientError> {
+        loop {
+            match tokio::time::timeout(self.timeout, &mut pending.rx).await {
+                Ok(Ok(reply)) => return reply,
+                Ok(Err(_)) => return Err(self.closed_error()),
+                Err(_) => {
+                    let reason = format!("request timed out after {:?}", self.timeout);
+                    if self.reconnects {
+                        self.drop_connection(reason);
+                        if pending.replayable {
+                            continue;
+                        }
+                    } else {
+                        self.fail_all(ClientError::ConnectionClosed {
+                            reason: Some(reason),
+                        });
+                    }
+                    return Err(ClientError::Timeout {
+                        after: self.timeout,
+                    });
+                }
+            }
+        }
+    }
+
+    fn closed_error(&self) -> ClientError {
+        self.lock()
+            .closed
+            .clone()
+            .unwrap_or_else(ClientError::closed)
+    }
+
+    /// Drops the current TCP connection as lost (the supervisor renews it).
+    fn drop_connection(&self, reason: String) {
+        let generation = self.generation.load(Ordering::Acquire);
+        if let Some(conn) = self.lock().conn.take() {
+            conn.abort();
+        }
+        let _ = self.lost.send((generation, Some(reason)));
+    }
+
+    /// Whether `generation` is the current connection's.
+    pub(crate) fn is_current(&self, generation: u64) -> bool {
+        self.generation.load(Ordering::Acquire) == generation
+    }
+
+    /// The current connection is lost and is about to be renewed: requests that cannot be
+    /// resent fail, subscriptions wait to be renewed, requests wait.
+    pub(crate) fn detach(&self, reason: Option<String>) {
+        let mut routes = self.lock();
+        if routes.closed.is_some() {
+            return;
+        }
+        routes.reconnecting = true;
+        self.state.send_replace(LinkState::Reconnecting);
+        if let Some(conn) = routes.conn.take() {
+            conn.abort();
+        }
+        let why = match &reason {
+            Some(r) => format!("{r}; reconnecting, the request may or may not have been done"),
+            None => "the server closed the connection; reconnecting, the request may or may \
+                     not have been done"
+                .into(),
+        };
+        let lost: Vec<u32> = routes
+            .pending
+            .iter()
+            .filter(|(_, p)| p.replay.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in lost {
+            if let Some(p) = routes.pending.remove(&id) {
+                let _ = p.reply.send(Err(ClientError::ConnectionClosed {
+                    reason: Some(why.clone()),
+                }));
+            }
+        }
+        let subs: Vec<SubEntry> = routes.subs.drain().map(|(_, e)| e).collect();
+        for entry in subs {
+            let _ = entry.tx.send(SubEvent::Reset);
+            routes.detached.push(entry);
+        }
+    }
+
+    /// Subscriptions waiting to be renewed.
+    pub(crate) fn take_detached(&self) -> Vec<SubEntry> {
+        std::mem::take(&mut self.lock().detached)
+    }
+
+    /// Puts subscriptions back to wait for the next connection.
+    pub(crate) fn put_back(&self, entries: Vec<SubEntry>) {
+        self.lock().detached.extend(entries);
+    }
+
+    /// The next replayable requests not yet sent on connection `generation`, in their first
+    /// order, marked as sent; when there are none left, opens the connection to everyone
+    /// and returns `None`. `Err` when the connection was lost meanwhile.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn next_replay(
+        &self,
+        generation: u64,
+    ) -> Result<Option<(mpsc::Sender<Frame<ClientMsg>>, Vec<Frame<ClientMsg>>)>, ()> {
+        let mut routes = self.lock();
+        if !self.is_current(generation) || routes.closed.is_some() {
+            return Err(());
+        }
+        let Some(out) = routes.conn.as_ref().map(|c| c.out.clone()) else {
+            return Err(());
+        };
+        let mut due: Vec<(u32, ClientMsg)> = routes
+            .pending
+            .iter_mut()
+            .filter(|(_, p)| p.sent_on != generation)
+            .filter_map(|(id, p)| {
+                let msg = p.replay.clone()?;
+                p.sent_on = generation;
+                Some((*id, msg))
+            })
+            .collect();
+        if due.is_empty() {
+            routes.reconnecting = false;
+            self.state.send_replace(LinkState::Connected);
+            return Ok(None);
+        }
+        due.sort_unstable_by_key(|(id, _)| id.wrapping_sub(self.next_id.load(Ordering::Relaxed)));
+        let frames = due
+            .into_iter()
+            .map(|(id, msg)| Frame::new(RequestId(id), msg))
+            .collect();
+        Ok(Some((out, frames)))
+    }
+
+    /// Closes for good with `err`.
+    pub(crate) fn fail_all(&self, err: ClientError) {
+        let mut routes = self.lock();
+        if let Some(conn) = routes.conn.take() {
+            conn.abort();
+        }
+        Self::fail_locked(&mut routes, err);
+        drop(routes);
+        self.state.send_replace(LinkState::Closed);
+    }
+
+    fn fail_locked(routes: &mut Routes, err: ClientError) {
+        if routes.closed.is_none() {
+            routes.closed = Some(err.clone());
+        }
+        let err = routes.closed.clone().unwrap_or(err);
+        for (_, p) in routes.pending.drain() {
+            let _ = p.reply.send(Err(err.clone()));
+        }
+        for (_, s) in routes.subs.drain() {
+            let _ = s.tx.send(SubEvent::Ended(err.clone()));
+        }
+        for s in routes.detached.drain(..) {
+            let _ = s.tx.send(SubEvent::Ended(err.clone()));
+        }
+    }
+
+    /// Routes one frame of connection `generation`; returns a reason when it ends the
+    /// connection.
+    fn route(&self, generation: u64, frame: Frame<ServerMsg>) -> Option<String> {
+        let mut routes = self.lock();
+        match frame.msg {
+            ServerMsg::Deliveries { sub, messages } => {
+                if let Some(entry) = routes.subs.get(&sub) {
+                    let on = generation & u64::from(u32::MAX);
+                    let _ = entry.tx.send(SubEvent::Deliveries(on, messages));
+                }
+                None
+            }
+            ServerMsg::SubscriptionEnded { sub, code, message } => {
+                if let Some(entry) = routes.subs.remove(&sub) {
+                    let _ = entry
+                        .tx
+                        .send(SubEvent::Ended(ClientError::from_server(code, message)));
+                }
+                None
+            }
+            ServerMsg::Goodbye { reason } if frame.id.0 == 0 => Some(reason),
+            ServerMsg::Error { code, message } if frame.id.0 == 0 => {
+                Some(format!("{message} [{code}]"))
+            }
+            msg => {
+                // A reply nobody waits for (a credit grant, an abandoned request) is dropped.
+                let pending = routes.pending.remove(&frame.id.0)?;
+                let reply = match msg {
+                    ServerMsg::Error { code, message } => {
+                        Err(ClientError::from_server(code, message))
+                    }
+                    ServerMsg::Subscribed {
+                        sub,
+                        group,
+                        ack,
+                        prefetch,
+                    } => {
+                        if let Some(entry) = pending.sub {
+                            entry.slot.set(sub, generation);
+                            routes.subs.insert(sub, entry);
+                        }
+                        Ok(ServerMsg::Subscribed {
+                            sub,
+                            group,
+                            ack,
+                            prefetch,
+                        })
+                    }
+                    other => Ok(other),
+                };
+                let _ = pending.reply.send(reply);
+                None
+            }
+        }
     }
 }
 
-async fn read_frames(mut reader: Box<dyn FrameRead<ServerMsg>>, routes: Arc<Mutex<Routes>>) {
+async fn read_frames(
+    mut reader: Box<dyn FrameRead<ServerMsg>>,
+    inner: Arc<Inner>,
+    generation: u64,
+) {
     let reason = loop {
         let frame = match reader.read_frame().await {
             Ok(Incoming::Frame(frame)) => frame,
@@ -241,60 +697,11 @@ async fn read_frames(mut reader: Box<dyn FrameRead<ServerMsg>>, routes: Arc<Mute
             Ok(Incoming::Closed) => break None,
             Err(e) => break Some(e.to_string()),
         };
-        if let Some(reason) = route(&routes, frame) {
+        if let Some(reason) = inner.route(generation, frame) {
             break Some(reason);
         }
     };
-    fail_all(&routes, reason);
-}
-
-/// Routes one frame; returns a reason when it ends the connection.
-fn route(routes: &Mutex<Routes>, frame: Frame<ServerMsg>) -> Option<String> {
-    let mut routes = routes.lock().unwrap_or_else(PoisonError::into_inner);
-    match frame.msg {
-        ServerMsg::Deliveries { sub, messages } => {
-            if let Some(tx) = routes.subs.get(&sub) {
-                let _ = tx.send(SubEvent::Deliveries(messages));
-            }
-            None
-        }
-        ServerMsg::SubscriptionEnded { sub, code, message } => {
-            if let Some(tx) = routes.subs.remove(&sub) {
-                let _ = tx.send(SubEvent::Ended(ClientError::from_server(code, message)));
-            }
-            None
-        }
-        ServerMsg::Goodbye { reason } if frame.id.0 == 0 => Some(reason),
-        ServerMsg::Error { code, message } if frame.id.0 == 0 => {
-            Some(format!("{message} [{code}]"))
-        }
-        msg => {
-            // A reply nobody waits for (a credit grant, an abandoned request) is dropped.
-            let pending = routes.pending.remove(&frame.id.0)?;
-            let reply = match msg {
-                ServerMsg::Error { code, message } => Err(ClientError::from_server(code, message)),
-                ServerMsg::Subscribed {
-                    sub,
-                    group,
-                    ack,
-                    prefetch,
-                } => {
-                    if let Some(tx) = pending.sub_channel {
-                        routes.subs.insert(sub, tx);
-                    }
-                    Ok(ServerMsg::Subscribed {
-                        sub,
-                        group,
-                        ack,
-                        prefetch,
-                    })
-                }
-                other => Ok(other),
-            };
-            let _ = pending.reply.send(reply);
-            None
-        }
-    }
+    let _ = inner.lost.send((generation, reason));
 }
 
 /// Writes requests until the goodbye (or until the client is gone).

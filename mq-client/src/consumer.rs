@@ -216,9 +216,12 @@ impl Consumer {
         if self.ended {
             return Poll::Ready(None);
         }
-        let settler = self.settler();
         match self.source.poll_next(cx, self.ack == AckMode::Auto) {
-            Poll::Ready(Some(Ok(message))) => Poll::Ready(Some(Ok(Delivery { message, settler }))),
+            Poll::Ready(Some(Ok(message))) => {
+                // Made after the poll: it names the connection the delivery came over.
+                let settler = self.settler();
+                Poll::Ready(Some(Ok(Delivery { message, settler })))
+            }
             Poll::Ready(Some(Err(e))) => {
                 self.ended = true;
                 Poll::Ready(Some(Err(e)))

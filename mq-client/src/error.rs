@@ -25,12 +25,41 @@ pub enum ClientError {
         /// What the OS said.
         reason: String,
     },
-    /// The connection is gone: the server closed it, or it failed. Handles made from it
-    /// stay unusable; connect again.
+    /// The connection is gone: the server closed it, or it failed. Without reconnecting
+    /// (or after [`crate::Client::close`]) handles made from it stay unusable; with it, a
+    /// request that was on its way when the connection was lost fails with this (it may or
+    /// may not have been done), and the next one goes over the new connection.
     #[error("the connection to the server is closed{}: connect again", reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default())]
     ConnectionClosed {
         /// Why, when the server said.
         reason: Option<String>,
+    },
+    /// The client tried to reconnect for as long as its [`crate::Reconnect`] policy allows,
+    /// and gave up: every handle made from it fails from then on.
+    #[error(
+        "lost the connection to the server at {addr} and could not reconnect in {attempts} \
+         attempts over {}: {reason}; is mq-server running there?",
+        humantime_like(*waited)
+    )]
+    ReconnectFailed {
+        /// The server's address.
+        addr: String,
+        /// Connection attempts made.
+        attempts: u32,
+        /// How long it tried.
+        waited: Duration,
+        /// Why the last attempt failed.
+        reason: String,
+    },
+    /// An ack or nack of a delivery that came over a connection lost since: the server put
+    /// it back for its group when that connection closed, and delivers it again.
+    #[error(
+        "offsets {offsets:?} were delivered over a connection that was lost since: the server \
+         delivers them again (settle the new delivery)"
+    )]
+    Redelivered {
+        /// The offsets.
+        offsets: Vec<mq_core::Offset>,
     },
     /// The group is exclusive and already has a consumer.
     #[error("{message}")]

@@ -38,6 +38,7 @@ mod consumer;
 mod embedded;
 mod error;
 mod producer;
+mod reconnect;
 
 pub use client::{Client, ClientConfig};
 pub use consumer::{AckHandle, Consumer, Delivery, Handler, HandlerError};
@@ -52,3 +53,4 @@ pub use mq_core::{
 };
 pub use mq_transport::{ClientTls, ConsumerConnection, GroupReport, WireDelivery};
 pub use producer::{Producer, ProducerConfig, QueuedBatch};
+pub use reconnect::Reconnect;

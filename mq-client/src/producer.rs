@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use mq_core::{NewMessage, Offset, TopicName};
+use mq_core::{NewMessage, Offset, ProducerStamp, TopicName};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::client::Client;
@@ -25,6 +25,11 @@ pub struct ProducerConfig {
     pub max_in_flight: usize,
     /// Messages queued before `send`/`publish` wait.
     pub queue: usize,
+    /// Number the batches (the producer gets a random id) so that the server stores each
+    /// once, however often it is sent: after a reconnect the batches not yet acknowledged
+    /// are sent again. Needs a server speaking protocol version 2; without it batches are
+    /// sent plain and one in flight when a connection is lost fails instead.
+    pub idempotent: bool,
 }
 
 impl Default for ProducerConfig {
@@ -35,6 +40,7 @@ impl Default for ProducerConfig {
             linger: Duration::ZERO,
             max_in_flight: 8,
             queue: 8192,
+            idempotent: true,
         }
     }
 }
@@ -238,6 +244,8 @@ async fn batcher(
 ) {
     let in_flight = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
     let batch_bytes = config.batch_bytes.min(client.backend.batch_budget());
+    let producer = config.idempotent.then(producer_id).flatten();
+    let mut seq = 0u64;
     let mut next = None;
     loop {
         let item = match next.take() {
@@ -287,7 +295,9 @@ async fn batcher(
             let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
                 return;
             };
-            let wait = client.start_publish(&topic, messages).await;
+            let stamp = producer.map(|producer| ProducerStamp { producer, seq });
+            seq += messages.len() as u64;
+            let wait = client.start_publish(&topic, messages, stamp).await;
             let failed = Arc::clone(&failed);
             tokio::spawn(async move {
                 let result = match wait {
@@ -307,6 +317,14 @@ async fn batcher(
             let _ = done.send(());
         }
     }
+}
+
+/// A random producer id (`None` when the OS has no randomness to give: batches are then
+/// sent plain).
+fn producer_id() -> Option<u64> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).ok()?;
+    Some(u64::from_le_bytes(bytes))
 }
 
 /// Every handle of the producer is gone: what was queued has been sent; once it is

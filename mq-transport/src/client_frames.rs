@@ -28,13 +28,18 @@ impl WireMsg for ClientMsg {
             }
             ClientMsg::Publish { topic, messages } => {
                 w.str("topic", topic.as_str())?;
-                w.len32("messages", messages.len())?;
-                for m in messages {
-                    w.u8(m.priority);
-                    w.opt_bytes("key", m.key.as_deref())?;
-                    write_headers(w, &m.headers)?;
-                    w.bytes("payload", &m.payload)?;
-                }
+                write_messages(w, messages)?;
+            }
+            ClientMsg::PublishIdempotent {
+                topic,
+                producer,
+                seq,
+                messages,
+            } => {
+                w.str("topic", topic.as_str())?;
+                w.u64(*producer);
+                w.u64(*seq);
+                write_messages(w, messages)?;
             }
             ClientMsg::Subscribe(s) => {
                 w.str("topic", s.topic.as_str())?;
@@ -117,21 +122,20 @@ impl WireMsg for ClientMsg {
             },
             kind::PUBLISH => {
                 let topic = topic(r)?;
-                let count = read_count(r)?;
-                let mut messages = Vec::with_capacity(capacity(count));
-                for _ in 0..count {
-                    let priority = r.u8()?;
-                    let key = r.opt_bytes()?;
-                    let headers = read_headers(r)?;
-                    let payload = r.bytes()?;
-                    messages.push(NewMessage {
-                        priority,
-                        key,
-                        headers,
-                        payload,
-                    });
-                }
+                let messages = read_messages(r)?;
                 ClientMsg::Publish { topic, messages }
+            }
+            kind::PUBLISH_IDEMPOTENT => {
+                let topic = topic(r)?;
+                let producer = r.u64()?;
+                let seq = r.u64()?;
+                let messages = read_messages(r)?;
+                ClientMsg::PublishIdempotent {
+                    topic,
+                    producer,
+                    seq,
+                    messages,
+                }
             }
             kind::SUBSCRIBE => {
                 let topic = topic(r)?;
@@ -229,6 +233,37 @@ impl WireMsg for ClientMsg {
             other => return Err(DecodeError::UnknownKind { kind: other }),
         })
     }
+}
+
+/// A publish's messages: their count, then each one's priority, key, headers and payload.
+fn write_messages(w: &mut Writer<'_>, messages: &[NewMessage]) -> Result<(), EncodeError> {
+    w.len32("messages", messages.len())?;
+    for m in messages {
+        w.u8(m.priority);
+        w.opt_bytes("key", m.key.as_deref())?;
+        write_headers(w, &m.headers)?;
+        w.bytes("payload", &m.payload)?;
+    }
+    Ok(())
+}
+
+/// What [`write_messages`] wrote.
+fn read_messages(r: &mut Reader) -> Result<Vec<NewMessage>, DecodeError> {
+    let count = read_count(r)?;
+    let mut messages = Vec::with_capacity(capacity(count));
+    for _ in 0..count {
+        let priority = r.u8()?;
+        let key = r.opt_bytes()?;
+        let headers = read_headers(r)?;
+        let payload = r.bytes()?;
+        messages.push(NewMessage {
+            priority,
+            key,
+            headers,
+            payload,
+        });
+    }
+    Ok(messages)
 }
 
 /// A topic configuration, and the keys of its JSON that no field reads.

@@ -57,6 +57,7 @@ frame_kinds! {
         SEEK_GROUP = 0x14 => SeekGroup, "SeekGroup";
         PURGE_TOPIC = 0x15 => PurgeTopic, "PurgeTopic";
         ALTER_TOPIC = 0x16 => AlterTopic, "AlterTopic";
+        PUBLISH_IDEMPOTENT = 0x17 => PublishIdempotent, "PublishIdempotent";
     }
     ServerMsg {
         WELCOME = 0x81 => Welcome, "Welcome";

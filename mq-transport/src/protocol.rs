@@ -163,6 +163,19 @@ pub enum ClientMsg {
         /// The messages, in order.
         messages: Vec<NewMessage>,
     },
+    /// Append a batch numbered by an idempotent producer (version 2): a batch whose numbers
+    /// the topic already stored for `producer` is answered with its first offsets, not
+    /// stored again.
+    PublishIdempotent {
+        /// The topic (auto-created).
+        topic: TopicName,
+        /// The producer's id.
+        producer: u64,
+        /// The number of the first message; message `i` has `seq + i`.
+        seq: u64,
+        /// The messages, in order.
+        messages: Vec<NewMessage>,
+    },
     /// Attach a consumer.
     Subscribe(SubscribeRequest),
     /// Detach a consumer, first acking `ack` with no delivery in between (so a consumer

@@ -65,6 +65,15 @@ fn client_examples() -> Vec<(&'static str, ClientMsg)> {
             },
         ),
         (
+            "publish_idempotent",
+            ClientMsg::PublishIdempotent {
+                topic: topic(),
+                producer: 0x0123_4567_89ab_cdef,
+                seq: 1000,
+                messages: vec![NewMessage::new("hi").key("k"), NewMessage::new("")],
+            },
+        ),
+        (
             "subscribe",
             ClientMsg::Subscribe(SubscribeRequest {
                 topic: topic(),

@@ -20,7 +20,7 @@ mod tests;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use mq_core::Broker;
+use mq_core::{Broker, ProducerStamp};
 use mq_transport::{
     BadFrame, ClientMsg, CodecError, Connection, ErrorCode, Frame, FrameRead, Incoming, RequestId,
     ServerConnection, ServerMsg, SubscriptionId, TransportError, write_queued,
@@ -292,7 +292,9 @@ impl Session {
     /// The permission a request needs, checked: the refusal, if any.
     fn check(&self, request: &ClientMsg) -> Option<ServerMsg> {
         match request {
-            ClientMsg::Publish { topic, .. } => self.denied(Action::Publish, topic, None),
+            ClientMsg::Publish { topic, .. } | ClientMsg::PublishIdempotent { topic, .. } => {
+                self.denied(Action::Publish, topic, None)
+            }
             ClientMsg::Subscribe(req) => {
                 self.denied(Action::Consume, &req.topic, req.group.as_ref())
             }
@@ -344,7 +346,7 @@ impl Session {
             ClientMsg::Hello { .. } => handshake::again(),
             ClientMsg::Publish { topic, messages } => {
                 let start = std::time::Instant::now();
-                let reply = publish::publish(&self.shared, topic, messages).await;
+                let reply = publish::publish(&self.shared, topic, messages, None).await;
                 self.send(id, reply).await;
                 self.shared.telemetry.published(start.elapsed());
                 return Next::Continue;
@@ -367,6 +369,19 @@ impl Session {
                 ErrorCode::UnknownKind,
                 "this request needs protocol version 2: offer version 2 in Hello",
             ),
+            ClientMsg::PublishIdempotent {
+                topic,
+                producer,
+                seq,
+                messages,
+            } => {
+                let start = std::time::Instant::now();
+                let stamp = Some(ProducerStamp { producer, seq });
+                let reply = publish::publish(&self.shared, topic, messages, stamp).await;
+                self.send(id, reply).await;
+                self.shared.telemetry.published(start.elapsed());
+                return Next::Continue;
+            }
             ClientMsg::DescribeGroup { topic, group } => self.shared.group_report(&topic, &group),
             ClientMsg::ListTopics => {
                 let mut topics = self.shared.broker.topics();
@@ -468,10 +483,14 @@ fn refused_in_version_2(frame: &Frame<ClientMsg>) -> Option<ServerMsg> {
             ErrorCode::Malformed,
             "request id 0 is reserved for frames the server pushes: number requests from 1",
         )),
-        ClientMsg::Publish { messages, .. } if messages.is_empty() => Some(error(
-            ErrorCode::Malformed,
-            "a Publish needs at least one message",
-        )),
+        ClientMsg::Publish { messages, .. } | ClientMsg::PublishIdempotent { messages, .. }
+            if messages.is_empty() =>
+        {
+            Some(error(
+                ErrorCode::Malformed,
+                "a Publish needs at least one message",
+            ))
+        }
         ClientMsg::CreateTopic { unknown_keys, .. }
         | ClientMsg::AlterTopic { unknown_keys, .. }
             if !unknown_keys.is_empty() =>
@@ -494,6 +513,7 @@ fn version_2_only(msg: &ClientMsg) -> bool {
     matches!(
         msg,
         ClientMsg::DescribeGroup { .. }
+            | ClientMsg::PublishIdempotent { .. }
             | ClientMsg::Peek { .. }
             | ClientMsg::CreateGroup { .. }
             | ClientMsg::SeekGroup { .. }

@@ -1,6 +1,7 @@
-//! `Publish`: a batch appended all or nothing; the reply says how durable it is.
+//! `Publish` and `PublishIdempotent`: a batch appended all or nothing; the reply says how
+//! durable it is.
 
-use mq_core::{NewMessage, TopicName};
+use mq_core::{NewMessage, ProducerStamp, TopicName};
 use mq_transport::{ErrorCode, ServerMsg};
 
 use super::{Shared, error};
@@ -10,9 +11,13 @@ pub(crate) async fn publish(
     shared: &Shared,
     topic: TopicName,
     messages: Vec<NewMessage>,
+    stamp: Option<ProducerStamp>,
 ) -> ServerMsg {
     let receipt = shared
-        .durable(move |broker| broker.publish_batch(&topic, messages))
+        .durable(move |broker| match stamp {
+            Some(stamp) => broker.publish_idempotent(&topic, stamp, messages),
+            None => broker.publish_batch(&topic, messages),
+        })
         .await;
     match receipt {
         Ok(r) => match u32::try_from(r.count) {

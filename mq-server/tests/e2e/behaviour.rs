@@ -302,7 +302,7 @@ async fn a_slow_consumer_costs_the_server_no_more_than_its_window() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_shuts_down_gracefully_with_clients_connected() {
     let server = Server::start(&[]);
-    let client = server.client().await;
+    let client = server.client_without_reconnect().await;
     let t = topic("bye");
     let mut c = client
         .subscribe(Subscription::new(t.clone()).group(group("g")))

@@ -28,6 +28,14 @@ impl Server {
         Self::start_with(&[&["--storage", "memory"], extra].concat())
     }
 
+    /// Starts `mq-server --listen ADDR` plus exactly `args`: a restart on the address a
+    /// server that stopped had.
+    pub(crate) fn start_on(addr: &str, args: &[&str]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mq-server"));
+        command.args(["--listen", addr]).args(args);
+        Self::spawn(command)
+    }
+
     /// Starts `mq-server --listen 127.0.0.1:0` plus exactly `args`.
     pub(crate) fn start_with(args: &[&str]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_mq-server"));
@@ -146,9 +154,20 @@ impl Server {
         child.wait().expect("mq-server exits")
     }
 
-    /// A client connected to this server.
+    /// A client connected to this server (reconnecting, as by default).
     pub(crate) async fn client(&self) -> Client {
         Client::connect(&self.addr).await.expect("client connects")
+    }
+
+    /// A client that does not reconnect: the server's end is its end.
+    pub(crate) async fn client_without_reconnect(&self) -> Client {
+        let config = ClientConfig {
+            reconnect: mq_client::Reconnect::disabled(),
+            ..ClientConfig::default()
+        };
+        Client::connect_with(&self.addr, config)
+            .await
+            .expect("client connects")
     }
 
     /// A client with a token.

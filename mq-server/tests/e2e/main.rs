@@ -16,6 +16,7 @@ mod http;
 mod limits;
 mod load;
 mod ops;
+mod reconnect;
 mod tls;
 mod users;
 
