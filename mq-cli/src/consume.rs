@@ -6,7 +6,7 @@
 use std::io::Write;
 
 use anyhow::Context;
-use mq_client::{Client, Subscription};
+use mq_client::{Client, ClientError, Subscription};
 use mq_client::{GroupName, Offset, TopicName};
 
 use crate::args::{ConsumeArgs, Format};
@@ -87,7 +87,7 @@ pub(crate) async fn run(client: &Client, args: &ConsumeArgs) -> anyhow::Result<(
         }
         received += 1;
         match args.count {
-            None => delivery.ack().await?,
+            None => settled(client, delivery.ack().await)?,
             Some(n) => {
                 unacked.push(delivery.offset());
                 // The server may push up to `window` beyond what is acked: ack only as much
@@ -96,7 +96,7 @@ pub(crate) async fn run(client: &Client, args: &ConsumeArgs) -> anyhow::Result<(
                 let allowed = usize::try_from(allowed).unwrap_or(usize::MAX);
                 if allowed > 0 && unacked.len() >= ACK_BATCH.min(window(n) as usize) {
                     let now: Vec<Offset> = unacked.drain(..unacked.len().min(allowed)).collect();
-                    consumer.ack_batch(&now).await?;
+                    settled(client, consumer.ack_batch(&now).await)?;
                     acked += now.len() as u64;
                 }
             }
@@ -108,6 +108,29 @@ pub(crate) async fn run(client: &Client, args: &ConsumeArgs) -> anyhow::Result<(
         std::process::exit(code);
     }
     Ok(())
+}
+
+/// An ack the connection was lost under is no failure of the command: the client
+/// reconnects, and the server delivers those messages again (they may be printed twice).
+fn settled(client: &Client, acked: Result<(), ClientError>) -> Result<(), ClientError> {
+    match acked {
+        Err(ClientError::Redelivered { offsets }) => {
+            eprintln!(
+                "mq: the connection was lost before {} printed message(s) were acked: the \
+                 server delivers them again",
+                offsets.len()
+            );
+            Ok(())
+        }
+        Err(ClientError::ConnectionClosed { .. }) if !client.is_closed() => {
+            eprintln!(
+                "mq: the connection was lost while acking: what was printed since may be \
+                 delivered again"
+            );
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 /// Says on standard error why nothing came within `waited`, when the group's diagnosis has

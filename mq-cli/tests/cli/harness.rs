@@ -37,8 +37,14 @@ impl Server {
 
     /// Starts the server with `args` after `--listen 127.0.0.1:0`.
     pub(crate) fn start_with(args: &[&str]) -> Self {
+        Self::start_on("127.0.0.1:0", args)
+    }
+
+    /// Starts the server with `args` after `--listen ADDR`: a restart where a server that
+    /// stopped listened.
+    pub(crate) fn start_on(addr: &str, args: &[&str]) -> Self {
         let mut child = Command::new(server_binary())
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", addr])
             .args(args)
             .env("RUST_LOG", "warn")
             .env("MQ_HTTP", "off")
@@ -66,6 +72,14 @@ impl Server {
     /// Runs `mq --server ADDR args…` with `input` on stdin.
     pub(crate) fn mq_stdin(&self, args: &[&str], input: &str) -> Output {
         mq_with_input(&[&["--server", &self.addr], args].concat(), Some(input))
+    }
+}
+
+impl Server {
+    /// Kills the server with SIGKILL, as a crash would.
+    pub(crate) fn crash(mut self) {
+        self.child.kill().expect("SIGKILL delivered");
+        self.child.wait().expect("reaped");
     }
 }
 

@@ -8,4 +8,5 @@ mod admin;
 mod errors;
 mod harness;
 mod help;
+mod restart;
 mod tour;
