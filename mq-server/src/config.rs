@@ -22,6 +22,8 @@
 //! max_prefetch = 10000
 //! max_topics = 10000
 //! max_groups_per_topic = 10000
+//! max_producers = 10000
+//! producer_expiry = "24h"
 //! max_frame = 16777216
 //! max_read_buffers = 536870912
 //! handshake_timeout = "10s"
@@ -202,6 +204,19 @@ pub struct ServerConfig {
         default_value_t = 10_000
     )]
     pub max_groups_per_topic: usize,
+    /// Idempotent producers each topic remembers (the idlest is forgotten past it): a
+    /// batch a forgotten producer sends again is stored again
+    #[arg(
+        long,
+        env = "MQ_MAX_PRODUCERS",
+        value_name = "N",
+        default_value_t = mq_core::DEFAULT_MAX_PRODUCERS
+    )]
+    pub max_producers: usize,
+    /// How long a topic remembers an idempotent producer that publishes nothing
+    #[arg(long, env = "MQ_PRODUCER_EXPIRY", value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "24h")]
+    #[serde(with = "humantime_serde")]
+    pub producer_expiry: Duration,
     /// Memory for partially received frames across all connections: a connection whose
     /// frame needs more than is left is refused with `server_busy` and closed
     #[arg(

@@ -243,6 +243,10 @@ fn serve(mut config: ServerConfig, reload: Reload) -> anyhow::Result<()> {
         .max_message_size(max_message_size(config.max_frame))
         .max_topics(config.max_topics)
         .max_groups_per_topic(config.max_groups_per_topic)
+        .producer_limits(mq_core::ProducerLimits {
+            max_producers: config.max_producers,
+            expiry: config.producer_expiry,
+        })
         .auto_create_topics(config.auto_create_topics);
     let builder = match config.memory_bound() {
         Some(bytes) => builder.max_memory(bytes),
