@@ -118,6 +118,11 @@ pub struct ServerConfig {
     #[arg(long, env = "MQ_MIN_FREE_DISK", value_name = "BYTES")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_free_disk: Option<u64>,
+    /// For power-loss tests (`cargo xtask chaos --power-loss`): append `LENGTH PATH` to
+    /// this file after every fsync of a data file
+    #[arg(long, env = "MQ_SYNC_LOG", value_name = "FILE", hide = true)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_log: Option<PathBuf>,
     /// Require this token in every connection's handshake
     #[arg(
         long,
@@ -356,6 +361,7 @@ impl ServerConfig {
             segment_bytes: self.segment_bytes,
             resident_bytes: self.resident_bytes,
             min_free_disk: self.min_free_disk,
+            sync_log: self.sync_log.clone(),
             ..mq_core::FileOptions::default()
         }
     }

@@ -65,6 +65,8 @@ pub(crate) struct FileCache {
     pub(crate) fsyncs: Timings,
     /// Open files in the order they were opened; closed ones are dropped when met.
     queue: Mutex<VecDeque<Weak<CachedFile>>>,
+    /// Where fsynced lengths are recorded ([`super::FileOptions::sync_log`]).
+    pub(crate) sync_log: Option<Mutex<File>>,
 }
 
 impl FileCache {
@@ -76,7 +78,19 @@ impl FileCache {
             faults: Faults::default(),
             fsyncs: Timings::default(),
             queue: Mutex::new(VecDeque::new()),
+            sync_log: None,
         })
+    }
+
+    /// Records in the sync log, if any, that `len` bytes of `path` are on disk.
+    pub(crate) fn note_synced(&self, path: &Path, len: u64) {
+        if let Some(log) = &self.sync_log {
+            let line = format!("{len} {}\n", path.display());
+            let _ = log
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .write_all(line.as_bytes());
+        }
     }
 
     /// Files open now.
@@ -226,9 +240,13 @@ impl CachedFile {
         };
         match dup {
             Some(file) => {
+                let len = self.cache.sync_log.as_ref().map(|_| file.metadata());
                 let start = Instant::now();
                 let synced = file.sync_data();
                 self.cache.fsyncs.record(start.elapsed());
+                if let (Ok(()), Some(Ok(meta))) = (&synced, len) {
+                    self.cache.note_synced(&self.path, meta.len());
+                }
                 synced
             }
             None => match self
@@ -248,14 +266,20 @@ impl CachedFile {
         let Some(file) = guard.take() else {
             return;
         };
-        if self.mode == Mode::Append
-            && self.dirty.swap(false, Ordering::AcqRel)
-            && let Err(e) = file.sync_data()
-        {
-            *self
-                .close_error
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = Some(e);
+        if self.mode == Mode::Append && self.dirty.swap(false, Ordering::AcqRel) {
+            match file.sync_data() {
+                Ok(()) => {
+                    if let Ok(meta) = file.metadata() {
+                        self.cache.note_synced(&self.path, meta.len());
+                    }
+                }
+                Err(e) => {
+                    *self
+                        .close_error
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = Some(e);
+                }
+            }
         }
         drop(file);
         self.cache.open.fetch_sub(1, Ordering::AcqRel);

@@ -335,6 +335,7 @@ impl Journal {
         {
             let _ = d.sync_all();
         }
+        cache.note_synced(path, buf.len() as u64);
         let file = CachedFile::new(cache, path, Mode::Append);
         let sync = SyncFile::new(format!("{what} group journal"), Arc::clone(&file), 0);
         Ok(Self {

@@ -32,7 +32,7 @@ mod sync;
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 pub use check::CheckReport;
@@ -144,7 +144,17 @@ impl FileStorage {
             Flusher::spawn(&flusher, options.interval).map_err(io("starting the fsync thread"))?;
         }
         let disk = Arc::new(DiskGuard::new(&root, options.min_free_disk)?);
-        let cache = FileCache::new(options.max_open_files.unwrap_or_else(default_open_files));
+        let mut cache = FileCache::new(options.max_open_files.unwrap_or_else(default_open_files));
+        if let Some(path) = &options.sync_log {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(io(format!("opening the sync log {}", path.display())))?;
+            if let Some(c) = Arc::get_mut(&mut cache) {
+                c.sync_log = Some(Mutex::new(log));
+            }
+        }
         Ok(Self {
             root,
             options,

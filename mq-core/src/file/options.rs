@@ -34,6 +34,11 @@ pub struct FileOptions {
     /// the least recently used are closed (fsynced first) to open others. `None`: a
     /// quarter of the process's open-file limit, between 16 and 4096.
     pub max_open_files: Option<usize>,
+    /// For power-loss tests: after every fsync of a segment, index or journal the storage
+    /// appends a line `LENGTH PATH` to this file — the length that fsync made durable — so
+    /// that a test harness can cut every file back to it after a SIGKILL, as a power cut
+    /// would (SIGKILL alone keeps the page cache). `None` (the default) records nothing.
+    pub sync_log: Option<std::path::PathBuf>,
 }
 
 impl Default for FileOptions {
@@ -45,6 +50,7 @@ impl Default for FileOptions {
             resident_bytes: DEFAULT_RESIDENT_BYTES,
             min_free_disk: None,
             max_open_files: None,
+            sync_log: None,
         }
     }
 }
