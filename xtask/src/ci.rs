@@ -5,7 +5,8 @@ use std::process::Command;
 use crate::util::{cargo, cargo_bin, workspace_root};
 
 /// Runs `cargo fmt --check`, `cargo clippy -D warnings`, every test (with cargo-nextest
-/// when it is installed, then the doc tests) and a short run of each fuzz target.
+/// when it is installed, then the doc tests), a short run of each fuzz target and two short
+/// chaos runs (SIGKILLs, then power cuts).
 #[derive(Debug, clap::Args)]
 pub(crate) struct Ci {}
 
@@ -30,6 +31,9 @@ impl Ci {
         // A short run of every fuzz target keeps them compiling and running; the long runs
         // are `cargo xtask fuzz --seconds N` by hand (docs/RELIABILITY.md).
         crate::fuzz::Fuzz::smoke(20).run()?;
+        // Short chaos runs (the long ones: `cargo xtask chaos`, docs/RELIABILITY.md).
+        crate::chaos::Chaos::smoke(6, false).run()?;
+        crate::chaos::Chaos::smoke(6, true).run()?;
         println!("xtask ci: all checks passed");
         Ok(())
     }

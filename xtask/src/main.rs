@@ -3,6 +3,7 @@
 //! records it in BENCHMARKS.md, `man` writes the manual pages.
 
 mod bench;
+mod chaos;
 mod ci;
 mod demo;
 mod fuzz;
@@ -32,6 +33,8 @@ enum Command {
     Man(man::Man),
     /// The cargo-fuzz targets (decoders, codec, recovery, configs), N seconds each
     Fuzz(fuzz::Fuzz),
+    /// Crash chaos: SIGKILLs (and power cuts) under load, then an audit
+    Chaos(chaos::Chaos),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,5 +44,6 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(bench) => bench.run(),
         Command::Man(man) => man.run(),
         Command::Fuzz(fuzz) => fuzz.run(),
+        Command::Chaos(chaos) => chaos.run(),
     }
 }

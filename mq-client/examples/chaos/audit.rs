@@ -49,7 +49,9 @@ pub(crate) async fn spot_check(
     let topic = TopicName::new(TOPIC)?;
     let mut wrong = Vec::new();
     for (id, n, offset) in messages {
-        let got = client.peek(&topic, StartPosition::Offset(*offset), 1).await?;
+        let got = client
+            .peek(&topic, StartPosition::Offset(*offset), 1)
+            .await?;
         let want = format!("p{id}:{n}");
         match got.first() {
             Some(m) if m.offset == *offset && m.payload[..] == *want.as_bytes() => {}
@@ -70,7 +72,9 @@ pub(crate) async fn read_all(client: &Client, ledger: &Ledger) -> anyhow::Result
     let mut findings = Findings::default();
     let mut from = Offset(0);
     loop {
-        let page = client.peek(&topic, StartPosition::Offset(from), 1000).await?;
+        let page = client
+            .peek(&topic, StartPosition::Offset(from), 1000)
+            .await?;
         let Some(end) = page.last().map(|m| m.offset) else {
             break;
         };
@@ -107,7 +111,11 @@ pub(crate) async fn read_all(client: &Client, ledger: &Ledger) -> anyhow::Result
 
 /// Waits (at most `limit`) until every group of the topic has nothing pending or in
 /// flight; returns the groups that still have.
-pub(crate) async fn drained(client: &Client, groups: &HashSet<String>, limit: Duration) -> Vec<String> {
+pub(crate) async fn drained(
+    client: &Client,
+    groups: &HashSet<String>,
+    limit: Duration,
+) -> Vec<String> {
     let deadline = Instant::now() + limit;
     let topic = TopicName::new(TOPIC).unwrap_or_else(|_| unreachable!());
     loop {
@@ -117,7 +125,12 @@ pub(crate) async fn drained(client: &Client, groups: &HashSet<String>, limit: Du
                 .iter()
                 .filter(|g| groups.contains(g.name.as_str()))
                 .filter(|g| g.pending + g.in_flight > 0)
-                .map(|g| format!("{}: {} pending, {} in flight", g.name, g.pending, g.in_flight))
+                .map(|g| {
+                    format!(
+                        "{}: {} pending, {} in flight",
+                        g.name, g.pending, g.in_flight
+                    )
+                })
                 .collect(),
             Err(e) => vec![e.to_string()],
         };

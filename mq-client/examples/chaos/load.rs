@@ -49,7 +49,11 @@ pub(crate) struct Load {
 
 impl Load {
     fn error(&self, what: String) {
-        self.ledger.lock().unwrap_or_else(|e| e.into_inner()).errors.push(what);
+        self.ledger
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .errors
+            .push(what);
     }
 }
 
@@ -146,7 +150,11 @@ pub(crate) async fn consume(client: Client, id: usize, load: Arc<Load>) {
         match delivery.ack().await {
             Ok(()) => {
                 let mut ledger = load.ledger.lock().unwrap_or_else(|e| e.into_inner());
-                ledger.acked.entry(group.to_owned()).or_default().insert(offset);
+                ledger
+                    .acked
+                    .entry(group.to_owned())
+                    .or_default()
+                    .insert(offset);
             }
             // Delivered over a connection lost since, or lost on the way: it comes again.
             Err(ClientError::Redelivered { .. } | ClientError::ConnectionClosed { .. }) => {}
@@ -171,7 +179,9 @@ pub(crate) async fn churn(client: Client, load: Arc<Load>) {
             let batch = (0..20).map(|i| NewMessage::new(format!("c{i}"))).collect();
             client.producer(topic.clone()).send_batch(batch).await?;
             let group = GroupName::new("g")?;
-            client.create_group(&topic, &group, StartPosition::Earliest).await?;
+            client
+                .create_group(&topic, &group, StartPosition::Earliest)
+                .await?;
             let mut consumer = client
                 .subscribe(Subscription::new(topic.clone()).group(group.clone()))
                 .await?;

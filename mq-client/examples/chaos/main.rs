@@ -54,7 +54,10 @@ const CONSUMERS: usize = 4;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("chaos: cannot start a runtime: {e}");
@@ -156,7 +159,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     for c in consumers {
         c.await?;
     }
-    let ledger = load.ledger.lock().unwrap_or_else(|e| e.into_inner());
+    // Every task has ended: the ledger is final.
+    let ledger = std::mem::take(&mut *load.ledger.lock().unwrap_or_else(|e| e.into_inner()));
     let findings = audit::read_all(&admin, &ledger).await?;
     let stats = admin
         .topic_stats(&mq_client::TopicName::new(load::TOPIC)?)
@@ -180,7 +184,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         findings.acked, findings.stored, spot_checked
     );
     let acks: usize = ledger.acked.values().map(HashSet::len).sum();
-    println!("chaos: {acks} acknowledged consumptions in {} groups", ledger.acked.len());
+    println!(
+        "chaos: {acks} acknowledged consumptions in {} groups",
+        ledger.acked.len()
+    );
     let lost = findings.missing.len();
     let mut failures = Vec::new();
     let strict = args.fsync == "always" || !args.power_loss;
@@ -199,7 +206,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         failures.push(format!("{} messages stored twice", findings.duplicates));
     }
     if findings.out_of_order > 0 {
-        failures.push(format!("{} messages out of their producer's order", findings.out_of_order));
+        failures.push(format!(
+            "{} messages out of their producer's order",
+            findings.out_of_order
+        ));
     }
     if strict {
         for r in ledger.redelivered_after_ack.iter().take(5) {
