@@ -75,6 +75,8 @@ pub use diagnosis::ConsumerFacts;
 pub use error::{Error, Limit};
 #[cfg(feature = "fault-injection")]
 pub use file::FaultInjector;
+#[cfg(feature = "fuzzing")]
+pub use file::fuzzing;
 pub use file::{
     CheckReport, DATA_FORMAT, DEFAULT_RESIDENT_BYTES, DEFAULT_SEGMENT_BYTES, FileOptions,
     FileStorage, FreeSpaceFloor, FsyncPolicy,

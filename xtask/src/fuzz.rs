@@ -12,11 +12,13 @@ use anyhow::{Context, bail};
 use crate::util::{cargo, cargo_bin, workspace_root};
 
 /// Every target, in the order they run.
-const TARGETS: [&str; 6] = [
+const TARGETS: [&str; 8] = [
     "client_frame",
     "server_frame",
     "codec_stream",
     "topic_config",
+    "record_decode",
+    "journal_decode",
     "segment_recovery",
     "session",
 ];
@@ -96,6 +98,8 @@ fn seed(root: &Path, target: &str, corpus: &Path) -> anyhow::Result<()> {
     let prefix = match target {
         "client_frame" | "codec_stream" | "session" => "frames__client_",
         "server_frame" => "frames__server_",
+        "record_decode" => return seed_files(root, ".log", corpus),
+        "journal_decode" => return seed_files(root, ".journal", corpus),
         _ => return Ok(()),
     };
     let snapshots = root.join("mq-transport/tests/snapshots");
@@ -129,6 +133,30 @@ fn seed(root: &Path, target: &str, corpus: &Path) -> anyhow::Result<()> {
 }
 
 /// The bytes of an insta hex dump (`0000: 00 01 …` lines after the `---` header).
+/// Copies the data files of the storage fixtures whose names end with `suffix` into
+/// `corpus`: real segments or journals to start from.
+fn seed_files(root: &Path, suffix: &str, corpus: &Path) -> anyhow::Result<()> {
+    let topics = root.join("mq-core/tests/fixtures/format-1/topics");
+    for topic in std::fs::read_dir(&topics).context("cannot read the storage fixtures")? {
+        for file in std::fs::read_dir(topic?.path())? {
+            let path = file?.path();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            let topic = path
+                .parent()
+                .and_then(Path::file_name)
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            if name.ends_with(suffix) {
+                std::fs::copy(&path, corpus.join(format!("fixture-{topic}-{name}")))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn hex_dump(snapshot: &str) -> Vec<u8> {
     snapshot
         .lines()

@@ -186,6 +186,21 @@ fn event_at(data: &[u8], pos: usize) -> Option<(GroupEvent, usize)> {
     Some((decode(body)?, 8 + len))
 }
 
+/// For the fuzz targets: the entry at `pos`, if one decodes there, encodes back to its
+/// own bytes.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn check_entry_at(data: &[u8], pos: usize) {
+    if let Some((event, len)) = event_at(data, pos) {
+        let mut again = Vec::new();
+        encode_entry(&event, &mut again);
+        assert_eq!(
+            &again[..],
+            &data[pos..pos + len],
+            "the journal entry at {pos}"
+        );
+    }
+}
+
 fn apply(groups: &mut BTreeMap<GroupName, Replay>, event: GroupEvent) {
     match event {
         GroupEvent::Created {

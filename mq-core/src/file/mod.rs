@@ -19,6 +19,8 @@ mod cache;
 mod check;
 mod cursor;
 mod disk;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod index;
 mod journal;
 mod layout;

@@ -254,7 +254,8 @@ fn meta_of(body: &[u8]) -> Option<RecordMeta> {
     }
     for _ in 0..c.u16()? {
         let name = usize::from(c.u16()?);
-        c.take(name)?;
+        // As strict as `parse`: what one reader takes, the other takes too.
+        std::str::from_utf8(c.take(name)?).ok()?;
         let value = c.u32()? as usize;
         c.take(value)?;
         size += (name + value) as u64;
@@ -391,6 +392,22 @@ mod tests {
         let (meta, _) = decode_meta(&data, 0).unwrap().unwrap();
         assert_eq!(meta.stamp, Some(stamp));
         assert_eq!(meta.encoded, sample().encoded_size());
+    }
+
+    #[test]
+    fn a_header_name_that_is_not_utf8_is_damage_to_both_readers() {
+        let mut buf = Vec::new();
+        let mut m = sample();
+        m.headers[0].name = "\u{e9}".into();
+        encode(&m, None, &mut buf).unwrap();
+        // "é" is C3 A9 in UTF-8: make it C3 C3, then set the checksum right.
+        let at = buf.windows(2).position(|w| w == [0xC3, 0xA9]).unwrap();
+        buf[at + 1] = 0xC3;
+        let crc = crc32c::crc32c(&buf[FRAME..]);
+        buf[4..8].copy_from_slice(&crc.to_le_bytes());
+        let data = Bytes::from(buf);
+        assert!(matches!(decode(&data, 0), Read::Damaged(Damage::Fields)));
+        assert_eq!(decode_meta(&data, 0), Err(Damage::Fields));
     }
 
     #[test]

@@ -338,3 +338,72 @@ async fn a_server_with_a_small_memory_budget_serves_from_disk() {
         );
     }
 }
+
+/// The backup procedure of docs/RELIABILITY.md: stop the server, archive the data dir,
+/// start again; to restore, unpack the archive into an empty dir and start a server on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_of_the_stopped_data_dir_restores_exactly_that_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let backup = tempfile::tempdir().unwrap();
+    let archive = backup.path().join("mq-backup.tar");
+    let t = topic("kept");
+    let server = file_server(dir.path(), "interval");
+    let client = server.client_without_reconnect().await;
+    let batch = (0..10).map(|i| NewMessage::new(format!("m{i}"))).collect();
+    client.producer(t.clone()).send_batch(batch).await.unwrap();
+    let mut c = client
+        .subscribe(Subscription::new(t.clone()).group(group("g")).prefetch(4))
+        .await
+        .unwrap();
+    for _ in 0..4 {
+        c.recv().await.unwrap().ack().await.unwrap();
+    }
+    drop((c, client));
+    assert!(
+        tokio::task::spawn_blocking(move || server.terminate())
+            .await
+            .unwrap()
+            .success()
+    );
+    let tar = |args: &[&str]| {
+        let status = std::process::Command::new("tar")
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(status.success(), "tar {args:?}");
+    };
+    tar(&[
+        "-C",
+        dir.path().to_str().unwrap(),
+        "-cf",
+        archive.to_str().unwrap(),
+        ".",
+    ]);
+
+    // Life goes on after the backup.
+    let server = file_server(dir.path(), "interval");
+    let client = server.client_without_reconnect().await;
+    let batch = (10..20).map(|i| NewMessage::new(format!("m{i}"))).collect();
+    client.producer(t.clone()).send_batch(batch).await.unwrap();
+    client.delete_topic(&t).await.unwrap();
+    drop(client);
+    drop(server);
+
+    let restored = tempfile::tempdir().unwrap();
+    tar(&[
+        "-C",
+        restored.path().to_str().unwrap(),
+        "-xf",
+        archive.to_str().unwrap(),
+    ]);
+    let server = file_server(restored.path(), "interval");
+    let client = server.client_without_reconnect().await;
+    let stats = client.topic_stats(&t).await.unwrap();
+    assert_eq!((stats.retained, stats.next_offset.get()), (10, 10));
+    assert_eq!(stats.groups[0].pending, 6);
+    let mut c = client
+        .subscribe(Subscription::new(t.clone()).group(group("g")))
+        .await
+        .unwrap();
+    assert_eq!(&c.recv().await.unwrap().payload()[..], b"m4");
+}
