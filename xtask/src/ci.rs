@@ -6,7 +6,7 @@ use crate::util::{cargo, cargo_bin, workspace_root};
 
 /// Runs `cargo fmt --check`, `cargo clippy -D warnings`, every test (with cargo-nextest
 /// when it is installed, then the doc tests), a short run of each fuzz target and two short
-/// chaos runs (SIGKILLs, then power cuts).
+/// chaos runs (SIGKILLs, then power cuts) and a short soak.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Ci {}
 
@@ -34,6 +34,7 @@ impl Ci {
         // Short chaos runs (the long ones: `cargo xtask chaos`, docs/RELIABILITY.md).
         crate::chaos::Chaos::smoke(6, false).run()?;
         crate::chaos::Chaos::smoke(6, true).run()?;
+        crate::soak::Soak::smoke().run()?;
         println!("xtask ci: all checks passed");
         Ok(())
     }

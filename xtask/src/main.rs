@@ -8,6 +8,7 @@ mod ci;
 mod demo;
 mod fuzz;
 mod man;
+mod soak;
 mod tidy;
 mod util;
 
@@ -35,6 +36,8 @@ enum Command {
     Fuzz(fuzz::Fuzz),
     /// Crash chaos: SIGKILLs (and power cuts) under load, then an audit
     Chaos(chaos::Chaos),
+    /// Load and soak: many connections, garbage, a clean pair, memory and sockets watched
+    Soak(soak::Soak),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -45,5 +48,6 @@ fn main() -> anyhow::Result<()> {
         Command::Man(man) => man.run(),
         Command::Fuzz(fuzz) => fuzz.run(),
         Command::Chaos(chaos) => chaos.run(),
+        Command::Soak(soak) => soak.run(),
     }
 }
