@@ -42,6 +42,8 @@ impl Chaos {
             "--quiet",
             "-p",
             "mq-server",
+            "--bin",
+            "mq-server",
             "-p",
             "mq-client",
             "--example",

@@ -18,6 +18,8 @@ impl Demo {
             "--quiet",
             "-p",
             "mq-server",
+            "--bin",
+            "mq-server",
             "-p",
             "mq-client",
             "--example",

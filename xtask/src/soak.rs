@@ -43,6 +43,8 @@ impl Soak {
             "--quiet",
             "-p",
             "mq-server",
+            "--bin",
+            "mq-server",
             "-p",
             "mq-client",
             "--example",
