@@ -262,8 +262,11 @@ struct PairReport {
     seconds: f64,
 }
 
-/// One producer and one consumer (manual acks) moving `n` numbered messages: every one
-/// must arrive once.
+/// Acks the clean consumer sends at once.
+const ACK_BATCH: usize = 500;
+
+/// One producer and one consumer (manual acks, in batches) moving `n` numbered messages:
+/// every one must arrive once.
 async fn clean_pair(addr: &str, n: u64, moved: Arc<AtomicU64>) -> anyhow::Result<PairReport> {
     let started = Instant::now();
     let t = topic("clean");
@@ -283,6 +286,7 @@ async fn clean_pair(addr: &str, n: u64, moved: Arc<AtomicU64>) -> anyhow::Result
         Ok::<(), mq_client::ClientError>(())
     });
     let mut seen = HashSet::with_capacity(usize::try_from(n).unwrap_or(0));
+    let mut unacked = Vec::with_capacity(ACK_BATCH);
     let mut duplicated = 0;
     while (seen.len() as u64) < n {
         let d = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
@@ -294,8 +298,13 @@ async fn clean_pair(addr: &str, n: u64, moved: Arc<AtomicU64>) -> anyhow::Result
             duplicated += 1;
         }
         moved.fetch_add(1, Ordering::Relaxed);
-        d.ack().await?;
+        unacked.push(d.offset());
+        if unacked.len() == ACK_BATCH {
+            consumer.ack_batch(&unacked).await?;
+            unacked.clear();
+        }
     }
+    consumer.ack_batch(&unacked).await?;
     producing.await??;
     let received = seen.len() as u64;
     Ok(PairReport {
