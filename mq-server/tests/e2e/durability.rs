@@ -399,7 +399,8 @@ async fn a_backup_of_the_stopped_data_dir_restores_exactly_that_state() {
     let server = file_server(restored.path(), "interval");
     let client = server.client_without_reconnect().await;
     let stats = client.topic_stats(&t).await.unwrap();
-    assert_eq!((stats.retained, stats.next_offset.get()), (10, 10));
+    // The four acked were consumed by the only group: retention dropped them.
+    assert_eq!((stats.retained, stats.next_offset.get()), (6, 10));
     assert_eq!(stats.groups[0].pending, 6);
     let mut c = client
         .subscribe(Subscription::new(t.clone()).group(group("g")))
