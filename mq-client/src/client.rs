@@ -86,11 +86,7 @@ impl Client {
     /// As [`Client::connect`].
     pub async fn connect_with(addr: &str, config: ClientConfig) -> Result<Self, ClientError> {
         let conn = dial(addr, &config).await?;
-        let redial = config.reconnect.enabled.then(|| Redial {
-            addr: addr.to_owned(),
-            config: config.clone(),
-        });
-        let remote = Arc::new(Remote::start(conn, config.request_timeout, redial));
+        let remote = Arc::new(Remote::start(conn, config.request_timeout));
         match remote.request(hello(&config)).await {
             Ok(ServerMsg::Welcome {
                 version,
@@ -99,6 +95,12 @@ impl Client {
                 ..
             }) if (MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) => {
                 remote.welcomed(version, max_frame);
+                if config.reconnect.enabled {
+                    remote.reconnect_with(Redial {
+                        addr: addr.to_owned(),
+                        config: config.clone(),
+                    });
+                }
                 if heartbeat_ms > 0 {
                     Remote::keep_alive(&remote, Duration::from_millis(u64::from(heartbeat_ms)));
                 }

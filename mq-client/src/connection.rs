@@ -128,8 +128,11 @@ pub(crate) struct Inner {
     state: watch::Sender<LinkState>,
     /// Readers report here that their connection ended (its generation, why).
     lost: mpsc::UnboundedSender<(u64, Option<String>)>,
+    /// How to renew the connection when it is lost: set once the first handshake is done
+    /// (a refused first handshake is the caller's error, not a reason to dial again).
+    redial: Mutex<Option<Redial>>,
     /// Whether the connection is renewed when lost.
-    pub(crate) reconnects: bool,
+    pub(crate) reconnects: std::sync::atomic::AtomicBool,
 }
 
 /// A reply on its way.
@@ -151,9 +154,9 @@ impl std::fmt::Debug for Remote {
 }
 
 impl Remote {
-    /// Starts the tasks of an established connection (not yet handshaken); with `redial`,
-    /// the connection is renewed when lost.
-    pub(crate) fn start(conn: ClientConnection, timeout: Duration, redial: Option<Redial>) -> Self {
+    /// Starts the tasks of an established connection (not yet handshaken); it is renewed
+    /// when lost once [`Remote::reconnect_with`] says how.
+    pub(crate) fn start(conn: ClientConnection, timeout: Duration) -> Self {
         let (lost, lost_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             routes: Mutex::new(Routes::default()),
@@ -164,11 +167,22 @@ impl Remote {
             version: AtomicU16::new(mq_transport::MIN_PROTOCOL_VERSION),
             state: watch::Sender::new(LinkState::Connected),
             lost,
-            reconnects: redial.is_some(),
+            redial: Mutex::new(None),
+            reconnects: std::sync::atomic::AtomicBool::new(false),
         });
         inner.install(conn);
-        let supervisor = tokio::spawn(supervise(Arc::clone(&inner), redial, lost_rx));
+        let supervisor = tokio::spawn(supervise(Arc::clone(&inner), lost_rx));
         Self { inner, supervisor }
+    }
+
+    /// From now on, a lost connection is renewed as `redial` says.
+    pub(crate) fn reconnect_with(&self, redial: Redial) {
+        *self
+            .inner
+            .redial
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(redial);
+        self.inner.reconnects.store(true, Ordering::Release);
     }
 
     /// The server's frame limit.
@@ -200,7 +214,7 @@ impl Remote {
         sub: Option<SubEntry>,
         replayable: bool,
     ) -> Result<PendingReply, ClientError> {
-        let replayable = replayable && self.inner.reconnects;
+        let replayable = replayable && self.inner.reconnects.load(Ordering::Acquire);
         self.inner.start(msg, sub, replayable, None).await
     }
 
@@ -355,6 +369,14 @@ impl Inner {
         self.lock().closed.is_some()
     }
 
+    /// How to renew the connection, once the first handshake is done.
+    pub(crate) fn redial(&self) -> Option<Redial> {
+        self.redial
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// Starts the tasks of a new TCP connection and makes it the current one; returns its
     /// generation. Requests other than the supervisor's wait until it is open for them.
     pub(crate) fn install(self: &Arc<Self>, conn: ClientConnection) -> u64 {
@@ -476,7 +498,7 @@ impl Inner {
                 Ok(Err(_)) => return Err(self.closed_error()),
                 Err(_) => {
                     let reason = format!("request timed out after {:?}", self.timeout);
-                    if self.reconnects {
+                    if self.reconnects.load(Ordering::Acquire) {
                         self.drop_connection(reason);
                         if pending.replayable {
                             continue;

@@ -113,7 +113,6 @@ pub(crate) fn hello(config: &ClientConfig) -> ClientMsg {
 /// Renews the connection each time a reader reports it lost, until it is closed for good.
 pub(crate) async fn supervise(
     inner: Arc<Inner>,
-    redial: Option<Redial>,
     mut lost: mpsc::UnboundedReceiver<(u64, Option<String>)>,
 ) {
     while let Some((generation, reason)) = lost.recv().await {
@@ -123,7 +122,7 @@ pub(crate) async fn supervise(
         if !inner.is_current(generation) {
             continue;
         }
-        let Some(redial) = &redial else {
+        let Some(redial) = inner.redial() else {
             inner.fail_all(ClientError::ConnectionClosed { reason });
             return;
         };
