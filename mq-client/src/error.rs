@@ -109,8 +109,8 @@ pub enum ClientError {
         what: &'static str,
     },
     /// No reply within the request timeout; the connection was dropped, since a late reply
-    /// could no longer be matched safely.
-    #[error("no reply from the server within {}: the connection was closed", humantime_like(*after))]
+    /// could no longer be matched safely (a reconnecting client opens a new one).
+    #[error("no reply from the server within {}: the connection was dropped", humantime_like(*after))]
     Timeout {
         /// The timeout.
         after: Duration,
