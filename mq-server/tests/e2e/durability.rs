@@ -411,5 +411,8 @@ async fn a_backup_of_the_stopped_data_dir_restores_exactly_that_state() {
         assert_eq!(d.payload(), format!("m{i}").as_bytes());
         d.ack().await.unwrap();
     }
-    assert!(c.poll().unwrap().is_none(), "the later messages were not restored");
+    assert!(
+        c.poll().unwrap().is_none(),
+        "the later messages were not restored"
+    );
 }
