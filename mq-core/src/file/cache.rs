@@ -233,14 +233,15 @@ impl CachedFile {
             match guard.as_ref() {
                 Some(file) => {
                     self.dirty.store(false, Ordering::Release);
-                    Some(file.try_clone()?)
+                    // Read under the lock appends take: a length between two appends.
+                    let len = self.cache.sync_log.as_ref().map(|_| file.metadata());
+                    Some((file.try_clone()?, len))
                 }
                 None => None,
             }
         };
         match dup {
-            Some(file) => {
-                let len = self.cache.sync_log.as_ref().map(|_| file.metadata());
+            Some((file, len)) => {
                 let start = Instant::now();
                 let synced = file.sync_data();
                 self.cache.fsyncs.record(start.elapsed());
