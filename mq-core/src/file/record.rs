@@ -6,7 +6,8 @@
 //! key    := len:u32 (0xFFFFFFFF = none)  bytes
 //! headers:= count:u16  count × (name_len:u16 name  value_len:u32 value)
 //! payload:= len:u32  bytes
-//! stamp  := producer:u64  seq:u64  count:u32   (format 2: last record of a numbered batch)
+//! stamp  := producer:u64  seq:u64  count:u32   (format 2: the last record of a numbered
+//!           batch; also its first when it has several, with the top bit of count set)
 //! ```
 //! All integers little-endian. A record whose length runs past the end of the data, whose CRC
 //! does not match or whose fields do not add up is [`Damage`]; since every record carries its
@@ -21,6 +22,19 @@ use crate::producers::BatchStamp;
 
 /// Bytes of a [`BatchStamp`] at the end of a record's body.
 const STAMP: usize = 8 + 8 + 4;
+/// The bit of a stamp's count that marks the first record of its batch.
+const FIRST: u32 = 1 << 31;
+
+/// The stamp a record of a numbered batch carries: its last record has one, and so has its
+/// first when it has several — recovery can then tell a batch a crash cut short (a first
+/// mark without its last) and remove it, so that the producer's resend stores it once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mark {
+    /// The first record of a batch of several.
+    First(BatchStamp),
+    /// The last record (the only one of a batch of one).
+    Last(BatchStamp),
+}
 
 /// Bytes before a record's body: its length and its CRC.
 pub(crate) const FRAME: usize = 8;
@@ -45,8 +59,8 @@ fn length<T: TryFrom<usize>>(field: &'static str, len: usize, max: usize) -> Res
     T::try_from(len).map_err(|_| TooLong { field, len, max })
 }
 
-/// Appends `message` as a record to `buf`, with the batch's `stamp` after its payload when
-/// it ends a numbered batch; on error `buf` is as it was.
+/// Appends `message` as a record to `buf`, with its batch's stamp after its payload when it
+/// begins or ends a numbered batch; on error `buf` is as it was.
 ///
 /// # Errors
 /// [`TooLong`] when a field's length does not fit its length field (the key, a header
@@ -54,22 +68,18 @@ fn length<T: TryFrom<usize>>(field: &'static str, len: usize, max: usize) -> Res
 /// headers).
 pub(crate) fn encode(
     message: &Message,
-    stamp: Option<BatchStamp>,
+    mark: Option<Mark>,
     buf: &mut Vec<u8>,
 ) -> Result<(), TooLong> {
     let start = buf.len();
-    let written = encode_fields(message, stamp, buf);
+    let written = encode_fields(message, mark, buf);
     if written.is_err() {
         buf.truncate(start);
     }
     written
 }
 
-fn encode_fields(
-    message: &Message,
-    stamp: Option<BatchStamp>,
-    buf: &mut Vec<u8>,
-) -> Result<(), TooLong> {
+fn encode_fields(message: &Message, mark: Option<Mark>, buf: &mut Vec<u8>) -> Result<(), TooLong> {
     const MAX32: usize = (u32::MAX - 1) as usize;
     const MAX16: usize = u16::MAX as usize;
     let start = buf.len();
@@ -94,10 +104,14 @@ fn encode_fields(
     }
     buf.put_u32_le(length("payload", message.payload.len(), MAX32)?);
     buf.put_slice(&message.payload);
-    if let Some(s) = stamp {
+    if let Some(mark) = mark {
+        let (s, flag) = match mark {
+            Mark::First(s) => (s, FIRST),
+            Mark::Last(s) => (s, 0),
+        };
         buf.put_u64_le(s.producer);
         buf.put_u64_le(s.seq);
-        buf.put_u32_le(s.count);
+        buf.put_u32_le(s.count | flag);
     }
     let body_len: u32 = length("record", buf.len() - start - FRAME, MAX32)?;
     let crc = crc32c::crc32c(&buf[start + FRAME..]);
@@ -147,9 +161,9 @@ impl std::fmt::Display for Damage {
 /// What reading a record at some position found.
 #[derive(Debug)]
 pub(crate) enum Read {
-    /// A valid record, its total length (frame included) and the stamp of the numbered
-    /// batch it ends, if any.
-    Record(Message, usize, Option<BatchStamp>),
+    /// A valid record, its total length (frame included) and the mark of the numbered batch
+    /// it begins or ends, if any.
+    Record(Message, usize, Option<Mark>),
     /// Nothing more: the position is the end of the data.
     End,
     /// The bytes there are not a valid record.
@@ -189,8 +203,8 @@ pub(crate) struct RecordMeta {
     pub(crate) size: u64,
     /// Its size as [`Message::encoded_size`] counts it.
     pub(crate) encoded: u64,
-    /// The stamp of the numbered batch it ends, if any.
-    pub(crate) stamp: Option<BatchStamp>,
+    /// The mark of the numbered batch it begins or ends, if any.
+    pub(crate) stamp: Option<Mark>,
 }
 
 /// Like [`decode`] (the checksum included), but only reads what the log keeps of a message
@@ -276,22 +290,32 @@ fn meta_of(body: &[u8]) -> Option<RecordMeta> {
     })
 }
 
-/// What follows the payload: nothing, or a batch stamp; `None` when it is anything else.
-fn read_stamp(c: &mut Cursor<'_>) -> Option<Option<BatchStamp>> {
+/// What follows the payload: nothing, or a batch's mark; `None` when it is anything else.
+fn read_stamp(c: &mut Cursor<'_>) -> Option<Option<Mark>> {
     match c.remaining() {
         0 => Some(None),
-        STAMP => Some(Some(BatchStamp {
-            producer: c.u64()?,
-            seq: c.u64()?,
-            count: c.u32()?,
-        })),
+        STAMP => {
+            let producer = c.u64()?;
+            let seq = c.u64()?;
+            let count = c.u32()?;
+            let stamp = BatchStamp {
+                producer,
+                seq,
+                count: count & !FIRST,
+            };
+            Some(Some(if count & FIRST != 0 {
+                Mark::First(stamp)
+            } else {
+                Mark::Last(stamp)
+            }))
+        }
         _ => None,
     }
 }
 
 /// Reads a whole record body; its bytes are slices of `data` (which holds `body`), not
 /// copies.
-fn parse(data: &Bytes, body: &[u8]) -> Option<(Message, Option<BatchStamp>)> {
+fn parse(data: &Bytes, body: &[u8]) -> Option<(Message, Option<Mark>)> {
     let mut c = Cursor::new(body);
     let offset = Offset(c.u64()?);
     let timestamp = Timestamp::from_millis(c.u64()?);
@@ -382,16 +406,18 @@ mod tests {
             seq: 1 << 40,
             count: 17,
         };
-        let mut buf = Vec::new();
-        encode(&sample(), Some(stamp), &mut buf).unwrap();
-        let data = Bytes::from(buf);
-        let Read::Record(m, len, got) = decode(&data, 0) else {
-            panic!("a record")
-        };
-        assert_eq!((m, len, got), (sample(), data.len(), Some(stamp)));
-        let (meta, _) = decode_meta(&data, 0).unwrap().unwrap();
-        assert_eq!(meta.stamp, Some(stamp));
-        assert_eq!(meta.encoded, sample().encoded_size());
+        for mark in [Mark::First(stamp), Mark::Last(stamp)] {
+            let mut buf = Vec::new();
+            encode(&sample(), Some(mark), &mut buf).unwrap();
+            let data = Bytes::from(buf);
+            let Read::Record(m, len, got) = decode(&data, 0) else {
+                panic!("a record")
+            };
+            assert_eq!((m, len, got), (sample(), data.len(), Some(mark)));
+            let (meta, _) = decode_meta(&data, 0).unwrap().unwrap();
+            assert_eq!(meta.stamp, Some(mark));
+            assert_eq!(meta.encoded, sample().encoded_size());
+        }
     }
 
     #[test]

@@ -122,7 +122,7 @@ pub(crate) fn recover(
     // The damaged tail of the segment before, reported with the offsets it lost, if any.
     let mut tail: Option<String> = None;
     let count = scans.len();
-    for (i, (&base, scan)) in bases.iter().zip(scans).enumerate() {
+    for (i, (&base, mut scan)) in bases.iter().zip(scans).enumerate() {
         let path = log_path(dir, base);
         let mut reported = vec![false; scan.regions.len()];
         if let (Some(e), Some(f)) = (expected, scan.first_valid)
@@ -180,6 +180,38 @@ pub(crate) fn recover(
                     "{what}: {} was cut off: it ended the open segment",
                     describe(&path, region)
                 ));
+            }
+        }
+        if i + 1 == count
+            && let Some((first, position)) = scan.unfinished
+        {
+            // A numbered batch a crash cut short: it was never acknowledged, and its
+            // producer sends it again whole. Keeping its first records would store them twice.
+            let lost = offsets(&(first..scan.end));
+            if mode == Mode::ReadOnly {
+                warnings.push(format!(
+                    "{what}: {lost} in {} are a batch cut short by a crash: the next start \
+                     removes them",
+                    path.display()
+                ));
+            } else {
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(io(format!("opening {}", path.display())))?;
+                file.set_len(position)
+                    .and_then(|()| file.sync_all())
+                    .map_err(io(format!("truncating {}", path.display())))?;
+                warnings.push(format!(
+                    "{what}: {lost} in {} were a batch cut short by a crash (never \
+                     acknowledged): removed",
+                    path.display()
+                ));
+                let kept = scan.messages.partition_point(|m| stored_offset(m) < first);
+                scan.messages.truncate(kept);
+                scan.index.retain(|&(_, at)| at < position);
+                scan.end = first;
+                scan.valid_len = position;
             }
         }
         if scan.first_valid.is_some() {

@@ -12,11 +12,11 @@ use bytes::Bytes;
 
 use super::index::{self, Entries, IndexBuilder};
 use super::io;
-use super::record::{self, Damage, Read};
+use super::record::{self, Damage, Mark, Read};
 use super::segment::log_path;
 use crate::clock::Timestamp;
 use crate::message::Offset;
-use crate::producers::{BatchStamp, RecoveredStamp};
+use crate::producers::RecoveredStamp;
 use crate::storage::{StorageError, StoredMessage};
 
 /// Bytes of a segment left on disk that are read at once while scanning it.
@@ -54,6 +54,9 @@ pub(crate) struct Scan {
     pub(crate) largest: u64,
     /// The numbered batches its records end.
     pub(crate) stamps: Vec<RecoveredStamp>,
+    /// A numbered batch whose first record is there and whose last is not (a write a crash
+    /// cut short): its first offset and that record's position.
+    pub(crate) unfinished: Option<(u64, u64)>,
 }
 
 impl Scan {
@@ -98,27 +101,27 @@ impl Scanner {
                 match record::decode(data, pos) {
                     Read::End => Ok(None),
                     Read::Damaged(d) => Err(d),
-                    Read::Record(m, len, stamp) => {
-                        self.note_stamp(stamp, m.offset, m.timestamp);
-                        Ok(Some((m.offset.get(), len, Some(m), None)))
+                    Read::Record(m, len, mark) => {
+                        Ok(Some((m.offset.get(), len, Some(m), None, mark)))
                     }
                 }
             } else {
-                record::decode_meta(data, pos).map(|r| {
-                    r.map(|(meta, len)| {
-                        let at = Timestamp::from_millis(meta.timestamp);
-                        self.note_stamp(meta.stamp, Offset(meta.offset), at);
-                        (meta.offset, len, None, Some(meta))
-                    })
-                })
+                record::decode_meta(data, pos)
+                    .map(|r| r.map(|(meta, len)| (meta.offset, len, None, Some(meta), meta.stamp)))
             };
             let damage = match read {
                 Ok(None) => return Stop::End(pos),
-                Ok(Some((offset, len, message, meta))) => {
+                Ok(Some((offset, len, message, meta, mark))) => {
                     if self.last.is_some_and(|l| offset <= l) {
                         Damage::OutOfSequence
                     } else {
                         let position = at + pos as u64;
+                        let timestamp = match (&message, &meta) {
+                            (Some(m), _) => m.timestamp,
+                            (None, Some(meta)) => Timestamp::from_millis(meta.timestamp),
+                            (None, None) => Timestamp::default(),
+                        };
+                        self.note_mark(mark, Offset(offset), timestamp, position);
                         let stored = match (message, meta) {
                             (Some(m), _) => {
                                 let encoded = m.encoded_size();
@@ -160,15 +163,26 @@ impl Scanner {
         }
     }
 
-    /// Notes the stamp of a valid record (one out of sequence is dropped with it later:
-    /// its stamp is then superseded by the copy that is kept).
-    fn note_stamp(&mut self, stamp: Option<BatchStamp>, last: Offset, timestamp: Timestamp) {
-        if let Some(stamp) = stamp {
-            self.scan.stamps.push(RecoveredStamp {
-                stamp,
-                last,
-                timestamp,
-            });
+    /// Notes the mark of a valid record at `position`: a batch's end is remembered, its
+    /// beginning is unfinished until the end follows.
+    fn note_mark(
+        &mut self,
+        mark: Option<Mark>,
+        offset: Offset,
+        timestamp: Timestamp,
+        position: u64,
+    ) {
+        match mark {
+            Some(Mark::Last(stamp)) => {
+                self.scan.unfinished = None;
+                self.scan.stamps.push(RecoveredStamp {
+                    stamp,
+                    last: offset,
+                    timestamp,
+                });
+            }
+            Some(Mark::First(_)) => self.scan.unfinished = Some((offset.get(), position)),
+            None => {}
         }
     }
 

@@ -24,7 +24,7 @@ use bytes::Bytes;
 use super::cache::{CachedFile, FileCache, Mode};
 use super::index::{self, Entries, IndexBuilder};
 use super::io;
-use super::record::{self, Read};
+use super::record::{self, Mark, Read};
 use super::sync::SyncFile;
 use crate::message::Message;
 use crate::producers::BatchStamp;
@@ -135,7 +135,8 @@ impl SegmentLog {
     /// # Errors
     /// [`StorageError`] when the records cannot be written; nothing of them stays in the
     /// segment.
-    /// The batch's `stamp`, if any, goes on its last record.
+    /// The batch's `stamp`, if any, goes on its last record, and on its first when it has
+    /// several.
     pub(crate) fn append(
         &mut self,
         messages: &[Arc<Message>],
@@ -160,8 +161,12 @@ impl SegmentLog {
         for (i, m) in messages.iter().enumerate() {
             let at = self.active_len + self.buf.len() as u64;
             builder.note(m.offset.get(), at, &mut entries);
-            let stamp = if i == last { stamp } else { None };
-            if let Err(e) = record::encode(m, stamp, &mut self.buf) {
+            let mark = match stamp {
+                Some(s) if i == last => Some(Mark::Last(s)),
+                Some(s) if i == 0 => Some(Mark::First(s)),
+                _ => None,
+            };
+            if let Err(e) = record::encode(m, mark, &mut self.buf) {
                 return Err(StorageError {
                     context: format!("appending to {}", self.what),
                     message: format!("the message at offset {}: {e}", m.offset),

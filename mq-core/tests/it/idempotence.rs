@@ -150,3 +150,61 @@ fn a_forgotten_producer_is_stored_again() {
     broker.publish_idempotent(&t, stamp, batch(1, "a")).unwrap();
     assert_eq!(broker.topic_stats(&t).unwrap().retained, 2);
 }
+
+#[test]
+fn a_batch_cut_short_by_a_crash_is_removed_so_that_its_resend_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(Timestamp::from_millis(1_000));
+    let t = topic("orders");
+    let stamp = |seq| ProducerStamp { producer: 5, seq };
+    {
+        let broker = open(dir.path(), &clock, FileOptions::default());
+        broker
+            .publish_idempotent(&t, stamp(0), batch(3, "a"))
+            .unwrap();
+        broker
+            .publish_idempotent(&t, stamp(3), batch(3, "b"))
+            .unwrap();
+    }
+    // The second batch's write stopped before its last record, as a kill part-way through
+    // a write leaves it.
+    let segment = dir.path().join("topics/orders/00000000000000000000.log");
+    let bytes = std::fs::read(&segment).unwrap();
+    let mut starts = Vec::new();
+    let mut pos = 0;
+    while pos < bytes.len() {
+        starts.push(pos);
+        let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
+        pos += 8 + len;
+    }
+    assert_eq!(starts.len(), 6);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap();
+    file.set_len(starts[5] as u64).unwrap();
+    drop(file);
+
+    let broker = open(dir.path(), &clock, FileOptions::default());
+    assert!(
+        broker
+            .recovery_warnings()
+            .iter()
+            .any(|w| w.contains("offsets 3–4") && w.contains("cut short by a crash")),
+        "{:?}",
+        broker.recovery_warnings()
+    );
+    assert_eq!(broker.topic_stats(&t).unwrap().retained, 3);
+    let resent = broker
+        .publish_idempotent(&t, stamp(3), batch(3, "b"))
+        .unwrap();
+    assert_eq!(resent.first.get(), 3);
+    let consumer = broker.subscribe(crate::sub(&t, "audit")).unwrap();
+    let mut payloads = Vec::new();
+    let mut got = Vec::new();
+    consumer.poll_batch(usize::MAX, &mut got).unwrap();
+    for d in &got {
+        payloads.push(String::from_utf8(d.message.payload.to_vec()).unwrap());
+    }
+    assert_eq!(payloads, ["a0", "a1", "a2", "b0", "b1", "b2"]);
+}
