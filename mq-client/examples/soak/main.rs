@@ -127,15 +127,26 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         })
     };
     let started = Instant::now();
+    let ready = Arc::new(AtomicU64::new(0));
     let mut background = Vec::new();
     for i in 0..args.clients {
         let addr = server.addr.clone();
-        let stop = Arc::clone(&stop);
-        background.push(tokio::spawn(
-            async move { load_client(addr, i, stop).await },
-        ));
+        let (stop, ready) = (Arc::clone(&stop), Arc::clone(&ready));
+        background.push(tokio::spawn(async move {
+            load_client(addr, i, stop, ready).await
+        }));
     }
     let abuse = tokio::spawn(abuse::run(server.addr.clone(), args.garbage));
+    // The clean pair starts once every load client publishes and consumes.
+    let all = args.clients as u64;
+    while ready.load(Ordering::Relaxed) < all && started.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "soak: {} of {all} load clients running after {:.1}s; the clean pair starts",
+        ready.load(Ordering::Relaxed),
+        started.elapsed().as_secs_f64()
+    );
     let pair = clean_pair(&server.addr, args.messages, Arc::clone(&moved)).await;
     let min = Duration::from_secs_f64(args.minutes * 60.0);
     while started.elapsed() < min {
@@ -230,7 +241,12 @@ async fn run(args: Args) -> anyhow::Result<bool> {
 
 /// One background client: publishes a message every 100 ms to its topic and consumes its
 /// topic in a shared group, until told to stop.
-async fn load_client(addr: String, i: usize, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+async fn load_client(
+    addr: String,
+    i: usize,
+    stop: Arc<AtomicBool>,
+    ready: Arc<AtomicU64>,
+) -> anyhow::Result<()> {
     let client = Client::connect(&addr).await?;
     let t = topic(&format!("load-{}", i % TOPICS));
     let producer = client.producer(t.clone());
@@ -242,6 +258,7 @@ async fn load_client(addr: String, i: usize, stop: Arc<AtomicBool>) -> anyhow::R
                 .prefetch(10),
         )
         .await?;
+    ready.fetch_add(1, Ordering::Relaxed);
     let mut ticks = tokio::time::interval(Duration::from_millis(100));
     while !stop.load(Ordering::Relaxed) {
         ticks.tick().await;
