@@ -15,7 +15,7 @@ use mq_transport::{ClientMsg, ServerMsg, SubscribeRequest, WireDelivery};
 use tokio::sync::mpsc;
 
 use crate::connection::{
-    PendingReply, Remote, SubEntry, SubEvent, SubSlot, expect_done, unexpected,
+    Generation, PendingReply, Remote, SubEntry, SubEvent, SubSlot, expect_done, unexpected,
 };
 use crate::embedded::Embedded;
 use crate::error::ClientError;
@@ -207,7 +207,7 @@ pub(crate) enum Source {
         /// The subscription's id on the current connection.
         slot: Arc<SubSlot>,
         /// The generation of the connection the buffered deliveries came over.
-        generation: u64,
+        generation: Generation,
         rx: mpsc::UnboundedReceiver<SubEvent>,
         buffer: VecDeque<WireDelivery>,
         /// For auto-ack subscriptions: deliveries taken since the last credit grant.
@@ -361,8 +361,9 @@ impl Source {
 /// Acks and nacks deliveries of one subscription.
 #[derive(Debug, Clone)]
 pub(crate) enum Settler {
-    /// A subscription over a connection, for deliveries of connection generation `u64`.
-    Remote(Arc<Remote>, Arc<SubSlot>, u64),
+    /// A subscription over a connection, for deliveries of connection generation
+    /// [`Generation`].
+    Remote(Arc<Remote>, Arc<SubSlot>, Generation),
     Embedded(Arc<EmbeddedSub>),
     /// An auto-ack group: nothing to settle.
     Auto,

@@ -27,6 +27,16 @@ use tokio::task::JoinHandle;
 use crate::error::ClientError;
 use crate::reconnect::{Redial, supervise};
 
+/// Counts the TCP connections under one [`Remote`]: a subscription id or a delivery is
+/// meaningful only on the connection of its generation.
+pub(crate) type Generation = u32;
+
+/// A reader's report that its connection ended: its generation, and why.
+pub(crate) type Lost = (Generation, Option<String>);
+
+/// Replayable requests due on a new connection, and the sender of its writer.
+pub(crate) type Replay = (mpsc::Sender<Frame<ClientMsg>>, Vec<Frame<ClientMsg>>);
+
 /// Frames queued for the writer before requests wait.
 const OUTBOUND_FRAMES: usize = 1024;
 
@@ -34,7 +44,7 @@ const OUTBOUND_FRAMES: usize = 1024;
 #[derive(Debug)]
 pub(crate) enum SubEvent {
     /// Deliveries, with the generation of the connection they came over.
-    Deliveries(u64, Vec<WireDelivery>),
+    Deliveries(Generation, Vec<WireDelivery>),
     /// The connection was lost: what was delivered over it and not yet taken will be
     /// delivered again after the subscription is renewed.
     Reset,
@@ -49,14 +59,16 @@ pub(crate) struct SubSlot(AtomicU64);
 
 impl SubSlot {
     /// The subscription's id and the generation of its connection.
-    pub(crate) fn get(&self) -> (SubscriptionId, u64) {
+    pub(crate) fn get(&self) -> (SubscriptionId, Generation) {
         let v = self.0.load(Ordering::Acquire);
-        (SubscriptionId(v as u32), v >> 32)
+        (SubscriptionId(v as u32), (v >> 32) as Generation)
     }
 
-    fn set(&self, sub: SubscriptionId, generation: u64) {
-        self.0
-            .store((generation << 32) | u64::from(sub.0), Ordering::Release);
+    fn set(&self, sub: SubscriptionId, generation: Generation) {
+        self.0.store(
+            (u64::from(generation) << 32) | u64::from(sub.0),
+            Ordering::Release,
+        );
     }
 }
 
@@ -77,7 +89,7 @@ struct Pending {
     /// For a replayable request: the request, to send again on the next connection.
     replay: Option<ClientMsg>,
     /// The generation of the connection it was last sent on.
-    sent_on: u64,
+    sent_on: Generation,
 }
 
 /// One TCP connection.
@@ -119,7 +131,7 @@ pub(crate) struct Inner {
     routes: Mutex<Routes>,
     next_id: AtomicU32,
     /// Bumped for every new TCP connection.
-    generation: AtomicU64,
+    generation: AtomicU32,
     pub(crate) timeout: Duration,
     /// The server's frame limit, from Welcome.
     max_frame: AtomicUsize,
@@ -127,7 +139,7 @@ pub(crate) struct Inner {
     version: AtomicU16,
     state: watch::Sender<LinkState>,
     /// Readers report here that their connection ended (its generation, why).
-    lost: mpsc::UnboundedSender<(u64, Option<String>)>,
+    lost: mpsc::UnboundedSender<Lost>,
     /// How to renew the connection when it is lost: set once the first handshake is done
     /// (a refused first handshake is the caller's error, not a reason to dial again).
     redial: Mutex<Option<Redial>>,
@@ -161,7 +173,7 @@ impl Remote {
         let inner = Arc::new(Inner {
             routes: Mutex::new(Routes::default()),
             next_id: AtomicU32::new(1),
-            generation: AtomicU64::new(0),
+            generation: AtomicU32::new(0),
             timeout,
             max_frame: AtomicUsize::new(mq_transport::DEFAULT_MAX_FRAME),
             version: AtomicU16::new(mq_transport::MIN_PROTOCOL_VERSION),
@@ -200,9 +212,9 @@ impl Remote {
         self.inner.welcomed(version, max_frame);
     }
 
-    /// The generation of the current TCP connection (as a [`SubSlot`] records it).
-    pub(crate) fn generation(&self) -> u64 {
-        self.inner.generation.load(Ordering::Acquire) & u64::from(u32::MAX)
+    /// The generation of the current TCP connection.
+    pub(crate) fn generation(&self) -> Generation {
+        self.inner.generation.load(Ordering::Acquire)
     }
 
     /// Queues a request; the frame is in the writer's queue (or, while reconnecting, in the
@@ -223,7 +235,7 @@ impl Remote {
     /// [`ClientError::Redelivered`] (without offsets) when that connection is gone.
     pub(crate) async fn request_on(
         &self,
-        generation: u64,
+        generation: Generation,
         msg: ClientMsg,
     ) -> Result<ServerMsg, ClientError> {
         let pending = self.inner.start(msg, None, false, Some(generation)).await?;
@@ -255,7 +267,7 @@ impl Remote {
     }
 
     /// Like [`Remote::fire`], only if the current connection is `generation`.
-    pub(crate) fn fire_on(&self, generation: u64, msg: ClientMsg) -> bool {
+    pub(crate) fn fire_on(&self, generation: Generation, msg: ClientMsg) -> bool {
         self.generation() == generation && self.fire(msg)
     }
 
@@ -296,7 +308,7 @@ impl Remote {
 
     /// Whether the connection is closed for good.
     pub(crate) fn is_closed(&self) -> bool {
-        self.inner.lock().closed.is_some()
+        self.inner.is_closed()
     }
 
     /// Closes the connection for good: pending requests and subscriptions fail.
@@ -316,13 +328,8 @@ impl Remote {
         let err = ClientError::ConnectionClosed {
             reason: Some("closed by this client".into()),
         };
-        let mut routes = self.inner.lock();
         // The writer sends the goodbye and stops; the reader stops with the socket.
-        let conn = routes.conn.take();
-        Inner::fail_locked(&mut routes, err);
-        drop(routes);
-        self.inner.state.send_replace(LinkState::Closed);
-        if let Some(conn) = conn {
+        if let Some(conn) = self.inner.shut(err) {
             conn.reader.abort();
         }
     }
@@ -379,9 +386,12 @@ impl Inner {
 
     /// Starts the tasks of a new TCP connection and makes it the current one; returns its
     /// generation. Requests other than the supervisor's wait until it is open for them.
-    pub(crate) fn install(self: &Arc<Self>, conn: ClientConnection) -> u64 {
+    pub(crate) fn install(self: &Arc<Self>, conn: ClientConnection) -> Generation {
         let mut routes = self.lock();
-        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let generation = self
+            .generation
+            .fetch_add(1, Ordering::AcqRel)
+            .wrapping_add(1);
         let (out, rx) = mpsc::channel(OUTBOUND_FRAMES);
         let writer = tokio::spawn(write_frames(conn.writer, rx));
         let reader = tokio::spawn(read_frames(conn.reader, Arc::clone(self), generation));
@@ -409,7 +419,7 @@ impl Inner {
         msg: ClientMsg,
         sub: Option<SubEntry>,
         replayable: bool,
-        only_on: Option<u64>,
+        only_on: Option<Generation>,
     ) -> Result<PendingReply, ClientError> {
         self.start_as(msg, sub, replayable, only_on, false).await
     }
@@ -428,7 +438,7 @@ impl Inner {
         msg: ClientMsg,
         sub: Option<SubEntry>,
         replayable: bool,
-        only_on: Option<u64>,
+        only_on: Option<Generation>,
         internal: bool,
     ) -> Result<PendingReply, ClientError> {
         let mut state = self.state.subscribe();
@@ -441,7 +451,7 @@ impl Inner {
                 if let Some(e) = &routes.closed {
                     return Err(e.clone());
                 }
-                let current = self.generation.load(Ordering::Acquire) & u64::from(u32::MAX);
+                let current = self.generation.load(Ordering::Acquire);
                 // A subscription's request goes out on its own connection as soon as that
                 // connection is up (its subscription is renewed), or not at all.
                 let on_own = match only_on {
@@ -455,7 +465,6 @@ impl Inner {
                 };
                 let open = internal || on_own || !routes.reconnecting;
                 if open || replayable {
-                    let generation = self.generation.load(Ordering::Acquire);
                     let out = if open {
                         routes.conn.as_ref().map(|c| c.out.clone())
                     } else {
@@ -467,7 +476,7 @@ impl Inner {
                             reply,
                             sub: sub.take(),
                             replay: replayable.then(|| msg.clone()),
-                            sent_on: if out.is_some() { generation } else { 0 },
+                            sent_on: if out.is_some() { current } else { 0 },
                         },
                     );
                     Some(out)
@@ -533,7 +542,7 @@ impl Inner {
     }
 
     /// Whether `generation` is the current connection's.
-    pub(crate) fn is_current(&self, generation: u64) -> bool {
+    pub(crate) fn is_current(&self, generation: Generation) -> bool {
         self.generation.load(Ordering::Acquire) == generation
     }
 
@@ -588,11 +597,7 @@ impl Inner {
     /// The next replayable requests not yet sent on connection `generation`, in their first
     /// order, marked as sent; when there are none left, opens the connection to everyone
     /// and returns `None`. `Err` when the connection was lost meanwhile.
-    #[allow(clippy::type_complexity)]
-    pub(crate) fn next_replay(
-        &self,
-        generation: u64,
-    ) -> Result<Option<(mpsc::Sender<Frame<ClientMsg>>, Vec<Frame<ClientMsg>>)>, ()> {
+    pub(crate) fn next_replay(&self, generation: Generation) -> Result<Option<Replay>, ()> {
         let mut routes = self.lock();
         if !self.is_current(generation) || routes.closed.is_some() {
             return Err(());
@@ -625,20 +630,17 @@ impl Inner {
 
     /// Closes for good with `err`.
     pub(crate) fn fail_all(&self, err: ClientError) {
-        let mut routes = self.lock();
-        if let Some(conn) = routes.conn.take() {
+        if let Some(conn) = self.shut(err) {
             conn.abort();
         }
-        Self::fail_locked(&mut routes, err);
-        drop(routes);
-        self.state.send_replace(LinkState::Closed);
     }
 
-    fn fail_locked(routes: &mut Routes, err: ClientError) {
-        if routes.closed.is_none() {
-            routes.closed = Some(err.clone());
-        }
-        let err = routes.closed.clone().unwrap_or(err);
+    /// Closes for good with `err` — every request and subscription fails with it — and
+    /// hands back the current TCP connection's tasks, still running.
+    fn shut(&self, err: ClientError) -> Option<Conn> {
+        let mut routes = self.lock();
+        let conn = routes.conn.take();
+        let err = routes.closed.get_or_insert(err).clone();
         for (_, p) in routes.pending.drain() {
             let _ = p.reply.send(Err(err.clone()));
         }
@@ -648,17 +650,19 @@ impl Inner {
         for s in routes.detached.drain(..) {
             let _ = s.tx.send(SubEvent::Ended(err.clone()));
         }
+        drop(routes);
+        self.state.send_replace(LinkState::Closed);
+        conn
     }
 
     /// Routes one frame of connection `generation`; returns a reason when it ends the
     /// connection.
-    fn route(&self, generation: u64, frame: Frame<ServerMsg>) -> Option<String> {
+    fn route(&self, generation: Generation, frame: Frame<ServerMsg>) -> Option<String> {
         let mut routes = self.lock();
         match frame.msg {
             ServerMsg::Deliveries { sub, messages } => {
                 if let Some(entry) = routes.subs.get(&sub) {
-                    let on = generation & u64::from(u32::MAX);
-                    let _ = entry.tx.send(SubEvent::Deliveries(on, messages));
+                    let _ = entry.tx.send(SubEvent::Deliveries(generation, messages));
                 }
                 None
             }
@@ -710,7 +714,7 @@ impl Inner {
 async fn read_frames(
     mut reader: Box<dyn FrameRead<ServerMsg>>,
     inner: Arc<Inner>,
-    generation: u64,
+    generation: Generation,
 ) {
     let reason = loop {
         let frame = match reader.read_frame().await {

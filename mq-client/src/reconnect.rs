@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::client::ClientConfig;
-use crate::connection::{Inner, PendingReply, SubEntry};
+use crate::connection::{Generation, Inner, Lost, PendingReply, SubEntry};
 use crate::error::ClientError;
 
 /// How a client reconnects when its connection is lost (a server restart, a network
@@ -111,10 +111,7 @@ pub(crate) fn hello(config: &ClientConfig) -> ClientMsg {
 }
 
 /// Renews the connection each time a reader reports it lost, until it is closed for good.
-pub(crate) async fn supervise(
-    inner: Arc<Inner>,
-    mut lost: mpsc::UnboundedReceiver<(u64, Option<String>)>,
-) {
+pub(crate) async fn supervise(inner: Arc<Inner>, mut lost: mpsc::UnboundedReceiver<Lost>) {
     while let Some((generation, reason)) = lost.recv().await {
         if inner.is_closed() {
             return;
@@ -156,7 +153,7 @@ impl Redial {
     async fn run(
         &self,
         inner: &Arc<Inner>,
-        lost: &mut mpsc::UnboundedReceiver<(u64, Option<String>)>,
+        lost: &mut mpsc::UnboundedReceiver<Lost>,
     ) -> Result<(), ClientError> {
         let policy = self.config.reconnect;
         let started = Instant::now();
@@ -197,7 +194,7 @@ impl Redial {
     async fn attempt(
         &self,
         inner: &Arc<Inner>,
-        lost: &mut mpsc::UnboundedReceiver<(u64, Option<String>)>,
+        lost: &mut mpsc::UnboundedReceiver<Lost>,
     ) -> Result<(), Failed> {
         let conn = match tokio::time::timeout(inner.timeout, dial(&self.addr, &self.config)).await {
             Ok(Ok(conn)) => conn,
@@ -270,8 +267,8 @@ impl Redial {
     async fn internal(
         &self,
         inner: &Arc<Inner>,
-        lost: &mut mpsc::UnboundedReceiver<(u64, Option<String>)>,
-        generation: u64,
+        lost: &mut mpsc::UnboundedReceiver<Lost>,
+        generation: Generation,
         msg: ClientMsg,
         sub: Option<SubEntry>,
     ) -> Result<ServerMsg, Failed> {

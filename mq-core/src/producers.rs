@@ -114,6 +114,9 @@ struct Producer {
 pub(crate) struct ProducerTable {
     limits: ProducerLimits,
     producers: FxHashMap<u64, Producer>,
+    /// No producer expires before this (ms): [`ProducerTable::expire`], called on every
+    /// cleaner pass, walks the table only from then on.
+    next_expiry: u64,
 }
 
 impl ProducerTable {
@@ -122,6 +125,7 @@ impl ProducerTable {
         Self {
             limits,
             producers: FxHashMap::default(),
+            next_expiry: 0,
         }
     }
 
@@ -191,6 +195,11 @@ impl ProducerTable {
         });
         p.last = p.last.max(seq.saturating_add(u64::from(count.max(1)) - 1));
         p.seen = p.seen.max(now);
+        let expires = p
+            .seen
+            .as_millis()
+            .saturating_add(duration_millis(self.limits.expiry));
+        self.next_expiry = self.next_expiry.min(expires.saturating_add(1));
         if p.batches.len() == BATCHES_KEPT {
             p.batches.pop_front();
         }
@@ -199,8 +208,17 @@ impl ProducerTable {
 
     /// Forgets producers idle past the expiry.
     pub(crate) fn expire(&mut self, now: Timestamp) {
+        if now.as_millis() < self.next_expiry {
+            return;
+        }
         let expiry = duration_millis(self.limits.expiry);
         self.producers.retain(|_, p| idle(now, p.seen) <= expiry);
+        self.next_expiry = self
+            .producers
+            .values()
+            .map(|p| p.seen.as_millis().saturating_add(expiry).saturating_add(1))
+            .min()
+            .unwrap_or(u64::MAX);
     }
 
     fn forget_idlest(&mut self) {

@@ -208,6 +208,14 @@ impl Topic {
     }
 }
 
+/// What a numbered batch comes to ([`TopicState::append`]).
+enum Stamped {
+    /// New: stored with this stamp.
+    New(BatchStamp),
+    /// Sent again: the first copy's receipt, and the wait for what is stored to be durable.
+    Again(BatchReceipt, Option<SyncWait>),
+}
+
 impl TopicState {
     /// Appends a batch of `bytes` (the sum of its messages' sizes), all or nothing, and
     /// collects the wakers of consumers to wake.
@@ -226,12 +234,12 @@ impl TopicState {
         let count = batch.len() as u64;
         let first = self.log.next();
         let stamp = match stamp {
-            Some(s) if count > 0 => Some(self.check_stamp(s, count, now)?),
+            Some(s) if count > 0 => match self.check_stamp(s, count, now)? {
+                Stamped::New(stamp) => Some(stamp),
+                Stamped::Again(receipt, sync) => return Ok((receipt, sync)),
+            },
             _ => None,
         };
-        if let Some(Err(receipt)) = stamp {
-            return Ok(receipt);
-        }
         if count == 0 {
             let receipt = BatchReceipt {
                 first,
@@ -249,7 +257,6 @@ impl TopicState {
             .zip(first.get()..)
             .map(|(m, offset)| Arc::new(Message::from_new(Offset(offset), timestamp, m)))
             .collect();
-        let stamp = stamp.and_then(Result::ok);
         let appended = self.store.append(&messages, stamp)?;
         for message in messages {
             self.log.push(message);
@@ -271,22 +278,21 @@ impl TopicState {
         Ok((receipt, appended.sync))
     }
 
-    /// The stamp a numbered batch of `count` messages is stored with, or (as the error) the
-    /// receipt of its earlier copy: a batch sent again is answered with the offsets it got
-    /// the first time, once everything stored so far is as durable as a new batch would be.
+    /// What a numbered batch of `count` messages comes to: stored with its stamp, or (sent
+    /// again) answered with the offsets it got the first time, once everything stored so far
+    /// is as durable as a new batch would be.
     ///
     /// # Errors
     /// [`Error::SequenceOverlap`], [`Error::DuplicateBatch`] (see [`Check`]).
-    #[allow(clippy::type_complexity)]
     fn check_stamp(
         &mut self,
         s: ProducerStamp,
         count: u64,
         now: Timestamp,
-    ) -> Result<Result<BatchStamp, (BatchReceipt, Option<SyncWait>)>, Error> {
+    ) -> Result<Stamped, Error> {
         let n = u32::try_from(count).unwrap_or(u32::MAX);
         match self.producers.check(s, n, now) {
-            Check::New => Ok(Ok(BatchStamp {
+            Check::New => Ok(Stamped::New(BatchStamp {
                 producer: s.producer,
                 seq: s.seq,
                 count: n,
@@ -298,7 +304,7 @@ impl TopicState {
                     count,
                     durability: appended.durability,
                 };
-                Ok(Err((receipt, appended.sync)))
+                Ok(Stamped::Again(receipt, appended.sync))
             }
             Check::Forgotten => Err(Error::DuplicateBatch {
                 topic: self.name.clone(),

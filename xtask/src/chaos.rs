@@ -2,7 +2,7 @@
 //! builds the server and the chaos driver (`mq-client/examples/chaos`), then runs it: a
 //! loaded server killed with SIGKILL N times, and an audit of every acknowledgement.
 
-use crate::util::{cargo, run, target_dir};
+use crate::util::{build_server_and_example, run};
 
 /// Crash chaos against a real mq-server (docs/RELIABILITY.md).
 #[derive(Debug, clap::Args)]
@@ -37,25 +37,7 @@ impl Chaos {
     }
 
     pub(crate) fn run(self) -> anyhow::Result<()> {
-        let mut build = vec![
-            "build",
-            "--quiet",
-            "-p",
-            "mq-server",
-            "--bin",
-            "mq-server",
-            "-p",
-            "mq-client",
-            "--example",
-            "chaos",
-        ];
-        if self.release {
-            build.push("--release");
-        }
-        cargo(&build)?;
-        let dir = target_dir().join(if self.release { "release" } else { "debug" });
-        let server = dir.join("mq-server");
-        let driver = dir.join("examples").join("chaos");
+        let (server, driver) = build_server_and_example("chaos", self.release)?;
         let kills = self.kills.to_string();
         let seed = self.seed.map(|s| s.to_string());
         let mut args = vec![

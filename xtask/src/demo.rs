@@ -1,7 +1,7 @@
 //! `cargo xtask demo [fanout|topics|workqueue|exclusive|all]`: builds the server and the
 //! demo program, then runs the scenarios; each starts its own server on a free port.
 
-use crate::util::{cargo, run, target_dir};
+use crate::util::{build_server_and_example, run};
 
 /// Runs the scripted demos against a real mq-server.
 #[derive(Debug, clap::Args)]
@@ -13,21 +13,7 @@ pub(crate) struct Demo {
 
 impl Demo {
     pub(crate) fn run(self) -> anyhow::Result<()> {
-        cargo(&[
-            "build",
-            "--quiet",
-            "-p",
-            "mq-server",
-            "--bin",
-            "mq-server",
-            "-p",
-            "mq-client",
-            "--example",
-            "demo",
-        ])?;
-        let dir = target_dir().join("debug");
-        let server = dir.join("mq-server");
-        let demo = dir.join("examples").join("demo");
+        let (server, demo) = build_server_and_example("demo", false)?;
         run(
             demo.to_str().unwrap_or("demo"),
             &[

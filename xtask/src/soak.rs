@@ -3,7 +3,7 @@
 //! it: many connections, garbage and slow-loris connections, a clean pair that must move
 //! every message once, the server's memory and sockets watched.
 
-use crate::util::{cargo, run, target_dir};
+use crate::util::{build_server_and_example, run};
 
 /// Load and soak against a real mq-server (docs/RELIABILITY.md).
 #[derive(Debug, clap::Args)]
@@ -38,25 +38,7 @@ impl Soak {
     }
 
     pub(crate) fn run(self) -> anyhow::Result<()> {
-        let mut build = vec![
-            "build",
-            "--quiet",
-            "-p",
-            "mq-server",
-            "--bin",
-            "mq-server",
-            "-p",
-            "mq-client",
-            "--example",
-            "soak",
-        ];
-        if !self.dev {
-            build.push("--release");
-        }
-        cargo(&build)?;
-        let dir = target_dir().join(if self.dev { "debug" } else { "release" });
-        let server = dir.join("mq-server");
-        let driver = dir.join("examples").join("soak");
+        let (server, driver) = build_server_and_example("soak", !self.dev)?;
         let (minutes, clients) = (self.minutes.to_string(), self.clients.to_string());
         let (garbage, messages) = (self.garbage.to_string(), self.messages.to_string());
         run(

@@ -41,3 +41,29 @@ pub(crate) fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Builds the `mq-server` binary and the SDK program `mq-client/examples/<example>`
+/// (optimized with `release`); returns their paths, server first.
+pub(crate) fn build_server_and_example(
+    example: &str,
+    release: bool,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let mut build = vec![
+        "build",
+        "--quiet",
+        "-p",
+        "mq-server",
+        "--bin",
+        "mq-server",
+        "-p",
+        "mq-client",
+        "--example",
+        example,
+    ];
+    if release {
+        build.push("--release");
+    }
+    cargo(&build)?;
+    let dir = target_dir().join(if release { "release" } else { "debug" });
+    Ok((dir.join("mq-server"), dir.join("examples").join(example)))
+}

@@ -137,12 +137,9 @@ pub(crate) async fn consume(client: Client, id: usize, load: Arc<Load>) {
         };
         let offset = delivery.offset();
         {
-            let ledger = load.ledger.lock().unwrap_or_else(|e| e.into_inner());
+            let mut ledger = load.ledger.lock().unwrap_or_else(|e| e.into_inner());
             if ledger.acked.get(group).is_some_and(|a| a.contains(&offset)) {
-                drop(ledger);
-                load.ledger
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
+                ledger
                     .redelivered_after_ack
                     .push(format!("group {group}: offset {offset}"));
             }

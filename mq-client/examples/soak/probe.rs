@@ -97,10 +97,10 @@ impl ServerProcess {
         }
     }
 
+    /// Whether the process runs (neither gone nor a zombie).
     pub(crate) fn alive(&self) -> bool {
-        Path::new(&format!("/proc/{}/status", self.pid())).exists()
-            && !std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-                .is_ok_and(|s| s.contains("State:\tZ"))
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .is_ok_and(|s| !s.contains("State:\tZ"))
     }
 }
 

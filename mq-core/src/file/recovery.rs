@@ -169,13 +169,7 @@ pub(crate) fn recover(
                 ));
             } else if i + 1 == count {
                 // The open segment: cut the damaged tail off so appends go after valid data.
-                let file = OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(io(format!("opening {}", path.display())))?;
-                file.set_len(scan.valid_len)
-                    .and_then(|()| file.sync_all())
-                    .map_err(io(format!("truncating {}", path.display())))?;
+                cut(&path, scan.valid_len)?;
                 warnings.push(format!(
                     "{what}: {} was cut off: it ended the open segment",
                     describe(&path, region)
@@ -195,13 +189,7 @@ pub(crate) fn recover(
                     path.display()
                 ));
             } else {
-                let file = OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(io(format!("opening {}", path.display())))?;
-                file.set_len(position)
-                    .and_then(|()| file.sync_all())
-                    .map_err(io(format!("truncating {}", path.display())))?;
+                cut(&path, position)?;
                 warnings.push(format!(
                     "{what}: {lost} in {} were a batch cut short by a crash (never \
                      acknowledged): removed",
@@ -245,6 +233,17 @@ pub(crate) fn recover(
         stamps,
         warnings,
     })
+}
+
+/// Cuts the segment at `path` to `len` bytes, durably.
+fn cut(path: &Path, len: u64) -> Result<(), StorageError> {
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io(format!("opening {}", path.display())))?;
+    file.set_len(len)
+        .and_then(|()| file.sync_all())
+        .map_err(io(format!("truncating {}", path.display())))
 }
 
 fn stored_offset(m: &StoredMessage) -> u64 {

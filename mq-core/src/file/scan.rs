@@ -116,12 +116,6 @@ impl Scanner {
                         Damage::OutOfSequence
                     } else {
                         let position = at + pos as u64;
-                        let timestamp = match (&message, &meta) {
-                            (Some(m), _) => m.timestamp,
-                            (None, Some(meta)) => Timestamp::from_millis(meta.timestamp),
-                            (None, None) => Timestamp::default(),
-                        };
-                        self.note_mark(mark, Offset(offset), timestamp, position);
                         let stored = match (message, meta) {
                             (Some(m), _) => {
                                 let encoded = m.encoded_size();
@@ -138,6 +132,9 @@ impl Scanner {
                             ),
                             (None, None) => return Stop::End(pos),
                         };
+                        if let Some(mark) = mark {
+                            self.note_mark(mark, &stored.0, position);
+                        }
                         self.accept(offset, position, len as u64, stored);
                         pos += len;
                         continue;
@@ -163,17 +160,17 @@ impl Scanner {
         }
     }
 
-    /// Notes the mark of a valid record at `position`: a batch's end is remembered, its
-    /// beginning is unfinished until the end follows.
-    fn note_mark(
-        &mut self,
-        mark: Option<Mark>,
-        offset: Offset,
-        timestamp: Timestamp,
-        position: u64,
-    ) {
+    /// Notes the mark of `record`, a valid record at `position`: a batch's end is
+    /// remembered, its beginning is unfinished until the end follows.
+    fn note_mark(&mut self, mark: Mark, record: &StoredMessage, position: u64) {
+        let (offset, timestamp) = match record {
+            StoredMessage::Loaded(m) => (m.offset, m.timestamp),
+            StoredMessage::OnDisk {
+                offset, timestamp, ..
+            } => (*offset, *timestamp),
+        };
         match mark {
-            Some(Mark::Last(stamp)) => {
+            Mark::Last(stamp) => {
                 self.scan.unfinished = None;
                 self.scan.stamps.push(RecoveredStamp {
                     stamp,
@@ -181,8 +178,7 @@ impl Scanner {
                     timestamp,
                 });
             }
-            Some(Mark::First(_)) => self.scan.unfinished = Some((offset.get(), position)),
-            None => {}
+            Mark::First(_) => self.scan.unfinished = Some((offset.get(), position)),
         }
     }
 
