@@ -339,6 +339,10 @@ pub(crate) struct BenchArgs {
     /// Messages per publish batch
     #[arg(long, default_value_t = 500)]
     pub(crate) batch: usize,
+    /// Use the SDK the plain way: one `publish` call per message with the default producer
+    /// settings, consumers with the default prefetch that `ack` each delivery
+    #[arg(long)]
+    pub(crate) plain: bool,
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub(crate) format: Format,

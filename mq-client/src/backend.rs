@@ -14,6 +14,7 @@ use mq_core::{
 use mq_transport::{ClientMsg, ServerMsg, SubscribeRequest, WireDelivery};
 use tokio::sync::mpsc;
 
+use crate::acks::{AckQueue, AckTarget};
 use crate::connection::{
     Generation, PendingReply, Remote, SubEntry, SubEvent, SubSlot, expect_done, unexpected,
 };
@@ -122,13 +123,10 @@ impl Backend {
                 Ok(Subscribed {
                     group: consumer.group().clone(),
                     ack: consumer.ack_mode(),
-                    source: Source::Embedded {
-                        sub: Arc::new(EmbeddedSub {
-                            embedded: e.clone(),
-                            consumer,
-                        }),
-                        buffer: VecDeque::new(),
-                    },
+                    source: Source::embedded(Arc::new(EmbeddedSub {
+                        embedded: e.clone(),
+                        consumer,
+                    })),
                 })
             }
             Backend::Remote(remote) => {
@@ -162,6 +160,10 @@ impl Backend {
                         source: Source::Remote {
                             remote: Arc::clone(remote),
                             generation: slot.get().1,
+                            acks: Arc::new(AckQueue::new(AckTarget::Remote(
+                                Arc::clone(remote),
+                                Arc::clone(&slot),
+                            ))),
                             slot,
                             rx,
                             buffer: VecDeque::new(),
@@ -208,6 +210,7 @@ pub(crate) enum Source {
         slot: Arc<SubSlot>,
         /// The generation of the connection the buffered deliveries came over.
         generation: Generation,
+        acks: Arc<AckQueue>,
         rx: mpsc::UnboundedReceiver<SubEvent>,
         buffer: VecDeque<WireDelivery>,
         /// For auto-ack subscriptions: deliveries taken since the last credit grant.
@@ -216,6 +219,7 @@ pub(crate) enum Source {
     },
     Embedded {
         sub: Arc<EmbeddedSub>,
+        acks: Arc<AckQueue>,
         buffer: VecDeque<mq_core::Delivery>,
     },
 }
@@ -227,7 +231,28 @@ pub(crate) struct EmbeddedSub {
     consumer: mq_core::Consumer,
 }
 
+impl EmbeddedSub {
+    /// Acks `offsets` in the broker.
+    pub(crate) async fn ack_batch(
+        self: &Arc<Self>,
+        offsets: Vec<Offset>,
+    ) -> Result<(), ClientError> {
+        let shared = Arc::clone(self);
+        self.embedded
+            .call(move |_| shared.consumer.ack_batch(&offsets))
+            .await
+    }
+}
+
 impl Source {
+    fn embedded(sub: Arc<EmbeddedSub>) -> Self {
+        Source::Embedded {
+            acks: Arc::new(AckQueue::new(AckTarget::Embedded(Arc::clone(&sub)))),
+            sub,
+            buffer: VecDeque::new(),
+        }
+    }
+
     /// The next delivery; `Ready(None)` when the subscription ended without an error. For
     /// an auto-ack subscription (`auto`), returns credits to the server as it consumes.
     /// Inlined into the consumer's poll: a delivery is then moved once, not three times.
@@ -246,6 +271,7 @@ impl Source {
                 buffer,
                 consumed,
                 window,
+                ..
             } => loop {
                 if let Some(message) = buffer.pop_front() {
                     if auto {
@@ -283,7 +309,7 @@ impl Source {
                     Poll::Pending => return Poll::Pending,
                 }
             },
-            Source::Embedded { sub, buffer } => loop {
+            Source::Embedded { sub, buffer, .. } => loop {
                 if let Some(d) = buffer.pop_front() {
                     return Poll::Ready(Some(Ok(WireDelivery::from(&d))));
                 }
@@ -304,12 +330,16 @@ impl Source {
         }
         match self {
             Source::Remote {
-                remote,
-                slot,
-                generation,
-                ..
-            } => Settler::Remote(Arc::clone(remote), Arc::clone(slot), *generation),
-            Source::Embedded { sub, .. } => Settler::Embedded(Arc::clone(sub)),
+                acks, generation, ..
+            } => Settler::Manual(Arc::clone(acks), *generation),
+            Source::Embedded { acks, .. } => Settler::Manual(Arc::clone(acks), 0),
+        }
+    }
+
+    /// The subscription's queued acks.
+    pub(crate) fn acks(&self) -> &Arc<AckQueue> {
+        match self {
+            Source::Remote { acks, .. } | Source::Embedded { acks, .. } => acks,
         }
     }
 
@@ -333,25 +363,24 @@ impl Source {
                     Err(e) => Err(e),
                 }
             }
-            Source::Embedded { sub, .. } => {
-                let (shared, offsets) = (Arc::clone(sub), offsets.to_vec());
-                sub.embedded
-                    .call(move |_| shared.consumer.ack_batch(&offsets))
-                    .await
-            }
+            Source::Embedded { sub, .. } => sub.ack_batch(offsets.to_vec()).await,
         }
     }
 
-    /// Detaches without waiting (the consumer was dropped).
+    /// Detaches without waiting (the consumer was dropped); acks queued and not sent yet
+    /// go with the detach.
     pub(crate) fn detach(&self) {
-        if let Source::Remote { remote, slot, .. } = self {
+        if let Source::Remote {
+            remote, slot, acks, ..
+        } = self
+        {
             let (sub, on) = slot.get();
             remote.forget_sub(slot);
             remote.fire_on(
                 on,
                 ClientMsg::Unsubscribe {
                     sub,
-                    ack: Vec::new(),
+                    ack: acks.take_unsent(on),
                 },
             );
         }
@@ -361,24 +390,37 @@ impl Source {
 /// Acks and nacks deliveries of one subscription.
 #[derive(Debug, Clone)]
 pub(crate) enum Settler {
-    /// A subscription over a connection, for deliveries of connection generation
-    /// [`Generation`].
-    Remote(Arc<Remote>, Arc<SubSlot>, Generation),
-    Embedded(Arc<EmbeddedSub>),
+    /// A manual-ack subscription, for deliveries of connection generation [`Generation`]
+    /// (0 in-process).
+    Manual(Arc<AckQueue>, Generation),
     /// An auto-ack group: nothing to settle.
     Auto,
 }
 
 impl Settler {
-    /// Acks (`nack` = `None`) or nacks `offsets`, the latter after an optional delay.
+    /// Queues an ack of `offset` (see [`AckQueue`]).
+    ///
+    /// # Errors
+    /// [`ClientError::Redelivered`] when the delivery's connection is gone.
+    pub(crate) fn queue_ack(&self, offset: Offset) -> Result<(), ClientError> {
+        match self {
+            Settler::Auto => Ok(()),
+            Settler::Manual(acks, generation) => acks.push(offset, *generation),
+        }
+    }
+
+    /// Acks (`nack` = `None`) or nacks `offsets`, the latter after an optional delay, and
+    /// waits for the answer.
     pub(crate) async fn settle(
         &self,
         offsets: &[Offset],
         nack: Option<Option<Duration>>,
     ) -> Result<(), ClientError> {
-        match self {
-            Settler::Auto => Ok(()),
-            Settler::Embedded(sub) => {
+        let Settler::Manual(acks, generation) = self else {
+            return Ok(());
+        };
+        match acks.target() {
+            AckTarget::Embedded(sub) => {
                 let (shared, offsets) = (Arc::clone(sub), offsets.to_vec());
                 sub.embedded
                     .call(move |_| match nack {
@@ -387,7 +429,7 @@ impl Settler {
                     })
                     .await
             }
-            Settler::Remote(r, slot, generation) => {
+            AckTarget::Remote(r, slot) => {
                 let (sub, on) = slot.get();
                 if on != *generation {
                     return Err(ClientError::Redelivered {

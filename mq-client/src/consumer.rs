@@ -111,12 +111,27 @@ impl Delivery {
         &self.message.payload
     }
 
-    /// Acks it (a no-op for auto-ack subscriptions).
+    /// Acks it (a no-op for auto-ack subscriptions) without waiting for the server: the
+    /// ack is sent at once when none of this consumer's acks is on its way, else with the
+    /// next batch of acks, one request per round trip. An ack the server never gets (its
+    /// connection was lost, or the delivery had timed out) means the message is delivered
+    /// again, never that it is lost; [`Consumer::flush_acks`] waits for every queued ack
+    /// and reports such failures, and [`Delivery::ack_confirmed`] waits for this one.
+    ///
+    /// # Errors
+    /// [`ClientError::Redelivered`] when the connection the delivery came over is gone
+    /// (it went back to its group and comes again).
+    pub async fn ack(&self) -> Result<(), ClientError> {
+        self.settler.queue_ack(self.offset())
+    }
+
+    /// Acks it and waits until the server confirms: once this returns `Ok`, the group
+    /// never delivers the message again.
     ///
     /// # Errors
     /// [`ClientError::Server`] with `not_in_flight` when it was already settled or timed
-    /// out; connection errors.
-    pub async fn ack(&self) -> Result<(), ClientError> {
+    /// out; [`ClientError::Redelivered`] when its connection is gone; connection errors.
+    pub async fn ack_confirmed(&self) -> Result<(), ClientError> {
         self.settler.settle(&[self.offset()], None).await
     }
 
@@ -239,7 +254,17 @@ impl Consumer {
         AckHandle(self.settler())
     }
 
-    /// Acks several deliveries in one request.
+    /// Waits until every ack queued by [`Delivery::ack`] so far is answered.
+    ///
+    /// # Errors
+    /// The first failure of a queued ack since the last flush: [`ClientError::Server`] with
+    /// `not_in_flight` (the delivery had timed out or was settled before),
+    /// [`ClientError::Redelivered`] or a connection error (the deliveries come again).
+    pub async fn flush_acks(&self) -> Result<(), ClientError> {
+        self.source.acks().flush().await
+    }
+
+    /// Acks several deliveries in one request and waits for the answer.
     ///
     /// # Errors
     /// [`ClientError::Server`] with `not_in_flight` naming offsets that were not; the
@@ -261,7 +286,7 @@ impl Consumer {
     }
 
     /// Runs `handler` on every delivery until the subscription ends: acks each message the
-    /// handler accepts, nacks each it fails on.
+    /// handler accepts (queued, as [`Delivery::ack`]), nacks each it fails on.
     ///
     /// # Errors
     /// Why the subscription ended (connection closed, topic deleted), or a failed ack.
@@ -278,8 +303,8 @@ impl Consumer {
         }
     }
 
-    /// Detaches from the group and waits for the server to confirm; un-acked deliveries go
-    /// back to the group.
+    /// Sends the acks queued so far, detaches from the group and waits for the server to
+    /// confirm; un-acked deliveries go back to the group.
     ///
     /// # Errors
     /// Connection errors.
@@ -296,6 +321,9 @@ impl Consumer {
     /// consumer is detached all the same); connection errors.
     pub async fn ack_and_unsubscribe(mut self, offsets: &[Offset]) -> Result<(), ClientError> {
         self.detached = true;
+        if let Err(e) = self.flush_acks().await {
+            tracing::debug!(error = %e, "queued acks failed before unsubscribing: their deliveries go back to the group");
+        }
         self.source.unsubscribe(offsets).await
     }
 }

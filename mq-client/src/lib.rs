@@ -31,6 +31,7 @@
 //! # }
 //! ```
 
+mod acks;
 mod backend;
 mod client;
 mod connection;

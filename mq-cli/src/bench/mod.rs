@@ -71,6 +71,8 @@ pub(crate) struct Plan {
     pub(crate) consumers: usize,
     pub(crate) rate: u64,
     pub(crate) batch: usize,
+    /// The SDK used the plain way (see `mq bench --plain`).
+    pub(crate) plain: bool,
     pub(crate) progress: Progress,
 }
 
@@ -163,6 +165,7 @@ pub(crate) async fn run(cli: &Cli, args: &BenchArgs) -> anyhow::Result<()> {
         consumers: args.consumers.max(1),
         rate: args.rate.max(1),
         batch: args.batch.max(1),
+        plain: args.plain,
         progress: progress.clone(),
     };
     let result = match args.workload {

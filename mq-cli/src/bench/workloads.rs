@@ -46,8 +46,17 @@ fn producer_config(plan: &Plan) -> ProducerConfig {
 
 /// Publishes `count` messages in batches, pipelined, and waits for every ack.
 async fn produce(client: Client, topic: TopicName, plan: Plan, count: u64) -> anyhow::Result<()> {
-    let producer = client.producer_with(topic, producer_config(&plan));
     let body = payload(plan.size);
+    if plan.plain {
+        let producer = client.producer(topic);
+        for _ in 0..count {
+            producer.publish(NewMessage::new(body.clone())).await?;
+            plan.progress.add(1);
+        }
+        producer.flush().await?;
+        return Ok(());
+    }
+    let producer = client.producer_with(topic, producer_config(&plan));
     let per_batch = plan.batch.min((BATCH_BYTES / plan.size.max(1)).max(1)) as u64;
     let mut left = count;
     while left > 0 {
@@ -145,17 +154,39 @@ pub(crate) async fn workqueue(plan: &Plan) -> anyhow::Result<BenchResult> {
     let mut workers = Vec::new();
     for _ in 0..plan.consumers {
         let client = plan.connect().await?;
+        let subscription = Subscription::new(topic.clone())
+            .group(group.clone())
+            .ack(AckMode::Manual);
         let mut consumer = client
-            .subscribe(
-                Subscription::new(topic.clone())
-                    .group(group.clone())
-                    .ack(AckMode::Manual)
-                    .prefetch(PREFETCH),
-            )
+            .subscribe(if plan.plain {
+                subscription
+            } else {
+                subscription.prefetch(PREFETCH)
+            })
             .await?;
         let (received, done_tx, mut done_rx) =
             (Arc::clone(&received), Arc::clone(&done_tx), done_rx.clone());
         let (n, progress) = (plan.n, plan.progress.clone());
+        if plan.plain {
+            workers.push(tokio::spawn(async move {
+                let _keep = client;
+                loop {
+                    let delivery = tokio::select! {
+                        d = consumer.recv() => d?,
+                        _ = done_rx.changed() => break,
+                    };
+                    delivery.ack().await?;
+                    progress.add(1);
+                    if received.fetch_add(1, Ordering::Relaxed) + 1 >= n {
+                        let _ = done_tx.send(true);
+                        break;
+                    }
+                }
+                consumer.flush_acks().await?;
+                anyhow::Ok(())
+            }));
+            continue;
+        }
         workers.push(tokio::spawn(async move {
             let _keep = client;
             let acker = consumer.ack_handle();
@@ -249,13 +280,15 @@ pub(crate) async fn latency(plan: &Plan) -> anyhow::Result<BenchResult> {
         }
         anyhow::Ok(histogram)
     });
-    let producer = plan.connect().await?.producer_with(
-        topic.clone(),
+    let config = if plan.plain {
+        ProducerConfig::default()
+    } else {
         ProducerConfig {
             batch_size: 1,
             ..ProducerConfig::default()
-        },
-    );
+        }
+    };
+    let producer = plan.connect().await?.producer_with(topic.clone(), config);
     let (rate, size) = (plan.rate, plan.size.max(8));
     plan.progress.start("latency", n);
     let handle = tokio::runtime::Handle::current();

@@ -144,7 +144,7 @@ pub(crate) async fn consume(client: Client, id: usize, load: Arc<Load>) {
                     .push(format!("group {group}: offset {offset}"));
             }
         }
-        match delivery.ack().await {
+        match delivery.ack_confirmed().await {
             Ok(()) => {
                 let mut ledger = load.ledger.lock().unwrap_or_else(|e| e.into_inner());
                 ledger
@@ -182,7 +182,7 @@ pub(crate) async fn churn(client: Client, load: Arc<Load>) {
             let mut consumer = client
                 .subscribe(Subscription::new(topic.clone()).group(group.clone()))
                 .await?;
-            consumer.recv().await?.ack().await?;
+            consumer.recv().await?.ack_confirmed().await?;
             consumer.unsubscribe().await?;
             client.delete_group(&topic, &group).await?;
             client.delete_topic(&topic).await?;

@@ -57,7 +57,7 @@ impl GoodPair {
                     .expect("good consumer keeps receiving")
                     .unwrap();
                 got.push(u32::from_be_bytes(d.payload()[..4].try_into().unwrap()));
-                d.ack().await.unwrap();
+                d.ack_confirmed().await.unwrap();
             }
             got
         });

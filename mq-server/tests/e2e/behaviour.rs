@@ -80,7 +80,7 @@ async fn competing_consumers_get_each_message_once() {
                     _ = done_rx.changed() => break,
                 };
                 seen.push(d.offset().get());
-                d.ack().await.unwrap();
+                d.ack_confirmed().await.unwrap();
                 if received.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == 300 {
                     let _ = done_tx.send(true);
                     break;
@@ -131,7 +131,7 @@ async fn highest_priority_is_delivered_first() {
     for _ in 0..5 {
         let d = c.recv().await.unwrap();
         got.push(text(&d));
-        d.ack().await.unwrap();
+        d.ack_confirmed().await.unwrap();
     }
     assert_eq!(got, ["high-1", "high-2", "mid", "low-1", "low-2"]);
 }
@@ -215,7 +215,7 @@ async fn deliveries_of_a_killed_consumer_go_to_another() {
         .unwrap();
     assert_eq!(text(&again), "precious");
     assert_eq!(again.deliveries(), 2);
-    again.ack().await.unwrap();
+    again.ack_confirmed().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -244,7 +244,7 @@ async fn a_full_topic_refuses_publishes_until_consumers_catch_up() {
     let err = producer.send(NewMessage::new("3")).await.unwrap_err();
     assert!(matches!(err, ClientError::TopicFull { .. }), "{err:?}");
     for _ in 0..3 {
-        c.recv().await.unwrap().ack().await.unwrap();
+        c.recv().await.unwrap().ack_confirmed().await.unwrap();
     }
     // Acked messages make room.
     assert_eq!(
@@ -453,4 +453,58 @@ async fn without_auto_create_a_publish_needs_the_topic_to_exist() {
         .publish(&topic("later"), vec![NewMessage::new("x")])
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_made_without_waiting_all_reach_the_server() {
+    let server = Server::start(&[]);
+    let client = server.client().await;
+    let t = topic("queued-acks");
+    let mut consumer = client
+        .subscribe(Subscription::new(t.clone()).group(group("g")).prefetch(50))
+        .await
+        .unwrap();
+    let producer = client.producer(t.clone());
+    for i in 0..2000 {
+        producer
+            .publish(NewMessage::new(format!("{i}")))
+            .await
+            .unwrap();
+    }
+    producer.flush().await.unwrap();
+    // A window of 50: the 2,000 deliveries come only as the queued acks reach the server.
+    for i in 0..2000 {
+        let d = consumer.recv().await.unwrap();
+        assert_eq!(text(&d), i.to_string());
+        d.ack().await.unwrap();
+    }
+    consumer.flush_acks().await.unwrap();
+    let stats = client.groups(&t).await.unwrap();
+    assert_eq!((stats[0].acked, stats[0].in_flight), (2000, 0));
+    assert!(consumer.poll().unwrap().is_none());
+}
+
+#[tokio::test]
+async fn acks_not_yet_sent_when_a_consumer_is_dropped_go_with_its_detach() {
+    let server = Server::start(&[]);
+    let client = server.client().await;
+    let t = topic("dropped-acks");
+    let mut consumer = client
+        .subscribe(Subscription::new(t.clone()).group(group("g")))
+        .await
+        .unwrap();
+    let producer = client.producer(t.clone());
+    for i in 0..10 {
+        producer
+            .send(NewMessage::new(format!("{i}")))
+            .await
+            .unwrap();
+    }
+    for _ in 0..10 {
+        consumer.recv().await.unwrap().ack().await.unwrap();
+    }
+    // On this one-thread runtime nothing has sent the acks yet: they leave with the detach.
+    drop(consumer);
+    let stats = client.groups(&t).await.unwrap();
+    assert_eq!((stats[0].acked, stats[0].in_flight), (10, 0));
 }

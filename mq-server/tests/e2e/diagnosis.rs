@@ -84,7 +84,7 @@ async fn every_consumer_at_its_prefetch_window() {
         "{}",
         r.diagnosis
     );
-    first.ack().await.unwrap();
+    first.ack_confirmed().await.unwrap();
     let r = report_when(&client, "t", "g", |r| {
         r.group.consumers[0].last_ack.is_some()
     })
@@ -129,7 +129,7 @@ async fn the_topic_has_nothing_new_and_says_what_retention_deleted() {
         .unwrap();
     publish(&client, "t", 2).await;
     for _ in 0..2 {
-        first.recv().await.unwrap().ack().await.unwrap();
+        first.recv().await.unwrap().ack_confirmed().await.unwrap();
     }
     let r = report(&client, "t", "first").await;
     assert_eq!(
@@ -227,7 +227,7 @@ async fn a_healthy_group_is_consuming() {
     let client = server.client().await;
     publish(&client, "t", 4).await;
     let mut sub = client.subscribe(manual("t", "g", 100)).await.unwrap();
-    sub.recv().await.unwrap().ack().await.unwrap();
+    sub.recv().await.unwrap().ack_confirmed().await.unwrap();
     let r = report_when(&client, "t", "g", |r| r.group.stats.in_flight == 3).await;
     assert!(
         r.diagnosis

@@ -43,7 +43,7 @@ async fn a_graceful_restart_keeps_messages_groups_and_configs() {
     for _ in 0..8 {
         let d = c.recv().await.unwrap();
         acked.push(d.offset());
-        d.ack().await.unwrap();
+        d.ack_confirmed().await.unwrap();
     }
     drop(c);
     let before = client.topic_stats(&t).await.unwrap();
@@ -77,7 +77,7 @@ async fn a_graceful_restart_keeps_messages_groups_and_configs() {
         assert_eq!(d.key().map(|k| k.to_vec()), Some(vec![i]));
         assert_eq!(d.header("i").map(|v| v.to_vec()), Some(vec![i]));
         rest.push(d.offset());
-        d.ack().await.unwrap();
+        d.ack_confirmed().await.unwrap();
     }
     assert!(c.poll().unwrap().is_none());
     let mut all: Vec<u64> = acked.iter().chain(&rest).map(|o| o.get()).collect();
@@ -161,7 +161,7 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
                     "round {round}: acked offset {} redelivered",
                     d.offset()
                 );
-                if d.ack().await.is_ok() {
+                if d.ack_confirmed().await.is_ok() {
                     acked.push(d.offset());
                 }
             }
@@ -225,7 +225,7 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
             "acked offset {} redelivered after restart",
             d.offset()
         );
-        d.ack().await.unwrap();
+        d.ack_confirmed().await.unwrap();
     }
 }
 
@@ -356,7 +356,7 @@ async fn a_backup_of_the_stopped_data_dir_restores_exactly_that_state() {
         .await
         .unwrap();
     for _ in 0..4 {
-        c.recv().await.unwrap().ack().await.unwrap();
+        c.recv().await.unwrap().ack_confirmed().await.unwrap();
     }
     drop((c, client));
     assert!(
@@ -409,7 +409,7 @@ async fn a_backup_of_the_stopped_data_dir_restores_exactly_that_state() {
     for i in 4..10 {
         let d = c.recv().await.unwrap();
         assert_eq!(d.payload(), format!("m{i}").as_bytes());
-        d.ack().await.unwrap();
+        d.ack_confirmed().await.unwrap();
     }
     assert!(
         c.poll().unwrap().is_none(),

@@ -179,7 +179,7 @@ async fn a_message_at_the_size_limit_is_delivered_and_dead_lettered_and_one_byte
     assert_eq!(d.payload(), &message.payload);
     assert_eq!(d.key().map(|k| k.as_ref()), Some(&b"a key"[..]));
     assert_eq!(d.headers().len(), 26);
-    d.ack().await.unwrap();
+    d.ack_confirmed().await.unwrap();
     let stats = client.topic_stats(&long).await.unwrap();
     assert_eq!(stats.groups[0].dead_lettered, 1);
 }

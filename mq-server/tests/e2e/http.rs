@@ -76,7 +76,7 @@ async fn metrics_health_and_the_api_after_a_known_workload() {
         .await
         .unwrap();
     for _ in 0..4 {
-        sub.recv().await.unwrap().ack().await.unwrap();
+        sub.recv().await.unwrap().ack_confirmed().await.unwrap();
     }
     // Four more are in flight once the window refills; wait until the group says so.
     let groups = loop {

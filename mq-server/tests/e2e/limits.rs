@@ -202,7 +202,7 @@ async fn a_failing_handler_nacks_until_the_message_is_dead_lettered() {
             Some(&b"3"[..])
         );
         dead.push(String::from_utf8(d.payload().to_vec()).unwrap());
-        d.ack().await.unwrap();
+        d.ack_confirmed().await.unwrap();
     }
     dead.sort();
     assert_eq!(dead, ["1", "3"]);
@@ -300,7 +300,7 @@ async fn an_embedded_broker_cleans_up_like_a_server() {
         .send(NewMessage::new("done soon"))
         .await
         .unwrap();
-    c.recv().await.unwrap().ack().await.unwrap();
+    c.recv().await.unwrap().ack_confirmed().await.unwrap();
     // Nobody calls tick: the embedded client's cleaner removes what every group acked.
     let cleaned = async {
         while client.topic_stats(&t).await.unwrap().retained > 0 {
@@ -411,7 +411,7 @@ async fn a_consumer_whose_socket_takes_nothing_is_closed_and_its_deliveries_go_b
         while seen.len() < MESSAGES {
             let d = consumer.recv().await.unwrap();
             seen.insert(d.offset());
-            d.ack().await.unwrap();
+            d.ack_confirmed().await.unwrap();
         }
     };
     tokio::time::timeout(Duration::from_secs(20), all)
@@ -474,7 +474,7 @@ async fn twenty_memory_topics_cannot_exceed_one_memory_bound() {
         .await
         .unwrap();
     let first = sub.recv().await.unwrap();
-    first.ack().await.unwrap();
+    first.ack_confirmed().await.unwrap();
     let mut again = Err(ClientError::ConnectionClosed { reason: None });
     for _ in 0..100 {
         again = client
@@ -484,7 +484,7 @@ async fn twenty_memory_topics_cannot_exceed_one_memory_bound() {
             break;
         }
         let d = sub.recv().await.unwrap();
-        d.ack().await.unwrap();
+        d.ack_confirmed().await.unwrap();
     }
     again.unwrap();
 }

@@ -62,7 +62,7 @@ async fn a_producer_and_a_consumer_carry_on_across_server_crashes() {
                     d.offset()
                 );
                 payloads.insert(String::from_utf8(d.payload().to_vec()).unwrap());
-                match d.ack().await {
+                match d.ack_confirmed().await {
                     Ok(()) => {
                         acked.insert(d.offset());
                     }
@@ -140,7 +140,7 @@ async fn a_consumer_resubscribes_where_its_group_is_and_never_rewinds() {
     for i in 0..5 {
         let d = consumer.recv().await.unwrap();
         assert_eq!(&d.payload()[..], format!("m{i}").as_bytes());
-        d.ack().await.unwrap();
+        d.ack_confirmed().await.unwrap();
     }
     server.crash();
     let _server = Server::start_on(&addr, &as_strs(&args));
@@ -148,7 +148,7 @@ async fn a_consumer_resubscribes_where_its_group_is_and_never_rewinds() {
     while rest.len() < 5 {
         let d = consumer.recv().await.unwrap();
         let text = String::from_utf8(d.payload().to_vec()).unwrap();
-        if d.ack().await.is_ok() {
+        if d.ack_confirmed().await.is_ok() {
             rest.push(text);
         }
     }
