@@ -343,6 +343,9 @@ pub(crate) struct BenchArgs {
     /// settings, consumers with the default prefetch that `ack` each delivery
     #[arg(long)]
     pub(crate) plain: bool,
+    /// Leave the run's topic and its messages on the server (to measure what they cost)
+    #[arg(long)]
+    pub(crate) keep: bool,
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub(crate) format: Format,

@@ -40,6 +40,7 @@ mod clock;
 mod config;
 mod consumer;
 mod consumer_id;
+mod cursor;
 mod diagnosis;
 pub mod dlq;
 mod duration_form;
@@ -52,6 +53,7 @@ mod message;
 mod name;
 mod producers;
 mod receipt;
+mod record;
 mod registry;
 mod retention;
 mod stats;
@@ -94,8 +96,8 @@ pub use stats::{
     BrokerStats, ConsumerInfo, GroupInfo, GroupStats, LostRange, TopicInfo, TopicStats, Unacked,
 };
 pub use storage::{
-    Appended, Durability, GroupEvent, QuarantinedTopic, ReadBack, RecoveredGroup, RecoveredTopic,
-    Recovery, Storage, StorageError, StoredMessage, SyncWait, TopicStore,
+    Appended, Durability, GroupEvent, QuarantinedTopic, ReadBack, Records, RecoveredGroup,
+    RecoveredTopic, Recovery, Storage, StorageError, StoredMessage, SyncWait, TopicStore,
 };
 pub use timings::TimingsSnapshot;
 

@@ -1,14 +1,12 @@
 //! The `memory` storage: nothing touches disk; everything is gone when the broker stops.
 
-use std::sync::Arc;
-
 use crate::config::TopicConfig;
-use crate::message::{Message, Offset};
+use crate::message::Offset;
 use crate::name::TopicName;
 use crate::producers::BatchStamp;
 use crate::storage::{
-    Appended, Durability, GroupEvent, ReadBack, RecoveredGroup, Recovery, Storage, StorageError,
-    SyncWait, TopicStore,
+    Appended, Durability, GroupEvent, ReadBack, Records, RecoveredGroup, Recovery, Storage,
+    StorageError, SyncWait, TopicStore,
 };
 
 /// Keeps topics in memory only: everything is gone when the process exits.
@@ -57,7 +55,7 @@ impl Storage for MemoryStorage {
 impl TopicStore for MemoryTopic {
     fn append(
         &mut self,
-        _messages: &[Arc<Message>],
+        _records: Records<'_>,
         _stamp: Option<BatchStamp>,
     ) -> Result<Appended, StorageError> {
         Ok(Appended {

@@ -8,6 +8,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
@@ -102,6 +103,74 @@ impl ReadBack {
 impl fmt::Debug for ReadBack {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("ReadBack")
+    }
+}
+
+/// The records of a batch being appended, in the record format of docs/STORAGE.md (a
+/// batch's stamp already on its first and last records): what a store writes. They are the
+/// bytes the log holds in memory, encoded once.
+#[derive(Debug, Clone, Copy)]
+pub struct Records<'a> {
+    first: Offset,
+    count: u64,
+    parts: &'a [Bytes],
+}
+
+impl<'a> Records<'a> {
+    /// `count` records from offset `first`, back to back in `parts`.
+    pub(crate) fn new(first: Offset, count: u64, parts: &'a [Bytes]) -> Self {
+        Self {
+            first,
+            count,
+            parts,
+        }
+    }
+
+    /// The offset of the first record.
+    pub fn first(&self) -> Offset {
+        self.first
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> u64 {
+        self.count
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The records, back to back, in one or more parts.
+    pub fn parts(&self) -> &'a [Bytes] {
+        self.parts
+    }
+
+    /// Bytes of all the records.
+    pub fn size(&self) -> u64 {
+        self.parts.iter().map(|p| p.len() as u64).sum()
+    }
+
+    /// The messages of the records (their bytes are slices of the records, not copies).
+    pub fn messages(&self) -> impl Iterator<Item = Message> + 'a {
+        self.parts.iter().flat_map(|part| {
+            crate::record::starts(part).filter_map(move |pos| crate::record::read_own(part, pos))
+        })
+    }
+
+    /// Each record's offset and where it starts, counted from the start of the first part.
+    pub fn starts(&self) -> impl Iterator<Item = (Offset, u64)> + 'a {
+        let mut base = 0u64;
+        let first = self.first.get();
+        self.parts
+            .iter()
+            .flat_map(move |part| {
+                let at = base;
+                base += part.len() as u64;
+                crate::record::starts(part).map(move |pos| at + pos as u64)
+            })
+            .zip(first..)
+            .map(|(at, offset)| (Offset(offset), at))
     }
 }
 
@@ -291,10 +360,11 @@ pub trait Storage: Send + Sync + fmt::Debug {
 
 /// The store of one topic. Called with the topic's lock held, in log order.
 pub trait TopicStore: Send + fmt::Debug {
-    /// Stores a batch just appended to the log and says how durable it now is.
+    /// Stores a batch being appended to the log and says how durable it now is; when it
+    /// fails, the log takes the batch back.
     ///
-    /// `stamp` numbers the batch for idempotent publishing: a store that keeps messages
-    /// across restarts keeps it with them, and gives it back in
+    /// `stamp` numbers the batch for idempotent publishing (its records carry it too): a
+    /// store that keeps messages across restarts keeps it with them, and gives it back in
     /// [`RecoveredTopic::producers`]. An empty batch stores nothing and returns what waits
     /// for everything stored before it to be durable.
     ///
@@ -302,7 +372,7 @@ pub trait TopicStore: Send + fmt::Debug {
     /// [`StorageError`]; the broker then refuses the append.
     fn append(
         &mut self,
-        messages: &[Arc<Message>],
+        records: Records<'_>,
         stamp: Option<BatchStamp>,
     ) -> Result<Appended, StorageError>;
 

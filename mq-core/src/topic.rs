@@ -22,7 +22,8 @@ use crate::receipt::BatchReceipt;
 use crate::stats::LostRange;
 use crate::stats::TopicStats;
 use crate::storage::{
-    Durability, GroupEvent, RecoveredTopic, StorageError, StoredMessage, SyncWait, TopicStore,
+    Durability, GroupEvent, Records, RecoveredTopic, StorageError, StoredMessage, SyncWait,
+    TopicStore,
 };
 
 /// A topic: its name and its state behind a lock.
@@ -252,15 +253,22 @@ impl TopicState {
         let first = self.log.next();
         let timestamp = now.max(self.last_timestamp);
         self.last_timestamp = timestamp;
-        let messages: Vec<Arc<Message>> = batch
-            .into_iter()
-            .zip(first.get()..)
-            .map(|(m, offset)| Arc::new(Message::from_new(Offset(offset), timestamp, m)))
-            .collect();
-        let appended = self.store.append(&messages, stamp)?;
-        for message in messages {
-            self.log.push(message);
-        }
+        let staged = self
+            .log
+            .stage(&batch, timestamp, stamp)
+            .map_err(|(offset, e)| StorageError {
+                context: format!("appending to topic {}", self.name),
+                message: format!("the message at offset {offset}: {e}"),
+                kind: Some(std::io::ErrorKind::InvalidInput),
+            })?;
+        let appended = match self.store.append(staged.records(), stamp) {
+            Ok(appended) => appended,
+            Err(e) => {
+                self.log.abort(staged);
+                return Err(e.into());
+            }
+        };
+        self.log.commit(staged, &batch);
         if let Some(s) = stamp {
             self.producers
                 .record(s.producer, s.seq, s.count, first, timestamp);
@@ -298,7 +306,7 @@ impl TopicState {
                 count: n,
             })),
             Check::Duplicate(first) => {
-                let appended = self.store.append(&[], None)?;
+                let appended = self.store.append(Records::new(first, 0, &[]), None)?;
                 let receipt = BatchReceipt {
                     first,
                     count,

@@ -73,6 +73,8 @@ pub(crate) struct Plan {
     pub(crate) batch: usize,
     /// The SDK used the plain way (see `mq bench --plain`).
     pub(crate) plain: bool,
+    /// Leave each run's topic and its messages on the server.
+    pub(crate) keep: bool,
     pub(crate) progress: Progress,
 }
 
@@ -166,6 +168,7 @@ pub(crate) async fn run(cli: &Cli, args: &BenchArgs) -> anyhow::Result<()> {
         rate: args.rate.max(1),
         batch: args.batch.max(1),
         plain: args.plain,
+        keep: args.keep,
         progress: progress.clone(),
     };
     let result = match args.workload {

@@ -32,6 +32,14 @@ async fn fresh_topic(client: &Client, workload: &str) -> anyhow::Result<TopicNam
     Ok(topic)
 }
 
+/// Deletes the run's topic, unless the run keeps it (`--keep`).
+async fn finish(plan: &Plan, admin: &Client, topic: &TopicName) -> anyhow::Result<()> {
+    if !plan.keep {
+        admin.delete_topic(topic).await?;
+    }
+    Ok(())
+}
+
 fn payload(size: usize) -> Bytes {
     Bytes::from(vec![0x61u8; size])
 }
@@ -98,7 +106,7 @@ pub(crate) async fn publish(plan: &Plan) -> anyhow::Result<BenchResult> {
     let start = Instant::now();
     produce_all(plan, &topic).await?;
     let secs = start.elapsed().as_secs_f64();
-    admin.delete_topic(&topic).await?;
+    finish(plan, &admin, &topic).await?;
     Ok(BenchResult::throughput("publish", plan.n, plan.size, secs))
 }
 
@@ -134,7 +142,7 @@ pub(crate) async fn fanout(plan: &Plan) -> anyhow::Result<BenchResult> {
     for r in readers {
         last = last.max(r.await??);
     }
-    admin.delete_topic(&topic).await?;
+    finish(plan, &admin, &topic).await?;
     let delivered = plan.n * plan.consumers as u64;
     Ok(BenchResult::throughput(
         "fanout",
@@ -246,7 +254,7 @@ pub(crate) async fn workqueue(plan: &Plan) -> anyhow::Result<BenchResult> {
             work.redelivered
         );
     }
-    admin.delete_topic(&topic).await?;
+    finish(plan, &admin, &topic).await?;
     Ok(BenchResult::throughput(
         "workqueue",
         plan.n,
@@ -315,7 +323,7 @@ pub(crate) async fn latency(plan: &Plan) -> anyhow::Result<BenchResult> {
         .await?
         .map_err(|_| anyhow::anyhow!("latency: the pacing thread panicked"))??;
     drop(consumer_client);
-    admin.delete_topic(&topic).await?;
+    finish(plan, &admin, &topic).await?;
     let mut result = BenchResult::throughput("latency", n, plan.size, secs);
     result.p50_us = Some(histogram.value_at_quantile(0.50) as f64);
     result.p99_us = Some(histogram.value_at_quantile(0.99) as f64);

@@ -25,11 +25,11 @@ use bytes::{BufMut, Bytes};
 use rustc_hash::FxHashMap;
 
 use super::cache::{CachedFile, FileCache, Mode};
-use super::cursor::Cursor;
 use super::io;
 use super::sync::SyncFile;
 use crate::ackset::AckSet;
 use crate::config::AckMode;
+use crate::cursor::Cursor;
 use crate::message::Offset;
 use crate::name::GroupName;
 use crate::storage::{GroupEvent, RecoveredGroup, StorageError};

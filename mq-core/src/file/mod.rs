@@ -17,7 +17,6 @@
 
 mod cache;
 mod check;
-mod cursor;
 mod disk;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
@@ -25,7 +24,6 @@ mod index;
 mod journal;
 mod layout;
 mod options;
-mod record;
 mod recovery;
 mod scan;
 mod segment;

@@ -12,11 +12,11 @@ use bytes::Bytes;
 
 use super::index::{self, Entries, IndexBuilder};
 use super::io;
-use super::record::{self, Damage, Mark, Read};
 use super::segment::log_path;
 use crate::clock::Timestamp;
 use crate::message::Offset;
 use crate::producers::RecoveredStamp;
+use crate::record::{self, Damage, Mark, Read};
 use crate::storage::{StorageError, StoredMessage};
 
 /// Bytes of a segment left on disk that are read at once while scanning it.

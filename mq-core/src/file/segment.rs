@@ -24,11 +24,10 @@ use bytes::Bytes;
 use super::cache::{CachedFile, FileCache, Mode};
 use super::index::{self, Entries, IndexBuilder};
 use super::io;
-use super::record::{self, Mark, Read};
 use super::sync::SyncFile;
 use crate::message::Message;
-use crate::producers::BatchStamp;
-use crate::storage::{ReadBack, StorageError};
+use crate::record::{self, Read};
+use crate::storage::{ReadBack, Records, StorageError};
 
 /// One segment file.
 #[derive(Debug)]
@@ -62,7 +61,6 @@ pub(crate) struct SegmentLog {
     sync: Arc<SyncFile>,
     /// A failed write could not be cut off: the open segment may end in garbage.
     torn: bool,
-    buf: Vec<u8>,
 }
 
 impl SegmentLog {
@@ -121,7 +119,6 @@ impl SegmentLog {
             segment_bytes,
             sync,
             torn: false,
-            buf: Vec::new(),
         })
     }
 
@@ -130,21 +127,16 @@ impl SegmentLog {
         &self.sync
     }
 
-    /// Appends records for `messages`, all or none; returns the sync ticket covering them.
+    /// Appends `records`, all or none; returns the sync ticket covering them.
     ///
     /// # Errors
     /// [`StorageError`] when the records cannot be written; nothing of them stays in the
     /// segment.
-    /// The batch's `stamp`, if any, goes on its last record, and on its first when it has
-    /// several.
-    pub(crate) fn append(
-        &mut self,
-        messages: &[Arc<Message>],
-        stamp: Option<BatchStamp>,
-    ) -> Result<u64, StorageError> {
-        let Some(first) = messages.first().map(|m| m.offset.get()) else {
+    pub(crate) fn append(&mut self, records: Records<'_>) -> Result<u64, StorageError> {
+        if records.is_empty() {
             return Ok(self.sync.written());
-        };
+        }
+        let first = records.first().get();
         if self.torn && self.cut_back().is_err() {
             // The garbage cannot be cut off: leave it behind and go on in a new segment.
             self.roll(first)?;
@@ -153,49 +145,39 @@ impl SegmentLog {
             // file: go on in a new one.
             self.roll(first)?;
         }
-        self.buf.clear();
         let mut entries = Vec::new();
         // Noted on a copy: kept only once the batch is written.
         let mut builder = self.builder;
-        let last = messages.len() - 1;
-        for (i, m) in messages.iter().enumerate() {
-            let at = self.active_len + self.buf.len() as u64;
-            builder.note(m.offset.get(), at, &mut entries);
-            let mark = match stamp {
-                Some(s) if i == last => Some(Mark::Last(s)),
-                Some(s) if i == 0 => Some(Mark::First(s)),
-                _ => None,
-            };
-            if let Err(e) = record::encode(m, mark, &mut self.buf) {
-                return Err(StorageError {
-                    context: format!("appending to {}", self.what),
-                    message: format!("the message at offset {}: {e}", m.offset),
-                    kind: Some(std::io::ErrorKind::InvalidInput),
-                });
-            }
+        for (offset, at) in records.starts() {
+            builder.note(offset.get(), self.active_len + at, &mut entries);
         }
         let mut index_bytes = Vec::with_capacity(entries.len() * 16);
         index::encode(&entries, &mut index_bytes);
-        let written = self.active.append(&self.buf).and_then(|()| {
-            if index_bytes.is_empty() {
-                Ok(())
-            } else {
-                self.index.append(&index_bytes)
-            }
-        });
+        let written = records
+            .parts()
+            .iter()
+            .try_for_each(|part| self.active.append(part))
+            .and_then(|()| {
+                if index_bytes.is_empty() {
+                    Ok(())
+                } else {
+                    self.index.append(&index_bytes)
+                }
+            });
         if let Err(e) = written {
             // `builder` is dropped: the entries it noted were not written.
             self.torn = self.cut_back().is_err();
             return Err(StorageError::io(format!("appending to {}", self.what), &e));
         }
+        let size = records.size();
         self.builder = builder;
-        self.active_len += self.buf.len() as u64;
+        self.active_len += size;
         self.index_len += index_bytes.len() as u64;
-        if let (Some(last), Some(seg)) = (messages.last(), self.segments.last_mut()) {
+        if let Some(seg) = self.segments.last_mut() {
             seg.index.get_or_insert_with(Vec::new).extend(entries);
-            seg.end = last.offset.get() + 1;
+            seg.end = first + records.len();
         }
-        Ok(self.sync.wrote(self.buf.len() as u64))
+        Ok(self.sync.wrote(size))
     }
 
     /// Cuts the open segment and its index back to what was appended whole.

@@ -11,10 +11,11 @@ use super::layout::{TopicMeta, write_atomic};
 use super::segment::SegmentLog;
 use super::sync::{Flusher, FsyncPolicy};
 use crate::config::TopicConfig;
-use crate::message::{Message, Offset};
+use crate::message::Offset;
 use crate::producers::BatchStamp;
 use crate::storage::{
-    Appended, Durability, GroupEvent, ReadBack, RecoveredGroup, StorageError, SyncWait, TopicStore,
+    Appended, Durability, GroupEvent, ReadBack, Records, RecoveredGroup, StorageError, SyncWait,
+    TopicStore,
 };
 
 /// How long a trim of the first retained offset may wait before it is written down.
@@ -68,14 +69,13 @@ impl Drop for FileTopic {
 impl TopicStore for FileTopic {
     fn append(
         &mut self,
-        messages: &[Arc<Message>],
-        stamp: Option<BatchStamp>,
+        records: Records<'_>,
+        _stamp: Option<BatchStamp>,
     ) -> Result<Appended, StorageError> {
-        let bytes = messages.iter().map(|m| m.size()).sum();
-        self.disk.admit(bytes, &self.what)?;
+        self.disk.admit(records.size(), &self.what)?;
         let policy = self.policy;
         let log = &mut self.log;
-        let ticket = log.append(messages, stamp)?;
+        let ticket = log.append(records)?;
         let sync = (policy == FsyncPolicy::Always).then(|| {
             let file = Arc::clone(log.sync_file());
             SyncWait::new(move || file.wait(ticket))

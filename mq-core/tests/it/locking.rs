@@ -99,13 +99,13 @@ impl Storage for GatedStorage {
 impl TopicStore for GatedTopic {
     fn append(
         &mut self,
-        messages: &[Arc<Message>],
+        records: mq_core::Records<'_>,
         _stamp: Option<mq_core::BatchStamp>,
     ) -> Result<Appended, StorageError> {
         self.messages
             .lock()
             .unwrap()
-            .extend(messages.iter().cloned());
+            .extend(records.messages().map(Arc::new));
         Ok(Appended {
             durability: Durability::Memory,
             sync: None,

@@ -1,4 +1,5 @@
-//! The on-disk record of one message, framed with its length and a CRC32C.
+//! The record of one message, framed with its length and a CRC32C: the one format of a
+//! message in a segment file and in the memory log's chunks.
 //!
 //! ```text
 //! record := len:u32  crc:u32  body          (len = bytes of body, crc = CRC32C of body)
@@ -15,13 +16,13 @@
 
 use bytes::{BufMut, Bytes};
 
-use super::cursor::Cursor;
 use crate::clock::Timestamp;
-use crate::message::{Header, Message, Offset};
+use crate::cursor::Cursor;
+use crate::message::{Header, Message, NewMessage, Offset};
 use crate::producers::BatchStamp;
 
 /// Bytes of a [`BatchStamp`] at the end of a record's body.
-const STAMP: usize = 8 + 8 + 4;
+pub(crate) const STAMP: usize = 8 + 8 + 4;
 /// The bit of a stamp's count that marks the first record of its batch.
 const FIRST: u32 = 1 << 31;
 
@@ -59,6 +60,43 @@ fn length<T: TryFrom<usize>>(field: &'static str, len: usize, max: usize) -> Res
     T::try_from(len).map_err(|_| TooLong { field, len, max })
 }
 
+/// The fields of a message a record holds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fields<'a> {
+    pub(crate) offset: u64,
+    pub(crate) timestamp: Timestamp,
+    pub(crate) priority: u8,
+    pub(crate) key: Option<&'a Bytes>,
+    pub(crate) headers: &'a [Header],
+    pub(crate) payload: &'a Bytes,
+}
+
+impl<'a> Fields<'a> {
+    /// The fields of a stored message.
+    pub(crate) fn of(m: &'a Message) -> Self {
+        Self {
+            offset: m.offset.get(),
+            timestamp: m.timestamp,
+            priority: m.priority,
+            key: m.key.as_ref(),
+            headers: &m.headers,
+            payload: &m.payload,
+        }
+    }
+
+    /// The fields of a producer's message stored at `offset` at `timestamp`.
+    pub(crate) fn of_new(m: &'a NewMessage, offset: u64, timestamp: Timestamp) -> Self {
+        Self {
+            offset,
+            timestamp,
+            priority: m.priority,
+            key: m.key.as_ref(),
+            headers: &m.headers,
+            payload: &m.payload,
+        }
+    }
+}
+
 /// Appends `message` as a record to `buf`, with its batch's stamp after its payload when it
 /// begins or ends a numbered batch; on error `buf` is as it was.
 ///
@@ -66,10 +104,10 @@ fn length<T: TryFrom<usize>>(field: &'static str, len: usize, max: usize) -> Res
 /// [`TooLong`] when a field's length does not fit its length field (the key, a header
 /// value or the payload over 4 GiB − 2, a header name over 64 KiB − 1, more than 65,535
 /// headers).
-pub(crate) fn encode(
-    message: &Message,
+pub(crate) fn encode<B: Buffer>(
+    message: Fields<'_>,
     mark: Option<Mark>,
-    buf: &mut Vec<u8>,
+    buf: &mut B,
 ) -> Result<(), TooLong> {
     let start = buf.len();
     let written = encode_fields(message, mark, buf);
@@ -79,16 +117,72 @@ pub(crate) fn encode(
     written
 }
 
-fn encode_fields(message: &Message, mark: Option<Mark>, buf: &mut Vec<u8>) -> Result<(), TooLong> {
+/// A growable byte buffer records are encoded into: a file segment's write buffer, or a
+/// memory chunk.
+pub(crate) trait Buffer: BufMut + std::ops::DerefMut<Target = [u8]> {
+    /// Shortens the buffer to `len` bytes.
+    fn truncate(&mut self, len: usize);
+}
+
+impl Buffer for Vec<u8> {
+    fn truncate(&mut self, len: usize) {
+        Vec::truncate(self, len);
+    }
+}
+
+impl Buffer for bytes::BytesMut {
+    fn truncate(&mut self, len: usize) {
+        bytes::BytesMut::truncate(self, len);
+    }
+}
+
+/// The message of the record at `pos` of `data`, a record this process encoded (the memory
+/// log's own chunks: the checksum is not checked again). Payloads are slices of `data`.
+pub(crate) fn read_own(data: &Bytes, pos: usize) -> Option<Message> {
+    let len = own_len(data, pos)?;
+    let body = pos + FRAME;
+    parse(data, data.get(body..body + len)?).map(|(m, _)| m)
+}
+
+/// What [`Message::size`] counts for the record at `pos` of `data` (one this process
+/// encoded), and its priority.
+pub(crate) fn own_meta(data: &[u8], pos: usize) -> Option<(u64, u8)> {
+    let len = own_len(data, pos)?;
+    let body = pos + FRAME;
+    meta_of(data.get(body..body + len)?).map(|m| (m.size, m.priority))
+}
+
+/// Where each record of `data` (records back to back, as this process encoded them)
+/// starts.
+pub(crate) fn starts(data: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    let mut pos = 0;
+    std::iter::from_fn(move || {
+        let len = own_len(data, pos)?;
+        let at = pos;
+        pos += FRAME + len;
+        Some(at)
+    })
+}
+
+fn own_len(data: &[u8], pos: usize) -> Option<usize> {
+    let frame = data.get(pos..pos + 4)?;
+    Some(u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize)
+}
+
+fn encode_fields<B: Buffer>(
+    message: Fields<'_>,
+    mark: Option<Mark>,
+    buf: &mut B,
+) -> Result<(), TooLong> {
     const MAX32: usize = (u32::MAX - 1) as usize;
     const MAX16: usize = u16::MAX as usize;
     let start = buf.len();
     buf.put_u32_le(0);
     buf.put_u32_le(0);
-    buf.put_u64_le(message.offset.get());
+    buf.put_u64_le(message.offset);
     buf.put_u64_le(message.timestamp.as_millis());
     buf.put_u8(message.priority);
-    match &message.key {
+    match message.key {
         Some(key) => {
             buf.put_u32_le(length("key", key.len(), MAX32)?);
             buf.put_slice(key);
@@ -96,14 +190,14 @@ fn encode_fields(message: &Message, mark: Option<Mark>, buf: &mut Vec<u8>) -> Re
         None => buf.put_u32_le(u32::MAX),
     }
     buf.put_u16_le(length("header count", message.headers.len(), MAX16)?);
-    for h in &message.headers {
+    for h in message.headers {
         buf.put_u16_le(length("header name", h.name.len(), MAX16)?);
         buf.put_slice(h.name.as_bytes());
         buf.put_u32_le(length("header value", h.value.len(), MAX32)?);
         buf.put_slice(&h.value);
     }
     buf.put_u32_le(length("payload", message.payload.len(), MAX32)?);
-    buf.put_slice(&message.payload);
+    buf.put_slice(message.payload);
     if let Some(mark) = mark {
         let (s, flag) = match mark {
             Mark::First(s) => (s, FIRST),
@@ -367,8 +461,8 @@ mod tests {
     #[test]
     fn records_round_trip() {
         let mut buf = Vec::new();
-        encode(&sample(), None, &mut buf).unwrap();
-        encode(&sample(), None, &mut buf).unwrap();
+        encode(Fields::of(&sample()), None, &mut buf).unwrap();
+        encode(Fields::of(&sample()), None, &mut buf).unwrap();
         let data = Bytes::from(buf);
         let Read::Record(m, len, None) = decode(&data, 0) else {
             panic!("first record")
@@ -381,7 +475,7 @@ mod tests {
     #[test]
     fn meta_reads_what_the_log_keeps() {
         let mut buf = Vec::new();
-        encode(&sample(), None, &mut buf).unwrap();
+        encode(Fields::of(&sample()), None, &mut buf).unwrap();
         let data = Bytes::from(buf);
         let (meta, len) = decode_meta(&data, 0).unwrap().unwrap();
         assert_eq!(len, data.len());
@@ -408,7 +502,7 @@ mod tests {
         };
         for mark in [Mark::First(stamp), Mark::Last(stamp)] {
             let mut buf = Vec::new();
-            encode(&sample(), Some(mark), &mut buf).unwrap();
+            encode(Fields::of(&sample()), Some(mark), &mut buf).unwrap();
             let data = Bytes::from(buf);
             let Read::Record(m, len, got) = decode(&data, 0) else {
                 panic!("a record")
@@ -425,7 +519,7 @@ mod tests {
         let mut buf = Vec::new();
         let mut m = sample();
         m.headers[0].name = "\u{e9}".into();
-        encode(&m, None, &mut buf).unwrap();
+        encode(Fields::of(&m), None, &mut buf).unwrap();
         // "é" is C3 A9 in UTF-8: make it C3 C3, then set the checksum right.
         let at = buf.windows(2).position(|w| w == [0xC3, 0xA9]).unwrap();
         buf[at + 1] = 0xC3;
@@ -439,7 +533,7 @@ mod tests {
     #[test]
     fn every_cut_and_every_flipped_byte_is_damage_not_a_panic() {
         let mut buf = Vec::new();
-        encode(&sample(), None, &mut buf).unwrap();
+        encode(Fields::of(&sample()), None, &mut buf).unwrap();
         for cut in 1..buf.len() {
             let data = Bytes::copy_from_slice(&buf[..cut]);
             assert!(matches!(decode(&data, 0), Read::Damaged(_)), "cut {cut}");
@@ -455,11 +549,11 @@ mod tests {
     #[test]
     fn reading_resumes_at_the_next_valid_record_after_damage() {
         let mut buf = Vec::new();
-        encode(&sample(), None, &mut buf).unwrap();
+        encode(Fields::of(&sample()), None, &mut buf).unwrap();
         let one = buf.len();
         let mut later = sample();
         later.offset = Offset(43);
-        encode(&later, None, &mut buf).unwrap();
+        encode(Fields::of(&later), None, &mut buf).unwrap();
         for i in 0..one {
             let mut bad = buf.clone();
             bad[i] ^= 0x40;

@@ -1,0 +1,835 @@
+//! [`Log`]: a topic's retained messages in offset order, with an index by priority.
+//!
+//! Messages held in memory are records in the format of the segment files (one format,
+//! two media), encoded back to back into large chunks and handed out as zero-copy slices;
+//! each retained message costs the log its record and four bytes of index.
+
+mod level;
+
+use std::collections::VecDeque;
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use rustc_hash::FxHashMap;
+
+use crate::budget::MemoryBudget;
+use crate::clock::Timestamp;
+use crate::message::NewMessage;
+use crate::message::{Message, Offset};
+use crate::producers::BatchStamp;
+use crate::record::{self, Fields, Mark, STAMP, TooLong};
+use crate::storage::{Records, StoredMessage};
+
+pub(crate) use level::Level;
+
+/// Bytes of each chunk records are encoded into (a record larger than that gets a chunk of
+/// its own).
+const CHUNK: usize = 64 * 1024;
+
+/// Bytes read from the store at once when a message is not in memory.
+pub(crate) const READ_CHUNK: usize = 256 * 1024;
+
+/// Where a retained message is.
+#[derive(Debug)]
+pub(crate) enum Lookup {
+    /// In memory.
+    Resident(Arc<Message>),
+    /// Only in the store: read it back.
+    OnDisk,
+    /// Not retained (trimmed, or lost to damage).
+    Gone,
+}
+
+/// Where the messages of a piece are.
+#[derive(Debug)]
+enum Held {
+    /// In memory: their records, back to back.
+    Resident(Bytes),
+    /// Only in the store.
+    Evicted,
+    /// Lost to damage: no message, settled for every group.
+    Lost,
+}
+
+/// Consecutive offsets appended together (one batch) or recovered together: they share a
+/// timestamp and where they are held.
+#[derive(Debug)]
+struct Piece {
+    /// One past its last offset.
+    end: u64,
+    /// Its retained offsets: `end - count .. end`.
+    count: u64,
+    timestamp: Timestamp,
+    /// The sizes of its retained messages.
+    bytes: u64,
+    held: Held,
+}
+
+/// A batch encoded into the log's chunks and not yet part of the log: see [`Log::stage`].
+#[derive(Debug)]
+pub(crate) struct Staged {
+    first: Offset,
+    timestamp: Timestamp,
+    /// The log's entry count before it.
+    entries: usize,
+    /// Its records, a part per chunk they landed in.
+    parts: Vec<Bytes>,
+    /// Each part's message count and the sizes of its messages.
+    counts: Vec<(u64, u64)>,
+}
+
+impl Staged {
+    /// Its records, for the store.
+    pub(crate) fn records(&self) -> Records<'_> {
+        let count = self.counts.iter().map(|&(n, _)| n).sum();
+        Records::new(self.first, count, &self.parts)
+    }
+}
+
+/// A topic's retained messages.
+///
+/// # Invariants
+/// - `entries[i]` describes offset `first + i`: where its record starts in its piece's data
+///   when the piece is resident, its size when evicted, 0 when lost;
+/// - `pieces` cover `first..next()` exactly, in order; timestamps never decrease;
+/// - `lost` lists, in order, the ranges of retained offsets whose messages storage lost
+///   (their pieces are `Lost`; `lost_count` counts them); they are in no level;
+/// - `levels[p]` holds exactly the offsets of retained messages of priority `p`, in order;
+/// - `active` lists the priorities that ever had a message, highest first;
+/// - `bytes` is the sum of the retained messages' sizes;
+/// - `resident_bytes` is the size of the messages held in memory (resident pieces and
+///   messages read back), and is counted in the broker-wide `memory` budget;
+/// - with a `budget` (a store that can read messages back), the messages held in memory
+///   take at most about `budget` bytes, and fewer while the broker-wide budget is exceeded
+///   (messages read back go first, then resident pieces, oldest first); the others are
+///   read back from the store on demand.
+///
+/// Append and trimming the front are O(1) amortised; finding a message costs a binary
+/// search over the pieces; finding the next message a group should get costs O(number of
+/// priority levels in use), whatever the backlog.
+#[derive(Debug)]
+pub(crate) struct Log {
+    first: u64,
+    entries: VecDeque<u32>,
+    pieces: VecDeque<Piece>,
+    /// The unused rest of the chunk appends are encoded into.
+    tail: BytesMut,
+    lost: VecDeque<Range<u64>>,
+    lost_count: u64,
+    bytes: u64,
+    levels: Vec<Level>,
+    active: Vec<u8>,
+    budget: Option<u64>,
+    /// The ends of the resident pieces, oldest first.
+    resident: VecDeque<u64>,
+    resident_bytes: u64,
+    /// Messages of evicted pieces read back from the store, and their order of loading.
+    read_back: FxHashMap<u64, Arc<Message>>,
+    read_order: VecDeque<u64>,
+    memory: Arc<MemoryBudget>,
+}
+
+impl Log {
+    /// An empty log whose next offset is `next`, holding every message in memory and
+    /// counting it in `memory`.
+    pub(crate) fn new(next: Offset, memory: Arc<MemoryBudget>) -> Self {
+        Self {
+            first: next.get(),
+            entries: VecDeque::new(),
+            pieces: VecDeque::new(),
+            tail: BytesMut::new(),
+            lost: VecDeque::new(),
+            lost_count: 0,
+            bytes: 0,
+            levels: (0..=u8::MAX).map(|_| Level::default()).collect(),
+            active: Vec::new(),
+            budget: None,
+            resident: VecDeque::new(),
+            resident_bytes: 0,
+            read_back: FxHashMap::default(),
+            read_order: VecDeque::new(),
+            memory,
+        }
+    }
+
+    /// A log of recovered messages in increasing offsets from `first` whose next offset is
+    /// `next`, keeping at most about `budget` bytes of them in memory (all, for `None`).
+    /// Offsets missing in between were lost: they become holes.
+    pub(crate) fn recovered(
+        first: Offset,
+        runs: Vec<Vec<StoredMessage>>,
+        next: Offset,
+        budget: Option<u64>,
+        memory: Arc<MemoryBudget>,
+    ) -> Self {
+        let mut log = Self::new(first, memory);
+        log.budget = budget;
+        log.entries.reserve(runs.iter().map(Vec::len).sum());
+        let mut loaded: Vec<Arc<Message>> = Vec::new();
+        for stored in runs.into_iter().flatten() {
+            match stored {
+                StoredMessage::Loaded(m) => {
+                    let joins = loaded
+                        .last()
+                        .is_some_and(|l| l.timestamp == m.timestamp && l.offset.next() == m.offset);
+                    if !joins {
+                        log.append_loaded(&mut loaded);
+                        log.lose_until(m.offset);
+                    }
+                    loaded.push(m);
+                }
+                StoredMessage::OnDisk {
+                    offset,
+                    timestamp,
+                    size,
+                    priority,
+                } => {
+                    log.append_loaded(&mut loaded);
+                    log.lose_until(offset);
+                    log.push_evicted(offset, timestamp, size, priority);
+                }
+            }
+        }
+        log.append_loaded(&mut loaded);
+        log.lose_until(next);
+        log
+    }
+
+    fn append_loaded(&mut self, loaded: &mut Vec<Arc<Message>>) {
+        if loaded.is_empty() {
+            return;
+        }
+        // Each was read from a record, so a record holds it; were it not, it is lost.
+        if self.append(loaded).is_err()
+            && let Some(last) = loaded.last()
+        {
+            self.lose_until(last.offset.next());
+        }
+        loaded.clear();
+    }
+
+    /// Adds a message left in the store to the end of the log.
+    fn push_evicted(&mut self, offset: Offset, timestamp: Timestamp, size: u64, priority: u8) {
+        self.index(offset, priority, size);
+        let size32 = u32::try_from(size).unwrap_or(u32::MAX);
+        self.entries.push_back(size32);
+        match self.pieces.back_mut() {
+            Some(p)
+                if matches!(p.held, Held::Evicted)
+                    && p.timestamp == timestamp
+                    && p.end == offset.get() =>
+            {
+                p.end += 1;
+                p.count += 1;
+                p.bytes += size;
+            }
+            _ => self.pieces.push_back(Piece {
+                end: offset.get() + 1,
+                count: 1,
+                timestamp,
+                bytes: size,
+                held: Held::Evicted,
+            }),
+        }
+    }
+
+    /// Marks the offsets from `next()` up to `offset` lost.
+    fn lose_until(&mut self, offset: Offset) {
+        let (from, offset) = (self.next().get(), offset.get());
+        if offset <= from {
+            return;
+        }
+        let timestamp = self.pieces.back().map(|p| p.timestamp).unwrap_or_default();
+        self.entries.extend(std::iter::repeat_n(
+            0,
+            usize::try_from(offset - from).unwrap_or(0),
+        ));
+        self.pieces.push_back(Piece {
+            end: offset,
+            count: offset - from,
+            timestamp,
+            bytes: 0,
+            held: Held::Lost,
+        });
+        self.lost_count += offset - from;
+        self.lost.push_back(from..offset);
+    }
+
+    /// The retained offsets whose messages storage lost, in order.
+    pub(crate) fn lost(&self) -> impl Iterator<Item = Range<Offset>> + '_ {
+        self.lost.iter().map(|r| Offset(r.start)..Offset(r.end))
+    }
+
+    /// The first retained offset (equal to `next()` when empty).
+    pub(crate) fn first(&self) -> Offset {
+        Offset(self.first)
+    }
+
+    /// The offset the next appended message gets.
+    pub(crate) fn next(&self) -> Offset {
+        Offset(self.first + self.entries.len() as u64)
+    }
+
+    /// Number of retained messages (lost offsets not counted).
+    pub(crate) fn len(&self) -> u64 {
+        self.entries.len() as u64 - self.lost_count
+    }
+
+    /// Retained bytes.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The piece holding retained `offset`, and the offset's entry.
+    fn find(&self, offset: Offset) -> Option<(&Piece, u32)> {
+        let o = offset.get();
+        let idx = usize::try_from(o.checked_sub(self.first)?).ok()?;
+        let entry = *self.entries.get(idx)?;
+        let piece = self
+            .pieces
+            .get(self.pieces.partition_point(|p| p.end <= o))?;
+        Some((piece, entry))
+    }
+
+    /// The first retained offset whose message was published at or after `time` (`next()`
+    /// when none was).
+    pub(crate) fn offset_at(&self, time: Timestamp) -> Offset {
+        match self
+            .pieces
+            .get(self.pieces.partition_point(|p| p.timestamp < time))
+        {
+            Some(p) => Offset((p.end - p.count).max(self.first)),
+            None => self.next(),
+        }
+    }
+
+    /// The timestamp of the message at `offset`, if retained.
+    pub(crate) fn timestamp_of(&self, offset: Offset) -> Option<Timestamp> {
+        match self.find(offset)? {
+            (
+                Piece {
+                    held: Held::Lost, ..
+                },
+                _,
+            ) => None,
+            (p, _) => Some(p.timestamp),
+        }
+    }
+
+    /// The priority of the message at `offset`, if retained.
+    pub(crate) fn priority_of(&self, offset: Offset) -> Option<u8> {
+        match self.find(offset)? {
+            (
+                Piece {
+                    held: Held::Lost, ..
+                },
+                _,
+            ) => None,
+            (
+                Piece {
+                    held: Held::Resident(data),
+                    ..
+                },
+                pos,
+            ) => record::own_meta(data, pos as usize).map(|(_, p)| p),
+            (
+                Piece {
+                    held: Held::Evicted,
+                    ..
+                },
+                _,
+            ) => self.active.iter().copied().find(|&p| {
+                let level = &self.levels[usize::from(p)];
+                let seq = level.seq_at_or_after(offset);
+                seq < level.end() && level.offset_at(seq) == offset
+            }),
+        }
+    }
+
+    /// Where the message at `offset` is.
+    pub(crate) fn lookup(&self, offset: Offset) -> Lookup {
+        match self.find(offset) {
+            None
+            | Some((
+                Piece {
+                    held: Held::Lost, ..
+                },
+                _,
+            )) => Lookup::Gone,
+            Some((
+                Piece {
+                    held: Held::Resident(data),
+                    ..
+                },
+                pos,
+            )) => match record::read_own(data, pos as usize) {
+                Some(message) => Lookup::Resident(Arc::new(message)),
+                None => Lookup::Gone,
+            },
+            Some((
+                Piece {
+                    held: Held::Evicted,
+                    ..
+                },
+                _,
+            )) => match self.read_back.get(&offset.get()) {
+                Some(m) => Lookup::Resident(Arc::clone(m)),
+                None => Lookup::OnDisk,
+            },
+        }
+    }
+
+    /// Keeps messages read back from the store in memory (within the budget) for the
+    /// groups that read next.
+    pub(crate) fn cache(&mut self, messages: &[Arc<Message>]) {
+        for m in messages {
+            let o = m.offset.get();
+            if !matches!(
+                self.find(m.offset),
+                Some((
+                    Piece {
+                        held: Held::Evicted,
+                        ..
+                    },
+                    _
+                ))
+            ) || self.read_back.contains_key(&o)
+            {
+                continue;
+            }
+            let size = m.size();
+            self.resident_bytes += size;
+            self.memory.add(size);
+            self.read_back.insert(o, Arc::clone(m));
+            self.read_order.push_back(o);
+        }
+        self.evict();
+    }
+
+    /// Whether messages can leave memory (the store reads them back).
+    pub(crate) fn evictable(&self) -> bool {
+        self.budget.is_some()
+    }
+
+    /// Drops messages from memory until within the topic's budget and, while the
+    /// broker-wide budget is exceeded, as far as that takes.
+    fn evict(&mut self) {
+        let Some(budget) = self.budget else { return };
+        let over = self.resident_bytes.saturating_sub(budget);
+        let want = over.max(self.memory.excess(0).min(self.resident_bytes));
+        if want > 0 {
+            self.shed(want);
+        }
+    }
+
+    /// Drops at least `want` bytes of messages the store can read back from memory (those
+    /// read back first, then the oldest pieces) if there are that many; returns the bytes
+    /// dropped.
+    pub(crate) fn shed(&mut self, want: u64) -> u64 {
+        if self.budget.is_none() {
+            return 0;
+        }
+        let mut freed = 0;
+        while freed < want {
+            let Some(o) = self.read_order.pop_front() else {
+                break;
+            };
+            if let Some(m) = self.read_back.remove(&o) {
+                freed += m.size();
+            }
+        }
+        while freed < want {
+            let Some(end) = self.resident.pop_front() else {
+                break;
+            };
+            freed += self.evict_piece(end);
+        }
+        let freed = freed.min(self.resident_bytes);
+        self.resident_bytes -= freed;
+        self.memory.sub(freed);
+        freed
+    }
+
+    /// Leaves the messages of the piece ending at `end` to the store (their entries become
+    /// their sizes); returns the bytes it held.
+    fn evict_piece(&mut self, end: u64) -> u64 {
+        let i = self.pieces.partition_point(|p| p.end < end);
+        let Some(piece) = self.pieces.get_mut(i).filter(|p| p.end == end) else {
+            return 0;
+        };
+        let Held::Resident(data) = std::mem::replace(&mut piece.held, Held::Evicted) else {
+            return 0;
+        };
+        let from = piece.end - piece.count;
+        let start = usize::try_from(from - self.first).unwrap_or(usize::MAX);
+        for entry in self
+            .entries
+            .range_mut(start..)
+            .take(usize::try_from(piece.count).unwrap_or(0))
+        {
+            let (size, _) = record::own_meta(&data, *entry as usize).unwrap_or_default();
+            *entry = u32::try_from(size).unwrap_or(u32::MAX);
+        }
+        piece.bytes
+    }
+
+    /// Offset and timestamp of the oldest retained message.
+    pub(crate) fn front(&self) -> Option<(Offset, Timestamp)> {
+        self.pieces
+            .front()
+            .map(|p| (Offset(self.first), p.timestamp))
+    }
+
+    fn index(&mut self, offset: Offset, p: u8, size: u64) {
+        let level = &mut self.levels[usize::from(p)];
+        if level.is_empty() && !self.active.contains(&p) {
+            let at = self.active.partition_point(|&a| a > p);
+            self.active.insert(at, p);
+        }
+        self.levels[usize::from(p)].push(offset.get());
+        self.bytes += size;
+    }
+
+    /// Appends stored messages that share a timestamp (recovery); the first one's offset
+    /// must be `next()` and the others follow it.
+    ///
+    /// # Errors
+    /// The offset of a message too long for a record, and why (the log is unchanged).
+    pub(crate) fn append(&mut self, messages: &[Arc<Message>]) -> Result<(), (Offset, TooLong)> {
+        let Some(m) = messages.first() else {
+            return Ok(());
+        };
+        let staged = self.stage_with(m.offset, m.timestamp, messages.len(), |i| {
+            (Fields::of(&messages[i]), None, messages[i].size())
+        })?;
+        self.commit_with(staged, |i| (messages[i].priority, messages[i].size()));
+        Ok(())
+    }
+
+    /// Encodes a producer's batch as the records of offsets `next()` on, stored at
+    /// `timestamp`, with the batch's `stamp` on its first and last records: they fill the
+    /// current chunk, then new ones. The log holds them once [`Log::commit`]ted; until
+    /// then [`Staged::records`] are what the store writes, and [`Log::abort`] forgets them.
+    ///
+    /// # Errors
+    /// The offset of a message too long for a record, and why (the log is unchanged).
+    pub(crate) fn stage(
+        &mut self,
+        batch: &[NewMessage],
+        timestamp: Timestamp,
+        stamp: Option<BatchStamp>,
+    ) -> Result<Staged, (Offset, TooLong)> {
+        let (first, last) = (self.next(), batch.len().saturating_sub(1));
+        self.stage_with(first, timestamp, batch.len(), |i| {
+            let mark = match stamp {
+                Some(s) if i == last => Some(Mark::Last(s)),
+                Some(s) if i == 0 => Some(Mark::First(s)),
+                _ => None,
+            };
+            let m = &batch[i];
+            let offset = first.get() + i as u64;
+            (Fields::of_new(m, offset, timestamp), mark, m.size())
+        })
+    }
+
+    fn stage_with<'m>(
+        &mut self,
+        first: Offset,
+        timestamp: Timestamp,
+        count: usize,
+        record: impl Fn(usize) -> (Fields<'m>, Option<Mark>, u64),
+    ) -> Result<Staged, (Offset, TooLong)> {
+        debug_assert_eq!(first, self.next());
+        let mut staged = Staged {
+            first,
+            timestamp,
+            entries: self.entries.len(),
+            parts: Vec::new(),
+            counts: Vec::new(),
+        };
+        let (mut count_in_part, mut bytes_in_part) = (0u64, 0u64);
+        for i in 0..count {
+            let (fields, mark, size) = record(i);
+            let len = usize::try_from(size).unwrap_or(usize::MAX) + mark.map_or(0, |_| STAMP);
+            if self.tail.capacity() - self.tail.len() < len {
+                if count_in_part > 0 {
+                    staged.parts.push(self.tail.split().freeze());
+                    staged.counts.push((count_in_part, bytes_in_part));
+                }
+                (count_in_part, bytes_in_part) = (0, 0);
+                self.tail = BytesMut::with_capacity(len.max(CHUNK));
+            }
+            let pos = u32::try_from(self.tail.len()).unwrap_or(u32::MAX);
+            if let Err(e) = record::encode(fields, mark, &mut self.tail) {
+                self.tail.clear();
+                self.entries.truncate(staged.entries);
+                return Err((Offset(fields.offset), e));
+            }
+            self.entries.push_back(pos);
+            count_in_part += 1;
+            bytes_in_part += size;
+        }
+        if count_in_part > 0 {
+            staged.parts.push(self.tail.split().freeze());
+            staged.counts.push((count_in_part, bytes_in_part));
+        }
+        Ok(staged)
+    }
+
+    /// Makes a staged producer's batch part of the log.
+    pub(crate) fn commit(&mut self, staged: Staged, batch: &[NewMessage]) {
+        self.commit_with(staged, |i| (batch[i].priority, batch[i].size()));
+    }
+
+    fn commit_with(&mut self, staged: Staged, message: impl Fn(usize) -> (u8, u64)) {
+        let Staged {
+            first,
+            timestamp,
+            parts,
+            counts,
+            ..
+        } = staged;
+        let mut end = first.get();
+        let mut i = 0;
+        for (data, (count, bytes)) in parts.into_iter().zip(counts) {
+            for offset in end..end + count {
+                let (priority, size) = message(i);
+                self.index(Offset(offset), priority, size);
+                i += 1;
+            }
+            end += count;
+            self.pieces.push_back(Piece {
+                end,
+                count,
+                timestamp,
+                bytes,
+                held: Held::Resident(data),
+            });
+            if self.budget.is_some() {
+                self.resident.push_back(end);
+            }
+            self.resident_bytes += bytes;
+            self.memory.add(bytes);
+        }
+        self.evict();
+    }
+
+    /// Forgets a staged batch the store could not take.
+    pub(crate) fn abort(&mut self, staged: Staged) {
+        self.entries.truncate(staged.entries);
+    }
+
+    /// Removes the oldest message.
+    pub(crate) fn pop_front(&mut self) {
+        let (Some(entry), Some(piece)) = (self.entries.pop_front(), self.pieces.front_mut()) else {
+            return;
+        };
+        let offset = self.first;
+        self.first += 1;
+        piece.count -= 1;
+        let size = match &piece.held {
+            Held::Lost => {
+                self.lost_count -= 1;
+                if let Some(front) = self.lost.front_mut() {
+                    front.start += 1;
+                    if front.is_empty() {
+                        self.lost.pop_front();
+                    }
+                }
+                None
+            }
+            Held::Resident(data) => {
+                let (size, _) = record::own_meta(data, entry as usize).unwrap_or_default();
+                let held = size.min(self.resident_bytes);
+                self.resident_bytes -= held;
+                self.memory.sub(held);
+                Some(size)
+            }
+            Held::Evicted => {
+                if let Some(m) = self.read_back.remove(&offset) {
+                    let held = m.size().min(self.resident_bytes);
+                    self.resident_bytes -= held;
+                    self.memory.sub(held);
+                }
+                Some(u64::from(entry))
+            }
+        };
+        if let Some(size) = size {
+            piece.bytes = piece.bytes.saturating_sub(size);
+            self.bytes -= size.min(self.bytes);
+            if let Some(&p) = self
+                .active
+                .iter()
+                .find(|&&p| self.levels[usize::from(p)].front() == Some(offset))
+            {
+                self.levels[usize::from(p)].pop_front();
+            }
+        }
+        if piece.count == 0 {
+            self.pieces.pop_front();
+        }
+        while self.resident.front().is_some_and(|&end| end <= self.first) {
+            self.resident.pop_front();
+        }
+    }
+
+    /// The level of priority `p`.
+    pub(crate) fn level(&self, p: u8) -> &Level {
+        &self.levels[usize::from(p)]
+    }
+
+    /// Priorities that have had messages, highest first.
+    pub(crate) fn active(&self) -> &[u8] {
+        &self.active
+    }
+}
+
+impl Drop for Log {
+    /// What the log held no longer counts against the broker-wide budget.
+    fn drop(&mut self) {
+        self.memory.sub(self.resident_bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Offset;
+
+    fn lost(log: &Log) -> Vec<Range<u64>> {
+        log.lost().map(|r| r.start.get()..r.end.get()).collect()
+    }
+
+    fn msg(offset: u64, priority: u8) -> Arc<Message> {
+        Arc::new(Message::from_new(
+            Offset(offset),
+            Timestamp::default(),
+            NewMessage::new("abc").priority(priority),
+        ))
+    }
+
+    #[test]
+    fn log_indexes_messages_by_priority_and_keeps_sequences_on_trim() {
+        let mut log = Log::new(Offset(5), Arc::default());
+        for (i, p) in [0u8, 3, 0, 3, 1].into_iter().enumerate() {
+            log.append(&[msg(5 + i as u64, p)]).unwrap();
+        }
+        assert_eq!(log.active(), &[3, 1, 0]);
+        assert_eq!(log.len(), 5);
+        assert_eq!(log.bytes(), 5 * (3 + crate::RECORD_OVERHEAD));
+        let l3 = log.level(3);
+        assert_eq!((l3.start(), l3.end()), (0, 2));
+        assert_eq!(l3.offset_at(1), Offset(8));
+        log.pop_front();
+        log.pop_front();
+        assert_eq!(log.first(), Offset(7));
+        assert_eq!(log.level(3).start(), 1);
+        assert_eq!(log.level(3).offset_at(1), Offset(8));
+        assert_eq!(log.level(0).seq_at_or_after(Offset(7)), 1);
+        assert!(log.priority_of(Offset(6)).is_none());
+        assert_eq!(log.priority_of(Offset(9)), Some(1));
+    }
+
+    #[test]
+    fn offsets_missing_from_recovery_are_holes_that_trim_away() {
+        let run = |offsets: &[u64]| {
+            offsets
+                .iter()
+                .map(|&o| StoredMessage::Loaded(msg(o, 0)))
+                .collect::<Vec<_>>()
+        };
+        let mut log = Log::recovered(
+            Offset(3),
+            vec![run(&[3, 4]), run(&[7, 8])],
+            Offset(11),
+            None,
+            Arc::default(),
+        );
+        assert_eq!(log.next(), Offset(11));
+        assert_eq!(log.len(), 4);
+        assert_eq!(lost(&log), vec![5..7, 9..11]);
+        assert_eq!(log.level(0).end(), 4);
+        assert!(log.priority_of(Offset(5)).is_none());
+        for _ in 0..3 {
+            log.pop_front();
+        }
+        assert_eq!(log.first(), Offset(6));
+        assert_eq!(lost(&log), vec![6..7, 9..11]);
+        assert_eq!(log.len(), 2);
+        assert_eq!(log.bytes(), 2 * (3 + crate::RECORD_OVERHEAD));
+    }
+
+    fn batch(first: u64, n: u64, size: usize, at: u64) -> Vec<Arc<Message>> {
+        (first..first + n)
+            .map(|o| {
+                Arc::new(Message::from_new(
+                    Offset(o),
+                    Timestamp::from_millis(at),
+                    NewMessage::new(vec![(o % 251) as u8; size])
+                        .priority((o % 3) as u8)
+                        .key(format!("k{o}"))
+                        .header("h", format!("{o}")),
+                ))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn records_fill_chunks_and_read_back_as_appended() {
+        let memory = Arc::new(MemoryBudget::default());
+        let mut log = Log::new(Offset(0), Arc::clone(&memory));
+        let mut all = Vec::new();
+        for b in 0..4 {
+            let messages = batch(b * 300, 300, 200, b);
+            log.append(&messages).unwrap();
+            all.extend(messages);
+        }
+        assert!(log.pieces.len() > 4, "batches larger than a chunk span two");
+        let total: u64 = all.iter().map(|m| m.size()).sum();
+        assert_eq!((log.bytes(), memory.used()), (total, total));
+        for m in &all {
+            match log.lookup(m.offset) {
+                Lookup::Resident(got) => assert_eq!(&*got, &**m),
+                other => panic!("offset {}: {other:?}", m.offset),
+            }
+            assert_eq!(log.priority_of(m.offset), Some(m.priority));
+            assert_eq!(log.timestamp_of(m.offset), Some(m.timestamp));
+        }
+        assert_eq!(log.offset_at(Timestamp::from_millis(2)), Offset(600));
+        while log.len() > 0 {
+            log.pop_front();
+        }
+        assert_eq!((log.bytes(), memory.used()), (0, 0));
+        assert!(log.pieces.is_empty());
+        assert!((0..=2).all(|p| log.level(p).start() == log.level(p).end()));
+    }
+
+    #[test]
+    fn evicted_pieces_keep_what_retention_and_delivery_need() {
+        let memory = Arc::new(MemoryBudget::default());
+        let mut log = Log::new(Offset(0), Arc::clone(&memory));
+        log.budget = Some(40_000);
+        let messages = batch(0, 600, 100, 1);
+        for chunk in messages.chunks(100) {
+            log.append(chunk).unwrap();
+        }
+        assert!(memory.used() <= 40_000, "{} held", memory.used());
+        assert!(matches!(log.lookup(Offset(0)), Lookup::OnDisk));
+        assert!(matches!(log.lookup(Offset(599)), Lookup::Resident(_)));
+        assert_eq!(log.priority_of(Offset(4)), Some(1));
+        assert_eq!(log.timestamp_of(Offset(4)), Some(Timestamp::from_millis(1)));
+        log.cache(&messages[..10]);
+        match log.lookup(Offset(3)) {
+            Lookup::Resident(m) => assert_eq!(m, messages[3]),
+            other => panic!("read back: {other:?}"),
+        }
+        let total: u64 = messages.iter().map(|m| m.size()).sum();
+        assert_eq!(log.bytes(), total);
+        while log.len() > 0 {
+            log.pop_front();
+        }
+        assert_eq!((log.bytes(), memory.used()), (0, 0));
+        assert!(log.read_back.is_empty());
+    }
+}
