@@ -98,7 +98,8 @@ impl<'a> Fields<'a> {
 }
 
 /// Appends `message` as a record to `buf`, with its batch's stamp after its payload when it
-/// begins or ends a numbered batch; on error `buf` is as it was.
+/// begins or ends a numbered batch; on error `buf` is as it was. The checksum is left 0
+/// unless `checksum`: records only this process reads ([`read_own`]) need none.
 ///
 /// # Errors
 /// [`TooLong`] when a field's length does not fit its length field (the key, a header
@@ -107,18 +108,18 @@ impl<'a> Fields<'a> {
 pub(crate) fn encode<B: Buffer>(
     message: Fields<'_>,
     mark: Option<Mark>,
+    checksum: bool,
     buf: &mut B,
 ) -> Result<(), TooLong> {
     let start = buf.len();
-    let written = encode_fields(message, mark, buf);
+    let written = encode_fields(message, mark, checksum, buf);
     if written.is_err() {
         buf.truncate(start);
     }
     written
 }
 
-/// A growable byte buffer records are encoded into: a file segment's write buffer, or a
-/// memory chunk.
+/// A growable byte buffer records are encoded into: a memory chunk of the log, or a `Vec`.
 pub(crate) trait Buffer: BufMut + std::ops::DerefMut<Target = [u8]> {
     /// Shortens the buffer to `len` bytes.
     fn truncate(&mut self, len: usize);
@@ -139,17 +140,64 @@ impl Buffer for bytes::BytesMut {
 /// The message of the record at `pos` of `data`, a record this process encoded (the memory
 /// log's own chunks: the checksum is not checked again). Payloads are slices of `data`.
 pub(crate) fn read_own(data: &Bytes, pos: usize) -> Option<Message> {
-    let len = own_len(data, pos)?;
     let body = pos + FRAME;
-    parse(data, data.get(body..body + len)?).map(|(m, _)| m)
+    let end = body.checked_add(own_len(data, pos)?)?;
+    let fixed = data.get(body..body + 21)?;
+    let u32_at = |at: usize| -> Option<u32> {
+        Some(u32::from_le_bytes(data.get(at..at + 4)?.try_into().ok()?))
+    };
+    let offset = u64::from_le_bytes(fixed[0..8].try_into().ok()?);
+    let timestamp = u64::from_le_bytes(fixed[8..16].try_into().ok()?);
+    let priority = fixed[16];
+    let mut at = body + 21;
+    let key = match u32_at(at - 4)? {
+        u32::MAX => None,
+        n => {
+            let key_end = at.checked_add(n as usize).filter(|&e| e <= end)?;
+            let key = data.slice(at..key_end);
+            at = key_end;
+            Some(key)
+        }
+    };
+    let count = u16::from_le_bytes(data.get(at..at + 2)?.try_into().ok()?);
+    at += 2;
+    let mut headers = Vec::new();
+    if count > 0 {
+        let mut c = Cursor::new(data.get(at..end)?);
+        headers.reserve(usize::from(count).min(64));
+        for _ in 0..count {
+            let n = usize::from(c.u16()?);
+            let name = std::str::from_utf8(c.take(n)?).ok()?.to_owned();
+            let n = c.u32()? as usize;
+            headers.push(Header {
+                name,
+                value: data.slice_ref(c.take(n)?),
+            });
+        }
+        at = end - c.remaining();
+    }
+    let n = u32_at(at)? as usize;
+    let payload_end = (at + 4).checked_add(n).filter(|&e| e <= end)?;
+    Some(Message {
+        offset: Offset(offset),
+        timestamp: Timestamp::from_millis(timestamp),
+        priority,
+        key,
+        headers,
+        payload: data.slice(at + 4..payload_end),
+    })
 }
 
 /// What [`Message::size`] counts for the record at `pos` of `data` (one this process
-/// encoded), and its priority.
-pub(crate) fn own_meta(data: &[u8], pos: usize) -> Option<(u64, u8)> {
-    let len = own_len(data, pos)?;
-    let body = pos + FRAME;
-    meta_of(data.get(body..body + len)?).map(|m| (m.size, m.priority))
+/// encoded, `marked` when it carries a batch's mark): the record without the mark.
+pub(crate) fn own_size(data: &[u8], pos: usize, marked: bool) -> Option<u64> {
+    let record = FRAME + own_len(data, pos)?;
+    Some((record - if marked { STAMP } else { 0 }) as u64)
+}
+
+/// The priority of the record at `pos` of `data` (one this process encoded).
+pub(crate) fn own_priority(data: &[u8], pos: usize) -> Option<u8> {
+    data.get(pos + FRAME + 16).copied()
 }
 
 /// Where each record of `data` (records back to back, as this process encoded them)
@@ -172,22 +220,26 @@ fn own_len(data: &[u8], pos: usize) -> Option<usize> {
 fn encode_fields<B: Buffer>(
     message: Fields<'_>,
     mark: Option<Mark>,
+    checksum: bool,
     buf: &mut B,
 ) -> Result<(), TooLong> {
     const MAX32: usize = (u32::MAX - 1) as usize;
     const MAX16: usize = u16::MAX as usize;
     let start = buf.len();
-    buf.put_u32_le(0);
-    buf.put_u32_le(0);
-    buf.put_u64_le(message.offset);
-    buf.put_u64_le(message.timestamp.as_millis());
-    buf.put_u8(message.priority);
-    match message.key {
-        Some(key) => {
-            buf.put_u32_le(length("key", key.len(), MAX32)?);
-            buf.put_slice(key);
-        }
-        None => buf.put_u32_le(u32::MAX),
+    // The fixed fields at once: frame (filled in last), offset, timestamp, priority, key
+    // length.
+    let mut head = [0u8; FRAME + 8 + 8 + 1 + 4];
+    head[8..16].copy_from_slice(&message.offset.to_le_bytes());
+    head[16..24].copy_from_slice(&message.timestamp.as_millis().to_le_bytes());
+    head[24] = message.priority;
+    let key_len = match message.key {
+        Some(key) => length("key", key.len(), MAX32)?,
+        None => u32::MAX,
+    };
+    head[25..29].copy_from_slice(&key_len.to_le_bytes());
+    buf.put_slice(&head);
+    if let Some(key) = message.key {
+        buf.put_slice(key);
     }
     buf.put_u16_le(length("header count", message.headers.len(), MAX16)?);
     for h in message.headers {
@@ -208,7 +260,11 @@ fn encode_fields<B: Buffer>(
         buf.put_u32_le(s.count | flag);
     }
     let body_len: u32 = length("record", buf.len() - start - FRAME, MAX32)?;
-    let crc = crc32c::crc32c(&buf[start + FRAME..]);
+    let crc = if checksum {
+        crc32c::crc32c(&buf[start + FRAME..])
+    } else {
+        0
+    };
     buf[start..start + 4].copy_from_slice(&body_len.to_le_bytes());
     buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
     Ok(())
@@ -461,8 +517,8 @@ mod tests {
     #[test]
     fn records_round_trip() {
         let mut buf = Vec::new();
-        encode(Fields::of(&sample()), None, &mut buf).unwrap();
-        encode(Fields::of(&sample()), None, &mut buf).unwrap();
+        encode(Fields::of(&sample()), None, true, &mut buf).unwrap();
+        encode(Fields::of(&sample()), None, true, &mut buf).unwrap();
         let data = Bytes::from(buf);
         let Read::Record(m, len, None) = decode(&data, 0) else {
             panic!("first record")
@@ -475,7 +531,7 @@ mod tests {
     #[test]
     fn meta_reads_what_the_log_keeps() {
         let mut buf = Vec::new();
-        encode(Fields::of(&sample()), None, &mut buf).unwrap();
+        encode(Fields::of(&sample()), None, true, &mut buf).unwrap();
         let data = Bytes::from(buf);
         let (meta, len) = decode_meta(&data, 0).unwrap().unwrap();
         assert_eq!(len, data.len());
@@ -502,7 +558,7 @@ mod tests {
         };
         for mark in [Mark::First(stamp), Mark::Last(stamp)] {
             let mut buf = Vec::new();
-            encode(Fields::of(&sample()), Some(mark), &mut buf).unwrap();
+            encode(Fields::of(&sample()), Some(mark), true, &mut buf).unwrap();
             let data = Bytes::from(buf);
             let Read::Record(m, len, got) = decode(&data, 0) else {
                 panic!("a record")
@@ -519,7 +575,7 @@ mod tests {
         let mut buf = Vec::new();
         let mut m = sample();
         m.headers[0].name = "\u{e9}".into();
-        encode(Fields::of(&m), None, &mut buf).unwrap();
+        encode(Fields::of(&m), None, true, &mut buf).unwrap();
         // "é" is C3 A9 in UTF-8: make it C3 C3, then set the checksum right.
         let at = buf.windows(2).position(|w| w == [0xC3, 0xA9]).unwrap();
         buf[at + 1] = 0xC3;
@@ -533,7 +589,7 @@ mod tests {
     #[test]
     fn every_cut_and_every_flipped_byte_is_damage_not_a_panic() {
         let mut buf = Vec::new();
-        encode(Fields::of(&sample()), None, &mut buf).unwrap();
+        encode(Fields::of(&sample()), None, true, &mut buf).unwrap();
         for cut in 1..buf.len() {
             let data = Bytes::copy_from_slice(&buf[..cut]);
             assert!(matches!(decode(&data, 0), Read::Damaged(_)), "cut {cut}");
@@ -549,11 +605,11 @@ mod tests {
     #[test]
     fn reading_resumes_at_the_next_valid_record_after_damage() {
         let mut buf = Vec::new();
-        encode(Fields::of(&sample()), None, &mut buf).unwrap();
+        encode(Fields::of(&sample()), None, true, &mut buf).unwrap();
         let one = buf.len();
         let mut later = sample();
         later.offset = Offset(43);
-        encode(Fields::of(&later), None, &mut buf).unwrap();
+        encode(Fields::of(&later), None, true, &mut buf).unwrap();
         for i in 0..one {
             let mut bad = buf.clone();
             bad[i] ^= 0x40;

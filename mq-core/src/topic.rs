@@ -67,7 +67,7 @@ impl Topic {
                 let mut state = self.lock();
                 let mut next = None;
                 for &offset in &offsets[out.len()..] {
-                    match state.log.lookup(offset) {
+                    match state.log.lookup(offset, false) {
                         Lookup::Resident(m) => out.push(Some(m)),
                         Lookup::Gone => out.push(None),
                         Lookup::OnDisk => match read.get(&offset) {
@@ -103,7 +103,7 @@ impl Topic {
                     read.extend(messages.into_iter().map(|m| (m.offset, m)));
                 }
                 // Retention removed it (and perhaps its file) while it was being read.
-                Err(_) if matches!(state.log.lookup(wanted), Lookup::Gone) => out.push(None),
+                Err(_) if matches!(state.log.lookup(wanted, false), Lookup::Gone) => out.push(None),
                 Err(e) => return Err(Error::Storage(e)),
             }
         }
@@ -394,9 +394,14 @@ impl TopicState {
 
     /// Pushes the deliveries of `picks` whose messages are in memory, in order, up to the
     /// first one that is not (or is gone); returns how many picks it handled.
-    pub(crate) fn take_resident(&self, picks: &[(Offset, u32)], out: &mut Vec<Delivery>) -> usize {
+    pub(crate) fn take_resident(
+        &mut self,
+        picks: &[(Offset, u32)],
+        out: &mut Vec<Delivery>,
+    ) -> usize {
+        let share = self.groups.len() > 1;
         for (i, &(offset, deliveries)) in picks.iter().enumerate() {
-            match self.log.lookup(offset) {
+            match self.log.lookup(offset, share) {
                 Lookup::Resident(message) => out.push(Delivery {
                     message,
                     deliveries,

@@ -49,7 +49,7 @@ fn walk(data: &[u8]) {
                 assert_eq!(meta.stamp, stamp);
                 assert_eq!(meta.encoded, message.encoded_size());
                 let mut again = Vec::new();
-                record::encode(record::Fields::of(&message), stamp, &mut again)
+                record::encode(record::Fields::of(&message), stamp, true, &mut again)
                     .unwrap_or_else(|e| panic!("a decoded record does not encode: {e}"));
                 assert_eq!(&again[..], &data[pos..pos + len], "the record at {pos}");
                 last = Some(message.offset.get());

@@ -43,6 +43,17 @@ impl Level {
 
     /// The offset at sequence `seq`, which must lie in `start()..end()`.
     pub(crate) fn offset_at(&self, seq: u64) -> Offset {
+        // Most levels are one run, and most reads are near one end.
+        if let Some(r) = self.runs.back()
+            && seq >= r.seq
+        {
+            return Offset(r.first + (seq - r.seq));
+        }
+        if let Some(r) = self.runs.front()
+            && seq < r.seq + r.len
+        {
+            return Offset(r.first + (seq - r.seq));
+        }
         let i = self.runs.partition_point(|r| r.seq + r.len <= seq);
         match self.runs.get(i) {
             Some(r) => Offset(r.first + (seq - r.seq)),

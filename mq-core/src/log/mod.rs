@@ -6,6 +6,7 @@
 
 mod level;
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::Arc;
@@ -26,6 +27,10 @@ pub(crate) use level::Level;
 /// Bytes of each chunk records are encoded into (a record larger than that gets a chunk of
 /// its own).
 const CHUNK: usize = 64 * 1024;
+
+/// Slots of the cache of messages read from the chunks: groups that read close behind one
+/// another share one decoded message instead of decoding it each.
+const HOT: usize = 16 * 1024;
 
 /// Bytes read from the store at once when a message is not in memory.
 pub(crate) const READ_CHUNK: usize = 256 * 1024;
@@ -56,6 +61,8 @@ enum Held {
 /// timestamp and where they are held.
 #[derive(Debug)]
 struct Piece {
+    /// Its first offset when made.
+    start: u64,
     /// One past its last offset.
     end: u64,
     /// Its retained offsets: `end - count .. end`.
@@ -63,7 +70,26 @@ struct Piece {
     timestamp: Timestamp,
     /// The sizes of its retained messages.
     bytes: u64,
+    /// Whether the records at `start` and at `end - 1` carry their batch's mark.
+    marks: [bool; 2],
     held: Held,
+}
+
+impl Piece {
+    /// Whether the record of `offset` carries its batch's mark.
+    fn marked(&self, offset: u64) -> bool {
+        (offset == self.start && self.marks[0]) || (offset + 1 == self.end && self.marks[1])
+    }
+}
+
+/// The records of a staged batch in one chunk.
+#[derive(Debug, Default, Clone, Copy)]
+struct Part {
+    count: u64,
+    /// The sizes of its messages.
+    bytes: u64,
+    /// Whether its first and its last record carry the batch's mark.
+    marks: [bool; 2],
 }
 
 /// A batch encoded into the log's chunks and not yet part of the log: see [`Log::stage`].
@@ -75,14 +101,14 @@ pub(crate) struct Staged {
     entries: usize,
     /// Its records, a part per chunk they landed in.
     parts: Vec<Bytes>,
-    /// Each part's message count and the sizes of its messages.
-    counts: Vec<(u64, u64)>,
+    /// What the log keeps of each part.
+    counts: Vec<Part>,
 }
 
 impl Staged {
     /// Its records, for the store.
     pub(crate) fn records(&self) -> Records<'_> {
-        let count = self.counts.iter().map(|&(n, _)| n).sum();
+        let count = self.counts.iter().map(|p| p.count).sum();
         Records::new(self.first, count, &self.parts)
     }
 }
@@ -127,6 +153,13 @@ pub(crate) struct Log {
     /// Messages of evicted pieces read back from the store, and their order of loading.
     read_back: FxHashMap<u64, Arc<Message>>,
     read_order: VecDeque<u64>,
+    /// Messages lately read from the chunks, in the slot of their offset modulo [`HOT`]
+    /// (allocated at the first read); a slot is emptied when its message leaves memory.
+    hot: Vec<Option<Arc<Message>>>,
+    /// Pieces removed from the front so far, and the number (counted from the first piece
+    /// ever) of the piece the last lookup found.
+    pieces_popped: usize,
+    hint: Cell<usize>,
     memory: Arc<MemoryBudget>,
 }
 
@@ -149,6 +182,9 @@ impl Log {
             resident_bytes: 0,
             read_back: FxHashMap::default(),
             read_order: VecDeque::new(),
+            hot: Vec::new(),
+            pieces_popped: 0,
+            hint: Cell::new(0),
             memory,
         }
     }
@@ -225,10 +261,12 @@ impl Log {
                 p.bytes += size;
             }
             _ => self.pieces.push_back(Piece {
+                start: offset.get(),
                 end: offset.get() + 1,
                 count: 1,
                 timestamp,
                 bytes: size,
+                marks: [false; 2],
                 held: Held::Evicted,
             }),
         }
@@ -246,10 +284,12 @@ impl Log {
             usize::try_from(offset - from).unwrap_or(0),
         ));
         self.pieces.push_back(Piece {
+            start: from,
             end: offset,
             count: offset - from,
             timestamp,
             bytes: 0,
+            marks: [false; 2],
             held: Held::Lost,
         });
         self.lost_count += offset - from;
@@ -286,10 +326,22 @@ impl Log {
         let o = offset.get();
         let idx = usize::try_from(o.checked_sub(self.first)?).ok()?;
         let entry = *self.entries.get(idx)?;
-        let piece = self
-            .pieces
-            .get(self.pieces.partition_point(|p| p.end <= o))?;
-        Some((piece, entry))
+        // Reads go mostly forward: the piece of the last find, or the next, before a search.
+        let hint = self.hint.get().wrapping_sub(self.pieces_popped);
+        let holds = |i: usize| {
+            self.pieces
+                .get(i)
+                .is_some_and(|p| p.end - p.count <= o && o < p.end)
+        };
+        let at = if holds(hint) {
+            hint
+        } else if holds(hint.wrapping_add(1)) {
+            hint.wrapping_add(1)
+        } else {
+            self.pieces.partition_point(|p| p.end <= o)
+        };
+        self.hint.set(at.wrapping_add(self.pieces_popped));
+        Some((self.pieces.get(at)?, entry))
     }
 
     /// The first retained offset whose message was published at or after `time` (`next()`
@@ -332,7 +384,7 @@ impl Log {
                     ..
                 },
                 pos,
-            ) => record::own_meta(data, pos as usize).map(|(_, p)| p),
+            ) => record::own_priority(data, pos as usize),
             (
                 Piece {
                     held: Held::Evicted,
@@ -347,37 +399,38 @@ impl Log {
         }
     }
 
-    /// Where the message at `offset` is.
-    pub(crate) fn lookup(&self, offset: Offset) -> Lookup {
-        match self.find(offset) {
-            None
-            | Some((
-                Piece {
-                    held: Held::Lost, ..
-                },
-                _,
-            )) => Lookup::Gone,
-            Some((
-                Piece {
-                    held: Held::Resident(data),
-                    ..
-                },
-                pos,
-            )) => match record::read_own(data, pos as usize) {
-                Some(message) => Lookup::Resident(Arc::new(message)),
-                None => Lookup::Gone,
-            },
-            Some((
-                Piece {
-                    held: Held::Evicted,
-                    ..
-                },
-                _,
-            )) => match self.read_back.get(&offset.get()) {
-                Some(m) => Lookup::Resident(Arc::clone(m)),
-                None => Lookup::OnDisk,
-            },
+    /// Where the message at `offset` is. With `share` (other groups will read it soon), a
+    /// message read from the chunks is kept decoded for them.
+    pub(crate) fn lookup(&mut self, offset: Offset, share: bool) -> Lookup {
+        let slot = (offset.get() % HOT as u64) as usize;
+        if let Some(Some(m)) = self.hot.get(slot)
+            && m.offset == offset
+        {
+            return Lookup::Resident(Arc::clone(m));
         }
+        let message = match self.find(offset) {
+            None => return Lookup::Gone,
+            Some((piece, pos)) => match &piece.held {
+                Held::Lost => return Lookup::Gone,
+                Held::Evicted => {
+                    return match self.read_back.get(&offset.get()) {
+                        Some(m) => Lookup::Resident(Arc::clone(m)),
+                        None => Lookup::OnDisk,
+                    };
+                }
+                Held::Resident(data) => match record::read_own(data, pos as usize) {
+                    Some(message) => Arc::new(message),
+                    None => return Lookup::Gone,
+                },
+            },
+        };
+        if share {
+            if self.hot.is_empty() {
+                self.hot.resize(HOT, None);
+            }
+            self.hot[slot] = Some(Arc::clone(&message));
+        }
+        Lookup::Resident(message)
     }
 
     /// Keeps messages read back from the store in memory (within the budget) for the
@@ -462,14 +515,26 @@ impl Log {
             return 0;
         };
         let from = piece.end - piece.count;
+        if !self.hot.is_empty() {
+            for offset in from..piece.end {
+                let slot = (offset % HOT as u64) as usize;
+                if self.hot[slot]
+                    .as_ref()
+                    .is_some_and(|m| m.offset.get() == offset)
+                {
+                    self.hot[slot] = None;
+                }
+            }
+        }
         let start = usize::try_from(from - self.first).unwrap_or(usize::MAX);
-        for entry in self
+        for (entry, offset) in self
             .entries
             .range_mut(start..)
             .take(usize::try_from(piece.count).unwrap_or(0))
+            .zip(from..)
         {
-            let (size, _) = record::own_meta(&data, *entry as usize).unwrap_or_default();
-            *entry = u32::try_from(size).unwrap_or(u32::MAX);
+            let size = record::own_size(&data, *entry as usize, piece.marked(offset));
+            *entry = u32::try_from(size.unwrap_or_default()).unwrap_or(u32::MAX);
         }
         piece.bytes
     }
@@ -548,31 +613,37 @@ impl Log {
             parts: Vec::new(),
             counts: Vec::new(),
         };
-        let (mut count_in_part, mut bytes_in_part) = (0u64, 0u64);
+        let mut part = Part::default();
         for i in 0..count {
             let (fields, mark, size) = record(i);
             let len = usize::try_from(size).unwrap_or(usize::MAX) + mark.map_or(0, |_| STAMP);
             if self.tail.capacity() - self.tail.len() < len {
-                if count_in_part > 0 {
+                if part.count > 0 {
                     staged.parts.push(self.tail.split().freeze());
-                    staged.counts.push((count_in_part, bytes_in_part));
+                    staged.counts.push(part);
                 }
-                (count_in_part, bytes_in_part) = (0, 0);
+                part = Part::default();
                 self.tail = BytesMut::with_capacity(len.max(CHUNK));
             }
             let pos = u32::try_from(self.tail.len()).unwrap_or(u32::MAX);
-            if let Err(e) = record::encode(fields, mark, &mut self.tail) {
+            // Records the store keeps get their checksum; in memory alone nothing checks it.
+            let checksum = self.budget.is_some();
+            if let Err(e) = record::encode(fields, mark, checksum, &mut self.tail) {
                 self.tail.clear();
                 self.entries.truncate(staged.entries);
                 return Err((Offset(fields.offset), e));
             }
             self.entries.push_back(pos);
-            count_in_part += 1;
-            bytes_in_part += size;
+            if part.count == 0 {
+                part.marks[0] = mark.is_some();
+            }
+            part.marks[1] = mark.is_some();
+            part.count += 1;
+            part.bytes += size;
         }
-        if count_in_part > 0 {
+        if part.count > 0 {
             staged.parts.push(self.tail.split().freeze());
-            staged.counts.push((count_in_part, bytes_in_part));
+            staged.counts.push(part);
         }
         Ok(staged)
     }
@@ -592,18 +663,26 @@ impl Log {
         } = staged;
         let mut end = first.get();
         let mut i = 0;
-        for (data, (count, bytes)) in parts.into_iter().zip(counts) {
+        for (data, part) in parts.into_iter().zip(counts) {
+            let Part {
+                count,
+                bytes,
+                marks,
+            } = part;
             for offset in end..end + count {
                 let (priority, size) = message(i);
                 self.index(Offset(offset), priority, size);
                 i += 1;
             }
+            let start = end;
             end += count;
             self.pieces.push_back(Piece {
+                start,
                 end,
                 count,
                 timestamp,
                 bytes,
+                marks,
                 held: Held::Resident(data),
             });
             if self.budget.is_some() {
@@ -628,6 +707,11 @@ impl Log {
         let offset = self.first;
         self.first += 1;
         piece.count -= 1;
+        if let Some(slot) = self.hot.get_mut((offset % HOT as u64) as usize)
+            && slot.as_ref().is_some_and(|m| m.offset.get() == offset)
+        {
+            *slot = None;
+        }
         let size = match &piece.held {
             Held::Lost => {
                 self.lost_count -= 1;
@@ -640,7 +724,8 @@ impl Log {
                 None
             }
             Held::Resident(data) => {
-                let (size, _) = record::own_meta(data, entry as usize).unwrap_or_default();
+                let size = record::own_size(data, entry as usize, piece.marked(offset))
+                    .unwrap_or_default();
                 let held = size.min(self.resident_bytes);
                 self.resident_bytes -= held;
                 self.memory.sub(held);
@@ -668,6 +753,7 @@ impl Log {
         }
         if piece.count == 0 {
             self.pieces.pop_front();
+            self.pieces_popped = self.pieces_popped.wrapping_add(1);
         }
         while self.resident.front().is_some_and(|&end| end <= self.first) {
             self.resident.pop_front();
@@ -696,6 +782,7 @@ impl Drop for Log {
 mod tests {
     use super::*;
     use crate::Offset;
+    use crate::message::NewMessage;
 
     fn lost(log: &Log) -> Vec<Range<u64>> {
         log.lost().map(|r| r.start.get()..r.end.get()).collect()
@@ -789,7 +876,7 @@ mod tests {
         let total: u64 = all.iter().map(|m| m.size()).sum();
         assert_eq!((log.bytes(), memory.used()), (total, total));
         for m in &all {
-            match log.lookup(m.offset) {
+            match log.lookup(m.offset, true) {
                 Lookup::Resident(got) => assert_eq!(&*got, &**m),
                 other => panic!("offset {}: {other:?}", m.offset),
             }
@@ -815,12 +902,15 @@ mod tests {
             log.append(chunk).unwrap();
         }
         assert!(memory.used() <= 40_000, "{} held", memory.used());
-        assert!(matches!(log.lookup(Offset(0)), Lookup::OnDisk));
-        assert!(matches!(log.lookup(Offset(599)), Lookup::Resident(_)));
+        assert!(matches!(log.lookup(Offset(0), false), Lookup::OnDisk));
+        assert!(matches!(
+            log.lookup(Offset(599), false),
+            Lookup::Resident(_)
+        ));
         assert_eq!(log.priority_of(Offset(4)), Some(1));
         assert_eq!(log.timestamp_of(Offset(4)), Some(Timestamp::from_millis(1)));
         log.cache(&messages[..10]);
-        match log.lookup(Offset(3)) {
+        match log.lookup(Offset(3), false) {
             Lookup::Resident(m) => assert_eq!(m, messages[3]),
             other => panic!("read back: {other:?}"),
         }
@@ -831,5 +921,36 @@ mod tests {
         }
         assert_eq!((log.bytes(), memory.used()), (0, 0));
         assert!(log.read_back.is_empty());
+    }
+
+    #[test]
+    fn a_stamped_batch_counts_its_messages_without_the_marks() {
+        for budget in [None, Some(0)] {
+            let memory = Arc::new(MemoryBudget::default());
+            let mut log = Log::new(Offset(0), Arc::clone(&memory));
+            log.budget = budget;
+            let batch: Vec<NewMessage> = (0..700)
+                .map(|i| NewMessage::new(vec![1u8; 100 + i % 7]))
+                .collect();
+            let stamp = BatchStamp {
+                producer: 7,
+                seq: 0,
+                count: 700,
+            };
+            let staged = log
+                .stage(&batch, Timestamp::from_millis(1), Some(stamp))
+                .unwrap();
+            let records = staged.records();
+            let stored: u64 = batch.iter().map(NewMessage::size).sum();
+            assert_eq!(records.len(), 700);
+            assert_eq!(records.size(), stored + 2 * STAMP as u64, "two marks");
+            assert_eq!(records.messages().count(), 700);
+            log.commit(staged, &batch);
+            assert_eq!(log.bytes(), stored);
+            for _ in 0..700 {
+                log.pop_front();
+            }
+            assert_eq!((log.bytes(), memory.used()), (0, 0), "budget {budget:?}");
+        }
     }
 }
