@@ -12,11 +12,6 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 use mq_server::{ServerConfig, StorageKind};
 use mq_transport::{ReadBudget, TcpTransport, Transport, max_message_size};
 
-// mimalloc: many small, long-lived allocations (one per retained message) made from
-// several threads at once, where the system allocator spends its time growing arenas.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// The mq message broker.
 #[derive(Debug, Parser)]
 #[command(name = "mq-server", version, about)]
