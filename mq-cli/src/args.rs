@@ -314,6 +314,8 @@ pub(crate) enum Workload {
     Latency,
     /// A raw TCP pipe over loopback with the same frame sizes and no broker: the floor
     Limit,
+    /// One raw TCP hop over loopback at rate R, no broker: the floor of `latency`
+    Hop,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,7 @@
 //! `mq bench`: the standard workloads against the server at `--server`, with a progress
 //! bar, latency percentiles from an HDR histogram, and a table or JSON at the end.
 
+mod hop;
 mod limit;
 mod workloads;
 
@@ -157,7 +158,7 @@ pub(crate) async fn run(cli: &Cli, args: &BenchArgs) -> anyhow::Result<()> {
         addr,
         token: cli.token.clone(),
         tls: cli.tls(),
-        n: args.n.unwrap_or(if args.workload == Workload::Latency {
+        n: args.n.unwrap_or(if matches!(args.workload, Workload::Latency | Workload::Hop) {
             50_000
         } else {
             1_000_000
@@ -177,6 +178,7 @@ pub(crate) async fn run(cli: &Cli, args: &BenchArgs) -> anyhow::Result<()> {
         Workload::Workqueue => workloads::workqueue(&plan).await,
         Workload::Latency => workloads::latency(&plan).await,
         Workload::Limit => limit::run(&plan).await,
+        Workload::Hop => hop::run(&plan).await,
     };
     let result = match result {
         Ok(mut r)
