@@ -316,6 +316,14 @@ pub(crate) enum Workload {
     Limit,
     /// One raw TCP hop over loopback at rate R, no broker: the floor of `latency`
     Hop,
+    /// Producers publish N messages round-robin over `--topics` topics
+    Topics,
+    /// N idle groups created on one topic (what a group costs the server)
+    Groups,
+    /// N messages published with no consumer, then read from the earliest by a new group
+    Catchup,
+    /// One producer sends N messages one at a time, each waiting for its ack
+    Acked,
 }
 
 #[derive(Debug, Args)]
@@ -348,6 +356,9 @@ pub(crate) struct BenchArgs {
     /// Leave the run's topic and its messages on the server (to measure what they cost)
     #[arg(long)]
     pub(crate) keep: bool,
+    /// Topics (topics)
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) topics: usize,
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub(crate) format: Format,

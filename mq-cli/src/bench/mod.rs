@@ -3,6 +3,7 @@
 
 mod hop;
 mod limit;
+mod scale;
 mod workloads;
 
 use std::sync::Arc;
@@ -35,6 +36,9 @@ pub(crate) struct BenchResult {
     /// Throughput as a fraction of the `limit` workload's, where meaningful.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) ratio_to_limit: Option<f64>,
+    /// `catchup`: the rate at which the backlog was published.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) fill_msgs_per_s: Option<f64>,
 }
 
 impl BenchResult {
@@ -56,6 +60,7 @@ impl BenchResult {
             p99_us: None,
             p999_us: None,
             ratio_to_limit: None,
+            fill_msgs_per_s: None,
         }
     }
 }
@@ -76,6 +81,8 @@ pub(crate) struct Plan {
     pub(crate) plain: bool,
     /// Leave each run's topic and its messages on the server.
     pub(crate) keep: bool,
+    /// Topics of the `topics` workload.
+    pub(crate) topics: usize,
     pub(crate) progress: Progress,
 }
 
@@ -158,11 +165,13 @@ pub(crate) async fn run(cli: &Cli, args: &BenchArgs) -> anyhow::Result<()> {
         addr,
         token: cli.token.clone(),
         tls: cli.tls(),
-        n: args.n.unwrap_or(if matches!(args.workload, Workload::Latency | Workload::Hop) {
-            50_000
-        } else {
-            1_000_000
-        }),
+        n: args.n.unwrap_or(
+            if matches!(args.workload, Workload::Latency | Workload::Hop) {
+                50_000
+            } else {
+                1_000_000
+            },
+        ),
         size: args.size,
         producers: args.producers.max(1),
         consumers: args.consumers.max(1),
@@ -170,6 +179,7 @@ pub(crate) async fn run(cli: &Cli, args: &BenchArgs) -> anyhow::Result<()> {
         batch: args.batch.max(1),
         plain: args.plain,
         keep: args.keep,
+        topics: args.topics.max(1),
         progress: progress.clone(),
     };
     let result = match args.workload {
@@ -179,6 +189,10 @@ pub(crate) async fn run(cli: &Cli, args: &BenchArgs) -> anyhow::Result<()> {
         Workload::Latency => workloads::latency(&plan).await,
         Workload::Limit => limit::run(&plan).await,
         Workload::Hop => hop::run(&plan).await,
+        Workload::Topics => scale::topics(&plan).await,
+        Workload::Groups => scale::groups(&plan).await,
+        Workload::Catchup => scale::catchup(&plan).await,
+        Workload::Acked => scale::acked(&plan).await,
     };
     let result = match result {
         Ok(mut r)

@@ -14,14 +14,14 @@ use tokio::sync::watch;
 use super::{BenchResult, Plan};
 
 /// Prefetch window of benchmark consumers.
-const PREFETCH: u32 = 4000;
+pub(crate) const PREFETCH: u32 = 4000;
 /// Acks sent per request by workqueue consumers.
 const ACK_BATCH: usize = 256;
 /// Payload bytes per publish frame at most: large frames cost more to buffer than they save.
 const BATCH_BYTES: usize = 256 * 1024;
 
 /// Creates a topic for one run, unbounded in bytes so the run never hits `topic full`.
-async fn fresh_topic(client: &Client, workload: &str) -> anyhow::Result<TopicName> {
+pub(crate) async fn fresh_topic(client: &Client, workload: &str) -> anyhow::Result<TopicName> {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
@@ -40,11 +40,11 @@ async fn finish(plan: &Plan, admin: &Client, topic: &TopicName) -> anyhow::Resul
     Ok(())
 }
 
-fn payload(size: usize) -> Bytes {
+pub(crate) fn payload(size: usize) -> Bytes {
     Bytes::from(vec![0x61u8; size])
 }
 
-fn producer_config(plan: &Plan) -> ProducerConfig {
+pub(crate) fn producer_config(plan: &Plan) -> ProducerConfig {
     ProducerConfig {
         batch_size: plan.batch,
         max_in_flight: 16,
@@ -80,7 +80,7 @@ async fn produce(client: Client, topic: TopicName, plan: Plan, count: u64) -> an
 }
 
 /// Splits `n` messages over `producers` and publishes them all.
-async fn produce_all(plan: &Plan, topic: &TopicName) -> anyhow::Result<()> {
+pub(crate) async fn produce_all(plan: &Plan, topic: &TopicName) -> anyhow::Result<()> {
     let producers = plan.producers as u64;
     let mut tasks = Vec::new();
     for p in 0..producers {

@@ -2,16 +2,25 @@
 //! release `mq-server`, and rewrites the results table in BENCHMARKS.md with the machine,
 //! the date and the commands.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+mod instructions;
+mod server;
+mod targets;
 
-use anyhow::{Context, bail};
+use std::process::Command;
+
+use anyhow::Context;
 use serde_json::Value;
 
+use self::server::BenchServer;
 use crate::util::{cargo, target_dir, workspace_root};
 
-const START: &str = "<!-- xtask-bench:start -->";
-const END: &str = "<!-- xtask-bench:end -->";
+/// Where in BENCHMARKS.md each table goes.
+const SUITE: (&str, &str) = ("<!-- xtask-bench:start -->", "<!-- xtask-bench:end -->");
+const TARGETS: (&str, &str) = ("<!-- xtask-targets:start -->", "<!-- xtask-targets:end -->");
+const INSTRUCTIONS: (&str, &str) = (
+    "<!-- xtask-instructions:start -->",
+    "<!-- xtask-instructions:end -->",
+);
 
 /// Runs the benchmark suite and records it in BENCHMARKS.md.
 #[derive(Debug, clap::Args)]
@@ -25,6 +34,26 @@ pub(crate) struct Bench {
     /// Print the table without rewriting BENCHMARKS.md
     #[arg(long)]
     dry_run: bool,
+    /// Run the performance targets instead (memory, cold publishes, plain SDK, latency,
+    /// backlog, topics and groups, durable storage), each several times
+    #[arg(long)]
+    targets: bool,
+    /// Repetitions of each target figure
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Seconds of each latency run (targets)
+    #[arg(long, default_value_t = 30)]
+    latency_secs: u64,
+    /// Seconds a server sits idle before the "after idle" publish (targets)
+    #[arg(long, default_value_t = 60)]
+    idle_secs: u64,
+    /// Messages of 1 KiB in the backlog target
+    #[arg(long, default_value_t = 8_000_000)]
+    backlog: u64,
+    /// Count the server's instructions per published and per delivered message with
+    /// valgrind's callgrind instead (repeatable on a noisy machine)
+    #[arg(long)]
+    instructions: bool,
 }
 
 impl Bench {
@@ -39,6 +68,42 @@ impl Bench {
             "mq-cli",
         ])?;
         let release = target_dir().join("release");
+        let data_dir = std::env::temp_dir().join(format!("mq-xtask-bench-{}", std::process::id()));
+        if self.instructions {
+            let table = instructions::run(&release)?;
+            println!("{table}");
+            return self.record(INSTRUCTIONS, &table);
+        }
+        if self.targets {
+            let sizes = targets::Sizes {
+                runs: self.runs.max(1),
+                n: self.n,
+                latency_secs: self.latency_secs,
+                idle_secs: self.idle_secs,
+                backlog: self.backlog,
+                data_dir,
+            };
+            let figures = targets::run(&release, &sizes)?;
+            let json = Value::Array(figures.iter().map(targets::Figure::json).collect());
+            let out = target_dir().join("bench-targets.json");
+            std::fs::write(&out, serde_json::to_string_pretty(&json)?)?;
+            eprintln!("xtask bench: figures written to {}", out.display());
+            let table = format!(
+                "Measured {} on {} by `cargo xtask bench --targets --runs {} --latency-secs {} \
+                 --idle-secs {} --backlog {}`: fresh release servers on 127.0.0.1, client and \
+                 server sharing the machine's cores, 100-byte payloads unless said; figures \
+                 also in `target/bench-targets.json`.\n\n{}",
+                command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+                machine(),
+                sizes.runs,
+                sizes.latency_secs,
+                sizes.idle_secs,
+                sizes.backlog,
+                targets::render(&figures)
+            );
+            println!("{table}");
+            return self.record(TARGETS, &table);
+        }
         let (n, large) = (self.n.to_string(), self.large_n.to_string());
         // Latency on a server of its own, first: the throughput runs leave the machine busy
         // reclaiming memory for a while, which shows in the tail.
@@ -76,7 +141,6 @@ impl Bench {
             "--producers",
             "8",
         ]];
-        let data_dir = std::env::temp_dir().join(format!("mq-xtask-bench-{}", std::process::id()));
         let data = data_dir.to_str().unwrap_or("/tmp/mq-xtask-bench");
         let setups: Vec<Setup<'_>> = vec![
             ("memory", vec!["--storage", "memory"], &latency_suite),
@@ -110,10 +174,16 @@ impl Bench {
         }
         let table = render(&rows);
         println!("{table}");
-        if !self.dry_run {
-            record(&table)?;
-            eprintln!("xtask bench: BENCHMARKS.md updated");
+        self.record(SUITE, &table)
+    }
+
+    /// Writes `table` between `markers` in BENCHMARKS.md, unless a dry run.
+    fn record(&self, markers: (&str, &str), table: &str) -> anyhow::Result<()> {
+        if self.dry_run {
+            return Ok(());
         }
+        record(markers, table)?;
+        eprintln!("xtask bench: BENCHMARKS.md updated");
         Ok(())
     }
 }
@@ -129,56 +199,13 @@ fn run_suite(
     n: &str,
     suite: &[Vec<&str>],
 ) -> anyhow::Result<Vec<(String, Value)>> {
-    let mut server = Command::new(release.join("mq-server"))
-        .args(["--listen", "127.0.0.1:0"])
-        .args(server_args)
-        .env("RUST_LOG", "warn")
-        .env("MQ_HTTP", "off")
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("cannot start the release mq-server")?;
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().context("no stdout")?).read_line(&mut line)?;
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .context("mq-server did not start")?
-        .to_owned();
+    let server = BenchServer::start(release, server_args)?;
     // A first run pays for faulting the server's memory in; measure warm runs.
-    let warm_up: Vec<&str> = vec!["publish", "-n", n, "--size", "100"];
-    let mut rows = Vec::new();
-    let mut failure = None;
-    for (i, args) in std::iter::once(&warm_up).chain(suite).enumerate() {
-        eprintln!(
-            "xtask bench: mq-server {} / mq bench {}",
-            server_args.join(" "),
-            args.join(" ")
-        );
-        let out = Command::new(release.join("mq"))
-            .args(["--server", &addr, "bench"])
-            .args(args)
-            .args(["--format", "json"])
-            .stderr(Stdio::inherit())
-            .output()
-            .context("cannot run mq bench")?;
-        if !out.status.success() {
-            failure = Some(format!("mq bench {} failed", args.join(" ")));
-            break;
-        }
-        let result: Value =
-            serde_json::from_slice(&out.stdout).context("mq bench printed no JSON")?;
-        if i > 0 {
-            rows.push((args.join(" "), result));
-        }
-    }
-    let _ = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status();
-    let _ = server.wait();
-    if let Some(failure) = failure {
-        bail!(failure);
-    }
-    Ok(rows)
+    server.bench(&["publish", "-n", n, "--size", "100"])?;
+    suite
+        .iter()
+        .map(|args| Ok((args.join(" "), server.bench(args)?)))
+        .collect()
 }
 
 fn cell(v: &Value, key: &str, digits: usize) -> String {
@@ -249,13 +276,13 @@ fn machine() -> String {
     format!("{cores} cores ({model}){mem_gib}")
 }
 
-fn record(table: &str) -> anyhow::Result<()> {
+fn record((start, end): (&str, &str), table: &str) -> anyhow::Result<()> {
     let path = workspace_root().join("BENCHMARKS.md");
     let text = std::fs::read_to_string(&path).context("cannot read BENCHMARKS.md")?;
-    let section = format!("{START}\n{table}{END}");
-    let updated = match (text.find(START), text.find(END)) {
-        (Some(a), Some(b)) if a < b => format!("{}{section}{}", &text[..a], &text[b + END.len()..]),
-        _ => format!("{text}\n## End to end (`cargo xtask bench`)\n\n{section}\n"),
+    let section = format!("{start}\n{table}{end}");
+    let updated = match (text.find(start), text.find(end)) {
+        (Some(a), Some(b)) if a < b => format!("{}{section}{}", &text[..a], &text[b + end.len()..]),
+        _ => format!("{text}\n{section}\n"),
     };
     std::fs::write(&path, updated).context("cannot write BENCHMARKS.md")
 }
