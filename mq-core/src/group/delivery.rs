@@ -39,7 +39,7 @@ impl Group {
                     seq,
                     offset,
                 } => {
-                    self.cursors[usize::from(priority)] = seq + 1;
+                    *self.cursor_mut(priority) = seq + 1;
                     let before = if self.restored.is_empty() {
                         0
                     } else {
@@ -103,19 +103,19 @@ impl Group {
         let mut fresh = None;
         for &p in log.active() {
             let level = log.level(p);
-            let cursor = &mut self.cursors[usize::from(p)];
-            *cursor = (*cursor).max(level.start());
-            while *cursor < level.end() && {
-                let offset = level.offset_at(*cursor);
+            let mut cursor = self.cursor(p).max(level.start());
+            while cursor < level.end() && {
+                let offset = level.offset_at(cursor);
                 offset < self.min_offset || self.acks.contains(offset)
             } {
-                *cursor += 1;
+                cursor += 1;
             }
-            if *cursor < level.end() {
+            *self.cursor_mut(p) = cursor;
+            if cursor < level.end() {
                 fresh = Some(Pick::Fresh {
                     priority: p,
-                    seq: *cursor,
-                    offset: level.offset_at(*cursor),
+                    seq: cursor,
+                    offset: level.offset_at(cursor),
                 });
                 break;
             }

@@ -52,8 +52,8 @@ impl Group {
         group.acks.raise_floor(log.first());
         settle_lost(&mut group.acks, log);
         let floor = group.acks.floor();
-        for p in 0..=u8::MAX {
-            group.cursors[usize::from(p)] = log.level(p).seq_at_or_after(floor);
+        for p in log.active().to_vec() {
+            *group.cursor_mut(p) = log.level(p).seq_at_or_after(floor);
         }
         group.restored = rec.deliveries.iter().copied().collect();
         group.journal = Some(Changes::default());

@@ -126,7 +126,9 @@ pub(crate) struct Group {
     settings: GroupSettings,
     exclusive: bool,
     min_offset: Offset,
-    /// Per priority level: the sequence number (not an offset) of the next entry to read.
+    /// Per priority level: the sequence number (not an offset) of the next entry to read;
+    /// only as long as the highest priority in use needs (a level past the end reads from
+    /// its start: it had nothing when the group was made).
     cursors: Vec<u64>,
     redeliver: BTreeMap<(Reverse<u8>, Offset), u32>,
     delayed: BTreeMap<(Timestamp, Offset), (u8, u32)>,
@@ -168,7 +170,8 @@ impl Group {
             StartPosition::Offset(o) => o.max(log.first()),
             StartPosition::Time(t) => log.offset_at(t),
         };
-        let cursors = (0..=u8::MAX)
+        let levels = log.active().first().map_or(0, |&p| p + 1);
+        let cursors = (0..levels)
             .map(|p| log.level(p).seq_at_or_after(start))
             .collect();
         let mut acks = AckSet::new(start);
@@ -193,6 +196,20 @@ impl Group {
             dying: FxHashMap::default(),
             journal: None,
         }
+    }
+
+    /// The cursor of priority level `p`.
+    fn cursor(&self, p: u8) -> u64 {
+        self.cursors.get(usize::from(p)).copied().unwrap_or(0)
+    }
+
+    /// The cursor of priority level `p`, to move.
+    fn cursor_mut(&mut self, p: u8) -> &mut u64 {
+        let i = usize::from(p);
+        if i >= self.cursors.len() {
+            self.cursors.resize(i + 1, 0);
+        }
+        &mut self.cursors[i]
     }
 
     /// The group's ack mode.

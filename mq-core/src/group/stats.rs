@@ -29,7 +29,7 @@ impl Group {
     pub(crate) fn lag(&self, log: &Log) -> u64 {
         let cursor_at = |p: u8| {
             let level = log.level(p);
-            self.cursors[usize::from(p)]
+            self.cursor(p)
                 .max(level.start())
                 .max(level.seq_at_or_after(self.min_offset.max(self.acks.floor())))
         };
@@ -59,7 +59,8 @@ impl Group {
         let floor = self.min_offset.max(self.acks.floor());
         let fresh = log.active().iter().filter_map(|&p| {
             let level = log.level(p);
-            let mut seq = self.cursors[usize::from(p)]
+            let mut seq = self
+                .cursor(p)
                 .max(level.start())
                 .max(level.seq_at_or_after(floor));
             while seq < level.end() && self.acks.contains(level.offset_at(seq)) {
