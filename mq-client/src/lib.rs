@@ -55,3 +55,9 @@ pub use mq_core::{
 pub use mq_transport::{ClientTls, ConsumerConnection, GroupReport, WireDelivery};
 pub use producer::{Producer, ProducerConfig, QueuedBatch};
 pub use reconnect::Reconnect;
+
+/// The README's Rust examples (the embedded core and this SDK), compiled and run as doc
+/// tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

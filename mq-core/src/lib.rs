@@ -101,7 +101,3 @@ pub use storage::{
 };
 pub use timings::TimingsSnapshot;
 
-/// The README's Rust examples, compiled and run as doc tests so they stay true.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct ReadmeDoctests;
