@@ -100,4 +100,3 @@ pub use storage::{
     RecoveredTopic, Recovery, Storage, StorageError, StoredMessage, SyncWait, TopicStore,
 };
 pub use timings::TimingsSnapshot;
-
