@@ -15,6 +15,26 @@ impl WireMsg for ClientMsg {
         self.kind_byte()
     }
 
+    fn body_size_hint(&self) -> usize {
+        // Per message: priority (1), key length (4), header count (2) and payload length
+        // (4) besides what `encoded_size` counts.
+        let messages = |topic: &mq_core::TopicName, messages: &[mq_core::NewMessage]| {
+            2 + topic.as_str().len()
+                + 4
+                + messages
+                    .iter()
+                    .map(|m| 11 + m.encoded_size() as usize)
+                    .sum::<usize>()
+        };
+        match self {
+            ClientMsg::Publish { topic, messages: m } => messages(topic, m),
+            ClientMsg::PublishIdempotent {
+                topic, messages: m, ..
+            } => 16 + messages(topic, m),
+            _ => 0,
+        }
+    }
+
     fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
         match self {
             ClientMsg::Hello {

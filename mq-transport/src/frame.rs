@@ -48,6 +48,11 @@ pub trait WireMsg: Sized + Send + 'static {
     /// # Errors
     /// [`EncodeError`] when a field is too long for its length prefix.
     fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), EncodeError>;
+    /// About how many bytes its body takes, when that is large (a frame of messages): the
+    /// buffer is reserved once instead of growing while the body is written. 0 by default.
+    fn body_size_hint(&self) -> usize {
+        0
+    }
     /// Reads a body of kind `kind`.
     ///
     /// # Errors
@@ -65,6 +70,7 @@ pub fn encode_frame<M: WireMsg>(
     dst: &mut BytesMut,
 ) -> Result<(), EncodeError> {
     let start = dst.len();
+    dst.reserve(4 + 1 + 4 + frame.msg.body_size_hint());
     dst.put_u32(0);
     dst.put_u8(frame.msg.kind());
     dst.put_u32(frame.id.0);
@@ -207,6 +213,22 @@ pub(crate) fn write_delivered(
         w.bytes("payload", &m.payload)?;
     }
     Ok(())
+}
+
+/// Bytes [`write_delivered`] writes for `messages`.
+pub(crate) fn delivered_size(messages: &[WireDelivery]) -> usize {
+    4 + messages
+        .iter()
+        .map(|m| {
+            crate::DELIVERED_OVERHEAD
+                + m.key.as_ref().map_or(0, |k| k.len())
+                + m.headers
+                    .iter()
+                    .map(|h| 6 + h.name.len() + h.value.len())
+                    .sum::<usize>()
+                + m.payload.len()
+        })
+        .sum::<usize>()
 }
 
 /// Reads what [`write_delivered`] wrote.

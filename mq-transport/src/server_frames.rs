@@ -4,8 +4,8 @@
 use mq_core::{GroupName, Offset};
 
 use crate::frame::{
-    WireMsg, ack_code, capacity, durability_code, read_ack, read_count, read_delivered,
-    read_durability, topic, write_delivered,
+    WireMsg, ack_code, capacity, delivered_size, durability_code, read_ack, read_count,
+    read_delivered, read_durability, topic, write_delivered,
 };
 use crate::protocol::{ErrorCode, ServerMsg, SubscriptionId, kind};
 use crate::wire::{DecodeError, EncodeError, Reader, Writer};
@@ -13,6 +13,14 @@ use crate::wire::{DecodeError, EncodeError, Reader, Writer};
 impl WireMsg for ServerMsg {
     fn kind(&self) -> u8 {
         self.kind_byte()
+    }
+
+    fn body_size_hint(&self) -> usize {
+        match self {
+            ServerMsg::Deliveries { messages, .. } => 4 + delivered_size(messages),
+            ServerMsg::Peeked { messages } => delivered_size(messages),
+            _ => 0,
+        }
     }
 
     fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {

@@ -583,3 +583,68 @@ fn a_config_with_an_unknown_key_reports_it_and_does_not_carry_it_on() {
     };
     assert!(unknown_keys.is_empty());
 }
+
+#[test]
+fn the_body_size_hint_of_a_frame_of_messages_is_its_body_size() {
+    let delivery = |key: Option<&str>, headers: Vec<Header>, payload: &str| WireDelivery {
+        offset: Offset(7),
+        timestamp: Timestamp::from_millis(9),
+        priority: 3,
+        deliveries: 1,
+        key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
+        headers,
+        payload: Bytes::copy_from_slice(payload.as_bytes()),
+    };
+    let messages = vec![
+        delivery(None, Vec::new(), "hello"),
+        delivery(Some("k1"), vec![Header::new("trace", "abc")], ""),
+    ];
+    for msg in [
+        ServerMsg::Deliveries {
+            sub: SubscriptionId(4),
+            messages: messages.clone(),
+        },
+        ServerMsg::Peeked { messages },
+    ] {
+        let hint = msg.body_size_hint();
+        let mut buf = BytesMut::new();
+        encode_frame(&Frame::new(RequestId(1), msg), DEFAULT_MAX_FRAME, &mut buf).unwrap();
+        assert_eq!(
+            hint,
+            buf.len() - 4 - 1 - 4,
+            "length, kind and request id aside"
+        );
+    }
+}
+
+#[test]
+fn the_body_size_hint_of_a_publish_is_its_body_size() {
+    let messages = vec![
+        NewMessage::new("hello"),
+        NewMessage::new("")
+            .key("k")
+            .header("trace", "abc")
+            .priority(2),
+    ];
+    for msg in [
+        ClientMsg::Publish {
+            topic: topic(),
+            messages: messages.clone(),
+        },
+        ClientMsg::PublishIdempotent {
+            topic: topic(),
+            producer: 1,
+            seq: 2,
+            messages,
+        },
+    ] {
+        let hint = msg.body_size_hint();
+        let mut buf = BytesMut::new();
+        encode_frame(&Frame::new(RequestId(1), msg), DEFAULT_MAX_FRAME, &mut buf).unwrap();
+        assert_eq!(
+            hint,
+            buf.len() - 4 - 1 - 4,
+            "length, kind and request id aside"
+        );
+    }
+}
