@@ -104,18 +104,21 @@ impl Group {
         for &p in log.active() {
             let level = log.level(p);
             let mut cursor = self.cursor(p).max(level.start());
-            while cursor < level.end() && {
+            let mut next = None;
+            while cursor < level.end() {
                 let offset = level.offset_at(cursor);
-                offset < self.min_offset || self.acks.contains(offset)
-            } {
+                if offset >= self.min_offset && !self.acks.contains(offset) {
+                    next = Some(offset);
+                    break;
+                }
                 cursor += 1;
             }
             *self.cursor_mut(p) = cursor;
-            if cursor < level.end() {
+            if let Some(offset) = next {
                 fresh = Some(Pick::Fresh {
                     priority: p,
                     seq: cursor,
-                    offset: level.offset_at(cursor),
+                    offset,
                 });
                 break;
             }
