@@ -7,30 +7,34 @@ use std::time::Instant;
 use anyhow::Context;
 use hdrhistogram::Histogram;
 use mq_client::{
-    AckMode, Client, GroupName, NewMessage, StartPosition, Subscription, TopicConfig, TopicName,
+    AckMode, Client, GroupName, NewMessage, Producer, StartPosition, Subscription, TopicConfig,
+    TopicName,
 };
 
 use super::workloads::{fresh_topic, payload, producer_config};
 use super::{BenchResult, Plan};
 
-/// Publishes `count` messages over `topics`, a batch (or, plain, a message) to each topic
-/// in turn.
-async fn produce_round_robin(
-    client: Client,
-    topics: Vec<TopicName>,
-    plan: Plan,
-    count: u64,
-) -> anyhow::Result<()> {
-    let producers: Vec<_> = topics
+/// A producer for each of `topics` on `client`.
+fn producers(client: &Client, topics: &[TopicName], plan: &Plan) -> Vec<Producer> {
+    topics
         .iter()
         .map(|t| {
             if plan.plain {
                 client.producer(t.clone())
             } else {
-                client.producer_with(t.clone(), producer_config(&plan))
+                client.producer_with(t.clone(), producer_config(plan))
             }
         })
-        .collect();
+        .collect()
+}
+
+/// Publishes `count` messages through `producers`, a batch (or, plain, a message) to each
+/// in turn.
+async fn produce_round_robin(
+    producers: Vec<Producer>,
+    plan: Plan,
+    count: u64,
+) -> anyhow::Result<()> {
     let body = payload(plan.size);
     let per_batch = if plan.plain { 1 } else { plan.batch as u64 };
     let (mut left, mut next) = (count, 0usize);
@@ -54,29 +58,34 @@ async fn produce_round_robin(
     Ok(())
 }
 
-/// `--topics` topics published round-robin by `--producers` producers.
+/// `--topics` topics published round-robin by `--producers` clients (connected, with a
+/// producer for every topic, before the clock starts).
 pub(crate) async fn topics(plan: &Plan) -> anyhow::Result<BenchResult> {
     let admin = plan.connect().await?;
     let mut topics = Vec::with_capacity(plan.topics);
     for _ in 0..plan.topics {
         topics.push(fresh_topic(&admin, "topics").await?);
     }
+    let clients = plan.producers as u64;
+    let mut ready = Vec::new();
+    for c in 0..clients {
+        let client = plan.connect().await?;
+        // Each client starts at another topic.
+        let mut mine = topics.clone();
+        mine.rotate_left(c as usize * topics.len() / clients as usize);
+        ready.push((producers(&client, &mine, plan), client));
+    }
     plan.progress.start("topics", plan.n);
-    let producers = plan.producers as u64;
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for p in 0..producers {
-        let count = plan.n / producers + u64::from(p < plan.n % producers);
-        let client = plan.connect().await?;
-        // Each producer starts at another topic.
-        let mut mine = topics.clone();
-        mine.rotate_left(p as usize * topics.len() / producers as usize);
-        tasks.push(tokio::spawn(produce_round_robin(
-            client,
-            mine,
-            plan.clone(),
-            count,
-        )));
+    for (c, (producers, client)) in ready.into_iter().enumerate() {
+        let c = c as u64;
+        let count = plan.n / clients + u64::from(c < plan.n % clients);
+        let plan = plan.clone();
+        tasks.push(tokio::spawn(async move {
+            let _keep = client;
+            produce_round_robin(producers, plan, count).await
+        }));
     }
     for t in tasks {
         t.await??;

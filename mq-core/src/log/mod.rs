@@ -25,8 +25,11 @@ use crate::storage::{Records, StoredMessage};
 pub(crate) use level::Level;
 
 /// Bytes of each chunk records are encoded into (a record larger than that gets a chunk of
-/// its own).
+/// its own) ...
 const CHUNK: usize = 64 * 1024;
+/// ... or fewer, down to this, when what is left of a batch is smaller: a topic that
+/// receives little holds little.
+const SMALL_CHUNK: usize = 4 * 1024;
 
 /// Slots of the cache of messages read from the chunks: groups that read close behind one
 /// another share one decoded message instead of decoding it each.
@@ -613,17 +616,22 @@ impl Log {
             parts: Vec::new(),
             counts: Vec::new(),
         };
+        let record_len = |(_, mark, size): &(Fields<'m>, Option<Mark>, u64)| {
+            usize::try_from(*size).unwrap_or(usize::MAX) + mark.map_or(0, |_| STAMP)
+        };
+        let mut rest: usize = (0..count).map(|i| record_len(&record(i))).sum();
         let mut part = Part::default();
         for i in 0..count {
-            let (fields, mark, size) = record(i);
-            let len = usize::try_from(size).unwrap_or(usize::MAX) + mark.map_or(0, |_| STAMP);
+            let this = record(i);
+            let len = record_len(&this);
+            let (fields, mark, size) = this;
             if self.tail.capacity() - self.tail.len() < len {
                 if part.count > 0 {
                     staged.parts.push(self.tail.split().freeze());
                     staged.counts.push(part);
                 }
                 part = Part::default();
-                self.tail = BytesMut::with_capacity(len.max(CHUNK));
+                self.tail = BytesMut::with_capacity(rest.clamp(SMALL_CHUNK, CHUNK).max(len));
             }
             let pos = u32::try_from(self.tail.len()).unwrap_or(u32::MAX);
             // Records the store keeps get their checksum; in memory alone nothing checks it.
@@ -634,6 +642,7 @@ impl Log {
                 return Err((Offset(fields.offset), e));
             }
             self.entries.push_back(pos);
+            rest -= len;
             if part.count == 0 {
                 part.marks[0] = mark.is_some();
             }

@@ -50,6 +50,9 @@ pub(crate) struct Bench {
     /// Messages of 1 KiB in the backlog target
     #[arg(long, default_value_t = 8_000_000)]
     backlog: u64,
+    /// Run only this target (1–7); the table is then printed, not recorded
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=7))]
+    only: Option<u8>,
     /// Count the server's instructions per published and per delivered message with
     /// valgrind's callgrind instead (repeatable on a noisy machine)
     #[arg(long)]
@@ -82,6 +85,7 @@ impl Bench {
                 idle_secs: self.idle_secs,
                 backlog: self.backlog,
                 data_dir,
+                only: self.only,
             };
             let figures = targets::run(&release, &sizes)?;
             let json = Value::Array(figures.iter().map(targets::Figure::json).collect());
@@ -102,6 +106,9 @@ impl Bench {
                 targets::render(&figures)
             );
             println!("{table}");
+            if self.only.is_some() {
+                return Ok(());
+            }
             return self.record(TARGETS, &table);
         }
         let (n, large) = (self.n.to_string(), self.large_n.to_string());

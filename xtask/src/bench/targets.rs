@@ -26,6 +26,8 @@ pub(crate) struct Sizes {
     pub(crate) backlog: u64,
     /// Where file-storage servers keep their data.
     pub(crate) data_dir: std::path::PathBuf,
+    /// Only this target (1–7), when given.
+    pub(crate) only: Option<u8>,
 }
 
 /// One figure: what was measured, each run's value, and the unit.
@@ -83,14 +85,14 @@ fn num(v: &Value, key: &str) -> anyhow::Result<f64> {
 
 /// Runs every target and returns the figures, in the order of the targets.
 pub(crate) fn run(release: &Path, sizes: &Sizes) -> anyhow::Result<Vec<Figure>> {
+    type Target = fn(&Path, &Sizes) -> anyhow::Result<Vec<Figure>>;
+    let targets: [Target; 7] = [memory, cold, sdk, latency, backlog, scale, durable];
     let mut figures = Vec::new();
-    figures.extend(memory(release, sizes)?);
-    figures.extend(cold(release, sizes)?);
-    figures.extend(sdk(release, sizes)?);
-    figures.extend(latency(release, sizes)?);
-    figures.extend(backlog(release, sizes)?);
-    figures.extend(scale(release, sizes)?);
-    figures.extend(durable(release, sizes)?);
+    for (number, target) in (1u8..).zip(targets) {
+        if sizes.only.is_none_or(|only| only == number) {
+            figures.extend(target(release, sizes)?);
+        }
+    }
     Ok(figures)
 }
 
