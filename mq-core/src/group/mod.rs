@@ -170,8 +170,9 @@ impl Group {
             StartPosition::Offset(o) => o.max(log.first()),
             StartPosition::Time(t) => log.offset_at(t),
         };
-        let levels = log.active().first().map_or(0, |&p| p + 1);
-        let cursors = (0..levels)
+        let levels = log.active().first().map_or(0, |&p| usize::from(p) + 1);
+        let cursors = (0..=u8::MAX)
+            .take(levels)
             .map(|p| log.level(p).seq_at_or_after(start))
             .collect();
         let mut acks = AckSet::new(start);

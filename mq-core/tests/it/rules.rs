@@ -831,3 +831,19 @@ fn empty_messages_count_against_max_bytes() {
         10 * mq_core::RECORD_OVERHEAD
     );
 }
+
+#[test]
+fn a_group_made_after_a_message_of_the_highest_priority_gets_it() {
+    let b = Broker::new();
+    let t = topic("t");
+    b.publish(&t, NewMessage::new("top").priority(u8::MAX))
+        .unwrap();
+    b.publish(&t, NewMessage::new("low")).unwrap();
+    let c = b.subscribe(sub(&t, "late")).unwrap();
+    let first = c.poll().unwrap().unwrap();
+    assert_eq!(
+        (&first.message.payload[..], first.message.priority),
+        (&b"top"[..], u8::MAX)
+    );
+    assert_eq!(&c.poll().unwrap().unwrap().message.payload[..], b"low");
+}
