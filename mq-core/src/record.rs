@@ -164,16 +164,7 @@ pub(crate) fn read_own(data: &Bytes, pos: usize) -> Option<Message> {
     let mut headers = Vec::new();
     if count > 0 {
         let mut c = Cursor::new(data.get(at..end)?);
-        headers.reserve(usize::from(count).min(64));
-        for _ in 0..count {
-            let n = usize::from(c.u16()?);
-            let name = std::str::from_utf8(c.take(n)?).ok()?.to_owned();
-            let n = c.u32()? as usize;
-            headers.push(Header {
-                name,
-                value: data.slice_ref(c.take(n)?),
-            });
-        }
+        headers = read_headers(data, &mut c, count)?;
         at = end - c.remaining();
     }
     let n = u32_at(at)? as usize;
@@ -463,6 +454,22 @@ fn read_stamp(c: &mut Cursor<'_>) -> Option<Option<Mark>> {
     }
 }
 
+/// Reads `count` headers at `c`, a cursor over part of `data`: names checked as UTF-8,
+/// values slices of `data`.
+fn read_headers(data: &Bytes, c: &mut Cursor<'_>, count: u16) -> Option<Vec<Header>> {
+    let mut headers = Vec::with_capacity(usize::from(count).min(64));
+    for _ in 0..count {
+        let n = usize::from(c.u16()?);
+        let name = std::str::from_utf8(c.take(n)?).ok()?.to_owned();
+        let n = c.u32()? as usize;
+        headers.push(Header {
+            name,
+            value: data.slice_ref(c.take(n)?),
+        });
+    }
+    Some(headers)
+}
+
 /// Reads a whole record body; its bytes are slices of `data` (which holds `body`), not
 /// copies.
 fn parse(data: &Bytes, body: &[u8]) -> Option<(Message, Option<Mark>)> {
@@ -475,16 +482,7 @@ fn parse(data: &Bytes, body: &[u8]) -> Option<(Message, Option<Mark>)> {
         n => Some(data.slice_ref(c.take(n as usize)?)),
     };
     let count = c.u16()?;
-    let mut headers = Vec::with_capacity(usize::from(count).min(64));
-    for _ in 0..count {
-        let n = usize::from(c.u16()?);
-        let name = std::str::from_utf8(c.take(n)?).ok()?.to_owned();
-        let n = c.u32()? as usize;
-        headers.push(Header {
-            name,
-            value: data.slice_ref(c.take(n)?),
-        });
-    }
+    let headers = read_headers(data, &mut c, count)?;
     let n = c.u32()? as usize;
     let payload = data.slice_ref(c.take(n)?);
     let stamp = read_stamp(&mut c)?;

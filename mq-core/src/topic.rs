@@ -255,7 +255,7 @@ impl TopicState {
         self.last_timestamp = timestamp;
         let staged = self
             .log
-            .stage(&batch, timestamp, stamp)
+            .stage(&batch, bytes, timestamp, stamp)
             .map_err(|(offset, e)| StorageError {
                 context: format!("appending to topic {}", self.name),
                 message: format!("the message at offset {offset}: {e}"),

@@ -584,6 +584,18 @@ fn a_config_with_an_unknown_key_reports_it_and_does_not_carry_it_on() {
     assert!(unknown_keys.is_empty());
 }
 
+/// A frame's body size hint is the size of the body it encodes to.
+fn assert_hint_is_body_size<M: WireMsg>(msg: M) {
+    let hint = msg.body_size_hint();
+    let mut buf = BytesMut::new();
+    encode_frame(&Frame::new(RequestId(1), msg), DEFAULT_MAX_FRAME, &mut buf).unwrap();
+    assert_eq!(
+        hint,
+        buf.len() - 4 - 1 - 4,
+        "length, kind and request id aside"
+    );
+}
+
 #[test]
 fn the_body_size_hint_of_a_frame_of_messages_is_its_body_size() {
     let delivery = |key: Option<&str>, headers: Vec<Header>, payload: &str| WireDelivery {
@@ -606,14 +618,7 @@ fn the_body_size_hint_of_a_frame_of_messages_is_its_body_size() {
         },
         ServerMsg::Peeked { messages },
     ] {
-        let hint = msg.body_size_hint();
-        let mut buf = BytesMut::new();
-        encode_frame(&Frame::new(RequestId(1), msg), DEFAULT_MAX_FRAME, &mut buf).unwrap();
-        assert_eq!(
-            hint,
-            buf.len() - 4 - 1 - 4,
-            "length, kind and request id aside"
-        );
+        assert_hint_is_body_size(msg);
     }
 }
 
@@ -638,13 +643,6 @@ fn the_body_size_hint_of_a_publish_is_its_body_size() {
             messages,
         },
     ] {
-        let hint = msg.body_size_hint();
-        let mut buf = BytesMut::new();
-        encode_frame(&Frame::new(RequestId(1), msg), DEFAULT_MAX_FRAME, &mut buf).unwrap();
-        assert_eq!(
-            hint,
-            buf.len() - 4 - 1 - 4,
-            "length, kind and request id aside"
-        );
+        assert_hint_is_body_size(msg);
     }
 }

@@ -4,13 +4,13 @@
 //! percentiles of their one-hop latency are what `latency` (two hops: producer → broker →
 //! consumer) is compared against.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
-use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::timing::{latency_histogram, pace, record_arrival};
 use super::{BenchResult, Plan};
 
 pub(crate) async fn run(plan: &Plan) -> anyhow::Result<BenchResult> {
@@ -24,13 +24,11 @@ pub(crate) async fn run(plan: &Plan) -> anyhow::Result<BenchResult> {
     let reader = tokio::spawn(async move {
         let (mut socket, _) = listener.accept().await?;
         socket.set_nodelay(true)?;
-        let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+        let mut histogram = latency_histogram()?;
         let mut message = vec![0u8; size];
         for _ in 0..n {
             socket.read_exact(&mut message).await?;
-            let sent = u64::from_be_bytes(message[..8].try_into()?);
-            let now = base.elapsed().as_nanos() as u64;
-            histogram.saturating_record(now.saturating_sub(sent) / 1000);
+            record_arrival(&mut histogram, base, &message)?;
             progress.add(1);
         }
         anyhow::Ok(histogram)
@@ -43,27 +41,15 @@ pub(crate) async fn run(plan: &Plan) -> anyhow::Result<BenchResult> {
     let start = Instant::now();
     // A thread paces the writes and hands each to the runtime, exactly as the `latency`
     // workload paces its publishes: the floor includes that handoff, not the broker.
-    let pacer = std::thread::spawn(move || -> anyhow::Result<()> {
-        let interval = Duration::from_nanos(1_000_000_000 / rate);
-        let mut body = vec![0x61u8; size];
-        for i in 0..n {
-            let due = start + interval * u32::try_from(i).unwrap_or(u32::MAX);
-            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
-            }
-            body[..8].copy_from_slice(&(base.elapsed().as_nanos() as u64).to_be_bytes());
-            handle.block_on(socket.write_all(&body))?;
-        }
-        Ok(())
+    let pacer = std::thread::spawn(move || {
+        pace(n, rate, size, (start, base), |body| {
+            Ok(handle.block_on(socket.write_all(body))?)
+        })
     });
     let histogram = reader.await??;
     let secs = start.elapsed().as_secs_f64();
     tokio::task::spawn_blocking(move || pacer.join())
         .await?
         .map_err(|_| anyhow::anyhow!("hop: the pacing thread panicked"))??;
-    let mut result = BenchResult::throughput("hop", n, plan.size, secs);
-    result.p50_us = Some(histogram.value_at_quantile(0.50) as f64);
-    result.p99_us = Some(histogram.value_at_quantile(0.99) as f64);
-    result.p999_us = Some(histogram.value_at_quantile(0.999) as f64);
-    Ok(result)
+    Ok(BenchResult::throughput("hop", n, plan.size, secs).with_percentiles(&histogram))
 }

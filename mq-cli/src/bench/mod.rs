@@ -4,6 +4,7 @@
 mod hop;
 mod limit;
 mod scale;
+mod timing;
 mod workloads;
 
 use std::sync::Arc;

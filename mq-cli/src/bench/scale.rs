@@ -4,14 +4,12 @@
 
 use std::time::Instant;
 
-use anyhow::Context;
-use hdrhistogram::Histogram;
 use mq_client::{
-    AckMode, Client, GroupName, NewMessage, Producer, StartPosition, Subscription, TopicConfig,
-    TopicName,
+    AckMode, Client, GroupName, NewMessage, Producer, StartPosition, Subscription, TopicName,
 };
 
-use super::workloads::{fresh_topic, payload, producer_config};
+use super::timing::latency_histogram;
+use super::workloads::{finish, fresh_topic, payload, producer_config};
 use super::{BenchResult, Plan};
 
 /// A producer for each of `topics` on `client`.
@@ -117,9 +115,7 @@ pub(crate) async fn groups(plan: &Plan) -> anyhow::Result<BenchResult> {
         plan.progress.add(1);
     }
     let secs = start.elapsed().as_secs_f64();
-    if !plan.keep {
-        admin.delete_topic(&topic).await?;
-    }
+    finish(plan, &admin, &topic).await?;
     Ok(BenchResult::throughput("groups", plan.n, 0, secs))
 }
 
@@ -150,9 +146,7 @@ pub(crate) async fn catchup(plan: &Plan) -> anyhow::Result<BenchResult> {
     }
     let secs = start.elapsed().as_secs_f64();
     drop(consumer);
-    if !plan.keep {
-        admin.delete_topic(&topic).await?;
-    }
+    finish(plan, &admin, &topic).await?;
     let mut result = BenchResult::throughput("catchup", plan.n, plan.size, secs);
     result.fill_msgs_per_s = Some(plan.n as f64 / fill_secs.max(1e-9));
     Ok(result)
@@ -162,16 +156,10 @@ pub(crate) async fn catchup(plan: &Plan) -> anyhow::Result<BenchResult> {
 /// (`Producer::send`): the percentiles of that wait.
 pub(crate) async fn acked(plan: &Plan) -> anyhow::Result<BenchResult> {
     let admin = plan.connect().await?;
-    let topic = TopicName::new(format!("bench.acked.{}", std::process::id()))?;
-    let mut config = TopicConfig::default();
-    config.retention.max_bytes = None;
-    admin
-        .create_topic(&topic, config)
-        .await
-        .context("acked: cannot create the topic")?;
+    let topic = fresh_topic(&admin, "acked").await?;
     let producer = admin.producer(topic.clone());
     let body = payload(plan.size);
-    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut histogram = latency_histogram()?;
     plan.progress.start("acked", plan.n);
     let start = Instant::now();
     for _ in 0..plan.n {
@@ -181,12 +169,6 @@ pub(crate) async fn acked(plan: &Plan) -> anyhow::Result<BenchResult> {
         plan.progress.add(1);
     }
     let secs = start.elapsed().as_secs_f64();
-    if !plan.keep {
-        admin.delete_topic(&topic).await?;
-    }
-    let mut result = BenchResult::throughput("acked", plan.n, plan.size, secs);
-    result.p50_us = Some(histogram.value_at_quantile(0.50) as f64);
-    result.p99_us = Some(histogram.value_at_quantile(0.99) as f64);
-    result.p999_us = Some(histogram.value_at_quantile(0.999) as f64);
-    Ok(result)
+    finish(plan, &admin, &topic).await?;
+    Ok(BenchResult::throughput("acked", plan.n, plan.size, secs).with_percentiles(&histogram))
 }

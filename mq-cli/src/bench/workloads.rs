@@ -2,15 +2,15 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use hdrhistogram::Histogram;
 use mq_client::{AckMode, Client, NewMessage, ProducerConfig, Subscription};
 use mq_client::{GroupName, TopicConfig, TopicName};
 use tokio::sync::watch;
 
+use super::timing::{latency_histogram, pace, record_arrival};
 use super::{BenchResult, Plan};
 
 /// Prefetch window of benchmark consumers.
@@ -33,7 +33,7 @@ pub(crate) async fn fresh_topic(client: &Client, workload: &str) -> anyhow::Resu
 }
 
 /// Deletes the run's topic, unless the run keeps it (`--keep`).
-async fn finish(plan: &Plan, admin: &Client, topic: &TopicName) -> anyhow::Result<()> {
+pub(crate) async fn finish(plan: &Plan, admin: &Client, topic: &TopicName) -> anyhow::Result<()> {
     if !plan.keep {
         admin.delete_topic(topic).await?;
     }
@@ -278,12 +278,10 @@ pub(crate) async fn latency(plan: &Plan) -> anyhow::Result<BenchResult> {
     let n = plan.n;
     let progress = plan.progress.clone();
     let reader = tokio::spawn(async move {
-        let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+        let mut histogram = latency_histogram()?;
         for _ in 0..n {
             let d = consumer.recv().await?;
-            let sent = u64::from_be_bytes(d.payload()[..8].try_into()?);
-            let now = base.elapsed().as_nanos() as u64;
-            histogram.saturating_record(now.saturating_sub(sent) / 1000);
+            record_arrival(&mut histogram, base, d.payload())?;
             progress.add(1);
         }
         anyhow::Ok(histogram)
@@ -297,23 +295,14 @@ pub(crate) async fn latency(plan: &Plan) -> anyhow::Result<BenchResult> {
         }
     };
     let producer = plan.connect().await?.producer_with(topic.clone(), config);
-    let (rate, size) = (plan.rate, plan.size.max(8));
+    let (rate, size) = (plan.rate, plan.size);
     plan.progress.start("latency", n);
     let handle = tokio::runtime::Handle::current();
     let start = Instant::now();
-    // A thread paces the sends: tokio's timer ticks in milliseconds, too coarse for 10,000
-    // messages per second.
     let pacer = std::thread::spawn(move || -> anyhow::Result<()> {
-        let interval = Duration::from_nanos(1_000_000_000 / rate);
-        let mut body = vec![0x61u8; size];
-        for i in 0..n {
-            let due = start + interval * u32::try_from(i).unwrap_or(u32::MAX);
-            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
-            }
-            body[..8].copy_from_slice(&(base.elapsed().as_nanos() as u64).to_be_bytes());
-            handle.block_on(producer.publish(NewMessage::new(body.clone())))?;
-        }
+        pace(n, rate, size, (start, base), |body| {
+            Ok(handle.block_on(producer.publish(NewMessage::new(body.to_vec())))?)
+        })?;
         handle.block_on(producer.flush())?;
         Ok(())
     });
@@ -324,9 +313,5 @@ pub(crate) async fn latency(plan: &Plan) -> anyhow::Result<BenchResult> {
         .map_err(|_| anyhow::anyhow!("latency: the pacing thread panicked"))??;
     drop(consumer_client);
     finish(plan, &admin, &topic).await?;
-    let mut result = BenchResult::throughput("latency", n, plan.size, secs);
-    result.p50_us = Some(histogram.value_at_quantile(0.50) as f64);
-    result.p99_us = Some(histogram.value_at_quantile(0.99) as f64);
-    result.p999_us = Some(histogram.value_at_quantile(0.999) as f64);
-    Ok(result)
+    Ok(BenchResult::throughput("latency", n, plan.size, secs).with_percentiles(&histogram))
 }

@@ -568,7 +568,8 @@ impl Log {
         let Some(m) = messages.first() else {
             return Ok(());
         };
-        let staged = self.stage_with(m.offset, m.timestamp, messages.len(), |i| {
+        let bytes = messages.iter().map(|m| m.size()).sum();
+        let staged = self.stage_with(m.offset, m.timestamp, messages.len(), bytes, |i| {
             (Fields::of(&messages[i]), None, messages[i].size())
         })?;
         self.commit_with(staged, |i| (messages[i].priority, messages[i].size()));
@@ -585,11 +586,12 @@ impl Log {
     pub(crate) fn stage(
         &mut self,
         batch: &[NewMessage],
+        bytes: u64,
         timestamp: Timestamp,
         stamp: Option<BatchStamp>,
     ) -> Result<Staged, (Offset, TooLong)> {
         let (first, last) = (self.next(), batch.len().saturating_sub(1));
-        self.stage_with(first, timestamp, batch.len(), |i| {
+        self.stage_with(first, timestamp, batch.len(), bytes, |i| {
             let mark = match stamp {
                 Some(s) if i == last => Some(Mark::Last(s)),
                 Some(s) if i == 0 => Some(Mark::First(s)),
@@ -601,11 +603,13 @@ impl Log {
         })
     }
 
+    /// Encodes `count` records, `bytes` the sizes of their messages, as [`Log::stage`] does.
     fn stage_with<'m>(
         &mut self,
         first: Offset,
         timestamp: Timestamp,
         count: usize,
+        bytes: u64,
         record: impl Fn(usize) -> (Fields<'m>, Option<Mark>, u64),
     ) -> Result<Staged, (Offset, TooLong)> {
         debug_assert_eq!(first, self.next());
@@ -616,15 +620,12 @@ impl Log {
             parts: Vec::new(),
             counts: Vec::new(),
         };
-        let record_len = |(_, mark, size): &(Fields<'m>, Option<Mark>, u64)| {
-            usize::try_from(*size).unwrap_or(usize::MAX) + mark.map_or(0, |_| STAMP)
-        };
-        let mut rest: usize = (0..count).map(|i| record_len(&record(i))).sum();
+        // What is left of the batch (its marks aside): how large a new chunk need be.
+        let mut rest = usize::try_from(bytes).unwrap_or(usize::MAX);
         let mut part = Part::default();
         for i in 0..count {
-            let this = record(i);
-            let len = record_len(&this);
-            let (fields, mark, size) = this;
+            let (fields, mark, size) = record(i);
+            let len = usize::try_from(size).unwrap_or(usize::MAX) + mark.map_or(0, |_| STAMP);
             if self.tail.capacity() - self.tail.len() < len {
                 if part.count > 0 {
                     staged.parts.push(self.tail.split().freeze());
@@ -642,7 +643,7 @@ impl Log {
                 return Err((Offset(fields.offset), e));
             }
             self.entries.push_back(pos);
-            rest -= len;
+            rest = rest.saturating_sub(len);
             if part.count == 0 {
                 part.marks[0] = mark.is_some();
             }
@@ -946,11 +947,11 @@ mod tests {
                 seq: 0,
                 count: 700,
             };
+            let stored: u64 = batch.iter().map(NewMessage::size).sum();
             let staged = log
-                .stage(&batch, Timestamp::from_millis(1), Some(stamp))
+                .stage(&batch, stored, Timestamp::from_millis(1), Some(stamp))
                 .unwrap();
             let records = staged.records();
-            let stored: u64 = batch.iter().map(NewMessage::size).sum();
             assert_eq!(records.len(), 700);
             assert_eq!(records.size(), stored + 2 * STAMP as u64, "two marks");
             assert_eq!(records.messages().count(), 700);

@@ -1,13 +1,14 @@
 //! `cargo xtask bench --instructions`: the server's instructions per published and per
-//! delivered message, counted by valgrind's callgrind — the same for the same binary and
-//! inputs however busy the machine is, so later changes compare exactly.
+//! delivered message, counted by valgrind's callgrind — however busy the machine is, the
+//! same binary and inputs count within a few percent (how work batches between the
+//! server's tasks varies), so later changes compare closely.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
-use super::server::mq_bench;
+use super::server::BenchServer;
 
 /// Published messages of the publish run; delivered are four times the fan-out run's.
 const PUBLISHED: u64 = 200_000;
@@ -86,30 +87,13 @@ impl Counted {
 /// Runs the server under callgrind while `mq bench <args>` drives it.
 fn count(release: &Path, args: &[&str]) -> anyhow::Result<Counted> {
     let out = std::env::temp_dir().join(format!("mq-callgrind-{}.out", std::process::id()));
-    let mut server = Command::new("valgrind")
-        .args(["--tool=callgrind", "--quiet"])
-        .arg(format!("--callgrind-out-file={}", out.display()))
-        .arg(release.join("mq-server"))
-        .args(["--listen", "127.0.0.1:0", "--storage", "memory"])
-        .env("MQ_HTTP", "off")
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("cannot start mq-server under valgrind: is valgrind installed?")?;
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(server.stdout.take().context("no stdout")?),
-        &mut line,
-    )?;
-    let Some(addr) = line.trim().strip_prefix("listening on ") else {
-        let _ = server.kill();
-        let _ = server.wait();
-        bail!("mq-server did not start under valgrind");
-    };
-    let ran = mq_bench(release, addr, args);
-    let _ = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status();
-    let _ = server.wait();
+    let out_file = format!("--callgrind-out-file={}", out.display());
+    let wrapper = ["valgrind", "--tool=callgrind", "--quiet", &out_file];
+    let server = BenchServer::start_under(release, &wrapper, &["--storage", "memory"])
+        .context("is valgrind installed?")?;
+    // Stopped before reading: callgrind writes its counts when the server exits.
+    let ran = server.bench(args);
+    drop(server);
     ran?;
     let annotated = Command::new("callgrind_annotate")
         .args(["--inclusive=yes"])

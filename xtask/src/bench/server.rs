@@ -20,14 +20,33 @@ pub(crate) struct BenchServer {
 impl BenchServer {
     /// Starts `release/mq-server` on a free loopback port with `args`.
     pub(crate) fn start(release: &Path, args: &[&str]) -> anyhow::Result<Self> {
-        let mut child = Command::new(release.join("mq-server"))
+        Self::start_under(release, &[], args)
+    }
+
+    /// Starts `release/mq-server` as [`BenchServer::start`] does, run by `wrapper` (a
+    /// program and its arguments, such as valgrind's) when it is not empty.
+    pub(crate) fn start_under(
+        release: &Path,
+        wrapper: &[&str],
+        args: &[&str],
+    ) -> anyhow::Result<Self> {
+        let server = release.join("mq-server");
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(&server);
+                c
+            }
+            None => Command::new(&server),
+        };
+        let mut child = command
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", "warn")
             .env("MQ_HTTP", "off")
             .stdout(Stdio::piped())
             .spawn()
-            .context("cannot start the release mq-server")?;
+            .with_context(|| format!("cannot start the release mq-server {}", wrapper.join(" ")))?;
         let mut line = String::new();
         BufReader::new(child.stdout.take().context("no stdout")?).read_line(&mut line)?;
         let Some(addr) = line.trim().strip_prefix("listening on ") else {

@@ -96,7 +96,9 @@ pub(crate) fn run(release: &Path, sizes: &Sizes) -> anyhow::Result<Vec<Figure>> 
     Ok(figures)
 }
 
-fn file_args(sizes: &Sizes, fsync: &'static str) -> Vec<String> {
+/// Server flags for file storage with `fsync` in the data dir, which is emptied first so
+/// that every server so started begins with no topics.
+fn fresh_file_args(sizes: &Sizes, fsync: &'static str) -> Vec<String> {
     let dir = sizes.data_dir.to_string_lossy().into_owned();
     let _ = std::fs::remove_dir_all(&sizes.data_dir);
     ["--storage", "file", "--fsync", fsync, "--data-dir", &dir]
@@ -125,7 +127,7 @@ fn memory(release: &Path, sizes: &Sizes) -> anyhow::Result<Vec<Figure>> {
     for _ in 0..sizes.runs {
         for (figure, args) in [
             (&mut mem, vec!["--storage".to_owned(), "memory".to_owned()]),
-            (&mut file, file_args(sizes, "interval")),
+            (&mut file, fresh_file_args(sizes, "interval")),
         ] {
             let server = BenchServer::start(release, &strs(&args))?;
             let before = server.rss();
@@ -253,7 +255,7 @@ fn backlog(release: &Path, sizes: &Sizes) -> anyhow::Result<Vec<Figure>> {
         "MiB",
     );
     // The backlog is large: one run.
-    let mut args = file_args(sizes, "interval");
+    let mut args = fresh_file_args(sizes, "interval");
     args.extend(["--max-memory".to_owned(), (256u64 << 20).to_string()]);
     let server = BenchServer::start(release, &strs(&args))?;
     let watch = server.watch_rss();
@@ -355,7 +357,7 @@ fn durable(release: &Path, sizes: &Sizes) -> anyhow::Result<Vec<Figure>> {
     for _ in 0..sizes.runs {
         for (storage, args) in [
             (0, vec!["--storage".to_owned(), "memory".to_owned()]),
-            (1, file_args(sizes, "interval")),
+            (1, fresh_file_args(sizes, "interval")),
         ] {
             let server = BenchServer::start(release, &strs(&args))?;
             server.bench(&["publish", "-n", &n, "--size", "100"])?;
@@ -379,7 +381,7 @@ fn durable(release: &Path, sizes: &Sizes) -> anyhow::Result<Vec<Figure>> {
         "µs",
     );
     for _ in 0..sizes.runs {
-        let args = file_args(sizes, "always");
+        let args = fresh_file_args(sizes, "always");
         let server = BenchServer::start(release, &strs(&args))?;
         let acked = server.bench(&["acked", "-n", "2000", "--size", "100"])?;
         acked_p50.values.push(num(&acked, "p50_us")?);
