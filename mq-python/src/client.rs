@@ -1,0 +1,372 @@
+//! `mq.Client`: a broker over TCP or in this process, its producers and consumers, and the
+//! admin calls (topics, groups, stats) answered as dicts.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use mq_client::{
+    Broker, ClientConfig, ClientError, ClientTls, FileOptions, FileStorage, FsyncPolicy, GroupName,
+    ProducerConfig, Reconnect, TopicName,
+};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::consumer::{Consumer, SubscribeArgs};
+use crate::dicts::{Plain, topic_config};
+use crate::errors::{bad_value, invalid_name};
+use crate::producer::Producer;
+use crate::runtime::{complete, handle};
+
+/// A handle on a broker: `Client.connect(addr)` for an `mq-server`, `Client.embedded()` for
+/// a broker inside this process. Both have the same methods. Safe to share between threads;
+/// `close()` (or leaving a `with` block) releases the connection.
+#[pyclass(frozen, module = "mq")]
+pub(crate) struct Client {
+    inner: mq_client::Client,
+    /// The broker of an embedded client, flushed to disk when it is closed.
+    broker: Option<Broker>,
+}
+
+/// A topic name, or `mq.InvalidName`.
+pub(crate) fn topic_name(py: Python<'_>, name: &str) -> PyResult<TopicName> {
+    TopicName::new(name).map_err(|e| invalid_name(py, &e))
+}
+
+/// A group name, or `mq.InvalidName`.
+pub(crate) fn group_name(py: Python<'_>, name: &str) -> PyResult<GroupName> {
+    GroupName::new(name).map_err(|e| invalid_name(py, &e))
+}
+
+/// A duration from seconds.
+pub(crate) fn seconds(what: &str, secs: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(secs).map_err(|_| {
+        bad_value(format!(
+            "{what} must be a non-negative number of seconds, not {secs}"
+        ))
+    })
+}
+
+impl Client {
+    fn connect_config(
+        token: Option<String>,
+        tls_ca: Option<PathBuf>,
+        name: Option<String>,
+        reconnect: bool,
+        request_timeout: f64,
+    ) -> PyResult<ClientConfig> {
+        let mut config = ClientConfig {
+            token,
+            request_timeout: seconds("request_timeout", request_timeout)?,
+            reconnect: Reconnect {
+                enabled: reconnect,
+                ..Reconnect::default()
+            },
+            ..ClientConfig::default()
+        };
+        if let Some(name) = name {
+            config.name = name;
+        }
+        if let Some(ca) = tls_ca {
+            config.tls = Some(ClientTls {
+                ca: Some(ca),
+                ..ClientTls::default()
+            });
+        }
+        Ok(config)
+    }
+}
+
+#[pymethods]
+impl Client {
+    /// Connects to the `mq-server` at `addr` (like `"127.0.0.1:9800"`).
+    #[staticmethod]
+    #[pyo3(signature = (addr, token = None, tls_ca = None, *, name = None, reconnect = true, request_timeout = 30.0, _aio = false))]
+    #[allow(clippy::too_many_arguments)]
+    fn connect(
+        py: Python<'_>,
+        addr: String,
+        token: Option<String>,
+        tls_ca: Option<PathBuf>,
+        name: Option<String>,
+        reconnect: bool,
+        request_timeout: f64,
+        _aio: bool,
+    ) -> PyResult<Py<PyAny>> {
+        let config = Self::connect_config(token, tls_ca, name, reconnect, request_timeout)?;
+        complete(py, _aio, async move {
+            mq_client::Client::connect_with(&addr, config)
+                .await
+                .map(|inner| Client {
+                    inner,
+                    broker: None,
+                })
+        })
+    }
+
+    /// A broker inside this process: memory storage, or file storage in `data_dir` (made if
+    /// missing) with `fsync` (`"interval"`, `"always"` or `"never"`). It runs its background
+    /// work itself: retention, ack timeouts and redelivery, the fsync interval.
+    #[staticmethod]
+    #[pyo3(signature = (data_dir = None, *, fsync = "interval"))]
+    fn embedded(py: Python<'_>, data_dir: Option<PathBuf>, fsync: &str) -> PyResult<Self> {
+        let policy: FsyncPolicy = fsync
+            .parse()
+            .map_err(|e| bad_value(format!("fsync: {e}")))?;
+        let broker = match data_dir {
+            None => Broker::new(),
+            Some(dir) => {
+                let opened = py.detach(|| {
+                    std::fs::create_dir_all(&dir)
+                        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                    let storage = FileStorage::open(
+                        &dir,
+                        FileOptions {
+                            fsync: policy,
+                            ..FileOptions::default()
+                        },
+                    )
+                    .map_err(|e| e.to_string())?;
+                    Broker::builder()
+                        .storage(storage)
+                        .build()
+                        .map_err(|e| e.to_string())
+                });
+                opened.map_err(|message| {
+                    crate::errors::to_py(
+                        py,
+                        &ClientError::Protocol {
+                            message: format!("cannot open the embedded broker: {message}"),
+                        },
+                    )
+                })?
+            }
+        };
+        let _entered = handle()?.enter();
+        Ok(Self {
+            inner: mq_client::Client::embedded(broker.clone()),
+            broker: Some(broker),
+        })
+    }
+
+    /// A producer for `topic`. `batch_size` (messages) and `linger` (seconds to wait for a
+    /// batch to fill) tune batching; `max_in_flight` bounds the batches on their way;
+    /// `idempotent` makes resends after a reconnect land once.
+    #[pyo3(signature = (topic, *, batch_size = None, linger = None, max_in_flight = None, idempotent = None))]
+    fn producer(
+        &self,
+        py: Python<'_>,
+        topic: &str,
+        batch_size: Option<usize>,
+        linger: Option<f64>,
+        max_in_flight: Option<usize>,
+        idempotent: Option<bool>,
+    ) -> PyResult<Producer> {
+        let topic = topic_name(py, topic)?;
+        let mut config = ProducerConfig::default();
+        if let Some(n) = batch_size {
+            config.batch_size = n.max(1);
+        }
+        if let Some(secs) = linger {
+            config.linger = seconds("linger", secs)?;
+        }
+        if let Some(n) = max_in_flight {
+            config.max_in_flight = n.max(1);
+        }
+        if let Some(on) = idempotent {
+            config.idempotent = on;
+        }
+        let _entered = handle()?.enter();
+        Ok(Producer::new(self.inner.producer_with(topic, config)))
+    }
+
+    /// A consumer of `topic` in `group` (`None`: a group of its own that ends with it).
+    /// `ack` is `"manual"` (ack each delivery) or `"auto"`; `prefetch` bounds the deliveries
+    /// not yet acked; `start` says where a new group begins (`"earliest"`, `"latest"` or an
+    /// offset; an existing group carries on where it is); `exclusive` refuses a second
+    /// consumer in the group (it gets `mq.GroupBusy`).
+    #[pyo3(signature = (topic, group = None, *, ack = "manual", prefetch = 1000, start = None, exclusive = false, create_topic = true, _aio = false))]
+    #[allow(clippy::too_many_arguments)]
+    fn consumer(
+        &self,
+        py: Python<'_>,
+        topic: &str,
+        group: Option<&str>,
+        ack: &str,
+        prefetch: u32,
+        start: Option<&Bound<'_, PyAny>>,
+        exclusive: bool,
+        create_topic: bool,
+        _aio: bool,
+    ) -> PyResult<Py<PyAny>> {
+        let args = SubscribeArgs::new(
+            py,
+            topic,
+            group,
+            ack,
+            prefetch,
+            start,
+            exclusive,
+            create_topic,
+        )?;
+        complete(py, _aio, Consumer::subscribe(self.inner.clone(), args))
+    }
+
+    /// Creates `topic`. Settings (all optional): `max_messages`, `max_bytes`, `overflow`
+    /// (`"reject"` or `"drop-oldest"`), `max_age` and `retain_consumed` (seconds), and the
+    /// defaults of its groups: `ack`, `ack_timeout` (seconds), `max_deliveries` (then the
+    /// message goes to `<topic>.dlq`), `prefetch`.
+    #[pyo3(signature = (topic, *, _aio = false, **config))]
+    fn create_topic(
+        &self,
+        py: Python<'_>,
+        topic: &str,
+        _aio: bool,
+        config: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
+        let (topic, config) = (topic_name(py, topic)?, topic_config(py, config)?);
+        let client = self.inner.clone();
+        complete(py, _aio, async move {
+            client.create_topic(&topic, config).await
+        })
+    }
+
+    /// The names of the topics.
+    #[pyo3(signature = (*, _aio = false))]
+    fn topics(&self, py: Python<'_>, _aio: bool) -> PyResult<Py<PyAny>> {
+        let client = self.inner.clone();
+        complete(py, _aio, async move {
+            Ok(client
+                .topics()
+                .await?
+                .iter()
+                .map(|t| t.as_str().to_owned())
+                .collect::<Vec<_>>())
+        })
+    }
+
+    /// A topic's configuration and stats, with its groups, as a dict.
+    #[pyo3(signature = (topic, *, _aio = false))]
+    fn describe_topic(&self, py: Python<'_>, topic: &str, _aio: bool) -> PyResult<Py<PyAny>> {
+        let (topic, client) = (topic_name(py, topic)?, self.inner.clone());
+        complete(py, _aio, async move {
+            Plain::of(&client.describe(&topic).await?)
+        })
+    }
+
+    /// Deletes a topic, its messages and its groups.
+    #[pyo3(signature = (topic, *, _aio = false))]
+    fn delete_topic(&self, py: Python<'_>, topic: &str, _aio: bool) -> PyResult<Py<PyAny>> {
+        let (topic, client) = (topic_name(py, topic)?, self.inner.clone());
+        complete(py, _aio, async move { client.delete_topic(&topic).await })
+    }
+
+    /// Deletes every message of a topic, keeping the topic and its groups.
+    #[pyo3(signature = (topic, *, _aio = false))]
+    fn purge_topic(&self, py: Python<'_>, topic: &str, _aio: bool) -> PyResult<Py<PyAny>> {
+        let (topic, client) = (topic_name(py, topic)?, self.inner.clone());
+        complete(py, _aio, async move { client.purge_topic(&topic).await })
+    }
+
+    /// The stats of a topic's groups, a dict each.
+    #[pyo3(signature = (topic, *, _aio = false))]
+    fn groups(&self, py: Python<'_>, topic: &str, _aio: bool) -> PyResult<Py<PyAny>> {
+        let (topic, client) = (topic_name(py, topic)?, self.inner.clone());
+        complete(
+            py,
+            _aio,
+            async move { Plain::of(&client.groups(&topic).await?) },
+        )
+    }
+
+    /// A group in detail (its consumers, what they hold, why it may be stuck), as a dict.
+    #[pyo3(signature = (topic, group, *, _aio = false))]
+    fn describe_group(
+        &self,
+        py: Python<'_>,
+        topic: &str,
+        group: &str,
+        _aio: bool,
+    ) -> PyResult<Py<PyAny>> {
+        let (topic, group) = (topic_name(py, topic)?, group_name(py, group)?);
+        let client = self.inner.clone();
+        complete(py, _aio, async move {
+            Plain::of(&client.describe_group(&topic, &group).await?)
+        })
+    }
+
+    /// Deletes a group that has no consumer.
+    #[pyo3(signature = (topic, group, *, _aio = false))]
+    fn delete_group(
+        &self,
+        py: Python<'_>,
+        topic: &str,
+        group: &str,
+        _aio: bool,
+    ) -> PyResult<Py<PyAny>> {
+        let (topic, group) = (topic_name(py, topic)?, group_name(py, group)?);
+        let client = self.inner.clone();
+        complete(py, _aio, async move {
+            client.delete_group(&topic, &group).await
+        })
+    }
+
+    /// The broker's stats (or, with `topic`, one topic's), as a dict.
+    #[pyo3(signature = (topic = None, *, _aio = false))]
+    fn stats(&self, py: Python<'_>, topic: Option<&str>, _aio: bool) -> PyResult<Py<PyAny>> {
+        let topic = topic.map(|t| topic_name(py, t)).transpose()?;
+        let client = self.inner.clone();
+        complete(py, _aio, async move {
+            match topic {
+                Some(topic) => Plain::of(&client.topic_stats(&topic).await?),
+                None => Plain::of(&client.stats().await?),
+            }
+        })
+    }
+
+    /// Closes the connection (an embedded broker writes what it holds to disk). Producers
+    /// and consumers made from this client fail from then on; `flush()` them first.
+    #[pyo3(signature = (*, _aio = false))]
+    fn close(&self, py: Python<'_>, _aio: bool) -> PyResult<Py<PyAny>> {
+        let (client, broker) = (self.inner.clone(), self.broker.clone());
+        complete(py, _aio, async move {
+            client.close().await;
+            match broker {
+                Some(broker) => tokio::task::spawn_blocking(move || broker.flush())
+                    .await
+                    .map_err(|e| ClientError::Protocol {
+                        message: format!("flushing the embedded broker failed: {e}"),
+                    })?
+                    .map_err(ClientError::from),
+                None => Ok(()),
+            }
+        })
+    }
+
+    /// Whether the connection is closed (never, for an embedded broker).
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _kind: Option<&Bound<'_, PyAny>>,
+        _value: Option<&Bound<'_, PyAny>>,
+        _traceback: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        self.close(py, false)?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        match self.broker {
+            Some(_) => "<mq.Client embedded>".to_owned(),
+            None => format!("<mq.Client{}>", if self.closed() { " closed" } else { "" }),
+        }
+    }
+}
