@@ -1,8 +1,9 @@
 //! `mq.Client`: a broker over TCP or in this process, its producers and consumers, and the
 //! admin calls (topics, groups, stats) answered as dicts.
 
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use mq_client::{
     Broker, ClientConfig, ClientError, ClientTls, FileOptions, FileStorage, FsyncPolicy, GroupName,
@@ -22,10 +23,15 @@ use crate::runtime::{complete, handle};
 /// `close()` (or leaving a `with` block) releases the connection.
 #[pyclass(frozen, module = "mq")]
 pub(crate) struct Client {
-    inner: mq_client::Client,
-    /// The broker of an embedded client, flushed to disk when it is closed.
-    broker: Option<Broker>,
+    /// `None` once closed.
+    inner: RwLock<Option<mq_client::Client>>,
+    /// The broker of an embedded client (`None` once closed), and its data dir.
+    embedded: Option<(Mutex<Option<Broker>>, Option<PathBuf>)>,
 }
+
+/// How long `close()` waits for the tasks of an embedded broker's last handles to end and
+/// its data dir to be unlocked.
+const RELEASE_WAIT: Duration = Duration::from_secs(2);
 
 /// A topic name, or `mq.InvalidName`.
 pub(crate) fn topic_name(py: Python<'_>, name: &str) -> PyResult<TopicName> {
@@ -47,6 +53,29 @@ pub(crate) fn seconds(what: &str, secs: f64) -> PyResult<Duration> {
 }
 
 impl Client {
+    fn new(inner: mq_client::Client, embedded: Option<(Broker, Option<PathBuf>)>) -> Self {
+        Self {
+            inner: RwLock::new(Some(inner)),
+            embedded: embedded.map(|(broker, dir)| (Mutex::new(Some(broker)), dir)),
+        }
+    }
+
+    /// The SDK's client, or `mq.ConnectionClosed` once `close()` was called.
+    fn client(&self, py: Python<'_>) -> PyResult<mq_client::Client> {
+        self.inner
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| {
+                crate::errors::to_py(
+                    py,
+                    &ClientError::ConnectionClosed {
+                        reason: Some("this client was closed".to_owned()),
+                    },
+                )
+            })
+    }
+
     fn connect_config(
         token: Option<String>,
         tls_ca: Option<PathBuf>,
@@ -96,10 +125,7 @@ impl Client {
         complete(py, _aio, async move {
             mq_client::Client::connect_with(&addr, config)
                 .await
-                .map(|inner| Client {
-                    inner,
-                    broker: None,
-                })
+                .map(|inner| Client::new(inner, None))
         })
     }
 
@@ -112,14 +138,14 @@ impl Client {
         let policy: FsyncPolicy = fsync
             .parse()
             .map_err(|e| bad_value(format!("fsync: {e}")))?;
-        let broker = match data_dir {
+        let broker = match &data_dir {
             None => Broker::new(),
             Some(dir) => {
                 let opened = py.detach(|| {
-                    std::fs::create_dir_all(&dir)
+                    std::fs::create_dir_all(dir)
                         .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
                     let storage = FileStorage::open(
-                        &dir,
+                        dir,
                         FileOptions {
                             fsync: policy,
                             ..FileOptions::default()
@@ -132,20 +158,18 @@ impl Client {
                         .map_err(|e| e.to_string())
                 });
                 opened.map_err(|message| {
-                    crate::errors::to_py(
+                    crate::errors::storage(
                         py,
-                        &ClientError::Protocol {
-                            message: format!("cannot open the embedded broker: {message}"),
-                        },
+                        format!("cannot open the embedded broker: {message}"),
                     )
                 })?
             }
         };
         let _entered = handle()?.enter();
-        Ok(Self {
-            inner: mq_client::Client::embedded(broker.clone()),
-            broker: Some(broker),
-        })
+        Ok(Self::new(
+            mq_client::Client::embedded(broker.clone()),
+            Some((broker, data_dir)),
+        ))
     }
 
     /// A producer for `topic`. `batch_size` (messages) and `linger` (seconds to wait for a
@@ -176,7 +200,7 @@ impl Client {
             config.idempotent = on;
         }
         let _entered = handle()?.enter();
-        Ok(Producer::new(self.inner.producer_with(topic, config)))
+        Ok(Producer::new(self.client(py)?.producer_with(topic, config)))
     }
 
     /// A consumer of `topic` in `group` (`None`: a group of its own that ends with it).
@@ -208,7 +232,7 @@ impl Client {
             exclusive,
             create_topic,
         )?;
-        complete(py, _aio, Consumer::subscribe(self.inner.clone(), args))
+        complete(py, _aio, Consumer::subscribe(self.client(py)?, args))
     }
 
     /// Creates `topic`. Settings (all optional): `max_messages`, `max_bytes`, `overflow`
@@ -224,7 +248,7 @@ impl Client {
         config: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Py<PyAny>> {
         let (topic, config) = (topic_name(py, topic)?, topic_config(py, config)?);
-        let client = self.inner.clone();
+        let client = self.client(py)?;
         complete(py, _aio, async move {
             client.create_topic(&topic, config).await
         })
@@ -233,7 +257,7 @@ impl Client {
     /// The names of the topics.
     #[pyo3(signature = (*, _aio = false))]
     fn topics(&self, py: Python<'_>, _aio: bool) -> PyResult<Py<PyAny>> {
-        let client = self.inner.clone();
+        let client = self.client(py)?;
         complete(py, _aio, async move {
             Ok(client
                 .topics()
@@ -247,7 +271,7 @@ impl Client {
     /// A topic's configuration and stats, with its groups, as a dict.
     #[pyo3(signature = (topic, *, _aio = false))]
     fn describe_topic(&self, py: Python<'_>, topic: &str, _aio: bool) -> PyResult<Py<PyAny>> {
-        let (topic, client) = (topic_name(py, topic)?, self.inner.clone());
+        let (topic, client) = (topic_name(py, topic)?, self.client(py)?);
         complete(py, _aio, async move {
             Plain::of(&client.describe(&topic).await?)
         })
@@ -256,21 +280,21 @@ impl Client {
     /// Deletes a topic, its messages and its groups.
     #[pyo3(signature = (topic, *, _aio = false))]
     fn delete_topic(&self, py: Python<'_>, topic: &str, _aio: bool) -> PyResult<Py<PyAny>> {
-        let (topic, client) = (topic_name(py, topic)?, self.inner.clone());
+        let (topic, client) = (topic_name(py, topic)?, self.client(py)?);
         complete(py, _aio, async move { client.delete_topic(&topic).await })
     }
 
     /// Deletes every message of a topic, keeping the topic and its groups.
     #[pyo3(signature = (topic, *, _aio = false))]
     fn purge_topic(&self, py: Python<'_>, topic: &str, _aio: bool) -> PyResult<Py<PyAny>> {
-        let (topic, client) = (topic_name(py, topic)?, self.inner.clone());
+        let (topic, client) = (topic_name(py, topic)?, self.client(py)?);
         complete(py, _aio, async move { client.purge_topic(&topic).await })
     }
 
     /// The stats of a topic's groups, a dict each.
     #[pyo3(signature = (topic, *, _aio = false))]
     fn groups(&self, py: Python<'_>, topic: &str, _aio: bool) -> PyResult<Py<PyAny>> {
-        let (topic, client) = (topic_name(py, topic)?, self.inner.clone());
+        let (topic, client) = (topic_name(py, topic)?, self.client(py)?);
         complete(
             py,
             _aio,
@@ -288,7 +312,7 @@ impl Client {
         _aio: bool,
     ) -> PyResult<Py<PyAny>> {
         let (topic, group) = (topic_name(py, topic)?, group_name(py, group)?);
-        let client = self.inner.clone();
+        let client = self.client(py)?;
         complete(py, _aio, async move {
             Plain::of(&client.describe_group(&topic, &group).await?)
         })
@@ -304,7 +328,7 @@ impl Client {
         _aio: bool,
     ) -> PyResult<Py<PyAny>> {
         let (topic, group) = (topic_name(py, topic)?, group_name(py, group)?);
-        let client = self.inner.clone();
+        let client = self.client(py)?;
         complete(py, _aio, async move {
             client.delete_group(&topic, &group).await
         })
@@ -314,7 +338,7 @@ impl Client {
     #[pyo3(signature = (topic = None, *, _aio = false))]
     fn stats(&self, py: Python<'_>, topic: Option<&str>, _aio: bool) -> PyResult<Py<PyAny>> {
         let topic = topic.map(|t| topic_name(py, t)).transpose()?;
-        let client = self.inner.clone();
+        let client = self.client(py)?;
         complete(py, _aio, async move {
             match topic {
                 Some(topic) => Plain::of(&client.topic_stats(&topic).await?),
@@ -323,29 +347,55 @@ impl Client {
         })
     }
 
-    /// Closes the connection (an embedded broker writes what it holds to disk). Producers
-    /// and consumers made from this client fail from then on; `flush()` them first.
+    /// Closes the connection. An embedded broker writes what it holds to disk and, once
+    /// the producers and consumers made from it are gone too, unlocks its data dir (this
+    /// waits up to 2 s for their last tasks). Everything made from this client fails from
+    /// then on; `flush()` producers first. Closing twice does nothing.
     #[pyo3(signature = (*, _aio = false))]
     fn close(&self, py: Python<'_>, _aio: bool) -> PyResult<Py<PyAny>> {
-        let (client, broker) = (self.inner.clone(), self.broker.clone());
+        let client = self
+            .inner
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let (broker, dir) = match &self.embedded {
+            Some((broker, dir)) => (
+                broker.lock().unwrap_or_else(PoisonError::into_inner).take(),
+                dir.clone(),
+            ),
+            None => (None, None),
+        };
         complete(py, _aio, async move {
-            client.close().await;
-            match broker {
-                Some(broker) => tokio::task::spawn_blocking(move || broker.flush())
-                    .await
-                    .map_err(|e| ClientError::Protocol {
-                        message: format!("flushing the embedded broker failed: {e}"),
-                    })?
-                    .map_err(ClientError::from),
-                None => Ok(()),
+            if let Some(client) = client {
+                client.close().await;
             }
+            let Some(broker) = broker else {
+                return Ok(());
+            };
+            tokio::task::spawn_blocking(move || {
+                let flushed = broker.flush();
+                drop(broker);
+                if let Some(dir) = dir {
+                    wait_unlocked(&dir);
+                }
+                flushed
+            })
+            .await
+            .map_err(|e| ClientError::Protocol {
+                message: format!("closing the embedded broker failed: {e}"),
+            })?
+            .map_err(ClientError::from)
         })
     }
 
     /// Whether the connection is closed (never, for an embedded broker).
     #[getter]
     fn closed(&self) -> bool {
-        self.inner.is_closed()
+        self.inner
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_none_or(mq_client::Client::is_closed)
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -364,9 +414,26 @@ impl Client {
     }
 
     fn __repr__(&self) -> String {
-        match self.broker {
-            Some(_) => "<mq.Client embedded>".to_owned(),
-            None => format!("<mq.Client{}>", if self.closed() { " closed" } else { "" }),
+        let closed = if self.closed() { " closed" } else { "" };
+        match self.embedded {
+            Some(_) => format!("<mq.Client embedded{closed}>"),
+            None => format!("<mq.Client{closed}>"),
         }
+    }
+}
+
+/// Waits (at most [`RELEASE_WAIT`]) until nothing in this process holds the lock of the data
+/// dir `dir`: the tasks of an embedded broker's last handles end just after they are dropped.
+fn wait_unlocked(dir: &Path) {
+    let deadline = Instant::now() + RELEASE_WAIT;
+    let Ok(lock) = std::fs::File::open(dir.join("LOCK")) else {
+        return;
+    };
+    while Instant::now() < deadline {
+        if lock.try_lock().is_ok() {
+            let _ = lock.unlock();
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }

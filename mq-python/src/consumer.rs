@@ -328,7 +328,7 @@ impl Consumer {
     }
 }
 
-/// Logs (on the `mq` logger) that a handler raised and its delivery was nacked.
+/// Logs (on the `mq` logger, level INFO) that a handler raised and its delivery was nacked.
 fn warn_handler_failed(py: Python<'_>, delivery: &Bound<'_, Delivery>, e: &PyErr) {
     let logged = py.import("logging").and_then(|logging| {
         let logger = logging.call_method1("getLogger", ("mq",))?;

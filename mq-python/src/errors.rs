@@ -28,8 +28,17 @@ pub(crate) fn invalid_name(py: Python<'_>, e: &mq_client::NameError) -> PyErr {
 
 /// An `mq.InvalidConfig` with `message`.
 pub(crate) fn invalid_config(py: Python<'_>, message: String) -> PyErr {
-    match exception_class(py, "InvalidConfig") {
-        Ok(class) => PyErr::from_type(class, (message, Some("invalid_config"))),
+    raised(py, "InvalidConfig", message, Some("invalid_config"))
+}
+
+/// An `mq.StorageError` with `message`.
+pub(crate) fn storage(py: Python<'_>, message: String) -> PyErr {
+    raised(py, "StorageError", message, Some("storage"))
+}
+
+fn raised(py: Python<'_>, class: &str, message: String, code: Option<&'static str>) -> PyErr {
+    match exception_class(py, class) {
+        Ok(class) => PyErr::from_type(class, (message, code)),
         Err(missing) => missing,
     }
 }
@@ -80,6 +89,7 @@ fn classify(e: &ClientError) -> (&'static str, Option<&'static str>) {
                 | "too_many_topics"
                 | "too_many_groups" => "ResourceExhausted",
                 "timeout" => "Timeout",
+                "storage" => "StorageError",
                 "group_in_use" => "GroupBusy",
                 _ => "ServerError",
             };

@@ -84,6 +84,10 @@ class ResourceExhausted(Error):
     """The broker is out of room (memory, disk, topics, groups, subscriptions) or busy."""
 
 
+class StorageError(Error, OSError):
+    """The broker's storage failed: a data dir in use or unreadable, a failed write."""
+
+
 class ProtocolError(Error):
     """The broker answered something unexpected."""
 
@@ -111,6 +115,7 @@ __all__ = [
     "Redelivered",
     "TooLarge",
     "ResourceExhausted",
+    "StorageError",
     "ProtocolError",
     "ServerError",
 ]
