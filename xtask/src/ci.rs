@@ -5,8 +5,8 @@ use std::process::Command;
 use crate::util::{cargo, cargo_bin, workspace_root};
 
 /// Runs `cargo fmt --check`, `cargo clippy -D warnings`, every test (with cargo-nextest
-/// when it is installed, then the doc tests), a short run of each fuzz target and two short
-/// chaos runs (SIGKILLs, then power cuts) and a short soak.
+/// when it is installed, then the doc tests), the Python package's pytest suite, a short run
+/// of each fuzz target and two short chaos runs (SIGKILLs, then power cuts) and a short soak.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Ci {}
 
@@ -28,6 +28,9 @@ impl Ci {
         } else {
             cargo(&["test", "--workspace", "--no-fail-fast"])?;
         }
+        // The Python package, built with maturin in a virtual environment, and its pytest
+        // suite (the examples included) against this build's mq-server.
+        crate::python::Python::test().run()?;
         // A short run of every fuzz target keeps them compiling and running; the long runs
         // are `cargo xtask fuzz --seconds N` by hand (docs/RELIABILITY.md).
         crate::fuzz::Fuzz::smoke(20).run()?;

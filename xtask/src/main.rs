@@ -1,6 +1,7 @@
 //! Project automation, run as `cargo xtask <command>`: `ci` runs every check CI runs, `demo`
 //! runs the scripted demos against a real server, `bench` runs the benchmark suite and
-//! records it in BENCHMARKS.md, `man` writes the manual pages.
+//! records it in BENCHMARKS.md, `man` writes the manual pages, `python` builds and tests
+//! the Python package.
 
 mod bench;
 mod chaos;
@@ -8,6 +9,7 @@ mod ci;
 mod demo;
 mod fuzz;
 mod man;
+mod python;
 mod soak;
 mod tidy;
 mod util;
@@ -38,6 +40,8 @@ enum Command {
     Chaos(chaos::Chaos),
     /// Load and soak: many connections, garbage, a clean pair, memory and sockets watched
     Soak(soak::Soak),
+    /// The Python package: pytest in a virtual environment, an abi3 wheel, benchmarks
+    Python(python::Python),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -49,5 +53,6 @@ fn main() -> anyhow::Result<()> {
         Command::Fuzz(fuzz) => fuzz.run(),
         Command::Chaos(chaos) => chaos.run(),
         Command::Soak(soak) => soak.run(),
+        Command::Python(python) => python.run(),
     }
 }
