@@ -34,13 +34,15 @@ def server_binary() -> str:
 
 
 @contextlib.contextmanager
-def mq_server() -> Iterator[str]:
-    """The address of a server: ``MQ_ADDR``, or one started for the ``with`` block."""
-    if os.environ.get("MQ_ADDR"):
+def mq_server(*flags: str) -> Iterator[str]:
+    """The address of a server: ``MQ_ADDR``, or one started (with ``flags`` added) for the
+    ``with`` block."""
+    if os.environ.get("MQ_ADDR") and not flags:
         yield os.environ["MQ_ADDR"]
         return
     process = subprocess.Popen(
-        [server_binary(), "--listen", "127.0.0.1:0", "--http", "off", "--storage", "memory"],
+        [server_binary(), "--listen", "127.0.0.1:0", "--http", "off", "--storage", "memory",
+         *flags],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

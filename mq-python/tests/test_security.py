@@ -1,0 +1,54 @@
+"""Tokens, per-user permissions and TLS from Python, against a real mq-server."""
+
+import hashlib
+import secrets
+import shutil
+import subprocess
+
+import pytest
+
+import mq
+from mq_server import mq_server
+
+
+def test_a_user_is_held_to_its_permissions_and_a_wrong_token_is_refused(tmp_path):
+    token = secrets.token_hex(32)
+    config = tmp_path / "mq.toml"
+    config.write_text(
+        "[[users]]\n"
+        'name = "app"\n'
+        f'token_sha256 = "{hashlib.sha256(token.encode()).hexdigest()}"\n'
+        'permissions = [{ topics = "allowed", actions = ["publish", "consume", "stats"] }]\n'
+    )
+    with mq_server("--config", str(config)) as addr:
+        with mq.Client.connect(addr, token=token) as client:
+            assert client.producer("allowed").send(b"ok") == 0
+            with pytest.raises(mq.PermissionDenied) as denied:
+                client.producer("secret").send(b"no")
+            assert denied.value.code == "permission_denied"
+            assert "secret" in str(denied.value)
+        with pytest.raises(mq.Unauthorized):
+            mq.Client.connect(addr, token="not-the-token", reconnect=False)
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_tls_with_the_servers_ca_and_a_clear_error_without_it(tmp_path):
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+            "-subj", "/CN=mq test CA", cwd=tmp_path)
+    openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr",
+            "-subj", "/CN=127.0.0.1", cwd=tmp_path)
+    (tmp_path / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf",
+            cwd=tmp_path)
+    flags = ("--tls-cert", str(tmp_path / "server.pem"), "--tls-key", str(tmp_path / "server.key"))
+    with mq_server(*flags) as addr:
+        with mq.Client.connect(addr, tls_ca=str(tmp_path / "ca.pem")) as client:
+            assert client.producer("secure").send(b"over TLS") == 0
+        with pytest.raises(mq.ConnectionClosed, match="speaks TLS"):
+            mq.Client.connect(addr, reconnect=False, request_timeout=5)
