@@ -363,7 +363,13 @@ impl Source {
                     Err(e) => Err(e),
                 }
             }
-            Source::Embedded { sub, .. } => sub.ack_batch(offsets.to_vec()).await,
+            Source::Embedded { sub, .. } => {
+                let acked = sub.ack_batch(offsets.to_vec()).await;
+                // Deliveries still held elsewhere keep the consumer alive: detach it now,
+                // as the server does on `Unsubscribe`.
+                sub.consumer.detach();
+                acked
+            }
         }
     }
 

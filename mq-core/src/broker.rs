@@ -423,6 +423,7 @@ impl Broker {
             group: group_name,
             id,
             ack,
+            detached: std::sync::atomic::AtomicBool::new(false),
         })
     }
 

@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -122,6 +123,8 @@ pub struct Consumer {
     pub(crate) group: GroupName,
     pub(crate) id: ConsumerId,
     pub(crate) ack: AckMode,
+    /// Set by the first [`Consumer::detach`] (or the drop).
+    pub(crate) detached: AtomicBool,
 }
 
 impl Consumer {
@@ -362,11 +365,16 @@ impl Consumer {
     }
 }
 
-impl Drop for Consumer {
-    /// Detaches: deliveries in flight go back to the group (or to the dead-letter topic,
-    /// when that was their last delivery); an ephemeral group is deleted with its last
-    /// consumer.
-    fn drop(&mut self) {
+impl Consumer {
+    /// Detaches now rather than when the last handle is dropped: deliveries in flight go
+    /// back to the group (or to the dead-letter topic, when that was their last delivery);
+    /// an ephemeral group is deleted with its last consumer. From then on the consumer
+    /// receives nothing, and acks of its deliveries are refused (`not_in_flight`). Only the
+    /// first call (or the drop) does anything.
+    pub fn detach(&self) {
+        if self.detached.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let now = self.registry.now();
         let mut dead = Vec::new();
         let mut wakers = Vec::new();
@@ -390,6 +398,13 @@ impl Drop for Consumer {
         // A consumer being dropped has nobody to report to; what the dead-letter topic
         // refuses stays in the group.
         let _ = dlq::route(&self.registry, &self.topic, &self.group, letters);
+    }
+}
+
+impl Drop for Consumer {
+    /// Detaches (see [`Consumer::detach`]).
+    fn drop(&mut self) {
+        self.detach();
     }
 }
 

@@ -259,3 +259,13 @@ def test_a_closed_embedded_client_refuses_further_calls():
     with pytest.raises(mq.ConnectionClosed, match="closed"):
         client.topics()
     client.close()
+
+
+def test_closing_a_consumer_gives_back_what_it_held_even_while_deliveries_live(client):
+    client.producer("held").send(b"job")
+    with client.consumer("held", "g", exclusive=True) as consumer:
+        held = consumer.poll(timeout=5)
+    assert client.groups("held")[0]["consumers"] == 0
+    with client.consumer("held", "g", exclusive=True) as again:
+        d = again.poll(timeout=5)
+        assert (d.offset, d.deliveries) == (held.offset, 2)

@@ -127,7 +127,14 @@ fn wheel() -> anyhow::Result<()> {
     let maturin = venv.join("bin").join("maturin");
     run_in(
         path(&maturin)?,
-        &["build", "--release", "--quiet", "--out", path(&out)?],
+        &[
+            "build",
+            "--release",
+            "--strip",
+            "--quiet",
+            "--out",
+            path(&out)?,
+        ],
         &package_dir(),
         &venv_env(&venv)?,
     )?;

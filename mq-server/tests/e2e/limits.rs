@@ -279,6 +279,40 @@ async fn an_embedded_client_has_the_same_api() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsubscribing_an_embedded_consumer_detaches_it_while_its_deliveries_live_on() {
+    let client = Client::embedded(Broker::new());
+    let t = topic("embedded-detach");
+    let mut c = client
+        .subscribe(
+            Subscription::new(t.clone())
+                .group(group("g"))
+                .exclusive(true),
+        )
+        .await
+        .unwrap();
+    client
+        .producer(t.clone())
+        .send(NewMessage::new("held"))
+        .await
+        .unwrap();
+    let held = c.recv().await.unwrap();
+    c.unsubscribe().await.unwrap();
+    let groups = client.groups(&t).await.unwrap();
+    assert_eq!((groups[0].consumers, groups[0].in_flight), (0, 0));
+    // The exclusive group is free again, and the delivery still held went back to it.
+    let mut again = client
+        .subscribe(
+            Subscription::new(t.clone())
+                .group(group("g"))
+                .exclusive(true),
+        )
+        .await
+        .unwrap();
+    let d = again.recv().await.unwrap();
+    assert_eq!((d.offset(), d.deliveries()), (held.offset(), 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_embedded_broker_cleans_up_like_a_server() {
     let dir = tempfile::tempdir().unwrap();
     let storage = mq_core::FileStorage::open(
