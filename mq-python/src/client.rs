@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use mq_client::{
     Broker, ClientConfig, ClientError, ClientTls, FileOptions, FileStorage, FsyncPolicy, GroupName,
-    ProducerConfig, Reconnect, TopicName,
+    ProducerConfig, Reconnect, StartPosition, TopicName,
 };
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::consumer::{Consumer, SubscribeArgs};
+use crate::consumer::{Consumer, SubscribeArgs, position};
 use crate::dicts::{Plain, topic_config};
 use crate::errors::{bad_value, invalid_name};
 use crate::producer::Producer;
@@ -315,6 +315,50 @@ impl Client {
         let client = self.client(py)?;
         complete(py, _aio, async move {
             Plain::of(&client.describe_group(&topic, &group).await?)
+        })
+    }
+
+    /// Creates a durable group without attaching a consumer, reading from `start`
+    /// (`"earliest"`, `"latest"` or an offset).
+    #[pyo3(signature = (topic, group, *, start = None, _aio = false))]
+    fn create_group(
+        &self,
+        py: Python<'_>,
+        topic: &str,
+        group: &str,
+        start: Option<&Bound<'_, PyAny>>,
+        _aio: bool,
+    ) -> PyResult<Py<PyAny>> {
+        let (topic, group) = (topic_name(py, topic)?, group_name(py, group)?);
+        let start = start
+            .map(position)
+            .transpose()?
+            .unwrap_or(StartPosition::Earliest);
+        let client = self.client(py)?;
+        complete(py, _aio, async move {
+            client.create_group(&topic, &group, start).await
+        })
+    }
+
+    /// Moves a group to `to` (`"earliest"`, `"latest"` or an offset): its deliveries in
+    /// flight go back, and its consumers go on from there.
+    #[pyo3(signature = (topic, group, to, *, _aio = false))]
+    fn seek_group(
+        &self,
+        py: Python<'_>,
+        topic: &str,
+        group: &str,
+        to: &Bound<'_, PyAny>,
+        _aio: bool,
+    ) -> PyResult<Py<PyAny>> {
+        let (topic, group, to) = (
+            topic_name(py, topic)?,
+            group_name(py, group)?,
+            position(to)?,
+        );
+        let client = self.client(py)?;
+        complete(py, _aio, async move {
+            client.seek_group(&topic, &group, to).await
         })
     }
 

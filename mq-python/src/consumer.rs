@@ -58,22 +58,27 @@ impl SubscribeArgs {
 /// Where a new group starts: `"earliest"` (also an existing group's default: it carries on
 /// where it is), `"latest"`, or an offset.
 fn start_position(start: Option<&Bound<'_, PyAny>>) -> PyResult<StartPosition> {
-    let Some(start) = start.filter(|s| !s.is_none()) else {
-        return Ok(StartPosition::Resume);
-    };
-    if start.is_instance_of::<PyInt>() {
-        return Ok(StartPosition::Offset(mq_client::Offset(start.extract()?)));
+    match start.filter(|s| !s.is_none()).map(position).transpose()? {
+        None | Some(StartPosition::Earliest) => Ok(StartPosition::Resume),
+        Some(other) => Ok(other),
     }
-    match start.extract::<String>().as_deref() {
-        Ok("earliest" | "resume") => Ok(StartPosition::Resume),
+}
+
+/// A position in a topic: `"earliest"`, `"latest"` or an offset.
+pub(crate) fn position(value: &Bound<'_, PyAny>) -> PyResult<StartPosition> {
+    if value.is_instance_of::<PyInt>() {
+        return Ok(StartPosition::Offset(mq_client::Offset(value.extract()?)));
+    }
+    match value.extract::<String>().as_deref() {
+        Ok("earliest" | "resume") => Ok(StartPosition::Earliest),
         Ok("latest") => Ok(StartPosition::Latest),
         Ok(other) => Err(bad_value(format!(
-            "start must be \"earliest\", \"latest\" or an offset, not {other:?}"
+            "a position is \"earliest\", \"latest\" or an offset, not {other:?}"
         ))),
         Err(_) => Err(wrong_type(
-            "start",
+            "a position",
             "\"earliest\", \"latest\" or an int",
-            start,
+            value,
         )),
     }
 }

@@ -106,6 +106,12 @@ def test_admin_answers_as_dicts(client):
         assert report["group"]["stats"]["name"] == "readers"
         assert "diagnosis" in report
     assert [g["name"] for g in client.groups("admin")] == ["readers"]
+    client.create_group("admin", "later", start="latest")
+    with pytest.raises(mq.AlreadyExists):
+        client.create_group("admin", "later")
+    client.seek_group("admin", "later", "earliest")
+    assert {g["name"]: g["lag"] for g in client.groups("admin")}["later"] == 3
+    client.delete_group("admin", "later")
     client.delete_group("admin", "readers")
     client.purge_topic("admin")
     assert client.stats("admin")["retained"] == 0
@@ -195,14 +201,19 @@ def test_closing_a_consumer_ends_an_iteration_in_another_thread(client):
 
 
 def test_ctrl_c_interrupts_a_blocking_wait(client):
-    with client.consumer("interrupt", "g") as consumer:
-        timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
-        timer.start()
-        started = time.monotonic()
-        with pytest.raises(KeyboardInterrupt):
-            consumer.poll(timeout=None)
-        assert time.monotonic() - started < 5
-        timer.join()
+    # A process started in the background may inherit SIGINT ignored: use Python's own handler.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with client.consumer("interrupt", "g") as consumer:
+            timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
+            timer.start()
+            started = time.monotonic()
+            with pytest.raises(KeyboardInterrupt):
+                consumer.poll(timeout=30)
+            assert time.monotonic() - started < 5
+            timer.join()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_a_closed_client_says_so(server_addr):

@@ -66,7 +66,7 @@ class Client:
         *,
         ack: str = "manual",
         prefetch: int = 1000,
-        start: Union[str, int, None] = None,
+        start: Union[str, int] = "earliest",
         exclusive: bool = False,
         create_topic: bool = True,
     ) -> "Consumer":
@@ -90,6 +90,13 @@ class Client:
         """The stats of a topic's groups."""
     def describe_group(self, topic: str, group: str) -> Dict[str, Any]:
         """A group in detail, its consumers' connections and a diagnosis."""
+    def create_group(
+        self, topic: str, group: str, *, start: Union[str, int] = "earliest"
+    ) -> None:
+        """Creates a durable group reading from ``start``, without a consumer."""
+    def seek_group(self, topic: str, group: str, to: Union[str, int]) -> None:
+        """Moves a group to ``to`` (``"earliest"``, ``"latest"`` or an offset): deliveries in
+        flight go back, its consumers go on from there."""
     def delete_group(self, topic: str, group: str) -> None:
         """Deletes a group that has no consumer."""
     def stats(self, topic: Optional[str] = None) -> Dict[str, Any]:

@@ -19,6 +19,7 @@ coroutine. The work runs on the SDK's own threads, so the event loop never block
 """
 
 import inspect
+import logging
 from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Union
 
 from mq import _mq
@@ -27,6 +28,8 @@ from mq._mq import Message
 Payload = Union[bytes, bytearray, str]
 
 __all__ = ["Client", "Producer", "Consumer", "Delivery", "Message"]
+
+_log = logging.getLogger("mq")
 
 
 class Client:
@@ -88,6 +91,16 @@ class Client:
     async def describe_group(self, topic: str, group: str) -> Dict[str, Any]:
         """A group in detail, with a diagnosis."""
         return await self._sync.describe_group(topic, group, _aio=True)
+
+    async def create_group(
+        self, topic: str, group: str, *, start: Union[str, int] = "earliest"
+    ) -> None:
+        """Creates a durable group reading from ``start``, without a consumer."""
+        await self._sync.create_group(topic, group, start=start, _aio=True)
+
+    async def seek_group(self, topic: str, group: str, to: Union[str, int]) -> None:
+        """Moves a group to ``to`` (``"earliest"``, ``"latest"`` or an offset)."""
+        await self._sync.seek_group(topic, group, to, _aio=True)
 
     async def delete_group(self, topic: str, group: str) -> None:
         """Deletes a group that has no consumer."""
@@ -295,7 +308,13 @@ class Consumer:
                 outcome = handler(delivery)
                 if inspect.isawaitable(outcome):
                     await outcome
-            except Exception:  # noqa: BLE001 - a failed handler means redelivery
+            except Exception as error:  # noqa: BLE001 - a failed handler means redelivery
+                _log.info(
+                    "handler raised %r on offset %d of %s: nacked",
+                    error,
+                    delivery.offset,
+                    delivery.topic,
+                )
                 await delivery.nack()
             else:
                 await delivery.ack()
