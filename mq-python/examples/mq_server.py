@@ -34,15 +34,15 @@ def server_binary() -> str:
 
 
 @contextlib.contextmanager
-def mq_server(*flags: str) -> Iterator[str]:
-    """The address of a server: ``MQ_ADDR``, or one started (with ``flags`` added) for the
-    ``with`` block."""
+def mq_server(*flags: str, listen: str = "127.0.0.1:0") -> Iterator[str]:
+    """The address of a server: ``MQ_ADDR``, or one started for the ``with`` block on
+    ``listen`` (memory storage unless ``flags`` say otherwise)."""
     if os.environ.get("MQ_ADDR") and not flags:
         yield os.environ["MQ_ADDR"]
         return
+    storage = [] if "--storage" in flags else ["--storage", "memory"]
     process = subprocess.Popen(
-        [server_binary(), "--listen", "127.0.0.1:0", "--http", "off", "--storage", "memory",
-         *flags],
+        [server_binary(), "--listen", listen, "--http", "off", *storage, *flags],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

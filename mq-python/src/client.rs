@@ -10,7 +10,7 @@ use mq_client::{
     ProducerConfig, Reconnect, StartPosition, TopicName,
 };
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyTuple};
 
 use crate::consumer::{Consumer, SubscribeArgs, position};
 use crate::dicts::{Plain, topic_config};
@@ -446,15 +446,9 @@ impl Client {
         slf
     }
 
-    fn __exit__(
-        &self,
-        py: Python<'_>,
-        _kind: Option<&Bound<'_, PyAny>>,
-        _value: Option<&Bound<'_, PyAny>>,
-        _traceback: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<bool> {
-        self.close(py, false)?;
-        Ok(false)
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.close(py, false).map(|_| false)
     }
 
     fn __repr__(&self) -> String {

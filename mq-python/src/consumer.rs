@@ -8,7 +8,7 @@ use mq_client::{AckMode, ClientError, StartPosition, Subscription, TopicName};
 use pyo3::IntoPyObjectExt;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
-use pyo3::types::PyInt;
+use pyo3::types::{PyInt, PyTuple};
 use tokio::sync::{Mutex, Notify};
 
 use crate::client::{group_name, seconds, topic_name};
@@ -312,15 +312,9 @@ impl Consumer {
         slf
     }
 
-    fn __exit__(
-        &self,
-        py: Python<'_>,
-        _kind: Option<&Bound<'_, PyAny>>,
-        _value: Option<&Bound<'_, PyAny>>,
-        _traceback: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<bool> {
-        self.close(py, false)?;
-        Ok(false)
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.close(py, false).map(|_| false)
     }
 
     fn __repr__(&self) -> String {

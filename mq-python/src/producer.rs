@@ -3,7 +3,7 @@
 
 use mq_client::Offset;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyTuple};
 
 use crate::message::{batch, new_message};
 use crate::runtime::complete;
@@ -106,15 +106,9 @@ impl Producer {
         slf
     }
 
-    fn __exit__(
-        &self,
-        py: Python<'_>,
-        _kind: Option<&Bound<'_, PyAny>>,
-        _value: Option<&Bound<'_, PyAny>>,
-        _traceback: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<bool> {
-        self.flush(py, false)?;
-        Ok(false)
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.flush(py, false).map(|_| false)
     }
 
     fn __repr__(&self) -> String {

@@ -282,14 +282,12 @@ async fn an_embedded_client_has_the_same_api() {
 async fn unsubscribing_an_embedded_consumer_detaches_it_while_its_deliveries_live_on() {
     let client = Client::embedded(Broker::new());
     let t = topic("embedded-detach");
-    let mut c = client
-        .subscribe(
-            Subscription::new(t.clone())
-                .group(group("g"))
-                .exclusive(true),
-        )
-        .await
-        .unwrap();
+    let exclusive = || {
+        Subscription::new(t.clone())
+            .group(group("g"))
+            .exclusive(true)
+    };
+    let mut c = client.subscribe(exclusive()).await.unwrap();
     client
         .producer(t.clone())
         .send(NewMessage::new("held"))
@@ -300,14 +298,7 @@ async fn unsubscribing_an_embedded_consumer_detaches_it_while_its_deliveries_liv
     let groups = client.groups(&t).await.unwrap();
     assert_eq!((groups[0].consumers, groups[0].in_flight), (0, 0));
     // The exclusive group is free again, and the delivery still held went back to it.
-    let mut again = client
-        .subscribe(
-            Subscription::new(t.clone())
-                .group(group("g"))
-                .exclusive(true),
-        )
-        .await
-        .unwrap();
+    let mut again = client.subscribe(exclusive()).await.unwrap();
     let d = again.recv().await.unwrap();
     assert_eq!((d.offset(), d.deliveries()), (held.offset(), 2));
 }
