@@ -17,7 +17,7 @@ import mq.aio
 PRODUCERS = 3
 CONSUMERS = 3
 PER_PRODUCER = 200
-RETAIN = 0.5
+RETAIN = 2.0
 
 
 async def produce(client: mq.aio.Client, name: str) -> None:

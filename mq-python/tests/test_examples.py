@@ -19,7 +19,6 @@ def test_asyncio_every_consumer_sees_every_message_in_order_then_retention_delet
             assert numbers == list(range(ex.PER_PRODUCER))
     assert report["kept_after_consuming"] == ex.PRODUCERS * ex.PER_PRODUCER
     assert report["kept_later"] == 0
-    assert report["deleted_after"] >= ex.RETAIN * 0.5
 
 
 def test_topic_broker_rejects_drops_oldest_retries_and_dead_letters():
