@@ -109,7 +109,7 @@ impl Client {
 impl Client {
     /// Connects to the `mq-server` at `addr` (like `"127.0.0.1:9800"`).
     #[staticmethod]
-    #[pyo3(signature = (addr, token = None, tls_ca = None, *, name = None, reconnect = true, request_timeout = 30.0, _aio = false))]
+    #[pyo3(signature = (addr, token = None, tls_ca = None, *, name = None, reconnect = true, request_timeout = 30.0, _aio = false), text_signature = "(addr, token=None, tls_ca=None, *, name=None, reconnect=True, request_timeout=30.0)")]
     #[allow(clippy::too_many_arguments)]
     fn connect(
         py: Python<'_>,
@@ -208,7 +208,7 @@ impl Client {
     /// not yet acked; `start` says where a new group begins (`"earliest"`, `"latest"` or an
     /// offset; an existing group carries on where it is); `exclusive` refuses a second
     /// consumer in the group (it gets `mq.GroupBusy`).
-    #[pyo3(signature = (topic, group = None, *, ack = "manual", prefetch = 1000, start = None, exclusive = false, create_topic = true, _aio = false))]
+    #[pyo3(signature = (topic, group = None, *, ack = "manual", prefetch = 1000, start = None, exclusive = false, create_topic = true, _aio = false), text_signature = "($self, topic, group=None, *, ack='manual', prefetch=1000, start='earliest', exclusive=False, create_topic=True)")]
     #[allow(clippy::too_many_arguments)]
     fn consumer(
         &self,
@@ -239,7 +239,7 @@ impl Client {
     /// (`"reject"` or `"drop-oldest"`), `max_age` and `retain_consumed` (seconds), and the
     /// defaults of its groups: `ack`, `ack_timeout` (seconds), `max_deliveries` (then the
     /// message goes to `<topic>.dlq`), `prefetch`.
-    #[pyo3(signature = (topic, *, _aio = false, **config))]
+    #[pyo3(signature = (topic, *, _aio = false, **config), text_signature = "($self, topic, **config)")]
     fn create_topic(
         &self,
         py: Python<'_>,
@@ -255,7 +255,7 @@ impl Client {
     }
 
     /// The names of the topics.
-    #[pyo3(signature = (*, _aio = false))]
+    #[pyo3(signature = (*, _aio = false), text_signature = "($self)")]
     fn topics(&self, py: Python<'_>, _aio: bool) -> PyResult<Py<PyAny>> {
         let client = self.client(py)?;
         complete(py, _aio, async move {
@@ -269,7 +269,7 @@ impl Client {
     }
 
     /// A topic's configuration and stats, with its groups, as a dict.
-    #[pyo3(signature = (topic, *, _aio = false))]
+    #[pyo3(signature = (topic, *, _aio = false), text_signature = "($self, topic)")]
     fn describe_topic(&self, py: Python<'_>, topic: &str, _aio: bool) -> PyResult<Py<PyAny>> {
         let (topic, client) = (topic_name(py, topic)?, self.client(py)?);
         complete(py, _aio, async move {
@@ -278,21 +278,21 @@ impl Client {
     }
 
     /// Deletes a topic, its messages and its groups.
-    #[pyo3(signature = (topic, *, _aio = false))]
+    #[pyo3(signature = (topic, *, _aio = false), text_signature = "($self, topic)")]
     fn delete_topic(&self, py: Python<'_>, topic: &str, _aio: bool) -> PyResult<Py<PyAny>> {
         let (topic, client) = (topic_name(py, topic)?, self.client(py)?);
         complete(py, _aio, async move { client.delete_topic(&topic).await })
     }
 
     /// Deletes every message of a topic, keeping the topic and its groups.
-    #[pyo3(signature = (topic, *, _aio = false))]
+    #[pyo3(signature = (topic, *, _aio = false), text_signature = "($self, topic)")]
     fn purge_topic(&self, py: Python<'_>, topic: &str, _aio: bool) -> PyResult<Py<PyAny>> {
         let (topic, client) = (topic_name(py, topic)?, self.client(py)?);
         complete(py, _aio, async move { client.purge_topic(&topic).await })
     }
 
     /// The stats of a topic's groups, a dict each.
-    #[pyo3(signature = (topic, *, _aio = false))]
+    #[pyo3(signature = (topic, *, _aio = false), text_signature = "($self, topic)")]
     fn groups(&self, py: Python<'_>, topic: &str, _aio: bool) -> PyResult<Py<PyAny>> {
         let (topic, client) = (topic_name(py, topic)?, self.client(py)?);
         complete(
@@ -303,7 +303,7 @@ impl Client {
     }
 
     /// A group in detail (its consumers, what they hold, why it may be stuck), as a dict.
-    #[pyo3(signature = (topic, group, *, _aio = false))]
+    #[pyo3(signature = (topic, group, *, _aio = false), text_signature = "($self, topic, group)")]
     fn describe_group(
         &self,
         py: Python<'_>,
@@ -320,7 +320,7 @@ impl Client {
 
     /// Creates a durable group without attaching a consumer, reading from `start`
     /// (`"earliest"`, `"latest"` or an offset).
-    #[pyo3(signature = (topic, group, *, start = None, _aio = false))]
+    #[pyo3(signature = (topic, group, *, start = None, _aio = false), text_signature = "($self, topic, group, *, start='earliest')")]
     fn create_group(
         &self,
         py: Python<'_>,
@@ -342,7 +342,7 @@ impl Client {
 
     /// Moves a group to `to` (`"earliest"`, `"latest"` or an offset): its deliveries in
     /// flight go back, and its consumers go on from there.
-    #[pyo3(signature = (topic, group, to, *, _aio = false))]
+    #[pyo3(signature = (topic, group, to, *, _aio = false), text_signature = "($self, topic, group, to)")]
     fn seek_group(
         &self,
         py: Python<'_>,
@@ -363,7 +363,7 @@ impl Client {
     }
 
     /// Deletes a group that has no consumer.
-    #[pyo3(signature = (topic, group, *, _aio = false))]
+    #[pyo3(signature = (topic, group, *, _aio = false), text_signature = "($self, topic, group)")]
     fn delete_group(
         &self,
         py: Python<'_>,
@@ -379,7 +379,7 @@ impl Client {
     }
 
     /// The broker's stats (or, with `topic`, one topic's), as a dict.
-    #[pyo3(signature = (topic = None, *, _aio = false))]
+    #[pyo3(signature = (topic = None, *, _aio = false), text_signature = "($self, topic=None)")]
     fn stats(&self, py: Python<'_>, topic: Option<&str>, _aio: bool) -> PyResult<Py<PyAny>> {
         let topic = topic.map(|t| topic_name(py, t)).transpose()?;
         let client = self.client(py)?;
@@ -395,7 +395,7 @@ impl Client {
     /// the producers and consumers made from it are gone too, unlocks its data dir (this
     /// waits up to 2 s for their last tasks). Everything made from this client fails from
     /// then on; `flush()` producers first. Closing twice does nothing.
-    #[pyo3(signature = (*, _aio = false))]
+    #[pyo3(signature = (*, _aio = false), text_signature = "($self)")]
     fn close(&self, py: Python<'_>, _aio: bool) -> PyResult<Py<PyAny>> {
         let client = self
             .inner

@@ -204,7 +204,7 @@ impl Consumer {
 impl Consumer {
     /// The next delivery, or `None` when none arrives within `timeout` seconds (0, the
     /// default: `None` at once when nothing is there; `None`: wait as long as it takes).
-    #[pyo3(signature = (timeout = 0.0, *, _aio = false))]
+    #[pyo3(signature = (timeout = 0.0, *, _aio = false), text_signature = "($self, timeout=0.0)")]
     fn poll(&self, py: Python<'_>, timeout: Option<f64>, _aio: bool) -> PyResult<Py<PyAny>> {
         let timeout = timeout.map(|t| seconds("timeout", t)).transpose()?;
         if _aio {
@@ -264,7 +264,7 @@ impl Consumer {
     }
 
     /// Waits until every ack queued so far is answered; raises the first that failed.
-    #[pyo3(signature = (*, _aio = false))]
+    #[pyo3(signature = (*, _aio = false), text_signature = "($self)")]
     fn flush_acks(&self, py: Python<'_>, _aio: bool) -> PyResult<Py<PyAny>> {
         let state = Arc::clone(&self.state);
         complete(py, _aio, async move {
@@ -277,7 +277,7 @@ impl Consumer {
 
     /// Detaches from the group (after sending queued acks); deliveries not acked go back to
     /// it. A wait in another thread ends with `None`. Closing twice does nothing.
-    #[pyo3(signature = (*, _aio = false))]
+    #[pyo3(signature = (*, _aio = false), text_signature = "($self)")]
     fn close(&self, py: Python<'_>, _aio: bool) -> PyResult<Py<PyAny>> {
         self.closing.closed.store(true, Ordering::Release);
         self.closing.notify.notify_waiters();

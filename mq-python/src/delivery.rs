@@ -83,14 +83,14 @@ impl Delivery {
     /// Acks it: returns at once, the SDK sends acks in batches (`Consumer.flush_acks()`
     /// waits for them). An ack that never reaches the broker means the message comes again,
     /// never that it is lost. No-op for an auto-ack consumer.
-    #[pyo3(signature = (*, _aio = false))]
+    #[pyo3(signature = (*, _aio = false), text_signature = "($self)")]
     pub(crate) fn ack(&self, py: Python<'_>, _aio: bool) -> PyResult<Py<PyAny>> {
         let inner = self.inner.clone();
         complete(py, _aio, async move { inner.ack().await })
     }
 
     /// Acks it and waits until the broker confirms: the group never delivers it again.
-    #[pyo3(signature = (*, _aio = false))]
+    #[pyo3(signature = (*, _aio = false), text_signature = "($self)")]
     fn ack_confirmed(&self, py: Python<'_>, _aio: bool) -> PyResult<Py<PyAny>> {
         let inner = self.inner.clone();
         complete(py, _aio, async move { inner.ack_confirmed().await })
@@ -98,7 +98,7 @@ impl Delivery {
 
     /// Gives it back: delivered again at once, or after `delay` seconds. After the topic's
     /// `max_deliveries` it goes to the dead-letter topic `<topic>.dlq` instead.
-    #[pyo3(signature = (delay = None, *, _aio = false))]
+    #[pyo3(signature = (delay = None, *, _aio = false), text_signature = "($self, delay=None)")]
     pub(crate) fn nack(
         &self,
         py: Python<'_>,

@@ -29,7 +29,7 @@ impl Producer {
     /// Sends one message and waits until the broker has it; returns its offset.
     /// `priority` is 0–255 (higher is delivered first), `key` and the header values are
     /// `bytes` or `str`.
-    #[pyo3(signature = (payload, *, priority = 0, key = None, headers = None, _aio = false))]
+    #[pyo3(signature = (payload, *, priority = 0, key = None, headers = None, _aio = false), text_signature = "($self, payload, *, priority=0, key=None, headers=None)")]
     fn send(
         &self,
         py: Python<'_>,
@@ -48,7 +48,7 @@ impl Producer {
 
     /// Sends a batch (each item a `Message`, `bytes` or `str`) all or nothing and waits
     /// until the broker has it; returns the offsets.
-    #[pyo3(signature = (messages, *, _aio = false))]
+    #[pyo3(signature = (messages, *, _aio = false), text_signature = "($self, messages)")]
     fn send_batch(
         &self,
         py: Python<'_>,
@@ -65,7 +65,7 @@ impl Producer {
     /// Queues one message (or, given a list, a batch) without waiting for the broker;
     /// `flush()` waits for everything queued and raises the first failure. Waits only
     /// while the producer's queue is full.
-    #[pyo3(signature = (payload, *, priority = 0, key = None, headers = None, _aio = false))]
+    #[pyo3(signature = (payload, *, priority = 0, key = None, headers = None, _aio = false), text_signature = "($self, payload, *, priority=0, key=None, headers=None)")]
     fn send_async(
         &self,
         py: Python<'_>,
@@ -90,7 +90,7 @@ impl Producer {
 
     /// Waits until everything queued so far is stored; raises the first failure since the
     /// last flush.
-    #[pyo3(signature = (*, _aio = false))]
+    #[pyo3(signature = (*, _aio = false), text_signature = "($self)")]
     fn flush(&self, py: Python<'_>, _aio: bool) -> PyResult<Py<PyAny>> {
         let producer = self.0.clone();
         complete(py, _aio, async move { producer.flush().await })
