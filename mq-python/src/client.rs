@@ -76,13 +76,17 @@ impl Client {
             })
     }
 
-    fn connect_config(
-        token: Option<String>,
-        tls_ca: Option<PathBuf>,
-        name: Option<String>,
-        reconnect: bool,
-        request_timeout: f64,
-    ) -> PyResult<ClientConfig> {
+    fn connect_config(options: ConnectOptions) -> PyResult<ClientConfig> {
+        let ConnectOptions {
+            token,
+            tls_ca,
+            tls_cert,
+            tls_key,
+            tls_server_name,
+            name,
+            reconnect,
+            request_timeout,
+        } = options;
         let mut config = ClientConfig {
             token,
             request_timeout: seconds("request_timeout", request_timeout)?,
@@ -95,33 +99,74 @@ impl Client {
         if let Some(name) = name {
             config.name = name;
         }
-        if let Some(ca) = tls_ca {
+        let identity = match (tls_cert, tls_key) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => {
+                return Err(bad_value(
+                    "tls_cert and tls_key go together: give both or neither",
+                ));
+            }
+        };
+        if tls_ca.is_some() || identity.is_some() || tls_server_name.is_some() {
             config.tls = Some(ClientTls {
-                ca: Some(ca),
-                ..ClientTls::default()
+                ca: tls_ca,
+                identity,
+                server_name: tls_server_name,
             });
         }
         Ok(config)
     }
 }
 
+/// The settings of `Client.connect` after the address.
+struct ConnectOptions {
+    token: Option<String>,
+    tls_ca: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_server_name: Option<String>,
+    name: Option<String>,
+    reconnect: bool,
+    request_timeout: f64,
+}
+
 #[pymethods]
 impl Client {
-    /// Connects to the `mq-server` at `addr` (like `"127.0.0.1:9800"`).
+    /// Connects to the `mq-server` at `addr` (like `"127.0.0.1:9800"`). `token` for a server
+    /// that requires one; TLS with `tls_ca` (the CA, PEM, the server's certificate must
+    /// chain to), `tls_cert` and `tls_key` (this client's certificate, for mutual TLS) and
+    /// `tls_server_name` (the name to check instead of the address's host); `reconnect`
+    /// rides out a server restart.
     #[staticmethod]
-    #[pyo3(signature = (addr, token = None, tls_ca = None, *, name = None, reconnect = true, request_timeout = 30.0, _aio = false), text_signature = "(addr, token=None, tls_ca=None, *, name=None, reconnect=True, request_timeout=30.0)")]
+    #[pyo3(
+        signature = (addr, token = None, tls_ca = None, *, tls_cert = None, tls_key = None, tls_server_name = None, name = None, reconnect = true, request_timeout = 30.0, _aio = false),
+        text_signature = "(addr, token=None, tls_ca=None, *, tls_cert=None, tls_key=None, tls_server_name=None, name=None, reconnect=True, request_timeout=30.0)"
+    )]
     #[allow(clippy::too_many_arguments)]
     fn connect(
         py: Python<'_>,
         addr: String,
         token: Option<String>,
         tls_ca: Option<PathBuf>,
+        tls_cert: Option<PathBuf>,
+        tls_key: Option<PathBuf>,
+        tls_server_name: Option<String>,
         name: Option<String>,
         reconnect: bool,
         request_timeout: f64,
         _aio: bool,
     ) -> PyResult<Py<PyAny>> {
-        let config = Self::connect_config(token, tls_ca, name, reconnect, request_timeout)?;
+        let config = Self::connect_config(ConnectOptions {
+            token,
+            tls_ca,
+            tls_cert,
+            tls_key,
+            tls_server_name,
+            name,
+            reconnect,
+            request_timeout,
+        })?;
         complete(py, _aio, async move {
             mq_client::Client::connect_with(&addr, config)
                 .await

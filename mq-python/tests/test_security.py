@@ -36,7 +36,7 @@ def openssl(*args, cwd):
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
-def test_tls_with_the_servers_ca_and_a_clear_error_without_it(tmp_path):
+def test_tls_and_mutual_tls_and_clear_errors_without_them(tmp_path):
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
             "-subj", "/CN=mq test CA", cwd=tmp_path)
@@ -52,3 +52,20 @@ def test_tls_with_the_servers_ca_and_a_clear_error_without_it(tmp_path):
             assert client.producer("secure").send(b"over TLS") == 0
         with pytest.raises(mq.ConnectionClosed, match="speaks TLS"):
             mq.Client.connect(addr, reconnect=False, request_timeout=5)
+
+    openssl("req", *ec, "-keyout", "client.key", "-out", "client.csr",
+            "-subj", "/CN=python-client", cwd=tmp_path)
+    (tmp_path / "client.cnf").write_text("extendedKeyUsage=clientAuth\n")
+    openssl("x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "client.pem", "-days", "2", "-extfile", "client.cnf",
+            cwd=tmp_path)
+    mutual = (*flags, "--tls-client-ca", str(tmp_path / "ca.pem"))
+    with mq_server(*mutual) as addr:
+        ca = str(tmp_path / "ca.pem")
+        identity = {"tls_cert": str(tmp_path / "client.pem"), "tls_key": str(tmp_path / "client.key")}
+        with mq.Client.connect(addr, tls_ca=ca, **identity) as client:
+            assert client.producer("mutual").send(b"with a certificate") == 0
+        with pytest.raises(mq.Error):
+            mq.Client.connect(addr, tls_ca=ca, reconnect=False, request_timeout=5)
+        with pytest.raises(ValueError, match="go together"):
+            mq.Client.connect(addr, tls_ca=ca, tls_cert=identity["tls_cert"])

@@ -37,13 +37,18 @@ class Client:
         token: Optional[str] = None,
         tls_ca: Optional[StrPath] = None,
         *,
+        tls_cert: Optional[StrPath] = None,
+        tls_key: Optional[StrPath] = None,
+        tls_server_name: Optional[str] = None,
         name: Optional[str] = None,
         reconnect: bool = True,
         request_timeout: float = 30.0,
     ) -> "Client":
         """Connects to the ``mq-server`` at ``addr`` (like ``"127.0.0.1:9800"``). ``token``
         for a server that requires one; ``tls_ca`` (a PEM file) to speak TLS and trust that
-        CA; ``reconnect`` keeps producers and consumers going across a server restart."""
+        CA, ``tls_cert`` and ``tls_key`` for mutual TLS, ``tls_server_name`` to check
+        another name than the address's host; ``reconnect`` keeps producers and consumers
+        going across a server restart."""
     @staticmethod
     def embedded(data_dir: Optional[StrPath] = None, *, fsync: str = "interval") -> "Client":
         """A broker inside this process: memory storage, or file storage in ``data_dir``
