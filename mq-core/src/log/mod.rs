@@ -530,14 +530,26 @@ impl Log {
             }
         }
         let start = usize::try_from(from - self.first).unwrap_or(usize::MAX);
-        for (entry, offset) in self
+        // A piece's records lie end to end in `data`: each one's size is the distance to
+        // the next (to the end of `data` for the last), so the records themselves, long
+        // cold by now, are not read.
+        let mut entries = self
             .entries
             .range_mut(start..)
             .take(usize::try_from(piece.count).unwrap_or(0))
             .zip(from..)
-        {
-            let size = record::own_size(&data, *entry as usize, piece.marked(offset));
-            *entry = u32::try_from(size.unwrap_or_default()).unwrap_or(u32::MAX);
+            .peekable();
+        while let Some((entry, offset)) = entries.next() {
+            let pos = *entry as usize;
+            let next = entries.peek().map_or(data.len(), |(e, _)| **e as usize);
+            let mark = if piece.marked(offset) { STAMP } else { 0 };
+            let size = next.saturating_sub(pos).saturating_sub(mark) as u64;
+            debug_assert_eq!(
+                Some(size),
+                record::own_size(&data, pos, piece.marked(offset)),
+                "records of a piece are contiguous"
+            );
+            *entry = u32::try_from(size).unwrap_or(u32::MAX);
         }
         piece.bytes
     }
