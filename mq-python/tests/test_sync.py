@@ -280,3 +280,30 @@ def test_closing_a_consumer_gives_back_what_it_held_even_while_deliveries_live(c
     with client.consumer("held", "g", exclusive=True) as again:
         d = again.poll(timeout=5)
         assert (d.offset, d.deliveries) == (held.offset, 2)
+
+
+def test_a_blocking_wait_lets_other_python_threads_run(client):
+    counted = 0
+    stop = threading.Event()
+
+    def count():
+        nonlocal counted
+        while not stop.is_set():
+            counted += 1
+
+    with client.consumer("gil", "g") as consumer:
+        counter = threading.Thread(target=count)
+        counter.start()
+        try:
+            before = counted
+            time.sleep(0.1)  # releases the GIL: the yardstick
+            in_sleep = counted - before
+            before = counted
+            assert consumer.poll(timeout=0.5) is None
+            in_poll = counted - before
+        finally:
+            stop.set()
+            counter.join()
+    # A wait that held the GIL would leave the counter a switch interval (5 ms) of the
+    # half second, far less than a tenth of a second of sleep gives it.
+    assert in_poll > in_sleep
