@@ -31,12 +31,17 @@ PAYLOAD = b"x" * 100
 BATCH = 1000
 
 
-def publish_batched(client: mq.Client, n: int) -> float:
+def fill(client: mq.Client, n: int) -> None:
+    """Publishes `n` messages in batches of `BATCH`."""
     producer = client.producer("bench")
     batch = [PAYLOAD] * BATCH
-    started = time.perf_counter()
     for _ in range(n // BATCH):
         producer.send_batch(batch)
+
+
+def publish_batched(client: mq.Client, n: int) -> float:
+    started = time.perf_counter()
+    fill(client, n)
     return n / (time.perf_counter() - started)
 
 
@@ -51,10 +56,7 @@ def publish_queued(client: mq.Client, n: int) -> float:
 
 
 def consume_acked(client: mq.Client, n: int) -> float:
-    producer = client.producer("bench")
-    batch = [PAYLOAD] * BATCH
-    for _ in range(n // BATCH):
-        producer.send_batch(batch)
+    fill(client, n)
     with client.consumer("bench", "readers", prefetch=10_000) as consumer:
         started = time.perf_counter()
         seen = 0
@@ -68,10 +70,7 @@ def consume_acked(client: mq.Client, n: int) -> float:
 
 
 def consume_acked_asyncio(client: mq.Client, n: int) -> float:
-    producer = client.producer("bench")
-    batch = [PAYLOAD] * BATCH
-    for _ in range(n // BATCH):
-        producer.send_batch(batch)
+    fill(client, n)
 
     async def consume() -> float:
         consumer = mq.aio.Consumer(client.consumer("bench", "readers", prefetch=10_000))

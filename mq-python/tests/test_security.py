@@ -35,17 +35,24 @@ def openssl(*args, cwd):
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
+EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+
+def issue(dir, name, subject, extension):
+    """A certificate `name`.pem (key `name`.key) for `subject`, signed by the test CA."""
+    openssl("req", *EC, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject,
+            cwd=dir)
+    (dir / f"{name}.cnf").write_text(extension + "\n")
+    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.cnf",
+            cwd=dir)
+
+
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 def test_tls_and_mutual_tls_and_clear_errors_without_them(tmp_path):
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+    openssl("req", "-x509", *EC, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
             "-subj", "/CN=mq test CA", cwd=tmp_path)
-    openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr",
-            "-subj", "/CN=127.0.0.1", cwd=tmp_path)
-    (tmp_path / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf",
-            cwd=tmp_path)
+    issue(tmp_path, "server", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1")
     flags = ("--tls-cert", str(tmp_path / "server.pem"), "--tls-key", str(tmp_path / "server.key"))
     with mq_server(*flags) as addr:
         with mq.Client.connect(addr, tls_ca=str(tmp_path / "ca.pem")) as client:
@@ -53,12 +60,7 @@ def test_tls_and_mutual_tls_and_clear_errors_without_them(tmp_path):
         with pytest.raises(mq.ConnectionClosed, match="speaks TLS"):
             mq.Client.connect(addr, reconnect=False, request_timeout=5)
 
-    openssl("req", *ec, "-keyout", "client.key", "-out", "client.csr",
-            "-subj", "/CN=python-client", cwd=tmp_path)
-    (tmp_path / "client.cnf").write_text("extendedKeyUsage=clientAuth\n")
-    openssl("x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "client.pem", "-days", "2", "-extfile", "client.cnf",
-            cwd=tmp_path)
+    issue(tmp_path, "client", "/CN=python-client", "extendedKeyUsage=clientAuth")
     mutual = (*flags, "--tls-client-ca", str(tmp_path / "ca.pem"))
     with mq_server(*mutual) as addr:
         ca = str(tmp_path / "ca.pem")
