@@ -9,11 +9,19 @@ memory, and is stopped when the ``with`` block ends.
 import contextlib
 import os
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 from typing import Iterator
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 where nothing listens (taken, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def server_binary() -> str:

@@ -11,17 +11,8 @@ The server is ``MQ_ADDR`` if set, else one started from this repository's build 
 Run it: ``python examples/networked.py``
 """
 
-import socket
-
 import mq
-from mq_server import mq_server
-
-
-def free_port() -> int:
-    """A port of 127.0.0.1 where nothing listens (taken, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from mq_server import free_port, mq_server
 
 
 def main() -> dict:

@@ -76,6 +76,20 @@ impl Client {
             })
     }
 
+    /// The SDK's client with a topic and a group name checked: what the group calls need.
+    fn on_group(
+        &self,
+        py: Python<'_>,
+        topic: &str,
+        group: &str,
+    ) -> PyResult<(mq_client::Client, TopicName, GroupName)> {
+        Ok((
+            self.client(py)?,
+            topic_name(py, topic)?,
+            group_name(py, group)?,
+        ))
+    }
+
     fn connect_config(options: ConnectOptions) -> PyResult<ClientConfig> {
         let ConnectOptions {
             token,
@@ -356,8 +370,7 @@ impl Client {
         group: &str,
         _aio: bool,
     ) -> PyResult<Py<PyAny>> {
-        let (topic, group) = (topic_name(py, topic)?, group_name(py, group)?);
-        let client = self.client(py)?;
+        let (client, topic, group) = self.on_group(py, topic, group)?;
         complete(py, _aio, async move {
             Plain::of(&client.describe_group(&topic, &group).await?)
         })
@@ -374,12 +387,11 @@ impl Client {
         start: Option<&Bound<'_, PyAny>>,
         _aio: bool,
     ) -> PyResult<Py<PyAny>> {
-        let (topic, group) = (topic_name(py, topic)?, group_name(py, group)?);
+        let (client, topic, group) = self.on_group(py, topic, group)?;
         let start = start
             .map(position)
             .transpose()?
             .unwrap_or(StartPosition::Earliest);
-        let client = self.client(py)?;
         complete(py, _aio, async move {
             client.create_group(&topic, &group, start).await
         })
@@ -396,12 +408,8 @@ impl Client {
         to: &Bound<'_, PyAny>,
         _aio: bool,
     ) -> PyResult<Py<PyAny>> {
-        let (topic, group, to) = (
-            topic_name(py, topic)?,
-            group_name(py, group)?,
-            position(to)?,
-        );
-        let client = self.client(py)?;
+        let (client, topic, group) = self.on_group(py, topic, group)?;
+        let to = position(to)?;
         complete(py, _aio, async move {
             client.seek_group(&topic, &group, to).await
         })
@@ -416,8 +424,7 @@ impl Client {
         group: &str,
         _aio: bool,
     ) -> PyResult<Py<PyAny>> {
-        let (topic, group) = (topic_name(py, topic)?, group_name(py, group)?);
-        let client = self.client(py)?;
+        let (client, topic, group) = self.on_group(py, topic, group)?;
         complete(py, _aio, async move {
             client.delete_group(&topic, &group).await
         })

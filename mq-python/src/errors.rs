@@ -10,10 +10,7 @@ use pyo3::types::PyType;
 /// The exception for `e`: its class, the message and the server's code.
 pub(crate) fn to_py(py: Python<'_>, e: &ClientError) -> PyErr {
     let (class, code) = classify(e);
-    match exception_class(py, class) {
-        Ok(class) => PyErr::from_type(class, (e.to_string(), code)),
-        Err(missing) => missing,
-    }
+    raised(py, class, e.to_string(), code)
 }
 
 /// An `mq.InvalidName` (a topic or group name the broker would refuse).
@@ -36,6 +33,7 @@ pub(crate) fn storage(py: Python<'_>, message: String) -> PyErr {
     raised(py, "StorageError", message, Some("storage"))
 }
 
+/// An exception of the class `class` of `mq.errors` with `message` and `code`.
 fn raised(py: Python<'_>, class: &str, message: String, code: Option<&'static str>) -> PyErr {
     match exception_class(py, class) {
         Ok(class) => PyErr::from_type(class, (message, code)),

@@ -1,15 +1,7 @@
 """A client from Python rides out a server restart: the SDK reconnects on its own."""
 
-import socket
-
 import mq
-from mq_server import mq_server
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from mq_server import free_port, mq_server
 
 
 def test_producer_and_consumer_go_on_after_the_server_restarts(tmp_path):

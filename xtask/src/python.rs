@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::util::{cargo, target_dir, workspace_root};
+use crate::util::{cargo, run_in, target_dir, workspace_root};
 
 /// Longest a pytest run may take before it is stopped (the suite takes well under a minute).
 const PYTEST_LIMIT: Duration = Duration::from_secs(600);
@@ -173,20 +173,6 @@ fn bench(messages: u64, runs: u32) -> anyhow::Result<()> {
         &package_dir(),
         &env,
     )
-}
-
-/// Runs `program` in `dir` with `env` added; fails unless it succeeds.
-fn run_in(program: &str, args: &[&str], dir: &Path, env: &[(&str, String)]) -> anyhow::Result<()> {
-    let status = Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .status()
-        .with_context(|| format!("could not run {program}"))?;
-    if !status.success() {
-        bail!("{program} {} failed ({status})", args.join(" "));
-    }
-    Ok(())
 }
 
 /// Runs `command`, stopping it (by its pid) if it outlasts `limit`.

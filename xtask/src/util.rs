@@ -1,6 +1,6 @@
 //! Running cargo and other programs from xtask.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, bail};
@@ -31,9 +31,20 @@ pub(crate) fn cargo(args: &[&str]) -> anyhow::Result<()> {
 
 /// Runs a program in the workspace root; fails unless it succeeds.
 pub(crate) fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
+    run_in(program, args, &workspace_root(), &[])
+}
+
+/// Runs a program in `dir` with `env` added; fails unless it succeeds.
+pub(crate) fn run_in(
+    program: &str,
+    args: &[&str],
+    dir: &Path,
+    env: &[(&str, String)],
+) -> anyhow::Result<()> {
     let status = Command::new(program)
         .args(args)
-        .current_dir(workspace_root())
+        .current_dir(dir)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .status()
         .with_context(|| format!("could not run {program}"))?;
     if !status.success() {
