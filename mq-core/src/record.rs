@@ -334,6 +334,13 @@ pub(crate) fn decode(data: &Bytes, pos: usize) -> Read {
     }
 }
 
+/// Whether `data` holds nothing but zero bytes from `pos` on: the end of a segment grown
+/// ahead of its records (never a record: no record has length 0), not damage.
+pub(crate) fn only_zeros(data: &[u8], pos: usize) -> bool {
+    data.get(pos..)
+        .is_some_and(|rest| rest.iter().all(|&b| b == 0))
+}
+
 /// What the log must know of a record it leaves on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RecordMeta {

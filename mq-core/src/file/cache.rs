@@ -131,6 +131,9 @@ pub(crate) enum Mode {
     Append,
     /// Appended to; its durability does not matter (an index).
     AppendUnsynced,
+    /// Written at positions the owner keeps, and grown ahead of them ([`CachedFile::reserve`]):
+    /// a segment. Fsynced before it is closed.
+    Positioned,
 }
 
 /// A file the cache opens on demand.
@@ -139,8 +142,12 @@ pub(crate) struct CachedFile {
     path: PathBuf,
     mode: Mode,
     cache: Arc<FileCache>,
-    file: Mutex<Option<File>>,
+    /// Shared with an fsync running outside the lock, so that it needs no second descriptor.
+    file: Mutex<Option<Arc<File>>>,
     used: AtomicBool,
+    /// [`Mode::Positioned`]: where the bytes written through this handle end (0: none yet),
+    /// the length an fsync makes durable (the file may be longer: grown ahead).
+    written_end: AtomicU64,
     /// Written to since its last fsync.
     dirty: AtomicBool,
     /// Why the fsync before it was last closed failed, until a sync reports it.
@@ -156,12 +163,13 @@ impl CachedFile {
             cache: Arc::clone(cache),
             file: Mutex::new(None),
             used: AtomicBool::new(false),
+            written_end: AtomicU64::new(0),
             dirty: AtomicBool::new(false),
             close_error: Mutex::new(None),
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Option<File>> {
+    fn lock(&self) -> MutexGuard<'_, Option<Arc<File>>> {
         self.file.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -172,20 +180,60 @@ impl CachedFile {
 
     /// Appends all of `bytes`, or returns the error that stopped it part-way.
     pub(crate) fn append(self: &Arc<Self>, bytes: &[u8]) -> io::Result<()> {
+        self.write_with_faults(bytes, |mut f, bytes| f.write_all(bytes))
+    }
+
+    /// Writes all of `bytes` at byte `pos` ([`Mode::Positioned`]), or returns the error that
+    /// stopped it part-way.
+    pub(crate) fn write_at(self: &Arc<Self>, pos: u64, bytes: &[u8]) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let result = self.write_with_faults(bytes, |f, bytes| f.write_all_at(bytes, pos));
+        if result.is_ok() {
+            self.written_end
+                .fetch_max(pos + bytes.len() as u64, Ordering::AcqRel);
+        }
+        result
+    }
+
+    /// Writes `bytes` with `write`, failing part-way when an injected fault says so.
+    fn write_with_faults(
+        self: &Arc<Self>,
+        bytes: &[u8],
+        write: impl Fn(&File, &[u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
         let faults = &self.cache.faults;
         let budget = faults.write_budget.load(Ordering::Acquire);
         if budget != u64::MAX {
             let allowed = usize::try_from(budget).unwrap_or(usize::MAX);
             if bytes.len() > allowed {
                 faults.write_budget.store(u64::MAX, Ordering::Release);
-                self.with(true, |f| f.write_all(&bytes[..allowed]))?;
+                self.with(true, |f| write(f, &bytes[..allowed]))?;
                 return Err(injected("write"));
             }
             faults
                 .write_budget
                 .store(budget - bytes.len() as u64, Ordering::Release);
         }
-        self.with(true, |f| f.write_all(bytes))
+        self.with(true, |f| write(f, bytes))
+    }
+
+    /// Grows the file from `len` to `to` bytes ahead of the writes that will fill it, so
+    /// that those writes and their fsyncs need not change its length (which would cost a
+    /// metadata commit each). The new bytes read as zeros. Best effort: where blocks cannot
+    /// be allocated ahead, the file is only lengthened; where not even that works, writes
+    /// grow it as they go.
+    pub(crate) fn reserve(self: &Arc<Self>, len: u64, to: u64) {
+        if to <= len {
+            return;
+        }
+        let _ = self.with(false, |f| {
+            #[cfg(target_os = "linux")]
+            if rustix::fs::fallocate(f, rustix::fs::FallocateFlags::empty(), len, to - len).is_ok()
+            {
+                return Ok(());
+            }
+            f.set_len(to)
+        });
     }
 
     /// Cuts the file to `len` bytes.
@@ -193,60 +241,74 @@ impl CachedFile {
         if take_one(&self.cache.faults.failing_truncates) {
             return Err(injected("truncate"));
         }
-        self.with(false, |f| f.set_len(len))
+        self.with(false, |f| f.set_len(len))?;
+        if self.mode == Mode::Positioned {
+            self.written_end.store(len, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Cuts the file to `len` bytes if it is open now; never opens it (its path may name
+    /// another file by then).
+    pub(crate) fn truncate_if_open(&self, len: u64) {
+        if let Some(file) = self.lock().as_deref() {
+            let _ = file.set_len(len);
+        }
     }
 
     /// Runs `op` on the open file, opening it first when needed. `writes` marks it dirty.
     fn with<R>(
         self: &Arc<Self>,
         writes: bool,
-        op: impl FnOnce(&mut File) -> io::Result<R>,
+        op: impl FnOnce(&File) -> io::Result<R>,
     ) -> io::Result<R> {
         let mut guard = self.lock();
         if guard.is_none() {
             let file = OpenOptions::new()
                 .create(true)
-                .append(true)
+                .append(self.mode != Mode::Positioned)
+                .write(true)
                 .open(&self.path)?;
             self.cache.admit(self);
-            *guard = Some(file);
+            *guard = Some(Arc::new(file));
         }
         self.used.store(true, Ordering::Release);
         if writes {
             self.dirty.store(true, Ordering::Release);
         }
-        match guard.as_mut() {
+        match guard.as_deref() {
             Some(file) => op(file),
             None => Err(io::Error::other("the file could not be opened")),
         }
     }
 
-    /// Puts what was written on disk: through a second descriptor when the file is open
-    /// (so writers are not held up by the fsync), or reports how the fsync before it was
-    /// closed went.
+    /// Puts what was written on disk: outside the file's lock when the file is open (so
+    /// writers are not held up by the fsync), or reports how the fsync before it was closed
+    /// went.
     pub(crate) fn sync_data(&self) -> io::Result<()> {
         if take_one(&self.cache.faults.failing_fsyncs) {
             return Err(injected("fsync"));
         }
-        let dup = {
+        let open = {
             let guard = self.lock();
-            match guard.as_ref() {
-                Some(file) => {
-                    self.dirty.store(false, Ordering::Release);
-                    // Read under the lock appends take: a length between two appends.
-                    let len = self.cache.sync_log.as_ref().map(|_| file.metadata());
-                    Some((file.try_clone()?, len))
-                }
-                None => None,
-            }
+            guard.as_ref().map(|file| {
+                self.dirty.store(false, Ordering::Release);
+                // Read under the lock writes take: a length between two writes.
+                let len = self
+                    .cache
+                    .sync_log
+                    .as_ref()
+                    .and_then(|_| self.durable_len(file));
+                (Arc::clone(file), len)
+            })
         };
-        match dup {
+        match open {
             Some((file, len)) => {
                 let start = Instant::now();
                 let synced = file.sync_data();
                 self.cache.fsyncs.record(start.elapsed());
-                if let (Ok(()), Some(Ok(meta))) = (&synced, len) {
-                    self.cache.note_synced(&self.path, meta.len());
+                if let (Ok(()), Some(len)) = (&synced, len) {
+                    self.cache.note_synced(&self.path, len);
                 }
                 synced
             }
@@ -262,16 +324,27 @@ impl CachedFile {
         }
     }
 
+    /// The length an fsync of `file` now makes durable, for the sync log: its length, or for
+    /// a [`Mode::Positioned`] file where what was written through this handle ends (`None`
+    /// before anything was).
+    fn durable_len(&self, file: &File) -> Option<u64> {
+        if self.mode == Mode::Positioned {
+            let end = self.written_end.load(Ordering::Acquire);
+            return (end > 0).then_some(end);
+        }
+        file.metadata().ok().map(|m| m.len())
+    }
+
     /// Closes the file, syncing it first when it must be.
-    fn close_locked(&self, guard: &mut Option<File>) {
+    fn close_locked(&self, guard: &mut Option<Arc<File>>) {
         let Some(file) = guard.take() else {
             return;
         };
-        if self.mode == Mode::Append && self.dirty.swap(false, Ordering::AcqRel) {
+        if self.mode != Mode::AppendUnsynced && self.dirty.swap(false, Ordering::AcqRel) {
             match file.sync_data() {
                 Ok(()) => {
-                    if let Ok(meta) = file.metadata() {
-                        self.cache.note_synced(&self.path, meta.len());
+                    if let Some(len) = self.durable_len(&file) {
+                        self.cache.note_synced(&self.path, len);
                     }
                 }
                 Err(e) => {

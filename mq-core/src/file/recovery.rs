@@ -177,6 +177,14 @@ pub(crate) fn recover(
             }
         }
         if i + 1 == count
+            && last_region.is_none()
+            && scan.len > scan.valid_len
+            && mode == Mode::Repair
+        {
+            // Zeros the open segment was grown by: appends go on where its records end.
+            cut(&path, scan.valid_len)?;
+        }
+        if i + 1 == count
             && let Some((first, position)) = scan.unfinished
         {
             // A numbered batch a crash cut short: it was never acknowledged, and its

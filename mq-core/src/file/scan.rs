@@ -40,7 +40,7 @@ pub(crate) struct Scan {
     pub(crate) first_valid: Option<u64>,
     /// One past its last valid offset (its base when it has none).
     pub(crate) end: u64,
-    /// Where its last valid record ends.
+    /// Where its last valid record ends (zeros it was grown by may follow).
     pub(crate) valid_len: u64,
     /// Its length.
     pub(crate) len: u64,
@@ -145,6 +145,10 @@ impl Scanner {
             };
             if !eof {
                 return Stop::Damaged(pos);
+            }
+            if record::only_zeros(data, pos) {
+                // What the segment was grown by past its last record.
+                return Stop::End(data.len());
             }
             let start = at + pos as u64;
             let resume = record::find_next(data, pos + 1, self.last);

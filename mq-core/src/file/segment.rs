@@ -8,6 +8,12 @@
 //! A segment is rolled when it reaches the configured size. Retention deletes whole
 //! segments once every record in them is before the first retained offset.
 //!
+//! The open segment is grown ahead of its records ([`reserve_ahead`]): writes and their
+//! fsyncs then leave the file's length alone, which spares each fsync a metadata commit.
+//! Bytes past the last record read as zeros; a segment is cut back to its records when it
+//! is rolled or closed, and recovery takes zeros that run to the end of a segment for the end of its
+//! records.
+//!
 //! # Invariants
 //! - the open segment holds only whole, valid records: a write that fails is cut off again
 //!   before anything else is appended, or, when even that fails, appends go on in a new
@@ -54,6 +60,8 @@ pub(crate) struct SegmentLog {
     cache: Arc<FileCache>,
     active: Arc<CachedFile>,
     active_len: u64,
+    /// The open segment's length on disk: its records, then zeros it was grown by.
+    reserved: u64,
     index: Arc<CachedFile>,
     index_len: u64,
     builder: IndexBuilder,
@@ -96,7 +104,7 @@ impl SegmentLog {
             .and_then(|s| s.index.as_deref())
             .unwrap_or(&[]);
         let index_len = index::write_index(dir, base, entries)?;
-        let active = CachedFile::new(cache, &path, Mode::Append);
+        let active = CachedFile::new(cache, &path, Mode::Positioned);
         // Created now, so that the segment's name records where offsets go on.
         active
             .create()
@@ -114,6 +122,7 @@ impl SegmentLog {
             cache: Arc::clone(cache),
             active,
             active_len,
+            reserved: active_len,
             index: CachedFile::new(cache, &index::index_path(dir, base), Mode::AppendUnsynced),
             builder: IndexBuilder::resume(active_len),
             segment_bytes,
@@ -153,10 +162,19 @@ impl SegmentLog {
         }
         let mut index_bytes = Vec::with_capacity(entries.len() * 16);
         index::encode(&entries, &mut index_bytes);
+        let size = records.size();
+        let to = reserve_ahead(self.active_len, size, self.reserved, self.segment_bytes);
+        self.active.reserve(self.reserved, to);
+        self.reserved = to;
+        let mut at = self.active_len;
         let written = records
             .parts()
             .iter()
-            .try_for_each(|part| self.active.append(part))
+            .try_for_each(|part| {
+                self.active.write_at(at, part)?;
+                at += part.len() as u64;
+                Ok(())
+            })
             .and_then(|()| {
                 if index_bytes.is_empty() {
                     Ok(())
@@ -169,7 +187,6 @@ impl SegmentLog {
             self.torn = self.cut_back().is_err();
             return Err(StorageError::io(format!("appending to {}", self.what), &e));
         }
-        let size = records.size();
         self.builder = builder;
         self.active_len += size;
         self.index_len += index_bytes.len() as u64;
@@ -184,14 +201,20 @@ impl SegmentLog {
     fn cut_back(&mut self) -> std::io::Result<()> {
         let (active_len, index_len) = (self.active_len, self.index_len);
         self.active.truncate(active_len)?;
+        self.reserved = active_len;
         self.index.truncate(index_len)?;
         self.torn = false;
         Ok(())
     }
 
     fn roll(&mut self, base: u64) -> Result<(), StorageError> {
+        if self.reserved > self.active_len && !self.torn {
+            // The zeros it was grown by go; the sync of the switch below makes that durable.
+            // Should the cut fail, recovery still reads them as the end of its records.
+            let _ = self.active.truncate(self.active_len);
+        }
         let path = log_path(&self.dir, base);
-        let active = CachedFile::new(&self.cache, &path, Mode::Append);
+        let active = CachedFile::new(&self.cache, &path, Mode::Positioned);
         // A file left by a failed roll at the same offset holds nothing acknowledged.
         active
             .truncate(0)
@@ -208,6 +231,7 @@ impl SegmentLog {
         );
         self.active = active;
         self.active_len = 0;
+        self.reserved = 0;
         self.index_len = 0;
         self.builder = IndexBuilder::resume(0);
         self.torn = false;
@@ -261,6 +285,35 @@ impl SegmentLog {
     }
 }
 
+impl Drop for SegmentLog {
+    /// Cuts the open segment back to its records, so that a cleanly closed storage leaves
+    /// no zeros behind (recovery reads them as the end anyway).
+    fn drop(&mut self) {
+        if self.reserved > self.active_len && !self.torn {
+            self.active.truncate_if_open(self.active_len);
+        }
+    }
+}
+
+/// Smallest step the open segment is grown by.
+const GROW_MIN: u64 = 64 * 1024;
+/// Largest step the open segment is grown by.
+const GROW_MAX: u64 = 4 * 1024 * 1024;
+
+/// How long the open segment should be before `size` more bytes are written after its
+/// `len` bytes of records, given that it is `reserved` bytes long: unchanged while they fit,
+/// else grown past them by a quarter of what it holds (between [`GROW_MIN`] and
+/// [`GROW_MAX`], so that a quiet topic holds little in zeros and a busy one grows its file
+/// rarely), not past the segment size unless the records themselves go past it.
+fn reserve_ahead(len: u64, size: u64, reserved: u64, segment_bytes: u64) -> u64 {
+    let need = len + size;
+    if need <= reserved {
+        return reserved;
+    }
+    let ahead = need + (len / 4).clamp(GROW_MIN, GROW_MAX);
+    ahead.min(segment_bytes).max(need).next_multiple_of(4096)
+}
+
 /// Reads the records of segment `path` from byte `start` on, and returns those from offset
 /// `from` on: about `max_bytes` of them, at least one when it is there. Damaged regions are
 /// skipped.
@@ -299,6 +352,7 @@ fn read_from(
                         }
                     }
                 }
+                Read::Damaged(_) if complete && record::only_zeros(&data, pos) => break,
                 Read::Damaged(d) if complete || !d.is_cut() => {
                     match record::find_next(&data, pos + 1, last) {
                         Some(q) => pos = q,

@@ -275,6 +275,106 @@ fn a_segment_cut_mid_record_keeps_every_record_before_the_cut() {
     assert_eq!(b.topic_stats(&topic("torn")).unwrap().retained, 10);
 }
 
+#[test]
+fn the_open_segment_is_grown_ahead_of_its_records_and_cut_back_when_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(Timestamp::from_millis(1));
+    let b = open(dir.path(), &clock, FileOptions::default());
+    b.publish(&topic("grown"), NewMessage::new("one")).unwrap();
+    b.flush().unwrap();
+    let path = segment_path(dir.path(), "grown");
+    let grown = std::fs::metadata(&path).unwrap().len();
+    assert!(grown >= 64 * 1024, "grown ahead to {grown} bytes");
+    drop(b);
+    let closed = std::fs::metadata(&path).unwrap().len();
+    assert!(closed < 100, "cut back to its one record: {closed} bytes");
+    let b = open(dir.path(), &clock, FileOptions::default());
+    assert!(
+        b.recovery_warnings().is_empty(),
+        "{:?}",
+        b.recovery_warnings()
+    );
+    assert_eq!(b.topic_stats(&topic("grown")).unwrap().retained, 1);
+}
+
+#[test]
+fn a_rolled_segment_holds_only_its_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(Timestamp::from_millis(1));
+    let b = open(dir.path(), &clock, options(FsyncPolicy::Interval, 4096));
+    for i in 0..200 {
+        b.publish(&topic("rolled"), NewMessage::new(format!("payload {i:04}")))
+            .unwrap();
+    }
+    b.flush().unwrap();
+    assert!(segment_files(dir.path(), "rolled") > 2);
+    let mut logs: Vec<_> = std::fs::read_dir(dir.path().join("topics").join("rolled"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    logs.sort();
+    logs.pop();
+    for sealed in logs {
+        let len = std::fs::metadata(&sealed).unwrap().len();
+        let bytes = std::fs::read(&sealed).unwrap();
+        assert!(
+            (4096..4096 + 64).contains(&len) && bytes.last() != Some(&0),
+            "{} is {len} bytes and ends in a record",
+            sealed.display()
+        );
+    }
+}
+
+#[test]
+fn zeros_after_the_last_record_are_where_appends_go_on_not_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(Timestamp::from_millis(1));
+    let publish = |b: &Broker, from: usize, to: usize| {
+        for i in from..to {
+            b.publish(&topic("crashed"), NewMessage::new(format!("payload {i}")))
+                .unwrap();
+        }
+        b.flush().unwrap();
+    };
+    publish(&open(dir.path(), &clock, FileOptions::default()), 0, 10);
+    // What a crash leaves of a segment grown ahead of its records.
+    let path = segment_path(dir.path(), "crashed");
+    let len = std::fs::metadata(&path).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len + 300 * 1024)
+        .unwrap();
+    let report = FileStorage::check(dir.path()).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.messages, 10);
+    let b = open(dir.path(), &clock, FileOptions::default());
+    assert!(
+        b.recovery_warnings().is_empty(),
+        "{:?}",
+        b.recovery_warnings()
+    );
+    publish(&b, 10, 15);
+    drop(b);
+    let b = open(dir.path(), &clock, FileOptions::default());
+    assert!(
+        b.recovery_warnings().is_empty(),
+        "{:?}",
+        b.recovery_warnings()
+    );
+    let c = b
+        .subscribe(sub(&topic("crashed"), "g").ack(AckMode::Auto))
+        .unwrap();
+    let got: Vec<_> = drain(&c)
+        .iter()
+        .map(|d| String::from_utf8_lossy(&d.message.payload).into_owned())
+        .collect();
+    let want: Vec<_> = (0..15).map(|i| format!("payload {i}")).collect();
+    assert_eq!(got, want);
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Publish { count: u8, priority: u8 },
