@@ -2,8 +2,9 @@
 //! outlives the TCP connection under it: when that is lost, the reconnect supervisor
 //! ([`crate::reconnect`]) dials again, subscribes again and resends what can be resent.
 //!
-//! Per TCP connection one task writes frames (fed by a bounded channel) and one reads them,
-//! routing each reply to the oneshot its request registered and each pushed delivery batch
+//! Per TCP connection frames go out through an [`Outbox`] (a request made while the
+//! connection is idle is written by its caller; the connection's flusher task writes what
+//! queues behind a write under way), and one task reads, routing each reply to the oneshot its request registered and each pushed delivery batch
 //! to its subscription's channel. Reading and writing never wait on each other.
 //!
 //! Requests are of two kinds when the connection is lost: *replayable* ones (numbered
@@ -18,8 +19,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use mq_transport::{
-    ClientConnection, ClientMsg, Frame, FrameRead, FrameWrite, Incoming, RequestId, ServerMsg,
-    SubscribeRequest, SubscriptionId, WireDelivery, write_queued,
+    ClientConnection, ClientMsg, Frame, FrameRead, Incoming, Outbox, RequestId, ServerMsg,
+    SubscribeRequest, SubscriptionId, WireDelivery,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -35,7 +36,7 @@ pub(crate) type Generation = u32;
 pub(crate) type Lost = (Generation, Option<String>);
 
 /// Replayable requests due on a new connection, and the sender of its writer.
-pub(crate) type Replay = (mpsc::Sender<Frame<ClientMsg>>, Vec<Frame<ClientMsg>>);
+pub(crate) type Replay = (Outbox<ClientMsg>, Vec<Frame<ClientMsg>>);
 
 /// Frames queued for the writer before requests wait.
 const OUTBOUND_FRAMES: usize = 1024;
@@ -94,7 +95,7 @@ struct Pending {
 
 /// One TCP connection.
 struct Conn {
-    out: mpsc::Sender<Frame<ClientMsg>>,
+    out: Outbox<ClientMsg>,
     reader: JoinHandle<()>,
     writer: JoinHandle<()>,
 }
@@ -392,8 +393,11 @@ impl Inner {
             .generation
             .fetch_add(1, Ordering::AcqRel)
             .wrapping_add(1);
-        let (out, rx) = mpsc::channel(OUTBOUND_FRAMES);
-        let writer = tokio::spawn(write_frames(conn.writer, rx));
+        let goodbye = |msg: &ClientMsg| matches!(msg, ClientMsg::Goodbye);
+        let (out, flusher) = mq_transport::outbox(conn.writer, OUTBOUND_FRAMES, goodbye);
+        let writer = tokio::spawn(async move {
+            let _ = flusher.run(None, None).await;
+        });
         let reader = tokio::spawn(read_frames(conn.reader, Arc::clone(self), generation));
         if let Some(old) = routes.conn.replace(Conn {
             out,
@@ -728,15 +732,6 @@ async fn read_frames(
         }
     };
     let _ = inner.lost.send((generation, reason));
-}
-
-/// Writes requests until the goodbye (or until the client is gone).
-async fn write_frames(
-    mut writer: Box<dyn FrameWrite<ClientMsg>>,
-    mut rx: mpsc::Receiver<Frame<ClientMsg>>,
-) {
-    let goodbye = |msg: &ClientMsg| matches!(msg, ClientMsg::Goodbye);
-    let _ = write_queued(writer.as_mut(), &mut rx, goodbye, None, None).await;
 }
 
 /// An unexpected reply.

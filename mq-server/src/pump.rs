@@ -1,5 +1,6 @@
 //! The delivery pump of one subscription: waits for messages in the core (within the
-//! consumer's window) and pushes them to the connection's writer in batches.
+//! consumer's window) and sends them on the connection in batches (written straight to the
+//! socket when the connection is idle).
 
 use std::future::poll_fn;
 use std::sync::Arc;
@@ -7,9 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use mq_core::{Consumer, Delivery};
 use mq_transport::{
-    DELIVERED_OVERHEAD, ErrorCode, Frame, RequestId, ServerMsg, SubscriptionId, WireDelivery,
+    DELIVERED_OVERHEAD, ErrorCode, Frame, Outbox, RequestId, ServerMsg, SubscriptionId,
+    WireDelivery,
 };
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 /// Most deliveries taken from the core per wake-up.
 const MAX_BATCH: usize = 512;
@@ -72,7 +74,7 @@ pub(crate) struct Pump {
     pub(crate) consumer: Arc<Consumer>,
     /// `Some` for auto-ack subscriptions.
     pub(crate) credits: Option<Arc<Credits>>,
-    pub(crate) out: mpsc::Sender<Frame<ServerMsg>>,
+    pub(crate) out: Outbox<ServerMsg>,
     /// Bytes one delivery frame may carry.
     pub(crate) frame_budget: usize,
 }

@@ -207,7 +207,7 @@ async fn refuse_busy(accepted: Accepted, why: String, deadline: Duration) {
             message: why,
         },
     );
-    if conn.writer.feed(frame).await.is_ok() {
+    if conn.writer.feed(frame).is_ok() {
         let _ = conn.writer.close().await;
     }
 }

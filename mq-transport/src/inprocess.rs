@@ -1,12 +1,14 @@
 //! [`InProcessTransport`]: frames passed as values over channels between tasks of one
 //! process. No bytes, no sockets; the same server and client code runs over it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, ready};
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
+use tokio_util::sync::PollSender;
 
 use crate::protocol::Frame;
 use crate::transport::{
@@ -50,23 +52,38 @@ impl<M: Send + 'static> FrameRead<M> for ChannelReader<M> {
 }
 
 struct ChannelWriter<M> {
-    tx: Option<mpsc::Sender<Frame<M>>>,
+    tx: Option<PollSender<Frame<M>>>,
+    buffer: VecDeque<Frame<M>>,
 }
 
-#[async_trait]
 impl<M: Send + 'static> FrameWrite<M> for ChannelWriter<M> {
-    async fn feed(&mut self, frame: Frame<M>) -> Result<(), TransportError> {
-        let tx = self.tx.as_ref().ok_or(TransportError::Closed)?;
-        tx.send(frame).await.map_err(|_| TransportError::Closed)
-    }
-
-    async fn flush(&mut self) -> Result<(), TransportError> {
+    fn feed(&mut self, frame: Frame<M>) -> Result<(), TransportError> {
+        if self.tx.is_none() {
+            return Err(TransportError::Closed);
+        }
+        self.buffer.push_back(frame);
         Ok(())
     }
 
-    async fn close(&mut self) -> Result<(), TransportError> {
+    fn buffered(&self) -> usize {
+        self.buffer.len()
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TransportError>> {
+        while !self.buffer.is_empty() {
+            let tx = self.tx.as_mut().ok_or(TransportError::Closed)?;
+            ready!(tx.poll_reserve(cx)).map_err(|_| TransportError::Closed)?;
+            if let Some(frame) = self.buffer.pop_front() {
+                tx.send_item(frame).map_err(|_| TransportError::Closed)?;
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TransportError>> {
+        ready!(self.poll_flush(cx))?;
         self.tx = None;
-        Ok(())
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -79,13 +96,19 @@ fn pair<A: Send + 'static, B: Send + 'static>(
     (
         Connection {
             reader: Box::new(ChannelReader { rx: a_rx }),
-            writer: Box::new(ChannelWriter { tx: Some(b_tx) }),
+            writer: Box::new(ChannelWriter {
+                tx: Some(PollSender::new(b_tx)),
+                buffer: VecDeque::new(),
+            }),
             peer: peer_a,
             certificate_name: None,
         },
         Connection {
             reader: Box::new(ChannelReader { rx: b_rx }),
-            writer: Box::new(ChannelWriter { tx: Some(a_tx) }),
+            writer: Box::new(ChannelWriter {
+                tx: Some(PollSender::new(a_tx)),
+                buffer: VecDeque::new(),
+            }),
             peer: peer_b,
             certificate_name: None,
         },

@@ -6,7 +6,9 @@
 //! - [`codec`]: [`FrameCodec`] for tokio-util framing, with a maximum frame size;
 //! - [`read_budget`]: [`ReadBudget`], the broker-wide pool for partially received frames;
 //! - [`Transport`]: the trait the server and client are written against, with
-//!   [`TcpTransport`] and [`InProcessTransport`].
+//!   [`TcpTransport`] and [`InProcessTransport`];
+//! - [`Outbox`]: what a connection sends, written by the sender itself when the connection
+//!   is idle, else by the connection's [`Flusher`].
 //!
 //! The transport knows frames, not broker rules. PROTOCOL.md documents every byte.
 
@@ -16,6 +18,7 @@ mod error_code;
 pub mod frame;
 mod inprocess;
 mod kinds;
+mod outbox;
 pub mod protocol;
 pub mod read_budget;
 mod report;
@@ -25,11 +28,11 @@ pub mod tls;
 mod traffic;
 mod transport;
 pub mod wire;
-mod writer;
 
 pub use codec::{CodecError, FrameCodec};
 pub use frame::{BadFrame, WireMsg, decode_frame, encode_frame};
 pub use inprocess::InProcessTransport;
+pub use outbox::{Blocked, Flusher, Outbox, OutboxClosed, TrySendError, outbox};
 pub use protocol::{
     ClientMsg, DEFAULT_MAX_FRAME, DELIVERED_OVERHEAD, DELIVERY_FRAME_OVERHEAD, ErrorCode, Frame,
     HEARTBEAT_MISSES, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, RequestId, ServerMsg,
@@ -44,4 +47,3 @@ pub use transport::{
     Accepted, ClientConnection, Connection, FrameRead, FrameWrite, Incoming, Listener,
     ServerConnection, Transport, TransportError,
 };
-pub use writer::{Blocked, write_queued};

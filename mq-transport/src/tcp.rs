@@ -4,14 +4,16 @@
 //! that speaks mq in clear (its first byte is a frame length, not a TLS handshake record)
 //! gets an mq `Error` frame saying the port speaks TLS, instead of a silent close.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 
 use async_trait::async_trait;
-use bytes::BytesMut;
-use futures::{SinkExt, StreamExt};
+use bytes::{Buf, BytesMut};
+use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::codec::{Encoder, FramedRead};
 
 use crate::codec::{CodecError, FrameCodec};
 use crate::frame::{WireMsg, encode_frame};
@@ -100,10 +102,10 @@ impl TcpTransport {
                 ),
             }),
             writer: Box::new(TcpWriter {
-                inner: FramedWrite::new(
-                    write,
-                    FrameCodec::<In, Out>::new(self.max_frame).with_traffic(self.traffic.clone()),
-                ),
+                io: write,
+                codec: FrameCodec::<In, Out>::new(self.max_frame)
+                    .with_traffic(self.traffic.clone()),
+                buffer: BytesMut::new(),
             }),
             peer,
             certificate_name: None,
@@ -131,27 +133,44 @@ where
 }
 
 struct TcpWriter<W, In, Out> {
-    inner: FramedWrite<W, FrameCodec<In, Out>>,
+    io: W,
+    codec: FrameCodec<In, Out>,
+    buffer: BytesMut,
 }
 
-#[async_trait]
 impl<W, In: WireMsg, Out: WireMsg> FrameWrite<Out> for TcpWriter<W, In, Out>
 where
     W: AsyncWrite + Send + Unpin,
 {
-    async fn feed(&mut self, frame: Frame<Out>) -> Result<(), TransportError> {
-        self.inner.feed(frame).await.map_err(TransportError::from)
+    fn feed(&mut self, frame: Frame<Out>) -> Result<(), TransportError> {
+        Encoder::encode(&mut self.codec, &frame, &mut self.buffer).map_err(TransportError::from)
     }
 
-    async fn flush(&mut self) -> Result<(), TransportError> {
-        SinkExt::<Frame<Out>>::flush(&mut self.inner)
-            .await
+    fn buffered(&self) -> usize {
+        self.buffer.len()
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TransportError>> {
+        while !self.buffer.is_empty() {
+            match ready!(Pin::new(&mut self.io).poll_write(cx, &self.buffer)) {
+                Ok(0) => {
+                    return Poll::Ready(Err(
+                        std::io::Error::from(std::io::ErrorKind::WriteZero).into()
+                    ));
+                }
+                Ok(n) => self.buffer.advance(n),
+                Err(e) => return Poll::Ready(Err(e.into())),
+            }
+        }
+        Pin::new(&mut self.io)
+            .poll_flush(cx)
             .map_err(TransportError::from)
     }
 
-    async fn close(&mut self) -> Result<(), TransportError> {
-        SinkExt::<Frame<Out>>::close(&mut self.inner)
-            .await
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TransportError>> {
+        ready!(self.poll_flush(cx))?;
+        Pin::new(&mut self.io)
+            .poll_shutdown(cx)
             .map_err(TransportError::from)
     }
 }

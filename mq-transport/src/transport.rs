@@ -4,6 +4,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use async_trait::async_trait;
 
@@ -80,27 +81,50 @@ pub trait FrameRead<M>: Send {
     async fn read_frame(&mut self) -> Result<Incoming<M>, TransportError>;
 }
 
-/// The sending half of a connection.
-#[async_trait]
+/// The sending half of a connection: frames are encoded into a buffer as they are fed and
+/// written to the peer when flushed.
 pub trait FrameWrite<M>: Send {
-    /// Queues a frame; it is sent at the latest by the next [`FrameWrite::flush`].
+    /// Encodes `frame` behind what is buffered; it is sent by the next flush. Never waits:
+    /// the buffer grows (see [`FrameWrite::buffered`]).
     ///
     /// # Errors
     /// [`TransportError`] when the connection failed or the frame cannot be encoded (then
-    /// nothing of it was queued).
-    async fn feed(&mut self, frame: Frame<M>) -> Result<(), TransportError>;
+    /// nothing of it was buffered).
+    fn feed(&mut self, frame: Frame<M>) -> Result<(), TransportError>;
 
-    /// Sends everything queued.
+    /// Bytes (for a byte stream) or frames buffered and not yet written.
+    fn buffered(&self) -> usize;
+
+    /// Writes what is buffered. Cancel-safe: what the peer has not taken stays buffered
+    /// for the next call, whichever task makes it.
     ///
     /// # Errors
     /// [`TransportError`] when the connection failed.
-    async fn flush(&mut self) -> Result<(), TransportError>;
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TransportError>>;
 
-    /// Flushes and closes the sending direction.
+    /// Writes what is buffered, then closes the sending direction.
     ///
     /// # Errors
     /// [`TransportError`] when the connection failed.
-    async fn close(&mut self) -> Result<(), TransportError>;
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TransportError>>;
+}
+
+impl<M> dyn FrameWrite<M> + '_ {
+    /// Writes everything buffered.
+    ///
+    /// # Errors
+    /// [`TransportError`] when the connection failed.
+    pub async fn flush(&mut self) -> Result<(), TransportError> {
+        std::future::poll_fn(|cx| self.poll_flush(cx)).await
+    }
+
+    /// Writes everything buffered and closes the sending direction.
+    ///
+    /// # Errors
+    /// [`TransportError`] when the connection failed.
+    pub async fn close(&mut self) -> Result<(), TransportError> {
+        std::future::poll_fn(|cx| self.poll_close(cx)).await
+    }
 }
 
 /// One connection: a reader of `In` frames and a writer of `Out` frames, usable from two

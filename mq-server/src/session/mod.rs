@@ -22,10 +22,10 @@ use std::sync::Arc;
 
 use mq_core::{Broker, ProducerStamp};
 use mq_transport::{
-    BadFrame, ClientMsg, CodecError, Connection, ErrorCode, Frame, FrameRead, Incoming, RequestId,
-    ServerConnection, ServerMsg, SubscriptionId, TransportError, write_queued,
+    BadFrame, ClientMsg, CodecError, Connection, ErrorCode, Frame, FrameRead, Incoming, Outbox,
+    RequestId, ServerConnection, ServerMsg, SubscriptionId, TransportError,
 };
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
 use self::subscription::Sub;
 use crate::attachments::Attachments;
@@ -62,7 +62,7 @@ pub(crate) struct Session {
     stop: watch::Receiver<bool>,
     subs: HashMap<SubscriptionId, Sub>,
     next_sub: u32,
-    out: Option<mpsc::Sender<Frame<ServerMsg>>>,
+    out: Option<Outbox<ServerMsg>>,
     /// Says why the writer stopped, if writing failed.
     write_failed: Option<oneshot::Receiver<String>>,
     /// How this connection logged in; `None` when the server asks for no credentials. The
@@ -116,7 +116,7 @@ impl Session {
     pub(crate) async fn run(mut self, conn: ServerConnection) {
         let Connection {
             mut reader,
-            mut writer,
+            writer,
             peer,
             certificate_name,
         } = conn;
@@ -124,22 +124,14 @@ impl Session {
         let counted = connections.open();
         self.connection = counted.1;
         self.peer.clone_from(&peer);
-        let (out_tx, mut out_rx) = mpsc::channel(OUTBOUND_FRAMES);
+        let (out, flusher) = mq_transport::outbox(writer, OUTBOUND_FRAMES, |_| false);
         let (failed_tx, failed_rx) = oneshot::channel();
-        self.out = Some(out_tx);
+        self.out = Some(out);
         self.write_failed = Some(failed_rx);
         let stall = Some(self.shared.config.stall_timeout);
         let blocked = self.blocked.clone();
         let writer = tokio::spawn(async move {
-            let written = write_queued(
-                writer.as_mut(),
-                &mut out_rx,
-                |_| false,
-                stall,
-                Some(&blocked),
-            )
-            .await;
-            if let Err(e) = written {
+            if let Err(e) = flusher.run(stall, Some(&blocked)).await {
                 let _ = failed_tx.send(e.to_string());
             }
         });
@@ -158,7 +150,7 @@ impl Session {
         tracing::info!(%peer, connection = self.connection, client = %self.client, "connection closed");
     }
 
-    /// Queues a frame for the writer.
+    /// Sends a frame: written now when the connection is idle, else queued for its flusher.
     pub(crate) async fn send(&self, id: RequestId, msg: ServerMsg) {
         if let ServerMsg::Error { code, .. } = &msg {
             self.shared.telemetry.error(*code);

@@ -57,7 +57,7 @@ impl Harness {
     async fn send(&mut self, msg: ClientMsg) -> RequestId {
         let id = RequestId(self.next_id);
         self.next_id += 1;
-        self.client.writer.feed(Frame::new(id, msg)).await.unwrap();
+        self.client.writer.feed(Frame::new(id, msg)).unwrap();
         self.client.writer.flush().await.unwrap();
         id
     }

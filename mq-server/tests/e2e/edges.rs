@@ -366,7 +366,6 @@ async fn a_session_whose_writes_fail_ends_and_returns_its_deliveries() {
                 token: None,
             },
         ))
-        .await
         .unwrap();
     conn.writer.flush().await.unwrap();
     assert!(
@@ -390,7 +389,6 @@ async fn a_session_whose_writes_fail_ends_and_returns_its_deliveries() {
                 prefetch: 5,
             }),
         ))
-        .await
         .unwrap();
     conn.writer.flush().await.unwrap();
     // The session ends: its consumer detaches and what it had in flight goes back.
