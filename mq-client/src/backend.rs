@@ -31,6 +31,37 @@ pub(crate) enum Backend {
     Embedded(Embedded),
 }
 
+/// Why [`Backend::try_start_publish`] did not start a publish.
+pub(crate) enum TryStart {
+    /// Not without waiting: the messages, to send the usual way.
+    NotNow(Vec<NewMessage>),
+    /// The batch cannot be sent at all.
+    Failed(ClientError),
+}
+
+/// The request that publishes `messages` to `topic`: numbered (and resent after a
+/// reconnect) when `stamp` is given and the server speaks version 2; whether it is.
+fn publish_request(
+    topic: &TopicName,
+    messages: Vec<NewMessage>,
+    stamp: Option<ProducerStamp>,
+    version: u16,
+) -> (ClientMsg, bool) {
+    let topic = topic.clone();
+    match stamp {
+        Some(s) if version >= 2 => (
+            ClientMsg::PublishIdempotent {
+                topic,
+                producer: s.producer,
+                seq: s.seq,
+                messages,
+            },
+            true,
+        ),
+        _ => (ClientMsg::Publish { topic, messages }, false),
+    }
+}
+
 /// A pending publish: the batch is already queued in order when this exists.
 pub(crate) enum PublishWait {
     Ready(Result<BatchReceipt, ClientError>),
@@ -96,22 +127,43 @@ impl Backend {
             }
             Backend::Remote(r) => {
                 check_sizes(topic, &messages, r.max_frame())?;
-                let topic = topic.clone();
-                let (msg, replayable) = match stamp {
-                    Some(s) if r.version() >= 2 => (
-                        ClientMsg::PublishIdempotent {
-                            topic,
-                            producer: s.producer,
-                            seq: s.seq,
-                            messages,
-                        },
-                        true,
-                    ),
-                    _ => (ClientMsg::Publish { topic, messages }, false),
-                };
+                let (msg, replayable) = publish_request(topic, messages, stamp, r.version());
                 let pending = r.start_request(msg, None, replayable).await?;
                 Ok(PublishWait::Remote(Arc::clone(r), pending))
             }
+        }
+    }
+
+    /// Whether [`Backend::try_start_publish`] can ever start a publish (over a connection).
+    pub(crate) fn starts_without_waiting(&self) -> bool {
+        matches!(self, Backend::Remote(_))
+    }
+
+    /// Like [`Backend::start_publish`], but without waiting: over a connection that is open
+    /// and has room, the frame is handed to it (and written at once when it is idle).
+    /// [`TryStart::NotNow`] gives the messages back otherwise, and always for an embedded
+    /// broker (whose call may wait for the disk).
+    pub(crate) fn try_start_publish(
+        &self,
+        topic: &TopicName,
+        messages: Vec<NewMessage>,
+        stamp: Option<ProducerStamp>,
+    ) -> Result<PublishWait, TryStart> {
+        let Backend::Remote(r) = self else {
+            return Err(TryStart::NotNow(messages));
+        };
+        if let Err(e) = check_sizes(topic, &messages, r.max_frame()) {
+            return Err(TryStart::Failed(e));
+        }
+        let (msg, replayable) = publish_request(topic, messages, stamp, r.version());
+        match r.try_start_request(msg, replayable).map_err(|msg| *msg) {
+            Ok(pending) => Ok(PublishWait::Remote(Arc::clone(r), pending)),
+            Err(
+                ClientMsg::Publish { messages, .. } | ClientMsg::PublishIdempotent { messages, .. },
+            ) => Err(TryStart::NotNow(messages)),
+            Err(other) => Err(TryStart::Failed(ClientError::Protocol {
+                message: format!("a publish became another request: {other:?}"),
+            })),
         }
     }
 

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use mq_transport::{
     ClientConnection, ClientMsg, Frame, FrameRead, Incoming, Outbox, RequestId, ServerMsg,
-    SubscribeRequest, SubscriptionId, WireDelivery,
+    SubscribeRequest, SubscriptionId, TrySendError, WireDelivery,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -229,6 +229,18 @@ impl Remote {
     ) -> Result<PendingReply, ClientError> {
         let replayable = replayable && self.inner.reconnects.load(Ordering::Acquire);
         self.inner.start(msg, sub, replayable, None).await
+    }
+
+    /// Sends a request now, without waiting, if the connection is open and its outbox has
+    /// room: the caller's thread writes it when the connection is idle. Gives the request
+    /// back otherwise (reconnecting, closed, or the outbox full), for [`Remote::start_request`].
+    pub(crate) fn try_start_request(
+        &self,
+        msg: ClientMsg,
+        replayable: bool,
+    ) -> Result<PendingReply, Box<ClientMsg>> {
+        let replayable = replayable && self.inner.reconnects.load(Ordering::Acquire);
+        self.inner.try_start(msg, replayable)
     }
 
     /// Sends a request that only makes sense on connection `generation` (it names a
@@ -499,6 +511,35 @@ impl Inner {
                     // Wait for the reconnect to end, then try again.
                     let _ = state.wait_for(|s| *s != LinkState::Reconnecting).await;
                 }
+            }
+        }
+    }
+
+    /// See [`Remote::try_start_request`]. The request is registered and handed to the
+    /// outbox under the routes' lock, so that a full outbox can take the registration back.
+    fn try_start(&self, msg: ClientMsg, replayable: bool) -> Result<PendingReply, Box<ClientMsg>> {
+        let mut routes = self.lock();
+        let out = match &routes.conn {
+            Some(conn) if routes.closed.is_none() && !routes.reconnecting => conn.out.clone(),
+            _ => return Err(Box::new(msg)),
+        };
+        let id = self.next_id();
+        let (reply, rx) = oneshot::channel();
+        routes.pending.insert(
+            id.0,
+            Pending {
+                reply,
+                sub: None,
+                replay: replayable.then(|| msg.clone()),
+                sent_on: self.generation.load(Ordering::Acquire),
+            },
+        );
+        match out.try_send(Frame::new(id, msg)) {
+            // A send into a connection lost meanwhile is answered by the loss.
+            Ok(()) | Err(TrySendError::Closed(_)) => Ok(PendingReply { rx, replayable }),
+            Err(TrySendError::Full(frame)) => {
+                routes.pending.remove(&id.0);
+                Err(Box::new(frame.msg))
             }
         }
     }

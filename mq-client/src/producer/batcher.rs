@@ -1,68 +1,191 @@
-//! The batcher: the task that takes a producer's queued messages a frame at a time, sends
-//! them with a bounded number of batches unacknowledged (pipelining), and reports each
-//! batch's outcome to whoever waits for it.
+//! Sending a producer's batches: [`Sender`] takes what is queued a frame at a time and
+//! sends it with a bounded number of batches unacknowledged (pipelining), then reports each
+//! batch's outcome to whoever waits for it. Its batcher task ([`Sender::run`]) does this
+//! whenever something is queued; a caller that finds the producer idle — nobody taking a
+//! batch, a slot free, the connection with room — sends its batch itself, at once
+//! ([`Sender::send_now`]), so that no task has to be woken to carry it.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 use mq_core::{BatchReceipt, ProducerStamp, TopicName};
+use tokio::runtime::Handle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::ProducerConfig;
 use super::queue::{Limits, Queue, Taken, Waiter};
+use crate::backend::{PublishWait, TryStart};
 use crate::client::Client;
 use crate::error::ClientError;
 
-/// Runs until every handle of the producer is gone and what they queued is sent.
-pub(super) async fn run(
+/// What sends one producer's batches, shared by its batcher task and its handles.
+pub(super) struct Sender {
     client: Client,
     topic: TopicName,
     config: ProducerConfig,
+    limits: Limits,
+    /// The producer's id, when its batches are numbered.
+    producer: Option<u64>,
     queue: Arc<Queue>,
+    in_flight: Arc<Semaphore>,
     failed: Arc<Mutex<Option<ClientError>>>,
-) {
-    let in_flight = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
-    let limits = Limits {
-        count: config.batch_size.max(1),
-        bytes: config.batch_bytes.min(client.backend.batch_budget()),
-    };
-    let producer = config.idempotent.then(producer_id).flatten();
-    let mut seq = 0u64;
-    while queue.wait().await.is_some() {
-        if !config.linger.is_zero() {
-            linger(&queue, limits, config.linger).await;
+    /// Held by whoever takes a batch from the queue and starts it, so that batches start
+    /// in queue order; holds the number of the next batch's first message.
+    turn: tokio::sync::Mutex<u64>,
+    runtime: Handle,
+}
+
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sender {
+    /// A sender of what `queue` holds, on `runtime`.
+    pub(super) fn new(
+        client: Client,
+        topic: TopicName,
+        config: ProducerConfig,
+        queue: Arc<Queue>,
+        failed: Arc<Mutex<Option<ClientError>>>,
+        runtime: Handle,
+    ) -> Arc<Self> {
+        let limits = Limits {
+            count: config.batch_size.max(1),
+            bytes: config.batch_bytes.min(client.backend.batch_budget()),
+        };
+        Arc::new(Self {
+            in_flight: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
+            producer: config.idempotent.then(producer_id).flatten(),
+            client,
+            topic,
+            config,
+            limits,
+            queue,
+            failed,
+            turn: tokio::sync::Mutex::new(0),
+            runtime,
+        })
+    }
+
+    /// The batcher task: runs until every handle of the producer is gone and what they
+    /// queued is sent.
+    pub(super) async fn run(self: Arc<Self>) {
+        while self.queue.wait().await.is_some() {
+            if !self.config.linger.is_zero() {
+                linger(&self.queue, self.limits, self.config.linger).await;
+            }
+            // A free slot first: what is queued meanwhile joins this batch.
+            let Ok(permit) = Arc::clone(&self.in_flight).acquire_owned().await else {
+                return;
+            };
+            let mut seq = self.turn.lock().await;
+            let Taken {
+                messages,
+                waiters,
+                flush,
+            } = self.queue.take(self.limits);
+            if messages.is_empty() {
+                drop(permit);
+            } else {
+                let stamp = self.stamp(*seq);
+                *seq += messages.len() as u64;
+                let wait = self
+                    .client
+                    .start_publish(&self.topic, messages, stamp)
+                    .await;
+                self.settle_later(wait, waiters, permit);
+            }
+            drop(seq);
+            if let Some(done) = flush {
+                settled(&self.in_flight, &self.config).await;
+                let _ = done.send(());
+            }
         }
-        // A free slot first: what is queued meanwhile joins this batch.
-        let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
-            return;
+        settled(&self.in_flight, &self.config).await;
+        if let Some(e) = self
+            .failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            let topic = &self.topic;
+            tracing::warn!(%topic, error = %e, "a producer was dropped without flush, and publishing what it had queued failed");
+        }
+    }
+
+    /// Sends what is queued from the caller, now, when the producer is idle (see the module
+    /// docs); true when nothing is left queued for the batcher.
+    pub(super) fn send_now(&self) -> bool {
+        if !self.config.linger.is_zero() || !self.client.backend.starts_without_waiting() {
+            return false;
+        }
+        let Ok(mut seq) = self.turn.try_lock() else {
+            return false;
+        };
+        let Ok(permit) = Arc::clone(&self.in_flight).try_acquire_owned() else {
+            return false;
         };
         let Taken {
             messages,
             waiters,
             flush,
-        } = queue.take(limits);
-        if messages.is_empty() {
-            drop(permit);
-        } else {
-            let stamp = producer.map(|producer| ProducerStamp { producer, seq });
-            seq += messages.len() as u64;
-            let wait = client.start_publish(&topic, messages, stamp).await;
-            let failed = Arc::clone(&failed);
-            tokio::spawn(async move {
-                let result = match wait {
-                    Ok(wait) => wait.wait().await,
-                    Err(e) => Err(e),
-                };
-                settle(result, waiters, &failed, permit);
+        } = self.queue.take(self.limits);
+        if flush.is_some() || messages.is_empty() {
+            // A flush is the batcher's to answer.
+            self.queue.put_back(Taken {
+                messages,
+                waiters,
+                flush,
             });
+            return false;
         }
-        if let Some(done) = flush {
-            settled(&in_flight, &config).await;
-            let _ = done.send(());
-        }
+        let count = messages.len() as u64;
+        let wait =
+            match self
+                .client
+                .backend
+                .try_start_publish(&self.topic, messages, self.stamp(*seq))
+            {
+                Ok(wait) => Ok(wait),
+                Err(TryStart::Failed(e)) => Err(e),
+                Err(TryStart::NotNow(messages)) => {
+                    self.queue.put_back(Taken {
+                        messages,
+                        waiters,
+                        flush,
+                    });
+                    return false;
+                }
+            };
+        *seq += count;
+        drop(seq);
+        self.settle_later(wait, waiters, permit);
+        self.queue.is_empty()
     }
-    settled(&in_flight, &config).await;
-    if let Some(e) = failed.lock().unwrap_or_else(PoisonError::into_inner).take() {
-        tracing::warn!(%topic, error = %e, "a producer was dropped without flush, and publishing what it had queued failed");
+
+    fn stamp(&self, seq: u64) -> Option<ProducerStamp> {
+        self.producer
+            .map(|producer| ProducerStamp { producer, seq })
+    }
+
+    /// Reports the batch's outcome to `waiters` once it is known, then frees its slot.
+    fn settle_later(
+        &self,
+        wait: Result<PublishWait, ClientError>,
+        waiters: Vec<Waiter>,
+        permit: OwnedSemaphorePermit,
+    ) {
+        let failed = Arc::clone(&self.failed);
+        self.runtime.spawn(async move {
+            let result = match wait {
+                Ok(wait) => wait.wait().await,
+                Err(e) => Err(e),
+            };
+            settle(result, waiters, &failed, permit);
+        });
     }
 }
 

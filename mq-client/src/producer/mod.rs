@@ -1,5 +1,6 @@
 //! [`Producer`]: publishes to one topic, batching what is queued and keeping a bounded
-//! number of batches unacknowledged at once (pipelining).
+//! number of batches unacknowledged at once (pipelining). A call that finds the producer
+//! idle sends its message at once, from the caller.
 
 mod batcher;
 mod queue;
@@ -12,6 +13,7 @@ use tokio::sync::oneshot;
 
 use crate::client::Client;
 use crate::error::ClientError;
+use batcher::Sender;
 use queue::Queue;
 
 /// How a producer batches.
@@ -87,6 +89,8 @@ pub struct Producer {
     _handles: Arc<Handles>,
     /// The first error of a `publish` since the last `flush`.
     failed: Arc<Mutex<Option<ClientError>>>,
+    /// Sends its batches; `None` when it cannot publish at all.
+    sender: Option<Arc<Sender>>,
     /// Why this producer cannot publish at all (made outside a runtime).
     unusable: Option<ClientError>,
 }
@@ -107,27 +111,33 @@ impl Producer {
         let wake_at = (!config.linger.is_zero()).then_some(config.batch_size.max(1));
         let queue = Arc::new(Queue::new(config.queue, wake_at));
         let failed = Arc::new(Mutex::new(None));
-        let unusable = match tokio::runtime::Handle::try_current() {
+        let (sender, unusable) = match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                runtime.spawn(batcher::run(
+                let sender = Sender::new(
                     client,
                     topic.clone(),
                     config,
                     Arc::clone(&queue),
                     Arc::clone(&failed),
-                ));
-                None
+                    runtime.clone(),
+                );
+                runtime.spawn(Arc::clone(&sender).run());
+                (Some(sender), None)
             }
             // Nothing can batch for it: every call says why instead of a panic here.
-            Err(_) => Some(ClientError::NoRuntime {
-                what: "Client::producer",
-            }),
+            Err(_) => (
+                None,
+                Some(ClientError::NoRuntime {
+                    what: "Client::producer",
+                }),
+            ),
         };
         Self {
             topic,
             _handles: Arc::new(Handles(Arc::clone(&queue))),
             queue,
             failed,
+            sender,
             unusable,
         }
     }
@@ -152,7 +162,8 @@ impl Producer {
     pub async fn send(&self, message: NewMessage) -> Result<Offset, ClientError> {
         self.usable()?;
         let (tx, rx) = oneshot::channel();
-        self.queue.push_one(message, Some(tx)).await;
+        let wake = self.queue.push_one(message, Some(tx)).await;
+        self.start(wake);
         rx.await.map_err(|_| ClientError::closed())?
     }
 
@@ -173,7 +184,8 @@ impl Producer {
     pub async fn queue_batch(&self, messages: Vec<NewMessage>) -> Result<QueuedBatch, ClientError> {
         self.usable()?;
         let (tx, rx) = oneshot::channel();
-        self.queue.push_batch(messages, Some(tx)).await;
+        let wake = self.queue.push_batch(messages, Some(tx)).await;
+        self.start(wake);
         Ok(QueuedBatch(rx))
     }
 
@@ -187,7 +199,8 @@ impl Producer {
         if let Some(e) = self.take_failure() {
             return Err(e);
         }
-        self.queue.push_batch(messages, None).await;
+        let wake = self.queue.push_batch(messages, None).await;
+        self.start(wake);
         Ok(())
     }
 
@@ -204,7 +217,8 @@ impl Producer {
         if let Some(e) = self.take_failure() {
             return Err(e);
         }
-        self.queue.push_one(message, None).await;
+        let wake = self.queue.push_one(message, None).await;
+        self.start(wake);
         Ok(())
     }
 
@@ -220,6 +234,15 @@ impl Producer {
         match self.take_failure() {
             Some(e) => Err(e),
             None => Ok(()),
+        }
+    }
+
+    /// Gets what was just queued on its way: sent from here when the producer is idle,
+    /// else by the batcher, woken when `wake` says it needs to be.
+    fn start(&self, wake: bool) {
+        let sent = self.sender.as_ref().is_some_and(|s| s.send_now());
+        if wake && !sent {
+            self.queue.wake();
         }
     }
 

@@ -105,8 +105,9 @@ impl Queue {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues one message, waiting while the queue is full.
-    pub(super) async fn push_one(&self, message: NewMessage, waiter: Option<OffsetTx>) {
+    /// Queues one message, waiting while the queue is full; true when the batcher should be
+    /// woken for it ([`Queue::wake`]).
+    pub(super) async fn push_one(&self, message: NewMessage, waiter: Option<OffsetTx>) -> bool {
         self.push(1, |state| {
             state.messages.push_back(message);
             match (waiter, state.entries.back_mut()) {
@@ -115,12 +116,16 @@ impl Queue {
                 (Some(tx), _) => state.entries.push_back(Entry::Messages(Waiter::One(tx))),
             }
         })
-        .await;
+        .await
     }
 
     /// Queues a batch (never split), waiting while the queue is full (a batch larger than
-    /// the queue waits until the queue is empty).
-    pub(super) async fn push_batch(&self, messages: Vec<NewMessage>, waiter: Option<OffsetsTx>) {
+    /// the queue waits until the queue is empty); true when the batcher should be woken.
+    pub(super) async fn push_batch(
+        &self,
+        messages: Vec<NewMessage>,
+        waiter: Option<OffsetsTx>,
+    ) -> bool {
         let n = messages.len();
         self.push(n, |state| {
             state.messages.extend(messages);
@@ -128,7 +133,32 @@ impl Queue {
                 .entries
                 .push_back(Entry::Messages(Waiter::Batch(n, waiter)));
         })
-        .await;
+        .await
+    }
+
+    /// Wakes the batcher.
+    pub(super) fn wake(&self) {
+        self.ready.notify_one();
+    }
+
+    /// Whether nothing is queued.
+    pub(super) fn is_empty(&self) -> bool {
+        self.lock().entries.is_empty()
+    }
+
+    /// Puts what [`Queue::take`] took back at the front, as it was (its sending could not
+    /// start).
+    pub(super) fn put_back(&self, taken: Taken) {
+        let mut state = self.lock();
+        if let Some(done) = taken.flush {
+            state.entries.push_front(Entry::Flush(done));
+        }
+        for waiter in taken.waiters.into_iter().rev() {
+            state.entries.push_front(Entry::Messages(waiter));
+        }
+        for message in taken.messages.into_iter().rev() {
+            state.messages.push_front(message);
+        }
     }
 
     /// Queues a flush: `done` is answered once everything queued before is settled.
@@ -137,7 +167,7 @@ impl Queue {
         self.ready.notify_one();
     }
 
-    async fn push(&self, n: usize, add: impl FnOnce(&mut State)) {
+    async fn push(&self, n: usize, add: impl FnOnce(&mut State)) -> bool {
         let mut add = Some(add);
         loop {
             let room = self.room.notified();
@@ -150,12 +180,7 @@ impl Queue {
                     if let Some(add) = add.take() {
                         add(&mut state);
                     }
-                    let wake = was_empty || state.messages.len() >= self.wake_at;
-                    drop(state);
-                    if wake {
-                        self.ready.notify_one();
-                    }
-                    return;
+                    return was_empty || state.messages.len() >= self.wake_at;
                 }
                 room.as_mut().enable();
             }
