@@ -508,3 +508,83 @@ async fn acks_not_yet_sent_when_a_consumer_is_dropped_go_with_its_detach() {
     let stats = client.groups(&t).await.unwrap();
     assert_eq!((stats[0].acked, stats[0].in_flight), (10, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_producer_shared_by_threads_and_tasks_keeps_each_callers_order() {
+    // Callers outside the runtime send their own batches when the producer is idle, callers
+    // inside it too; the batcher takes the rest. Whoever sends, every caller's messages are
+    // stored once, in its order, and `send` answers with the message's own offset.
+    let server = Server::start(&[]);
+    let client = server.client().await;
+    let t = topic("shared");
+    let producer = client.producer(t.clone());
+    let runtime = tokio::runtime::Handle::current();
+    const PER_CALLER: u32 = 500;
+    let threads: Vec<_> = (0..3u32)
+        .map(|caller| {
+            let (producer, runtime) = (producer.clone(), runtime.clone());
+            std::thread::spawn(move || {
+                for i in 0..PER_CALLER {
+                    let body = format!("{caller}:{i}");
+                    if i % 50 == 0 {
+                        runtime
+                            .block_on(producer.send(NewMessage::new(body)))
+                            .unwrap();
+                    } else {
+                        runtime
+                            .block_on(producer.publish(NewMessage::new(body)))
+                            .unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    let tasks: Vec<_> = (3..5u32)
+        .map(|caller| {
+            let producer = producer.clone();
+            tokio::spawn(async move {
+                let mut sent = Vec::new();
+                for i in 0..PER_CALLER {
+                    let body = format!("{caller}:{i}");
+                    if i % 50 == 0 {
+                        sent.push((
+                            producer.send(NewMessage::new(body.clone())).await.unwrap(),
+                            body,
+                        ));
+                    } else {
+                        producer.publish(NewMessage::new(body)).await.unwrap();
+                    }
+                }
+                sent
+            })
+        })
+        .collect();
+    let mut sent = Vec::new();
+    for task in tasks {
+        sent.extend(task.await.unwrap());
+    }
+    for thread in threads {
+        tokio::task::spawn_blocking(move || thread.join().unwrap())
+            .await
+            .unwrap();
+    }
+    producer.flush().await.unwrap();
+    let mut consumer = client
+        .subscribe(Subscription::new(t.clone()).ack(AckMode::Auto))
+        .await
+        .unwrap();
+    let mut next = [0u32; 5];
+    let mut at = std::collections::HashMap::new();
+    for _ in 0..5 * PER_CALLER {
+        let d = consumer.recv().await.unwrap();
+        let body = text(&d);
+        let (caller, i) = body.split_once(':').unwrap();
+        let (caller, i): (usize, u32) = (caller.parse().unwrap(), i.parse().unwrap());
+        assert_eq!(i, next[caller], "caller {caller} out of order");
+        next[caller] += 1;
+        at.insert(body, d.offset());
+    }
+    for (offset, body) in sent {
+        assert_eq!(at[&body], offset, "send answered another message's offset");
+    }
+}
