@@ -338,8 +338,7 @@ impl Session {
             ClientMsg::Hello { .. } => handshake::again(),
             ClientMsg::Publish { topic, messages } => {
                 let start = std::time::Instant::now();
-                let reply = publish::publish(&self.shared, topic, messages, None).await;
-                self.send(id, reply).await;
+                publish::publish(self, id, topic, messages, None).await;
                 self.shared.telemetry.published(start.elapsed());
                 return Next::Continue;
             }
@@ -369,8 +368,7 @@ impl Session {
             } => {
                 let start = std::time::Instant::now();
                 let stamp = Some(ProducerStamp { producer, seq });
-                let reply = publish::publish(&self.shared, topic, messages, stamp).await;
-                self.send(id, reply).await;
+                publish::publish(self, id, topic, messages, stamp).await;
                 self.shared.telemetry.published(start.elapsed());
                 return Next::Continue;
             }
