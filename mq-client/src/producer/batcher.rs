@@ -1,9 +1,10 @@
 //! Sending a producer's batches: [`Sender`] takes what is queued a frame at a time and
 //! sends it with a bounded number of batches unacknowledged (pipelining), then reports each
 //! batch's outcome to whoever waits for it. Its batcher task ([`Sender::run`]) does this
-//! whenever something is queued; a caller that finds the producer idle — nobody taking a
-//! batch, a slot free, the connection with room — sends its batch itself, at once
-//! ([`Sender::send_now`]), so that no task has to be woken to carry it.
+//! whenever something is queued; a caller that finds the producer idle — no batch on its
+//! way, nobody taking one, the connection with room — sends its batch itself, at once
+//! ([`Sender::send_now`]), so that no task has to be woken to carry it. While a batch is on
+//! its way, what is queued waits for the batcher, so that batches grow with the load.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -120,6 +121,10 @@ impl Sender {
     /// docs); true when nothing is left queued for the batcher.
     pub(super) fn send_now(&self) -> bool {
         if !self.config.linger.is_zero() || !self.client.backend.starts_without_waiting() {
+            return false;
+        }
+        // Idle means no batch on its way: while one is, what is queued waits to be batched.
+        if self.in_flight.available_permits() < self.config.max_in_flight.max(1) {
             return false;
         }
         let Ok(mut seq) = self.turn.try_lock() else {
