@@ -4,8 +4,9 @@
 //!
 //! Per TCP connection frames go out through an [`Outbox`] (a request made while the
 //! connection is idle is written by its caller; the connection's flusher task writes what
-//! queues behind a write under way), and one task reads, routing each reply to the oneshot its request registered and each pushed delivery batch
-//! to its subscription's channel. Reading and writing never wait on each other.
+//! queues behind a write under way), and one task reads, routing each reply to the oneshot
+//! its request registered and each pushed delivery batch to its subscription's channel.
+//! Reading and writing never wait on each other.
 //!
 //! Requests are of two kinds when the connection is lost: *replayable* ones (numbered
 //! publishes, which the broker never stores twice) stay registered and are sent again, in
@@ -35,10 +36,10 @@ pub(crate) type Generation = u32;
 /// A reader's report that its connection ended: its generation, and why.
 pub(crate) type Lost = (Generation, Option<String>);
 
-/// Replayable requests due on a new connection, and the sender of its writer.
+/// Replayable requests due on a new connection, and its outbox.
 pub(crate) type Replay = (Outbox<ClientMsg>, Vec<Frame<ClientMsg>>);
 
-/// Frames queued for the writer before requests wait.
+/// Frames queued in a connection's outbox before requests wait.
 const OUTBOUND_FRAMES: usize = 1024;
 
 /// What a subscription's channel carries.
@@ -218,7 +219,7 @@ impl Remote {
         self.inner.generation.load(Ordering::Acquire)
     }
 
-    /// Queues a request; the frame is in the writer's queue (or, while reconnecting, in the
+    /// Queues a request; the frame is in the connection's outbox (or, while reconnecting, in the
     /// replay queue) when this returns, so requests started one after another reach the
     /// server in that order. A `replayable` request is sent again after a reconnect.
     pub(crate) async fn start_request(
@@ -341,7 +342,7 @@ impl Remote {
         let err = ClientError::ConnectionClosed {
             reason: Some("closed by this client".into()),
         };
-        // The writer sends the goodbye and stops; the reader stops with the socket.
+        // The flusher sends the goodbye and closes; the reader stops with the socket.
         if let Some(conn) = self.inner.shut(err) {
             conn.reader.abort();
         }

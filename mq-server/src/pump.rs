@@ -80,7 +80,7 @@ pub(crate) struct Pump {
 }
 
 impl Pump {
-    /// Runs until the connection's writer is gone or the subscription ends.
+    /// Runs until the connection's outbox is closed or the subscription ends.
     pub(crate) async fn run(self) {
         let mut taken: Vec<Delivery> = Vec::with_capacity(MAX_BATCH);
         loop {
@@ -107,8 +107,8 @@ impl Pump {
         }
     }
 
-    /// Sends `taken` in frames of at most `frame_budget` bytes; false once the writer is
-    /// gone.
+    /// Sends `taken` in frames of at most `frame_budget` bytes; false once the outbox is
+    /// closed.
     async fn send(&self, taken: &mut Vec<Delivery>) -> bool {
         let mut batch = Vec::with_capacity(taken.len());
         let mut bytes = 0;

@@ -3,11 +3,12 @@
 //! dispatches.
 //!
 //! Reading and writing are independent: this task reads and answers requests in order;
-//! replies and pushed deliveries go through a bounded channel to a writer task, which
-//! batches them into as few socket writes as it can. A client that stops reading stalls
-//! only its own writer, and its pumps stop taking deliveries once the channel is full. A
-//! write that fails ends the session: its consumers detach and what they had in flight
-//! goes back to their groups.
+//! replies and pushed deliveries go through the connection's outbox — written at once when
+//! the connection is idle, else queued (bounded) for its flusher task, which writes them in
+//! as few socket writes as it can. A client that stops reading stalls only its own
+//! flusher, and its pumps stop taking deliveries once the outbox is full. A write that
+//! fails ends the session: its consumers detach and what they had in flight goes back to
+//! their groups.
 
 mod admin;
 mod handshake;
@@ -35,7 +36,7 @@ use crate::logins::Logins;
 use crate::telemetry::Telemetry;
 use crate::users::{Action, Login, User, UsersHandle};
 
-/// Frames queued for the writer before senders wait.
+/// Frames queued in a connection's outbox before senders wait.
 const OUTBOUND_FRAMES: usize = 256;
 
 /// What the request loop decides after a request.
@@ -63,7 +64,7 @@ pub(crate) struct Session {
     subs: HashMap<SubscriptionId, Sub>,
     next_sub: u32,
     out: Option<Outbox<ServerMsg>>,
-    /// Says why the writer stopped, if writing failed.
+    /// Says why the flusher stopped, if writing failed.
     write_failed: Option<oneshot::Receiver<String>>,
     /// How this connection logged in; `None` when the server asks for no credentials. The
     /// user is looked up again for every request.
