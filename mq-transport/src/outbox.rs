@@ -22,7 +22,7 @@ use crate::protocol::Frame;
 use crate::transport::{FrameWrite, TransportError};
 
 /// Bytes the flusher encodes before it writes them out, when more are queued.
-const WRITE_CHUNK: usize = 256 * 1024;
+const WRITE_CHUNK: usize = 64 * 1024;
 
 /// Since when a connection's socket has refused to take more (shared with whoever wants to
 /// know: the server's `DescribeGroup`). Cheap to clone.

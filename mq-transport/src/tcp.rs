@@ -106,6 +106,7 @@ impl TcpTransport {
                 codec: FrameCodec::<In, Out>::new(self.max_frame)
                     .with_traffic(self.traffic.clone()),
                 buffer: BytesMut::new(),
+                grown: false,
             }),
             peer,
             certificate_name: None,
@@ -132,10 +133,16 @@ where
     }
 }
 
+/// Bytes of write buffer a connection keeps between writes: a buffer grown past it (a large
+/// frame, a long queue) is let go once it is written, so that idle connections hold little.
+const KEPT_WRITE_BUFFER: usize = 64 * 1024;
+
 struct TcpWriter<W, In, Out> {
     io: W,
     codec: FrameCodec<In, Out>,
     buffer: BytesMut,
+    /// The buffer grew past [`KEPT_WRITE_BUFFER`] since it was last let go.
+    grown: bool,
 }
 
 impl<W, In: WireMsg, Out: WireMsg> FrameWrite<Out> for TcpWriter<W, In, Out>
@@ -143,7 +150,9 @@ where
     W: AsyncWrite + Send + Unpin,
 {
     fn feed(&mut self, frame: Frame<Out>) -> Result<(), TransportError> {
-        Encoder::encode(&mut self.codec, &frame, &mut self.buffer).map_err(TransportError::from)
+        Encoder::encode(&mut self.codec, &frame, &mut self.buffer).map_err(TransportError::from)?;
+        self.grown |= self.buffer.len() > KEPT_WRITE_BUFFER;
+        Ok(())
     }
 
     fn buffered(&self) -> usize {
@@ -161,6 +170,10 @@ where
                 Ok(n) => self.buffer.advance(n),
                 Err(e) => return Poll::Ready(Err(e.into())),
             }
+        }
+        if self.grown {
+            self.buffer = BytesMut::new();
+            self.grown = false;
         }
         Pin::new(&mut self.io)
             .poll_flush(cx)
