@@ -189,7 +189,7 @@ impl<M: Send + 'static> Outbox<M> {
             }
             room.await;
         }
-        self.push(frame).map_err(|e| match e {
+        self.push(frame, false).map_err(|e| match e {
             TrySendError::Full(frame) | TrySendError::Closed(frame) => OutboxClosed(frame),
         })
     }
@@ -200,17 +200,19 @@ impl<M: Send + 'static> Outbox<M> {
     /// # Errors
     /// [`TrySendError`] (with the frame) when the queue is full or writing has ended.
     pub fn try_send(&self, frame: Frame<M>) -> Result<(), TrySendError<M>> {
-        if self.shared.lock().queue.len() >= self.shared.limit {
-            return Err(TrySendError::Full(frame));
-        }
-        self.push(frame)
+        self.push(frame, true)
     }
 
-    fn push(&self, frame: Frame<M>) -> Result<(), TrySendError<M>> {
+    /// Writes or queues `frame`; with `bounded`, refuses it while the queue is full (a
+    /// [`Outbox::send`] that waited for room takes it whatever came meanwhile).
+    fn push(&self, frame: Frame<M>, bounded: bool) -> Result<(), TrySendError<M>> {
         let shared = &self.shared;
         let mut state = shared.lock();
         if state.ended || state.last_sent || state.failed.is_some() {
             return Err(TrySendError::Closed(frame));
+        }
+        if bounded && state.queue.len() >= shared.limit {
+            return Err(TrySendError::Full(frame));
         }
         let last = (shared.is_last)(&frame.msg);
         state.last_sent = last;
