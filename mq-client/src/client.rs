@@ -18,7 +18,7 @@ use crate::connection::{Remote, expect_done, unexpected};
 use crate::consumer::Consumer;
 use crate::embedded::Embedded;
 use crate::error::ClientError;
-use crate::producer::{Producer, ProducerConfig};
+use crate::producer::{Producer, ProducerConfig, PublishBuffer};
 use crate::reconnect::{Reconnect, Redial, dial, hello};
 
 /// How to connect.
@@ -37,7 +37,15 @@ pub struct ClientConfig {
     pub tls: Option<ClientTls>,
     /// Whether and how to reconnect when the connection is lost (default: on).
     pub reconnect: Reconnect,
+    /// Bytes the client's producers hold, all together, queued or sent and not yet
+    /// acknowledged, before a publish waits (default: 8 MiB). A message counts its payload,
+    /// key and headers plus 64 bytes; a batch larger than the whole buffer is taken once
+    /// nothing else is held.
+    pub publish_buffer: usize,
 }
+
+/// The default [`ClientConfig::publish_buffer`].
+const DEFAULT_PUBLISH_BUFFER: usize = 8 * 1024 * 1024;
 
 impl Default for ClientConfig {
     fn default() -> Self {
@@ -48,6 +56,7 @@ impl Default for ClientConfig {
             transport: Arc::new(TcpTransport::default()),
             tls: None,
             reconnect: Reconnect::default(),
+            publish_buffer: DEFAULT_PUBLISH_BUFFER,
         }
     }
 }
@@ -68,6 +77,8 @@ impl Default for ClientConfig {
 #[derive(Debug, Clone)]
 pub struct Client {
     pub(crate) backend: Backend,
+    /// What the client's producers hold, together.
+    pub(crate) publish_buffer: Arc<PublishBuffer>,
 }
 
 impl Client {
@@ -106,6 +117,7 @@ impl Client {
                 }
                 Ok(Self {
                     backend: Backend::Remote(remote),
+                    publish_buffer: Arc::new(PublishBuffer::new(config.publish_buffer)),
                 })
             }
             Ok(other) => {
@@ -123,6 +135,7 @@ impl Client {
     pub fn embedded(broker: Broker) -> Self {
         Self {
             backend: Backend::Embedded(Embedded::new(broker)),
+            publish_buffer: Arc::new(PublishBuffer::new(DEFAULT_PUBLISH_BUFFER)),
         }
     }
 

@@ -87,6 +87,7 @@ impl Sender {
                 messages,
                 waiters,
                 flush,
+                bytes,
             } = self.queue.take(self.limits);
             if messages.is_empty() {
                 drop(permit);
@@ -97,7 +98,7 @@ impl Sender {
                     .client
                     .start_publish(&self.topic, messages, stamp)
                     .await;
-                self.settle_later(wait, waiters, permit);
+                self.settle_later(wait, waiters, bytes, permit);
             }
             drop(seq);
             if let Some(done) = flush {
@@ -133,20 +134,18 @@ impl Sender {
         let Ok(permit) = Arc::clone(&self.in_flight).try_acquire_owned() else {
             return false;
         };
+        let taken = self.queue.take(self.limits);
+        if taken.flush.is_some() || taken.messages.is_empty() {
+            // A flush is the batcher's to answer.
+            self.queue.put_back(taken);
+            return false;
+        }
         let Taken {
             messages,
             waiters,
             flush,
-        } = self.queue.take(self.limits);
-        if flush.is_some() || messages.is_empty() {
-            // A flush is the batcher's to answer.
-            self.queue.put_back(Taken {
-                messages,
-                waiters,
-                flush,
-            });
-            return false;
-        }
+            bytes,
+        } = taken;
         let count = messages.len() as u64;
         let wait =
             match self
@@ -161,13 +160,14 @@ impl Sender {
                         messages,
                         waiters,
                         flush,
+                        bytes,
                     });
                     return false;
                 }
             };
         *seq += count;
         drop(seq);
-        self.settle_later(wait, waiters, permit);
+        self.settle_later(wait, waiters, bytes, permit);
         self.queue.is_empty()
     }
 
@@ -176,20 +176,27 @@ impl Sender {
             .map(|producer| ProducerStamp { producer, seq })
     }
 
-    /// Reports the batch's outcome to `waiters` once it is known, then frees its slot.
+    /// Reports the batch's outcome to `waiters` once it is known, then gives its `bytes`
+    /// back to the client's publish buffer and frees its slot.
     fn settle_later(
         &self,
         wait: Result<PublishWait, ClientError>,
         waiters: Vec<Waiter>,
+        bytes: usize,
         permit: OwnedSemaphorePermit,
     ) {
         let failed = Arc::clone(&self.failed);
+        let queue = Arc::clone(&self.queue);
+        let buffer = Arc::clone(&self.client.publish_buffer);
         self.runtime.spawn(async move {
             let result = match wait {
                 Ok(wait) => wait.wait().await,
                 Err(e) => Err(e),
             };
-            settle(result, waiters, &failed, permit);
+            settle(result, waiters, &failed);
+            queue.settled();
+            buffer.give_back(bytes);
+            drop(permit);
         });
     }
 }
@@ -224,13 +231,12 @@ fn producer_id() -> Option<u64> {
     Some(u64::from_le_bytes(bytes))
 }
 
-/// Reports a batch's outcome to its waiters, then frees its slot: a flush that sees every
-/// slot free knows every earlier outcome is reported.
+/// Reports a batch's outcome to its waiters (its caller then frees its slot: a flush that
+/// sees every slot free knows every earlier outcome is reported).
 fn settle(
     result: Result<BatchReceipt, ClientError>,
     waiters: Vec<Waiter>,
     failed: &Mutex<Option<ClientError>>,
-    permit: OwnedSemaphorePermit,
 ) {
     match result {
         Ok(receipt) => {
@@ -271,5 +277,4 @@ fn settle(
             }
         }
     }
-    drop(permit);
 }

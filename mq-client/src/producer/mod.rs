@@ -3,6 +3,7 @@
 //! idle sends its message at once, from the caller.
 
 mod batcher;
+mod buffer;
 mod queue;
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -14,6 +15,7 @@ use tokio::sync::oneshot;
 use crate::client::Client;
 use crate::error::ClientError;
 use batcher::Sender;
+pub(crate) use buffer::PublishBuffer;
 use queue::Queue;
 
 /// How a producer batches.
@@ -93,6 +95,8 @@ pub struct Producer {
     sender: Option<Arc<Sender>>,
     /// Why this producer cannot publish at all (made outside a runtime).
     unusable: Option<ClientError>,
+    /// The client's publish buffer, shared with its other producers.
+    buffer: Arc<PublishBuffer>,
 }
 
 /// Shared by a producer's handles: the last one dropped closes the queue, and the batcher
@@ -111,6 +115,7 @@ impl Producer {
         let wake_at = (!config.linger.is_zero()).then_some(config.batch_size.max(1));
         let queue = Arc::new(Queue::new(config.queue, wake_at));
         let failed = Arc::new(Mutex::new(None));
+        let buffer = Arc::clone(&client.publish_buffer);
         let (sender, unusable) = match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 let sender = Sender::new(
@@ -139,6 +144,7 @@ impl Producer {
             failed,
             sender,
             unusable,
+            buffer,
         }
     }
 
@@ -162,7 +168,9 @@ impl Producer {
     pub async fn send(&self, message: NewMessage) -> Result<Offset, ClientError> {
         self.usable()?;
         let (tx, rx) = oneshot::channel();
+        let held = self.buffer.take(buffer::size_of(&message)).await;
         let wake = self.queue.push_one(message, Some(tx)).await;
+        held.keep();
         self.start(wake);
         rx.await.map_err(|_| ClientError::closed())?
     }
@@ -184,7 +192,9 @@ impl Producer {
     pub async fn queue_batch(&self, messages: Vec<NewMessage>) -> Result<QueuedBatch, ClientError> {
         self.usable()?;
         let (tx, rx) = oneshot::channel();
+        let held = self.buffer.take(buffer::size_of_all(&messages)).await;
         let wake = self.queue.push_batch(messages, Some(tx)).await;
+        held.keep();
         self.start(wake);
         Ok(QueuedBatch(rx))
     }
@@ -199,7 +209,9 @@ impl Producer {
         if let Some(e) = self.take_failure() {
             return Err(e);
         }
+        let held = self.buffer.take(buffer::size_of_all(&messages)).await;
         let wake = self.queue.push_batch(messages, None).await;
+        held.keep();
         self.start(wake);
         Ok(())
     }
@@ -217,7 +229,9 @@ impl Producer {
         if let Some(e) = self.take_failure() {
             return Err(e);
         }
+        let held = self.buffer.take(buffer::size_of(&message)).await;
         let wake = self.queue.push_one(message, None).await;
+        held.keep();
         self.start(wake);
         Ok(())
     }
@@ -228,9 +242,13 @@ impl Producer {
     /// The first failure of a `publish` since the last flush.
     pub async fn flush(&self) -> Result<(), ClientError> {
         self.usable()?;
-        let (tx, rx) = oneshot::channel();
-        self.queue.push_flush(tx);
-        rx.await.map_err(|_| ClientError::closed())?;
+        // With nothing queued and nothing unsettled there is nothing to wait for (and no
+        // task to wake: a program that flushes many idle producers pays nothing for them).
+        if !self.queue.is_idle() {
+            let (tx, rx) = oneshot::channel();
+            self.queue.push_flush(tx);
+            rx.await.map_err(|_| ClientError::closed())?;
+        }
         match self.take_failure() {
             Some(e) => Err(e),
             None => Ok(()),

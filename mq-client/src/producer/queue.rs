@@ -3,7 +3,8 @@
 //! A `publish` costs one uncontended lock and a push: messages wait here in order, and the
 //! batcher takes as many as fit a frame each time it is free, so the more a producer
 //! queues while a batch is on its way, the larger the next batch (batching adapts to the
-//! load without a timer).
+//! load without a timer). A batch stays the vector it was queued as: taken alone, it
+//! becomes the frame's messages without being copied.
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -11,6 +12,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use mq_core::{NewMessage, Offset};
 use tokio::sync::{Notify, oneshot};
 
+use super::buffer;
 use crate::error::ClientError;
 
 /// Where a `send` gets its offset.
@@ -18,30 +20,25 @@ pub(super) type OffsetTx = oneshot::Sender<Result<Offset, ClientError>>;
 /// Where a queued batch gets its offsets.
 pub(super) type OffsetsTx = oneshot::Sender<Result<Vec<Offset>, ClientError>>;
 
-/// Who waits for the outcome of a run of queued messages, in queue order.
+/// Who waits for the outcome of a run of taken messages, in queue order.
 #[derive(Debug)]
 pub(super) enum Waiter {
     /// One message of a `send`.
     One(OffsetTx),
-    /// Messages queued by `publish` that nobody waits for; a run may be split over batches.
+    /// Messages queued by `publish` that nobody waits for.
     Loose(usize),
     /// A batch, never split, and maybe who waits for its offsets.
     Batch(usize, Option<OffsetsTx>),
 }
 
-impl Waiter {
-    fn len(&self) -> usize {
-        match self {
-            Waiter::One(_) => 1,
-            Waiter::Loose(n) | Waiter::Batch(n, _) => *n,
-        }
-    }
-}
-
-/// An entry of the queue: messages with their waiter, or a flush.
+/// An entry of the queue.
 #[derive(Debug)]
 enum Entry {
-    Messages(Waiter),
+    /// One message, and maybe who waits for its offset.
+    One(NewMessage, Option<OffsetTx>),
+    /// A batch (never split), and maybe who waits for its offsets.
+    Batch(Vec<NewMessage>, Option<OffsetsTx>),
+    /// A flush.
     Flush(oneshot::Sender<()>),
 }
 
@@ -52,8 +49,34 @@ pub(super) struct Taken {
     pub(super) messages: Vec<NewMessage>,
     /// Who waits for them, in the same order.
     pub(super) waiters: Vec<Waiter>,
+    /// What they count for in the client's publish buffer.
+    pub(super) bytes: usize,
     /// A flush queued right after them: answered once everything before it is settled.
     pub(super) flush: Option<oneshot::Sender<()>>,
+}
+
+impl Taken {
+    /// Adds one message: loose ones next to each other share a waiter.
+    fn add_one(&mut self, message: NewMessage, waiter: Option<OffsetTx>) {
+        self.bytes += buffer::size_of(&message);
+        self.messages.push(message);
+        match (waiter, self.waiters.last_mut()) {
+            (Some(tx), _) => self.waiters.push(Waiter::One(tx)),
+            (None, Some(Waiter::Loose(n))) => *n += 1,
+            (None, _) => self.waiters.push(Waiter::Loose(1)),
+        }
+    }
+
+    /// Adds a whole batch: its vector becomes the messages when they are the first.
+    fn add_batch(&mut self, messages: Vec<NewMessage>, waiter: Option<OffsetsTx>) {
+        self.bytes += buffer::size_of_all(&messages);
+        self.waiters.push(Waiter::Batch(messages.len(), waiter));
+        if self.messages.is_empty() {
+            self.messages = messages;
+        } else {
+            self.messages.extend(messages);
+        }
+    }
 }
 
 /// The queue shared by a producer's handles and its batcher.
@@ -73,8 +96,12 @@ pub(super) struct Queue {
 
 #[derive(Debug, Default)]
 struct State {
-    messages: VecDeque<NewMessage>,
+    /// Messages and flushes, in order.
     entries: VecDeque<Entry>,
+    /// Messages queued.
+    queued: usize,
+    /// Batches taken and not settled yet ([`Queue::settled`]).
+    unsettled: usize,
     /// Every handle is gone: nothing more is queued.
     closed: bool,
 }
@@ -108,15 +135,7 @@ impl Queue {
     /// Queues one message, waiting while the queue is full; true when the batcher should be
     /// woken for it ([`Queue::wake`]).
     pub(super) async fn push_one(&self, message: NewMessage, waiter: Option<OffsetTx>) -> bool {
-        self.push(1, |state| {
-            state.messages.push_back(message);
-            match (waiter, state.entries.back_mut()) {
-                (None, Some(Entry::Messages(Waiter::Loose(n)))) => *n += 1,
-                (None, _) => state.entries.push_back(Entry::Messages(Waiter::Loose(1))),
-                (Some(tx), _) => state.entries.push_back(Entry::Messages(Waiter::One(tx))),
-            }
-        })
-        .await
+        self.push(1, Entry::One(message, waiter)).await
     }
 
     /// Queues a batch (never split), waiting while the queue is full (a batch larger than
@@ -126,14 +145,8 @@ impl Queue {
         messages: Vec<NewMessage>,
         waiter: Option<OffsetsTx>,
     ) -> bool {
-        let n = messages.len();
-        self.push(n, |state| {
-            state.messages.extend(messages);
-            state
-                .entries
-                .push_back(Entry::Messages(Waiter::Batch(n, waiter)));
-        })
-        .await
+        self.push(messages.len(), Entry::Batch(messages, waiter))
+            .await
     }
 
     /// Wakes the batcher.
@@ -146,18 +159,60 @@ impl Queue {
         self.lock().entries.is_empty()
     }
 
+    /// Whether nothing is queued and every batch taken is settled: a flush now has nothing
+    /// to wait for.
+    pub(super) fn is_idle(&self) -> bool {
+        let state = self.lock();
+        state.entries.is_empty() && state.unsettled == 0
+    }
+
+    /// A batch [`Queue::take`] took has its outcome reported.
+    pub(super) fn settled(&self) {
+        let mut state = self.lock();
+        state.unsettled = state.unsettled.saturating_sub(1);
+    }
+
     /// Puts what [`Queue::take`] took back at the front, as it was (its sending could not
     /// start).
     pub(super) fn put_back(&self, taken: Taken) {
+        let Taken {
+            mut messages,
+            waiters,
+            flush,
+            ..
+        } = taken;
         let mut state = self.lock();
-        if let Some(done) = taken.flush {
+        if !messages.is_empty() {
+            state.unsettled = state.unsettled.saturating_sub(1);
+            state.queued += messages.len();
+        }
+        if let Some(done) = flush {
             state.entries.push_front(Entry::Flush(done));
         }
-        for waiter in taken.waiters.into_iter().rev() {
-            state.entries.push_front(Entry::Messages(waiter));
-        }
-        for message in taken.messages.into_iter().rev() {
-            state.messages.push_front(message);
+        for waiter in waiters.into_iter().rev() {
+            match waiter {
+                Waiter::One(tx) => {
+                    if let Some(m) = messages.pop() {
+                        state.entries.push_front(Entry::One(m, Some(tx)));
+                    }
+                }
+                Waiter::Loose(n) => {
+                    for _ in 0..n {
+                        if let Some(m) = messages.pop() {
+                            state.entries.push_front(Entry::One(m, None));
+                        }
+                    }
+                }
+                Waiter::Batch(n, tx) => {
+                    let at = messages.len().saturating_sub(n);
+                    let batch = if at == 0 {
+                        std::mem::take(&mut messages)
+                    } else {
+                        messages.split_off(at)
+                    };
+                    state.entries.push_front(Entry::Batch(batch, tx));
+                }
+            }
         }
     }
 
@@ -167,20 +222,20 @@ impl Queue {
         self.ready.notify_one();
     }
 
-    async fn push(&self, n: usize, add: impl FnOnce(&mut State)) -> bool {
-        let mut add = Some(add);
+    async fn push(&self, n: usize, entry: Entry) -> bool {
+        let mut entry = Some(entry);
         loop {
             let room = self.room.notified();
             tokio::pin!(room);
             {
                 let mut state = self.lock();
-                let queued = state.messages.len();
-                if queued == 0 || queued + n <= self.capacity {
+                if state.queued == 0 || state.queued + n <= self.capacity {
                     let was_empty = state.entries.is_empty();
-                    if let Some(add) = add.take() {
-                        add(&mut state);
+                    if let Some(entry) = entry.take() {
+                        state.entries.push_back(entry);
+                        state.queued += n;
                     }
-                    return was_empty || state.messages.len() >= self.wake_at;
+                    return was_empty || state.queued >= self.wake_at;
                 }
                 room.as_mut().enable();
             }
@@ -214,7 +269,7 @@ impl Queue {
     pub(super) fn full(&self, limits: Limits) -> bool {
         let state = self.lock();
         state.closed
-            || state.messages.len() >= limits.count
+            || state.queued >= limits.count
             || state.entries.iter().any(|e| matches!(e, Entry::Flush(_)))
     }
 
@@ -224,53 +279,38 @@ impl Queue {
     }
 
     /// Takes the messages at the front of the queue for one frame within `limits` (a batch
-    /// larger than the limits alone), and a flush right behind them.
+    /// larger than the limits alone), and a flush right behind them. Messages taken are a
+    /// batch unsettled until [`Queue::settled`] (or [`Queue::put_back`]).
     pub(super) fn take(&self, limits: Limits) -> Taken {
         let mut taken = Taken::default();
         let mut state = self.lock();
         let mut bytes = 0;
         while taken.messages.len() < limits.count && bytes < limits.bytes {
-            let State {
-                messages, entries, ..
-            } = &mut *state;
-            match entries.front_mut() {
-                None => break,
-                Some(Entry::Flush(_)) => {
-                    if let Some(Entry::Flush(done)) = entries.pop_front() {
-                        taken.flush = Some(done);
-                    }
+            let Some(entry) = state.entries.pop_front() else {
+                break;
+            };
+            match entry {
+                Entry::Flush(done) => {
+                    taken.flush = Some(done);
                     break;
                 }
-                Some(Entry::Messages(Waiter::Batch(n, _)))
-                    if !taken.messages.is_empty() && taken.messages.len() + *n > limits.count =>
+                Entry::Batch(messages, waiter)
+                    if !taken.messages.is_empty()
+                        && taken.messages.len() + messages.len() > limits.count =>
                 {
+                    state.entries.push_front(Entry::Batch(messages, waiter));
                     break;
                 }
-                Some(Entry::Messages(Waiter::Loose(n))) => {
-                    let mut k = 0;
-                    while k < *n && taken.messages.len() < limits.count && bytes < limits.bytes {
-                        let Some(m) = messages.pop_front() else { break };
-                        bytes += m.payload.len();
-                        taken.messages.push(m);
-                        k += 1;
-                    }
-                    *n -= k;
-                    if *n == 0 {
-                        entries.pop_front();
-                    }
-                    if k > 0 {
-                        taken.waiters.push(Waiter::Loose(k));
-                    }
+                Entry::Batch(messages, waiter) => {
+                    bytes += messages.iter().map(|m| m.payload.len()).sum::<usize>();
+                    taken.add_batch(messages, waiter);
                 }
-                Some(Entry::Messages(_)) => {
-                    let Some(Entry::Messages(waiter)) = entries.pop_front() else {
-                        break;
-                    };
-                    for m in messages.drain(..waiter.len()) {
-                        bytes += m.payload.len();
-                        taken.messages.push(m);
+                Entry::One(message, waiter) => {
+                    if taken.messages.is_empty() {
+                        taken.messages.reserve(state.queued.min(limits.count));
                     }
-                    taken.waiters.push(waiter);
+                    bytes += message.payload.len();
+                    taken.add_one(message, waiter);
                 }
             }
         }
@@ -279,6 +319,10 @@ impl Queue {
             && let Some(Entry::Flush(done)) = state.entries.pop_front()
         {
             taken.flush = Some(done);
+        }
+        if !taken.messages.is_empty() {
+            state.queued = state.queued.saturating_sub(taken.messages.len());
+            state.unsettled += 1;
         }
         drop(state);
         if !taken.messages.is_empty() {
@@ -352,5 +396,21 @@ mod tests {
         assert_eq!(texts(&queue.take(limits(10))), ["c"]);
         queue.close();
         assert!(queue.wait().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn the_queue_is_idle_once_what_was_taken_is_settled() {
+        let queue = Queue::new(10, None);
+        assert!(queue.is_idle());
+        queue.push_one(NewMessage::new("a"), None).await;
+        assert!(!queue.is_idle(), "a message is queued");
+        let taken = queue.take(limits(10));
+        assert!(!queue.is_idle(), "taken, not settled");
+        queue.put_back(taken);
+        assert!(!queue.is_idle(), "put back: queued again");
+        let taken = queue.take(limits(10));
+        assert_eq!(texts(&taken), ["a"]);
+        queue.settled();
+        assert!(queue.is_idle());
     }
 }

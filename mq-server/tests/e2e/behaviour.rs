@@ -588,3 +588,54 @@ async fn one_producer_shared_by_threads_and_tasks_keeps_each_callers_order() {
         assert_eq!(at[&body], offset, "send answered another message's offset");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producers_sharing_a_small_publish_buffer_store_everything_and_give_bytes_back() {
+    // A buffer of 4 KiB holds about 48 of these messages across all producers: publishing
+    // 2,000 to 20 topics goes through it many times over, and refused publishes give their
+    // bytes back too (else the buffer would fill and every later publish wait for ever).
+    let server = Server::start(&["--auto-create-topics", "false"]);
+    let config = mq_client::ClientConfig {
+        publish_buffer: 4096,
+        ..mq_client::ClientConfig::default()
+    };
+    let client = mq_client::Client::connect_with(&server.addr, config)
+        .await
+        .unwrap();
+    let topics: Vec<_> = (0..20).map(|i| topic(&format!("buffered-{i}"))).collect();
+    for t in &topics {
+        client
+            .create_topic(t, TopicConfig::default())
+            .await
+            .unwrap();
+    }
+    let producers: Vec<_> = topics.iter().map(|t| client.producer(t.clone())).collect();
+    for i in 0..100 {
+        for p in &producers {
+            p.publish(NewMessage::new(format!("{i:020}")))
+                .await
+                .unwrap();
+        }
+    }
+    let missing = client.producer(topic("missing"));
+    let refused = async {
+        for _ in 0..200 {
+            assert!(missing.send(NewMessage::new("x".repeat(20))).await.is_err());
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), refused)
+        .await
+        .expect("refused publishes gave their bytes back");
+    for p in &producers {
+        p.flush().await.unwrap();
+    }
+    for t in &topics {
+        let mut consumer = client
+            .subscribe(Subscription::new(t.clone()).ack(AckMode::Auto))
+            .await
+            .unwrap();
+        for i in 0..100 {
+            assert_eq!(text(&consumer.recv().await.unwrap()), format!("{i:020}"));
+        }
+    }
+}
