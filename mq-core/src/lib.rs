@@ -96,7 +96,7 @@ pub use stats::{
     BrokerStats, ConsumerInfo, GroupInfo, GroupStats, LostRange, TopicInfo, TopicStats, Unacked,
 };
 pub use storage::{
-    Appended, Durability, GroupEvent, QuarantinedTopic, ReadBack, Records, RecoveredGroup,
+    Appended, Durability, GroupEvent, QuarantinedTopic, ReadBack, ReadOut, Records, RecoveredGroup,
     RecoveredTopic, Recovery, Storage, StorageError, StoredMessage, SyncWait, TopicStore,
 };
 pub use timings::TimingsSnapshot;

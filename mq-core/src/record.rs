@@ -203,6 +203,18 @@ pub(crate) fn starts(data: &[u8]) -> impl Iterator<Item = usize> + '_ {
     })
 }
 
+/// The whole length (frame included) and the offset of the record at `pos` of `data`, if
+/// it lies within `data`; its checksum and other fields are not looked at (a record whose
+/// checksum was verified when it was read).
+pub(crate) fn frame_at(data: &[u8], pos: usize) -> Option<(usize, u64)> {
+    let len = FRAME.checked_add(own_len(data, pos)?)?;
+    if pos.checked_add(len)? > data.len() {
+        return None;
+    }
+    let offset = data.get(pos + FRAME..pos + FRAME + 8)?;
+    Some((len, u64::from_le_bytes(offset.try_into().ok()?)))
+}
+
 fn own_len(data: &[u8], pos: usize) -> Option<usize> {
     let frame = data.get(pos..pos + 4)?;
     Some(u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize)

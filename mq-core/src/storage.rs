@@ -79,23 +79,44 @@ impl fmt::Debug for SyncWait {
     }
 }
 
+/// What a [`ReadBack`] brings back.
+#[derive(Debug)]
+pub enum ReadOut {
+    /// Messages, in increasing offsets.
+    Messages(Vec<Arc<Message>>),
+    /// Whole records in the format of docs/STORAGE.md, back to back, of consecutive offsets
+    /// from `first`, their checksums verified: the log holds them again as they are.
+    Records {
+        /// The offset of the first record.
+        first: Offset,
+        /// The records.
+        data: Bytes,
+    },
+}
+
 /// A read of stored messages, prepared under the topic's lock and done after it is
 /// released, so that disk reads never hold up the topic's publishers and consumers.
-pub struct ReadBack(Box<dyn FnOnce() -> Result<Vec<Arc<Message>>, StorageError> + Send>);
+pub struct ReadBack(Box<dyn FnOnce() -> Result<ReadOut, StorageError> + Send>);
 
 impl ReadBack {
-    /// A read that runs `read`.
+    /// A read that runs `read`, which decodes the messages.
     pub fn new(
         read: impl FnOnce() -> Result<Vec<Arc<Message>>, StorageError> + Send + 'static,
     ) -> Self {
+        Self(Box::new(move || read().map(ReadOut::Messages)))
+    }
+
+    /// A read that runs `read`, which may bring back the records themselves
+    /// ([`ReadOut::Records`]).
+    pub fn records(read: impl FnOnce() -> Result<ReadOut, StorageError> + Send + 'static) -> Self {
         Self(Box::new(read))
     }
 
-    /// Reads the messages.
+    /// Reads.
     ///
     /// # Errors
     /// [`StorageError`] when the medium cannot be read.
-    pub fn read(self) -> Result<Vec<Arc<Message>>, StorageError> {
+    pub fn read(self) -> Result<ReadOut, StorageError> {
         (self.0)()
     }
 }

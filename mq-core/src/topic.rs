@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 
+use bytes::Bytes;
 use rustc_hash::FxHashMap;
 
 use crate::budget::MemoryBudget;
@@ -19,11 +20,12 @@ use crate::message::{Message, NewMessage, Offset};
 use crate::name::{GroupName, TopicName};
 use crate::producers::{BatchStamp, Check, ProducerLimits, ProducerStamp, ProducerTable};
 use crate::receipt::BatchReceipt;
+use crate::record;
 use crate::stats::LostRange;
 use crate::stats::TopicStats;
 use crate::storage::{
-    Durability, GroupEvent, Records, RecoveredTopic, StorageError, StoredMessage, SyncWait,
-    TopicStore,
+    Durability, GroupEvent, ReadOut, Records, RecoveredTopic, StorageError, StoredMessage,
+    SyncWait, TopicStore,
 };
 
 /// A topic: its name and its state behind a lock.
@@ -52,6 +54,19 @@ pub(crate) struct TopicState {
     pub(crate) producers: ProducerTable,
 }
 
+/// The messages of `data`'s records (back to back, as a store reads them), up to the first
+/// that does not decode.
+fn decode_all(data: &Bytes) -> impl Iterator<Item = Message> + '_ {
+    let mut pos = 0;
+    std::iter::from_fn(move || match record::decode(data, pos) {
+        record::Read::Record(m, len, _) => {
+            pos += len;
+            Some(m)
+        }
+        record::Read::End | record::Read::Damaged(_) => None,
+    })
+}
+
 impl Topic {
     /// The messages at `offsets`, in order (`None` for one no longer retained): from memory,
     /// or read back from the store with the topic's lock released during the read. A read
@@ -62,8 +77,11 @@ impl Topic {
     pub(crate) fn fetch(&self, offsets: &[Offset]) -> Result<Vec<Option<Arc<Message>>>, Error> {
         let mut out = Vec::with_capacity(offsets.len());
         let mut read: FxHashMap<Offset, Arc<Message>> = FxHashMap::default();
+        // A read from the start of a piece that did not bring back the offset wanted (the
+        // piece spans two segments) is followed by one from that offset itself.
+        let mut from_wanted = false;
         loop {
-            let back = {
+            let (back, from) = {
                 let mut state = self.lock();
                 let mut next = None;
                 for &offset in &offsets[out.len()..] {
@@ -81,30 +99,48 @@ impl Topic {
                 }
                 match next {
                     None => return Ok(out),
-                    Some(offset) => state.store.read(offset, READ_CHUNK)?,
+                    // Its whole piece is read, so that the log can hold it again.
+                    Some(offset) => {
+                        let (from, bytes) = match state.log.evicted_span(offset) {
+                            Some(span) if !from_wanted => span,
+                            _ => (offset, 0),
+                        };
+                        (state.store.read(from, bytes.max(READ_CHUNK))?, from)
+                    }
                 }
             };
             let wanted = offsets[out.len()];
-            let messages = back.read().and_then(|messages| {
-                if messages.iter().any(|m| m.offset == wanted) {
-                    Ok(messages)
-                } else {
-                    Err(StorageError {
-                        context: format!("reading offset {wanted} of topic \"{}\" back", self.name),
-                        message: "the store does not hold it".into(),
-                        kind: None,
-                    })
-                }
-            });
+            let result = back.read();
             let mut state = self.lock();
-            match messages {
-                Ok(messages) => {
-                    state.log.cache(&messages);
+            match result {
+                Ok(ReadOut::Records { first, data }) => {
+                    state.log.restore(first, &data);
+                    // What the log did not take back (its piece changed meanwhile, or left
+                    // again at once to stay within the budget) is decoded for this fetch.
+                    if matches!(state.log.lookup(wanted, false), Lookup::OnDisk) {
+                        read.extend(decode_all(&data).map(|m| (m.offset, Arc::new(m))));
+                    }
+                }
+                Ok(ReadOut::Messages(messages)) => {
                     read.extend(messages.into_iter().map(|m| (m.offset, m)));
                 }
                 // Retention removed it (and perhaps its file) while it was being read.
-                Err(_) if matches!(state.log.lookup(wanted, false), Lookup::Gone) => out.push(None),
+                Err(_) if matches!(state.log.lookup(wanted, false), Lookup::Gone) => {}
                 Err(e) => return Err(Error::Storage(e)),
+            }
+            from_wanted = false;
+            if matches!(state.log.lookup(wanted, false), Lookup::OnDisk)
+                && !read.contains_key(&wanted)
+            {
+                if from != wanted {
+                    from_wanted = true;
+                    continue;
+                }
+                return Err(Error::Storage(StorageError {
+                    context: format!("reading offset {wanted} of topic \"{}\" back", self.name),
+                    message: "the store does not hold it".into(),
+                    kind: None,
+                }));
             }
         }
     }

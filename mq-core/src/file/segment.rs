@@ -31,9 +31,9 @@ use super::cache::{CachedFile, FileCache, Mode};
 use super::index::{self, Entries, IndexBuilder};
 use super::io;
 use super::sync::SyncFile;
-use crate::message::Message;
-use crate::record::{self, Read};
-use crate::storage::{ReadBack, Records, StorageError};
+use crate::message::Offset;
+use crate::record;
+use crate::storage::{ReadBack, ReadOut, Records, StorageError};
 
 /// One segment file.
 #[derive(Debug)]
@@ -265,7 +265,7 @@ impl SegmentLog {
             .get_or_insert_with(|| index::read_index(&dir, base));
         let start = index::position_for(entries, from);
         let path = log_path(&self.dir, base);
-        ReadBack::new(move || read_from(&path, start, from, max_bytes))
+        ReadBack::records(move || read_from(&path, start, from, max_bytes))
     }
 
     /// Deletes every segment whose records all come before `first`.
@@ -314,15 +314,16 @@ fn reserve_ahead(len: u64, size: u64, reserved: u64, segment_bytes: u64) -> u64 
     ahead.min(segment_bytes).max(need).next_multiple_of(4096)
 }
 
-/// Reads the records of segment `path` from byte `start` on, and returns those from offset
-/// `from` on: about `max_bytes` of them, at least one when it is there. Damaged regions are
-/// skipped.
+/// Reads the records of the segment at `path` from offset `from` on (at byte `start` or
+/// after it), about `max_bytes` of them (at least the one of `from`, when it is there):
+/// whole records of consecutive offsets, each checksum verified. Damage before `from` is
+/// skipped; damage after it ends the read.
 fn read_from(
     path: &Path,
     start: u64,
     from: u64,
     max_bytes: usize,
-) -> Result<Vec<Arc<Message>>, StorageError> {
+) -> Result<ReadOut, StorageError> {
     let mut file = File::open(path).map_err(io(format!("opening {}", path.display())))?;
     let mut want = max_bytes.max(64 * 1024);
     loop {
@@ -335,37 +336,47 @@ fn read_from(
             .map_err(io(format!("reading {}", path.display())))?;
         let complete = buf.len() < want;
         let data = Bytes::from(buf);
-        let mut out = Vec::new();
-        let mut bytes = 0usize;
-        let mut pos = 0;
-        let mut last = None;
+        let (mut pos, mut begin, mut last) = (0, None, None);
         loop {
-            match record::decode(&data, pos) {
-                Read::Record(m, len, _) => {
+            match record::decode_meta(&data, pos) {
+                Ok(Some((meta, len))) => {
+                    match begin {
+                        None if meta.offset == from => begin = Some(pos),
+                        None if meta.offset < from => {}
+                        Some(_) if last.map(|l: u64| l + 1) == Some(meta.offset) => {}
+                        _ => break,
+                    }
+                    last = Some(meta.offset);
                     pos += len;
-                    last = Some(m.offset.get());
-                    if m.offset.get() >= from {
-                        bytes += len;
-                        out.push(Arc::new(m));
-                        if bytes >= max_bytes {
-                            break;
-                        }
+                    if begin.is_some_and(|b| pos - b >= max_bytes) {
+                        break;
                     }
                 }
-                Read::Damaged(_) if complete && record::only_zeros(&data, pos) => break,
-                Read::Damaged(d) if complete || !d.is_cut() => {
+                Err(d) if begin.is_none() && !(complete && record::only_zeros(&data, pos)) => {
+                    if !complete && d.is_cut() {
+                        break;
+                    }
                     match record::find_next(&data, pos + 1, last) {
                         Some(q) => pos = q,
                         None => break,
                     }
                 }
-                Read::Damaged(_) | Read::End => break,
+                Ok(None) | Err(_) => break,
             }
         }
-        if !out.is_empty() || complete {
-            return Ok(out);
+        if let Some(begin) = begin {
+            return Ok(ReadOut::Records {
+                first: Offset(from),
+                data: data.slice(begin..pos),
+            });
         }
-        // The record at `from` is larger than what was read: read more.
+        if complete {
+            return Ok(ReadOut::Records {
+                first: Offset(from),
+                data: Bytes::new(),
+            });
+        }
+        // The record at `from` (or damage before it) runs past what was read: read more.
         want *= 2;
     }
 }

@@ -12,7 +12,6 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use rustc_hash::FxHashMap;
 
 use crate::budget::MemoryBudget;
 use crate::clock::Timestamp;
@@ -153,8 +152,7 @@ pub(crate) struct Log {
     /// The ends of the resident pieces, oldest first.
     resident: VecDeque<u64>,
     resident_bytes: u64,
-    /// Messages of evicted pieces read back from the store, and their order of loading.
-    read_back: FxHashMap<u64, Arc<Message>>,
+    /// The ends of the pieces read back from the store, in their order of loading.
     read_order: VecDeque<u64>,
     /// Messages lately read from the chunks, in the slot of their offset modulo [`HOT`]
     /// (allocated at the first read); a slot is emptied when its message leaves memory.
@@ -183,7 +181,6 @@ impl Log {
             budget: None,
             resident: VecDeque::new(),
             resident_bytes: 0,
-            read_back: FxHashMap::default(),
             read_order: VecDeque::new(),
             hot: Vec::new(),
             pieces_popped: 0,
@@ -415,12 +412,7 @@ impl Log {
             None => return Lookup::Gone,
             Some((piece, pos)) => match &piece.held {
                 Held::Lost => return Lookup::Gone,
-                Held::Evicted => {
-                    return match self.read_back.get(&offset.get()) {
-                        Some(m) => Lookup::Resident(Arc::clone(m)),
-                        None => Lookup::OnDisk,
-                    };
-                }
+                Held::Evicted => return Lookup::OnDisk,
                 Held::Resident(data) => match record::read_own(data, pos as usize) {
                     Some(message) => Arc::new(message),
                     None => return Lookup::Gone,
@@ -436,31 +428,113 @@ impl Log {
         Lookup::Resident(message)
     }
 
-    /// Keeps messages read back from the store in memory (within the budget) for the
-    /// groups that read next.
-    pub(crate) fn cache(&mut self, messages: &[Arc<Message>]) {
-        for m in messages {
-            let o = m.offset.get();
-            if !matches!(
-                self.find(m.offset),
-                Some((
-                    Piece {
-                        held: Held::Evicted,
-                        ..
-                    },
-                    _
-                ))
-            ) || self.read_back.contains_key(&o)
-            {
+    /// Where to read evicted `offset` back from so that its whole piece comes back: the
+    /// piece's first retained offset, and about how many bytes its records take.
+    pub(crate) fn evicted_span(&self, offset: Offset) -> Option<(Offset, usize)> {
+        match self.find(offset)? {
+            (
+                p @ Piece {
+                    held: Held::Evicted,
+                    ..
+                },
+                _,
+            ) => {
+                let bytes = usize::try_from(p.bytes).unwrap_or(usize::MAX);
+                Some((Offset(p.end - p.count), bytes.saturating_add(2 * STAMP)))
+            }
+            _ => None,
+        }
+    }
+
+    /// Holds evicted pieces in memory again, each whose retained records `data` holds
+    /// whole: records of consecutive offsets from `first`, back to back, their checksums
+    /// verified, as the store read them (one format, two media: they are kept as they
+    /// are). Pieces read back before leave memory first to make room for them, then the
+    /// oldest resident ones. Returns whether any piece came back.
+    pub(crate) fn restore(&mut self, first: Offset, data: &Bytes) -> bool {
+        let (mut offset, mut pos) = (first.get(), 0usize);
+        let mut at = self.pieces.partition_point(|p| p.end <= offset);
+        let mut restored = 0;
+        while let Some(piece) = self.pieces.get_mut(at) {
+            let from = piece.end - piece.count;
+            // Records of offsets not retained, of a piece not evicted or of one the data
+            // does not begin with are passed over.
+            let evicted = matches!(piece.held, Held::Evicted);
+            while offset < piece.end && (offset != from || !evicted) {
+                match record::frame_at(data, pos) {
+                    Some((len, o)) if o == offset => {
+                        pos += len;
+                        offset += 1;
+                    }
+                    _ => return self.restored(restored),
+                }
+            }
+            if offset != from || offset >= piece.end {
+                at += 1;
                 continue;
             }
-            let size = m.size();
-            self.resident_bytes += size;
-            self.memory.add(size);
-            self.read_back.insert(o, Arc::clone(m));
-            self.read_order.push_back(o);
+            let Ok(start) = usize::try_from(from - self.first) else {
+                break;
+            };
+            let begin = pos;
+            let mut positions = Vec::with_capacity(usize::try_from(piece.count).unwrap_or(0));
+            let mut marks = piece.marks;
+            for o in from..piece.end {
+                let size = self.entries.get(start + positions.len()).copied();
+                let fits = match (record::frame_at(data, pos), size) {
+                    (Some((len, got)), Some(size)) if got == o => {
+                        // A record is its message's size, and a batch's mark on the first
+                        // or last record of the piece: that says where the marks are.
+                        let (first, last) = (o == piece.start, o + 1 == piece.end);
+                        match len.checked_sub(size as usize) {
+                            Some(0) => {
+                                marks[0] &= !first;
+                                marks[1] &= !last;
+                                Some(len)
+                            }
+                            Some(STAMP) if first || last => {
+                                marks[usize::from(last)] = true;
+                                Some(len)
+                            }
+                            _ => None,
+                        }
+                    }
+                    _ => None,
+                };
+                let Some(len) = fits else {
+                    return self.restored(restored);
+                };
+                positions.push(u32::try_from(pos - begin).unwrap_or(u32::MAX));
+                pos += len;
+            }
+            for (entry, position) in self.entries.range_mut(start..).zip(positions) {
+                *entry = position;
+            }
+            piece.held = Held::Resident(data.slice(begin..pos));
+            piece.marks = marks;
+            self.resident_bytes += piece.bytes;
+            self.memory.add(piece.bytes);
+            self.read_order.push_back(piece.end);
+            restored += 1;
+            offset = piece.end;
+            at += 1;
         }
-        self.evict();
+        self.restored(restored)
+    }
+
+    /// Keeps the log within its budget after `restored` pieces came back, making room for
+    /// them: other pieces leave memory first, these only if that is not enough (the
+    /// budgets are kept whatever happens). Says whether any came back.
+    fn restored(&mut self, restored: usize) -> bool {
+        if restored > 0 {
+            let just = self
+                .read_order
+                .split_off(self.read_order.len().saturating_sub(restored));
+            self.evict();
+            self.read_order.extend(just);
+            self.evict();
+        }
+        restored > 0
     }
 
     /// Whether messages can leave memory (the store reads them back).
@@ -488,12 +562,10 @@ impl Log {
         }
         let mut freed = 0;
         while freed < want {
-            let Some(o) = self.read_order.pop_front() else {
+            let Some(end) = self.read_order.pop_front() else {
                 break;
             };
-            if let Some(m) = self.read_back.remove(&o) {
-                freed += m.size();
-            }
+            freed += self.evict_piece(end);
         }
         while freed < want {
             let Some(end) = self.resident.pop_front() else {
@@ -753,14 +825,7 @@ impl Log {
                 self.memory.sub(held);
                 Some(size)
             }
-            Held::Evicted => {
-                if let Some(m) = self.read_back.remove(&offset) {
-                    let held = m.size().min(self.resident_bytes);
-                    self.resident_bytes -= held;
-                    self.memory.sub(held);
-                }
-                Some(u64::from(entry))
-            }
+            Held::Evicted => Some(u64::from(entry)),
         };
         if let Some(size) = size {
             piece.bytes = piece.bytes.saturating_sub(size);
@@ -779,6 +844,13 @@ impl Log {
         }
         while self.resident.front().is_some_and(|&end| end <= self.first) {
             self.resident.pop_front();
+        }
+        while self
+            .read_order
+            .front()
+            .is_some_and(|&end| end <= self.first)
+        {
+            self.read_order.pop_front();
         }
     }
 
@@ -931,18 +1003,55 @@ mod tests {
         ));
         assert_eq!(log.priority_of(Offset(4)), Some(1));
         assert_eq!(log.timestamp_of(Offset(4)), Some(Timestamp::from_millis(1)));
-        log.cache(&messages[..10]);
-        match log.lookup(Offset(3), false) {
-            Lookup::Resident(m) => assert_eq!(m, messages[3]),
-            other => panic!("read back: {other:?}"),
+        // The first piece's records as the store holds them: it comes back whole.
+        let mut records = BytesMut::new();
+        for m in &messages[..100] {
+            record::encode(Fields::of(m), None, true, &mut records).unwrap();
         }
+        assert!(log.restore(Offset(0), &records.freeze()));
+        assert!(memory.used() <= 40_000, "{} held", memory.used());
+        for m in &messages[..100] {
+            match log.lookup(m.offset, false) {
+                Lookup::Resident(got) => assert_eq!(got, *m),
+                other => panic!("offset {}: {other:?}", m.offset),
+            }
+        }
+        assert!(
+            matches!(log.lookup(Offset(100), false), Lookup::OnDisk),
+            "a piece the read did not hold stays on disk"
+        );
         let total: u64 = messages.iter().map(|m| m.size()).sum();
         assert_eq!(log.bytes(), total);
         while log.len() > 0 {
             log.pop_front();
         }
         assert_eq!((log.bytes(), memory.used()), (0, 0));
-        assert!(log.read_back.is_empty());
+        assert!(log.read_order.is_empty());
+    }
+
+    #[test]
+    fn records_that_do_not_match_a_piece_are_not_taken_back() {
+        let memory = Arc::new(MemoryBudget::default());
+        let mut log = Log::new(Offset(0), Arc::clone(&memory));
+        log.budget = Some(0);
+        let messages = batch(0, 10, 100, 1);
+        log.append(&messages).unwrap();
+        assert_eq!(memory.used(), 0, "everything left memory");
+        let encode = |ms: &[Arc<Message>]| {
+            let mut records = BytesMut::new();
+            for m in ms {
+                record::encode(Fields::of(m), None, true, &mut records).unwrap();
+            }
+            records.freeze()
+        };
+        // Half the piece, another message in its place, records from the wrong offset.
+        assert!(!log.restore(Offset(0), &encode(&messages[..5])));
+        let mut other = messages.clone();
+        other[3] = batch(3, 1, 7, 1).remove(0);
+        assert!(!log.restore(Offset(0), &encode(&other)));
+        assert!(!log.restore(Offset(1), &encode(&messages[1..])));
+        assert!(matches!(log.lookup(Offset(0), false), Lookup::OnDisk));
+        assert_eq!(memory.used(), 0);
     }
 
     #[test]
