@@ -75,6 +75,8 @@ struct Piece {
     /// Whether the records at `start` and at `end - 1` carry their batch's mark.
     marks: [bool; 2],
     held: Held,
+    /// Held in memory again after it was read back from the store.
+    restored: bool,
 }
 
 impl Piece {
@@ -152,8 +154,10 @@ pub(crate) struct Log {
     /// The ends of the resident pieces, oldest first.
     resident: VecDeque<u64>,
     resident_bytes: u64,
-    /// The ends of the pieces read back from the store, in their order of loading.
+    /// The ends of the pieces read back from the store, in their order of loading, and
+    /// the bytes of their messages still held.
     read_order: VecDeque<u64>,
+    restored_bytes: u64,
     /// Messages lately read from the chunks, in the slot of their offset modulo [`HOT`]
     /// (allocated at the first read); a slot is emptied when its message leaves memory.
     hot: Vec<Option<Arc<Message>>>,
@@ -182,6 +186,7 @@ impl Log {
             resident: VecDeque::new(),
             resident_bytes: 0,
             read_order: VecDeque::new(),
+            restored_bytes: 0,
             hot: Vec::new(),
             pieces_popped: 0,
             hint: Cell::new(0),
@@ -268,6 +273,7 @@ impl Log {
                 bytes: size,
                 marks: [false; 2],
                 held: Held::Evicted,
+                restored: false,
             }),
         }
     }
@@ -291,6 +297,7 @@ impl Log {
             bytes: 0,
             marks: [false; 2],
             held: Held::Lost,
+            restored: false,
         });
         self.lost_count += offset - from;
         self.lost.push_back(from..offset);
@@ -449,8 +456,8 @@ impl Log {
     /// Holds evicted pieces in memory again, each whose retained records `data` holds
     /// whole: records of consecutive offsets from `first`, back to back, their checksums
     /// verified, as the store read them (one format, two media: they are kept as they
-    /// are). Pieces read back before leave memory first to make room for them, then the
-    /// oldest resident ones. Returns whether any piece came back.
+    /// are). Room is made for them by dropping other pieces ([`Log::shed`]). Returns
+    /// whether any piece came back.
     pub(crate) fn restore(&mut self, first: Offset, data: &Bytes) -> bool {
         let (mut offset, mut pos) = (first.get(), 0usize);
         let mut at = self.pieces.partition_point(|p| p.end <= offset);
@@ -512,6 +519,8 @@ impl Log {
             }
             piece.held = Held::Resident(data.slice(begin..pos));
             piece.marks = marks;
+            piece.restored = true;
+            self.restored_bytes += piece.bytes;
             self.resident_bytes += piece.bytes;
             self.memory.add(piece.bytes);
             self.read_order.push_back(piece.end);
@@ -553,22 +562,27 @@ impl Log {
         }
     }
 
-    /// Drops at least `want` bytes of messages the store can read back from memory (those
-    /// read back first, then the oldest pieces) if there are that many; returns the bytes
-    /// dropped.
+    /// Drops at least `want` bytes of messages the store can read back from memory (the
+    /// oldest appended pieces, or those read back before once they hold half the budget)
+    /// if there are that many; returns the bytes dropped.
     pub(crate) fn shed(&mut self, want: u64) -> u64 {
         if self.budget.is_none() {
             return 0;
         }
+        let budget = self.budget.unwrap_or(0);
         let mut freed = 0;
         while freed < want {
-            let Some(end) = self.read_order.pop_front() else {
-                break;
+            // Pieces read back make room for each other once they hold half the budget;
+            // below that the oldest appended ones go first, so that groups reading behind
+            // others find what the first one read back (each batch is read back once),
+            // while new appends still keep the other half for groups reading the tail.
+            let read_back_first = self.restored_bytes.saturating_mul(2) > budget;
+            let queue = if read_back_first || self.resident.is_empty() {
+                &mut self.read_order
+            } else {
+                &mut self.resident
             };
-            freed += self.evict_piece(end);
-        }
-        while freed < want {
-            let Some(end) = self.resident.pop_front() else {
+            let Some(end) = queue.pop_front().or_else(|| self.resident.pop_front()) else {
                 break;
             };
             freed += self.evict_piece(end);
@@ -589,6 +603,9 @@ impl Log {
         let Held::Resident(data) = std::mem::replace(&mut piece.held, Held::Evicted) else {
             return 0;
         };
+        if std::mem::take(&mut piece.restored) {
+            self.restored_bytes = self.restored_bytes.saturating_sub(piece.bytes);
+        }
         let from = piece.end - piece.count;
         if !self.hot.is_empty() {
             for offset in from..piece.end {
@@ -778,6 +795,7 @@ impl Log {
                 bytes,
                 marks,
                 held: Held::Resident(data),
+                restored: false,
             });
             if self.budget.is_some() {
                 self.resident.push_back(end);
@@ -823,6 +841,9 @@ impl Log {
                 let held = size.min(self.resident_bytes);
                 self.resident_bytes -= held;
                 self.memory.sub(held);
+                if piece.restored {
+                    self.restored_bytes = self.restored_bytes.saturating_sub(size);
+                }
                 Some(size)
             }
             Held::Evicted => Some(u64::from(entry)),
@@ -1027,6 +1048,59 @@ mod tests {
         }
         assert_eq!((log.bytes(), memory.used()), (0, 0));
         assert!(log.read_order.is_empty());
+    }
+
+    /// The records of `messages` as a store holds them.
+    fn stored(messages: &[Arc<Message>]) -> Bytes {
+        let mut records = BytesMut::new();
+        for m in messages {
+            record::encode(Fields::of(m), None, true, &mut records).unwrap();
+        }
+        records.freeze()
+    }
+
+    fn resident(log: &mut Log, offset: u64) -> bool {
+        matches!(log.lookup(Offset(offset), false), Lookup::Resident(_))
+    }
+
+    #[test]
+    fn batches_read_back_stay_while_appends_push_out_the_oldest_until_they_hold_half() {
+        let memory = Arc::new(MemoryBudget::default());
+        let mut log = Log::new(Offset(1000), Arc::clone(&memory));
+        // Keys of four digits from offset 1000 on: every batch of 100 is the same size.
+        let messages = batch(1000, 800, 100, 1);
+        let piece: u64 = messages[..100].iter().map(|m| m.size()).sum();
+        log.budget = Some(piece * 3);
+        for chunk in messages[..600].chunks(100) {
+            log.append(chunk).unwrap();
+        }
+        assert!(
+            (3..6).all(|p| resident(&mut log, 1000 + p * 100)),
+            "the newest three"
+        );
+        assert!(!resident(&mut log, 1200));
+        assert!(log.restore(Offset(1000), &stored(&messages[..100])));
+        assert!(resident(&mut log, 1000), "read back");
+        assert!(!resident(&mut log, 1300), "the oldest appended made room");
+        log.append(&messages[600..700]).unwrap();
+        assert!(
+            resident(&mut log, 1000),
+            "a new append pushes out appended ones first"
+        );
+        assert!(!resident(&mut log, 1400));
+        assert!((5..7).all(|p| resident(&mut log, 1000 + p * 100)));
+        assert!(log.restore(Offset(1100), &stored(&messages[100..200])));
+        log.append(&messages[700..]).unwrap();
+        assert!(
+            !resident(&mut log, 1000),
+            "past half the budget, what was read back first goes"
+        );
+        assert!(resident(&mut log, 1100) && resident(&mut log, 1700));
+        assert!(memory.used() <= piece * 3, "{} held", memory.used());
+        while log.len() > 0 {
+            log.pop_front();
+        }
+        assert_eq!((memory.used(), log.restored_bytes), (0, 0));
     }
 
     #[test]
