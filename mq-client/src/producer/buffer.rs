@@ -5,7 +5,6 @@
 //! everything it produces.
 
 use std::pin::pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use mq_core::NewMessage;
@@ -28,12 +27,12 @@ pub(crate) fn size_of(message: &NewMessage) -> usize {
 /// Bytes taken from a [`PublishBuffer`] for messages about to be queued: given back if
 /// they never are (the publish was cancelled while it waited to queue them).
 #[derive(Debug)]
-pub(crate) struct Held {
-    buffer: Arc<PublishBuffer>,
+pub(crate) struct Held<'a> {
+    buffer: &'a PublishBuffer,
     bytes: usize,
 }
 
-impl Held {
+impl Held<'_> {
     /// The messages are queued: their bytes go back once they are settled
     /// ([`PublishBuffer::give_back`]).
     pub(crate) fn keep(mut self) {
@@ -41,7 +40,7 @@ impl Held {
     }
 }
 
-impl Drop for Held {
+impl Drop for Held<'_> {
     fn drop(&mut self) {
         self.buffer.give_back(self.bytes);
     }
@@ -95,7 +94,7 @@ impl PublishBuffer {
 
     /// Takes `bytes`, waiting while the buffer has no room for them. They go back when
     /// the [`Held`] is dropped, unless it is [kept](Held::keep) for messages queued.
-    pub(crate) async fn take(self: &Arc<Self>, bytes: usize) -> Held {
+    pub(crate) async fn take(&self, bytes: usize) -> Held<'_> {
         if !self.try_take(bytes) {
             loop {
                 let mut room = pin!(self.room.notified());
@@ -107,7 +106,7 @@ impl PublishBuffer {
             }
         }
         Held {
-            buffer: Arc::clone(self),
+            buffer: self,
             bytes,
         }
     }

@@ -3,8 +3,8 @@
 //! A `publish` costs one uncontended lock and a push: messages wait here in order, and the
 //! batcher takes as many as fit a frame each time it is free, so the more a producer
 //! queues while a batch is on its way, the larger the next batch (batching adapts to the
-//! load without a timer). A batch stays the vector it was queued as: taken alone, it
-//! becomes the frame's messages without being copied.
+//! load without a timer). Single messages wait in one queue, in order; a batch stays the
+//! vector it was queued as: taken alone, it becomes the frame's messages without a copy.
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -25,7 +25,7 @@ pub(super) type OffsetsTx = oneshot::Sender<Result<Vec<Offset>, ClientError>>;
 pub(super) enum Waiter {
     /// One message of a `send`.
     One(OffsetTx),
-    /// Messages queued by `publish` that nobody waits for.
+    /// Messages queued by `publish` that nobody waits for; a run may be split over batches.
     Loose(usize),
     /// A batch, never split, and maybe who waits for its offsets.
     Batch(usize, Option<OffsetsTx>),
@@ -34,8 +34,9 @@ pub(super) enum Waiter {
 /// An entry of the queue.
 #[derive(Debug)]
 enum Entry {
-    /// One message, and maybe who waits for its offset.
-    One(NewMessage, Option<OffsetTx>),
+    /// Single messages, at the front of the queue's messages: a `send`'s (`Waiter::One`)
+    /// or a run of `publish`es (`Waiter::Loose`).
+    Messages(Waiter),
     /// A batch (never split), and maybe who waits for its offsets.
     Batch(Vec<NewMessage>, Option<OffsetsTx>),
     /// A flush.
@@ -55,30 +56,6 @@ pub(super) struct Taken {
     pub(super) flush: Option<oneshot::Sender<()>>,
 }
 
-impl Taken {
-    /// Adds one message: loose ones next to each other share a waiter.
-    fn add_one(&mut self, message: NewMessage, waiter: Option<OffsetTx>) {
-        self.bytes += buffer::size_of(&message);
-        self.messages.push(message);
-        match (waiter, self.waiters.last_mut()) {
-            (Some(tx), _) => self.waiters.push(Waiter::One(tx)),
-            (None, Some(Waiter::Loose(n))) => *n += 1,
-            (None, _) => self.waiters.push(Waiter::Loose(1)),
-        }
-    }
-
-    /// Adds a whole batch: its vector becomes the messages when they are the first.
-    fn add_batch(&mut self, messages: Vec<NewMessage>, waiter: Option<OffsetsTx>) {
-        self.bytes += buffer::size_of_all(&messages);
-        self.waiters.push(Waiter::Batch(messages.len(), waiter));
-        if self.messages.is_empty() {
-            self.messages = messages;
-        } else {
-            self.messages.extend(messages);
-        }
-    }
-}
-
 /// The queue shared by a producer's handles and its batcher.
 #[derive(Debug)]
 pub(super) struct Queue {
@@ -96,14 +73,35 @@ pub(super) struct Queue {
 
 #[derive(Debug, Default)]
 struct State {
-    /// Messages and flushes, in order.
+    /// The single messages of the `Messages` entries, in order.
+    messages: VecDeque<NewMessage>,
+    /// Entries and flushes, in order.
     entries: VecDeque<Entry>,
-    /// Messages queued.
+    /// Messages queued, single or in batches.
     queued: usize,
     /// Batches taken and not settled yet ([`Queue::settled`]).
     unsettled: usize,
     /// Every handle is gone: nothing more is queued.
     closed: bool,
+}
+
+impl State {
+    /// Queues one message for `waiter` (a run of loose ones shares an entry).
+    fn add_one(&mut self, message: NewMessage, waiter: Option<OffsetTx>) {
+        self.messages.push_back(message);
+        self.queued += 1;
+        match (waiter, self.entries.back_mut()) {
+            (None, Some(Entry::Messages(Waiter::Loose(n)))) => *n += 1,
+            (None, _) => self.entries.push_back(Entry::Messages(Waiter::Loose(1))),
+            (Some(tx), _) => self.entries.push_back(Entry::Messages(Waiter::One(tx))),
+        }
+    }
+
+    /// Queues a batch.
+    fn add_batch(&mut self, messages: Vec<NewMessage>, waiter: Option<OffsetsTx>) {
+        self.queued += messages.len();
+        self.entries.push_back(Entry::Batch(messages, waiter));
+    }
 }
 
 /// Limits of one frame's batch.
@@ -135,7 +133,7 @@ impl Queue {
     /// Queues one message, waiting while the queue is full; true when the batcher should be
     /// woken for it ([`Queue::wake`]).
     pub(super) async fn push_one(&self, message: NewMessage, waiter: Option<OffsetTx>) -> bool {
-        self.push(1, Entry::One(message, waiter)).await
+        self.push(1, |state| state.add_one(message, waiter)).await
     }
 
     /// Queues a batch (never split), waiting while the queue is full (a batch larger than
@@ -145,7 +143,8 @@ impl Queue {
         messages: Vec<NewMessage>,
         waiter: Option<OffsetsTx>,
     ) -> bool {
-        self.push(messages.len(), Entry::Batch(messages, waiter))
+        let n = messages.len();
+        self.push(n, |state| state.add_batch(messages, waiter))
             .await
     }
 
@@ -190,27 +189,24 @@ impl Queue {
             state.entries.push_front(Entry::Flush(done));
         }
         for waiter in waiters.into_iter().rev() {
+            let at = messages.len().saturating_sub(match &waiter {
+                Waiter::One(_) => 1,
+                Waiter::Loose(n) | Waiter::Batch(n, _) => *n,
+            });
             match waiter {
-                Waiter::One(tx) => {
-                    if let Some(m) = messages.pop() {
-                        state.entries.push_front(Entry::One(m, Some(tx)));
-                    }
-                }
-                Waiter::Loose(n) => {
-                    for _ in 0..n {
-                        if let Some(m) = messages.pop() {
-                            state.entries.push_front(Entry::One(m, None));
-                        }
-                    }
-                }
-                Waiter::Batch(n, tx) => {
-                    let at = messages.len().saturating_sub(n);
+                Waiter::Batch(_, tx) => {
                     let batch = if at == 0 {
                         std::mem::take(&mut messages)
                     } else {
                         messages.split_off(at)
                     };
                     state.entries.push_front(Entry::Batch(batch, tx));
+                }
+                single => {
+                    for m in messages.drain(at..).rev() {
+                        state.messages.push_front(m);
+                    }
+                    state.entries.push_front(Entry::Messages(single));
                 }
             }
         }
@@ -222,8 +218,8 @@ impl Queue {
         self.ready.notify_one();
     }
 
-    async fn push(&self, n: usize, entry: Entry) -> bool {
-        let mut entry = Some(entry);
+    async fn push(&self, n: usize, add: impl FnOnce(&mut State)) -> bool {
+        let mut add = Some(add);
         loop {
             let room = self.room.notified();
             tokio::pin!(room);
@@ -231,9 +227,8 @@ impl Queue {
                 let mut state = self.lock();
                 if state.queued == 0 || state.queued + n <= self.capacity {
                     let was_empty = state.entries.is_empty();
-                    if let Some(entry) = entry.take() {
-                        state.entries.push_back(entry);
-                        state.queued += n;
+                    if let Some(add) = add.take() {
+                        add(&mut state);
                     }
                     return was_empty || state.queued >= self.wake_at;
                 }
@@ -286,32 +281,64 @@ impl Queue {
         let mut state = self.lock();
         let mut bytes = 0;
         while taken.messages.len() < limits.count && bytes < limits.bytes {
-            let Some(entry) = state.entries.pop_front() else {
-                break;
-            };
-            match entry {
-                Entry::Flush(done) => {
-                    taken.flush = Some(done);
-                    break;
-                }
-                Entry::Batch(messages, waiter)
-                    if !taken.messages.is_empty()
-                        && taken.messages.len() + messages.len() > limits.count =>
-                {
-                    state.entries.push_front(Entry::Batch(messages, waiter));
-                    break;
-                }
-                Entry::Batch(messages, waiter) => {
-                    bytes += messages.iter().map(|m| m.payload.len()).sum::<usize>();
-                    taken.add_batch(messages, waiter);
-                }
-                Entry::One(message, waiter) => {
-                    if taken.messages.is_empty() {
-                        taken.messages.reserve(state.queued.min(limits.count));
+            let State {
+                messages, entries, ..
+            } = &mut *state;
+            match entries.front_mut() {
+                None => break,
+                Some(Entry::Flush(_)) => {
+                    if let Some(Entry::Flush(done)) = entries.pop_front() {
+                        taken.flush = Some(done);
                     }
-                    bytes += message.payload.len();
-                    taken.add_one(message, waiter);
+                    break;
                 }
+                Some(Entry::Batch(batch, _))
+                    if !taken.messages.is_empty()
+                        && taken.messages.len() + batch.len() > limits.count =>
+                {
+                    break;
+                }
+                Some(Entry::Messages(Waiter::Loose(n))) => {
+                    if taken.messages.is_empty() {
+                        taken.messages.reserve((*n).min(limits.count));
+                    }
+                    let mut k = 0;
+                    while k < *n && taken.messages.len() < limits.count && bytes < limits.bytes {
+                        let Some(m) = messages.pop_front() else { break };
+                        bytes += m.payload.len();
+                        taken.bytes += buffer::size_of(&m);
+                        taken.messages.push(m);
+                        k += 1;
+                    }
+                    *n -= k;
+                    if *n == 0 {
+                        entries.pop_front();
+                    }
+                    if k > 0 {
+                        taken.waiters.push(Waiter::Loose(k));
+                    }
+                }
+                Some(_) => match entries.pop_front() {
+                    Some(Entry::Batch(batch, tx)) => {
+                        bytes += batch.iter().map(|m| m.payload.len()).sum::<usize>();
+                        taken.bytes += buffer::size_of_all(&batch);
+                        taken.waiters.push(Waiter::Batch(batch.len(), tx));
+                        if taken.messages.is_empty() {
+                            taken.messages = batch;
+                        } else {
+                            taken.messages.extend(batch);
+                        }
+                    }
+                    Some(Entry::Messages(waiter)) => {
+                        if let Some(m) = messages.pop_front() {
+                            bytes += m.payload.len();
+                            taken.bytes += buffer::size_of(&m);
+                            taken.messages.push(m);
+                        }
+                        taken.waiters.push(waiter);
+                    }
+                    _ => break,
+                },
             }
         }
         if taken.flush.is_none()
@@ -412,5 +439,35 @@ mod tests {
         assert_eq!(texts(&taken), ["a"]);
         queue.settled();
         assert!(queue.is_idle());
+    }
+
+    #[tokio::test]
+    async fn what_is_put_back_is_taken_again_as_it_was() {
+        let queue = Queue::new(100, None);
+        queue.push_one(NewMessage::new("a"), None).await;
+        let (tx, _rx) = oneshot::channel();
+        queue.push_one(NewMessage::new("b"), Some(tx)).await;
+        queue
+            .push_batch(vec![NewMessage::new("c"), NewMessage::new("d")], None)
+            .await;
+        queue.push_one(NewMessage::new("e"), None).await;
+        let taken = queue.take(limits(10));
+        assert_eq!(texts(&taken), ["a", "b", "c", "d", "e"]);
+        let shape = |t: &Taken| {
+            t.waiters
+                .iter()
+                .map(|w| match w {
+                    Waiter::One(_) => "one".to_owned(),
+                    Waiter::Loose(n) => format!("loose {n}"),
+                    Waiter::Batch(n, _) => format!("batch {n}"),
+                })
+                .collect::<Vec<_>>()
+        };
+        let before = shape(&taken);
+        queue.put_back(taken);
+        let again = queue.take(limits(10));
+        assert_eq!(texts(&again), ["a", "b", "c", "d", "e"]);
+        assert_eq!(shape(&again), before);
+        assert!(queue.take(limits(10)).messages.is_empty());
     }
 }
