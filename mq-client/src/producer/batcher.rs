@@ -6,13 +6,14 @@
 //! ([`Sender::send_now`]), so that no task has to be woken to carry it. While a batch is on
 //! its way, what is queued waits for the batcher, so that batches grow with the load.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use mq_core::{BatchReceipt, ProducerStamp, TopicName};
 use tokio::runtime::Handle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::ProducerConfig;
+use super::failure::Failure;
 use super::queue::{Limits, Queue, Taken, Waiter};
 use crate::backend::{PublishWait, TryStart};
 use crate::client::Client;
@@ -28,7 +29,7 @@ pub(super) struct Sender {
     producer: Option<u64>,
     queue: Arc<Queue>,
     in_flight: Arc<Semaphore>,
-    failed: Arc<Mutex<Option<ClientError>>>,
+    failed: Arc<Failure>,
     /// Held by whoever takes a batch from the queue and starts it, so that batches start
     /// in queue order; holds the number of the next batch's first message.
     turn: tokio::sync::Mutex<u64>,
@@ -50,7 +51,7 @@ impl Sender {
         topic: TopicName,
         config: ProducerConfig,
         queue: Arc<Queue>,
-        failed: Arc<Mutex<Option<ClientError>>>,
+        failed: Arc<Failure>,
         runtime: Handle,
     ) -> Arc<Self> {
         let limits = Limits {
@@ -107,12 +108,7 @@ impl Sender {
             }
         }
         settled(&self.in_flight, &self.config).await;
-        if let Some(e) = self
-            .failed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
+        if let Some(e) = self.failed.take() {
             let topic = &self.topic;
             tracing::warn!(%topic, error = %e, "a producer was dropped without flush, and publishing what it had queued failed");
         }
@@ -233,11 +229,7 @@ fn producer_id() -> Option<u64> {
 
 /// Reports a batch's outcome to its waiters (its caller then frees its slot: a flush that
 /// sees every slot free knows every earlier outcome is reported).
-fn settle(
-    result: Result<BatchReceipt, ClientError>,
-    waiters: Vec<Waiter>,
-    failed: &Mutex<Option<ClientError>>,
-) {
+fn settle(result: Result<BatchReceipt, ClientError>, waiters: Vec<Waiter>, failed: &Failure) {
     match result {
         Ok(receipt) => {
             let mut offsets = receipt.offsets();
@@ -270,10 +262,7 @@ fn settle(
                 }
             }
             if unreported {
-                failed
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .get_or_insert(e);
+                failed.keep(e);
             }
         }
     }

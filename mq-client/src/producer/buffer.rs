@@ -92,6 +92,14 @@ impl PublishBuffer {
         }
     }
 
+    /// Takes `bytes` if they fit now.
+    pub(crate) fn try_hold(&self, bytes: usize) -> Option<Held<'_>> {
+        self.try_take(bytes).then_some(Held {
+            buffer: self,
+            bytes,
+        })
+    }
+
     /// Takes `bytes`, waiting while the buffer has no room for them. They go back when
     /// the [`Held`] is dropped, unless it is [kept](Held::keep) for messages queued.
     pub(crate) async fn take(&self, bytes: usize) -> Held<'_> {

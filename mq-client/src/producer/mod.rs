@@ -4,9 +4,10 @@
 
 mod batcher;
 mod buffer;
+mod failure;
 mod queue;
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mq_core::{NewMessage, Offset, TopicName};
@@ -16,7 +17,8 @@ use crate::client::Client;
 use crate::error::ClientError;
 use batcher::Sender;
 pub(crate) use buffer::PublishBuffer;
-use queue::Queue;
+use failure::Failure;
+use queue::{OffsetTx, Queue};
 
 /// How a producer batches.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,7 +92,7 @@ pub struct Producer {
     /// Closes the queue when the last handle is dropped.
     _handles: Arc<Handles>,
     /// The first error of a `publish` since the last `flush`.
-    failed: Arc<Mutex<Option<ClientError>>>,
+    failed: Arc<Failure>,
     /// Sends its batches; `None` when it cannot publish at all.
     sender: Option<Arc<Sender>>,
     /// Why this producer cannot publish at all (made outside a runtime).
@@ -114,7 +116,7 @@ impl Producer {
     pub(crate) fn new(client: Client, topic: TopicName, config: ProducerConfig) -> Self {
         let wake_at = (!config.linger.is_zero()).then_some(config.batch_size.max(1));
         let queue = Arc::new(Queue::new(config.queue, wake_at));
-        let failed = Arc::new(Mutex::new(None));
+        let failed = Arc::new(Failure::default());
         let buffer = Arc::clone(&client.publish_buffer);
         let (sender, unusable) = match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
@@ -168,9 +170,7 @@ impl Producer {
     pub async fn send(&self, message: NewMessage) -> Result<Offset, ClientError> {
         self.usable()?;
         let (tx, rx) = oneshot::channel();
-        let held = self.buffer.take(buffer::size_of(&message)).await;
-        let wake = self.queue.push_one(message, Some(tx)).await;
-        held.keep();
+        let wake = self.queue_one(message, Some(tx)).await;
         self.start(wake);
         rx.await.map_err(|_| ClientError::closed())?
     }
@@ -229,9 +229,7 @@ impl Producer {
         if let Some(e) = self.take_failure() {
             return Err(e);
         }
-        let held = self.buffer.take(buffer::size_of(&message)).await;
-        let wake = self.queue.push_one(message, None).await;
-        held.keep();
+        let wake = self.queue_one(message, None).await;
         self.start(wake);
         Ok(())
     }
@@ -264,11 +262,31 @@ impl Producer {
         }
     }
 
+    /// Queues one message: at once when the client's publish buffer and the queue have
+    /// room (the common case, without a future in between), else once they do.
+    async fn queue_one(&self, message: NewMessage, waiter: Option<OffsetTx>) -> bool {
+        let size = buffer::size_of(&message);
+        let held = match self.buffer.try_hold(size) {
+            Some(held) => match self.queue.try_push_one(message, waiter) {
+                Ok(wake) => {
+                    held.keep();
+                    return wake;
+                }
+                Err((message, waiter)) => {
+                    let wake = self.queue.push_one(message, waiter).await;
+                    held.keep();
+                    return wake;
+                }
+            },
+            None => self.buffer.take(size).await,
+        };
+        let wake = self.queue.push_one(message, waiter).await;
+        held.keep();
+        wake
+    }
+
     fn take_failure(&self) -> Option<ClientError> {
-        self.failed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
+        self.failed.take()
     }
 }
 

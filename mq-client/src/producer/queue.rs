@@ -136,6 +136,22 @@ impl Queue {
         self.push(1, |state| state.add_one(message, waiter)).await
     }
 
+    /// Queues one message if the queue has room now (with [`Queue::push_one`]'s answer);
+    /// else gives it back.
+    pub(super) fn try_push_one(
+        &self,
+        message: NewMessage,
+        waiter: Option<OffsetTx>,
+    ) -> Result<bool, (NewMessage, Option<OffsetTx>)> {
+        let mut state = self.lock();
+        if !self.has_room(&state, 1) {
+            return Err((message, waiter));
+        }
+        let was_empty = state.entries.is_empty();
+        state.add_one(message, waiter);
+        Ok(self.wakes(&state, was_empty))
+    }
+
     /// Queues a batch (never split), waiting while the queue is full (a batch larger than
     /// the queue waits until the queue is empty); true when the batcher should be woken.
     pub(super) async fn push_batch(
@@ -218,6 +234,17 @@ impl Queue {
         self.ready.notify_one();
     }
 
+    /// Whether `n` more messages fit (anything fits an empty queue).
+    fn has_room(&self, state: &State, n: usize) -> bool {
+        state.queued == 0 || state.queued + n <= self.capacity
+    }
+
+    /// Whether the batcher should be woken after an addition to a queue that was empty
+    /// or not.
+    fn wakes(&self, state: &State, was_empty: bool) -> bool {
+        was_empty || state.queued >= self.wake_at
+    }
+
     async fn push(&self, n: usize, add: impl FnOnce(&mut State)) -> bool {
         let mut add = Some(add);
         loop {
@@ -225,12 +252,12 @@ impl Queue {
             tokio::pin!(room);
             {
                 let mut state = self.lock();
-                if state.queued == 0 || state.queued + n <= self.capacity {
+                if self.has_room(&state, n) {
                     let was_empty = state.entries.is_empty();
                     if let Some(add) = add.take() {
                         add(&mut state);
                     }
-                    return was_empty || state.queued >= self.wake_at;
+                    return self.wakes(&state, was_empty);
                 }
                 room.as_mut().enable();
             }
