@@ -94,7 +94,8 @@ impl PublishBuffer {
 
     /// Takes `bytes` if they fit now.
     pub(crate) fn try_hold(&self, bytes: usize) -> Option<Held<'_>> {
-        self.try_take(bytes).then_some(Held {
+        // Not `then_some`: a `Held` made and dropped would give back what was never taken.
+        self.try_take(bytes).then(|| Held {
             buffer: self,
             bytes,
         })
@@ -163,6 +164,16 @@ mod tests {
         assert!(!buffer.try_take(1));
         buffer.give_back(500);
         assert!(buffer.try_take(1));
+    }
+
+    #[test]
+    fn a_hold_that_does_not_fit_takes_and_gives_back_nothing() {
+        let buffer = PublishBuffer::new(100);
+        let held = buffer.try_hold(80).expect("fits an empty buffer");
+        assert!(buffer.try_hold(80).is_none());
+        assert_eq!(buffer.used(), 80);
+        held.keep();
+        assert_eq!(buffer.used(), 80);
     }
 
     #[tokio::test]
