@@ -314,6 +314,9 @@ fn reserve_ahead(len: u64, size: u64, reserved: u64, segment_bytes: u64) -> u64 
     ahead.min(segment_bytes).max(need).next_multiple_of(4096)
 }
 
+/// Room beyond what a read asks for, so that the last record it wants usually fits.
+const FRAME_SLACK: usize = 64 * 1024;
+
 /// Reads the records of the segment at `path` from offset `from` on (at byte `start` or
 /// after it), about `max_bytes` of them (at least the one of `from`, when it is there):
 /// whole records of consecutive offsets, each checksum verified. Damage before `from` is
@@ -325,7 +328,8 @@ fn read_from(
     max_bytes: usize,
 ) -> Result<ReadOut, StorageError> {
     let mut file = File::open(path).map_err(io(format!("opening {}", path.display())))?;
-    let mut want = max_bytes.max(64 * 1024);
+    // The record at `from` lies within an index interval of `start`.
+    let mut want = max_bytes.saturating_add(index::INDEX_EVERY as usize + FRAME_SLACK);
     loop {
         file.seek(SeekFrom::Start(start))
             .map_err(io(format!("reading {}", path.display())))?;
@@ -337,6 +341,8 @@ fn read_from(
         let complete = buf.len() < want;
         let data = Bytes::from(buf);
         let (mut pos, mut begin, mut last) = (0, None, None);
+        // Whether the read ended on a record the buffer cut short.
+        let mut cut = false;
         loop {
             match record::decode_meta(&data, pos) {
                 Ok(Some((meta, len))) => {
@@ -361,10 +367,20 @@ fn read_from(
                         None => break,
                     }
                 }
-                Ok(None) | Err(_) => break,
+                Err(d) => {
+                    cut = !complete && d.is_cut();
+                    break;
+                }
+                Ok(None) => break,
             }
         }
         if let Some(begin) = begin {
+            // `max_bytes` of records after `from` were asked for (a whole batch, for the
+            // log to hold again): a buffer that ended before them is read again, larger.
+            if cut && pos - begin < max_bytes {
+                want = want.saturating_mul(2).max(begin + max_bytes + FRAME_SLACK);
+                continue;
+            }
             return Ok(ReadOut::Records {
                 first: Offset(from),
                 data: data.slice(begin..pos),
