@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 
-use bytes::Bytes;
 use rustc_hash::FxHashMap;
 
 use crate::budget::MemoryBudget;
@@ -52,19 +51,6 @@ pub(crate) struct TopicState {
     last_timestamp: Timestamp,
     /// What it remembers of idempotent producers.
     pub(crate) producers: ProducerTable,
-}
-
-/// The messages of `data`'s records (back to back, as a store reads them), up to the first
-/// that does not decode.
-fn decode_all(data: &Bytes) -> impl Iterator<Item = Message> + '_ {
-    let mut pos = 0;
-    std::iter::from_fn(move || match record::decode(data, pos) {
-        record::Read::Record(m, len, _) => {
-            pos += len;
-            Some(m)
-        }
-        record::Read::End | record::Read::Damaged(_) => None,
-    })
 }
 
 impl Topic {
@@ -116,9 +102,13 @@ impl Topic {
                 Ok(ReadOut::Records { first, data }) => {
                     state.log.restore(first, &data);
                     // What the log did not take back (its piece changed meanwhile, or left
-                    // again at once to stay within the budget) is decoded for this fetch.
-                    if matches!(state.log.lookup(wanted, false), Lookup::OnDisk) {
-                        read.extend(decode_all(&data).map(|m| (m.offset, Arc::new(m))));
+                    // again at once to stay within the budget) is decoded for this fetch;
+                    // the store verified the records' checksums.
+                    if state.log.is_on_disk(wanted) {
+                        let messages = record::starts(&data)
+                            .filter_map(|pos| record::read_own(&data, pos))
+                            .map(|m| (m.offset, Arc::new(m)));
+                        read.extend(messages);
                     }
                 }
                 Ok(ReadOut::Messages(messages)) => {
@@ -129,9 +119,7 @@ impl Topic {
                 Err(e) => return Err(Error::Storage(e)),
             }
             from_wanted = false;
-            if matches!(state.log.lookup(wanted, false), Lookup::OnDisk)
-                && !read.contains_key(&wanted)
-            {
+            if state.log.is_on_disk(wanted) && !read.contains_key(&wanted) {
                 if from != wanted {
                     from_wanted = true;
                     continue;

@@ -18,7 +18,7 @@ use crate::error::ClientError;
 use batcher::Sender;
 pub(crate) use buffer::PublishBuffer;
 use failure::Failure;
-use queue::{OffsetTx, Queue};
+use queue::{OffsetTx, OffsetsTx, Queue};
 
 /// How a producer batches.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,9 +192,7 @@ impl Producer {
     pub async fn queue_batch(&self, messages: Vec<NewMessage>) -> Result<QueuedBatch, ClientError> {
         self.usable()?;
         let (tx, rx) = oneshot::channel();
-        let held = self.buffer.take(buffer::size_of_all(&messages)).await;
-        let wake = self.queue.push_batch(messages, Some(tx)).await;
-        held.keep();
+        let wake = self.queue_many(messages, Some(tx)).await;
         self.start(wake);
         Ok(QueuedBatch(rx))
     }
@@ -209,9 +207,7 @@ impl Producer {
         if let Some(e) = self.take_failure() {
             return Err(e);
         }
-        let held = self.buffer.take(buffer::size_of_all(&messages)).await;
-        let wake = self.queue.push_batch(messages, None).await;
-        held.keep();
+        let wake = self.queue_many(messages, None).await;
         self.start(wake);
         Ok(())
     }
@@ -266,21 +262,26 @@ impl Producer {
     /// room (the common case, without a future in between), else once they do.
     async fn queue_one(&self, message: NewMessage, waiter: Option<OffsetTx>) -> bool {
         let size = buffer::size_of(&message);
-        let held = match self.buffer.try_hold(size) {
+        let (held, message, waiter) = match self.buffer.try_hold(size) {
             Some(held) => match self.queue.try_push_one(message, waiter) {
                 Ok(wake) => {
                     held.keep();
                     return wake;
                 }
-                Err((message, waiter)) => {
-                    let wake = self.queue.push_one(message, waiter).await;
-                    held.keep();
-                    return wake;
-                }
+                Err((message, waiter)) => (held, message, waiter),
             },
-            None => self.buffer.take(size).await,
+            None => (self.buffer.take(size).await, message, waiter),
         };
         let wake = self.queue.push_one(message, waiter).await;
+        held.keep();
+        wake
+    }
+
+    /// Queues a batch, once the client's publish buffer has room for it.
+    async fn queue_many(&self, messages: Vec<NewMessage>, waiter: Option<OffsetsTx>) -> bool {
+        let size = buffer::size_of_all(&messages);
+        let held = self.buffer.take(size).await;
+        let wake = self.queue.push_batch(messages, waiter, size).await;
         held.keep();
         wake
     }

@@ -37,8 +37,9 @@ enum Entry {
     /// Single messages, at the front of the queue's messages: a `send`'s (`Waiter::One`)
     /// or a run of `publish`es (`Waiter::Loose`).
     Messages(Waiter),
-    /// A batch (never split), and maybe who waits for its offsets.
-    Batch(Vec<NewMessage>, Option<OffsetsTx>),
+    /// A batch (never split), maybe who waits for its offsets, and what it counts for in
+    /// the client's publish buffer.
+    Batch(Vec<NewMessage>, Option<OffsetsTx>, usize),
     /// A flush.
     Flush(oneshot::Sender<()>),
 }
@@ -97,10 +98,11 @@ impl State {
         }
     }
 
-    /// Queues a batch.
-    fn add_batch(&mut self, messages: Vec<NewMessage>, waiter: Option<OffsetsTx>) {
+    /// Queues a batch that counts for `bytes` in the publish buffer.
+    fn add_batch(&mut self, messages: Vec<NewMessage>, waiter: Option<OffsetsTx>, bytes: usize) {
         self.queued += messages.len();
-        self.entries.push_back(Entry::Batch(messages, waiter));
+        self.entries
+            .push_back(Entry::Batch(messages, waiter, bytes));
     }
 }
 
@@ -152,15 +154,17 @@ impl Queue {
         Ok(self.wakes(&state, was_empty))
     }
 
-    /// Queues a batch (never split), waiting while the queue is full (a batch larger than
-    /// the queue waits until the queue is empty); true when the batcher should be woken.
+    /// Queues a batch (never split) that counts for `bytes` in the client's publish
+    /// buffer, waiting while the queue is full (a batch larger than the queue waits until
+    /// the queue is empty); true when the batcher should be woken.
     pub(super) async fn push_batch(
         &self,
         messages: Vec<NewMessage>,
         waiter: Option<OffsetsTx>,
+        bytes: usize,
     ) -> bool {
         let n = messages.len();
-        self.push(n, |state| state.add_batch(messages, waiter))
+        self.push(n, |state| state.add_batch(messages, waiter, bytes))
             .await
     }
 
@@ -216,7 +220,8 @@ impl Queue {
                     } else {
                         messages.split_off(at)
                     };
-                    state.entries.push_front(Entry::Batch(batch, tx));
+                    let bytes = buffer::size_of_all(&batch);
+                    state.entries.push_front(Entry::Batch(batch, tx, bytes));
                 }
                 single => {
                     for m in messages.drain(at..).rev() {
@@ -319,7 +324,7 @@ impl Queue {
                     }
                     break;
                 }
-                Some(Entry::Batch(batch, _))
+                Some(Entry::Batch(batch, ..))
                     if !taken.messages.is_empty()
                         && taken.messages.len() + batch.len() > limits.count =>
                 {
@@ -346,9 +351,9 @@ impl Queue {
                     }
                 }
                 Some(_) => match entries.pop_front() {
-                    Some(Entry::Batch(batch, tx)) => {
+                    Some(Entry::Batch(batch, tx, size)) => {
                         bytes += batch.iter().map(|m| m.payload.len()).sum::<usize>();
-                        taken.bytes += buffer::size_of_all(&batch);
+                        taken.bytes += size;
                         taken.waiters.push(Waiter::Batch(batch.len(), tx));
                         if taken.messages.is_empty() {
                             taken.messages = batch;
@@ -412,7 +417,7 @@ mod tests {
             queue.push_one(NewMessage::new(format!("m{i}")), None).await;
         }
         queue
-            .push_batch(vec![NewMessage::new("b0"), NewMessage::new("b1")], None)
+            .push_batch(vec![NewMessage::new("b0"), NewMessage::new("b1")], None, 0)
             .await;
         let (tx, _rx) = oneshot::channel();
         queue.push_flush(tx);
@@ -475,7 +480,7 @@ mod tests {
         let (tx, _rx) = oneshot::channel();
         queue.push_one(NewMessage::new("b"), Some(tx)).await;
         queue
-            .push_batch(vec![NewMessage::new("c"), NewMessage::new("d")], None)
+            .push_batch(vec![NewMessage::new("c"), NewMessage::new("d")], None, 0)
             .await;
         queue.push_one(NewMessage::new("e"), None).await;
         let taken = queue.take(limits(10));

@@ -211,25 +211,25 @@ fn decode(body: &[u8]) -> Option<GroupEvent> {
             start: Offset(c.u64()?),
         },
         2 => GroupEvent::Deleted { group },
-        3 => GroupEvent::Acked {
+        3 | 6 => GroupEvent::Acked {
             group,
-            offsets: offsets(&mut c)?,
+            offsets: if kind == 3 {
+                offsets(&mut c)
+            } else {
+                runs(&mut c)
+            }?,
         },
-        4 => GroupEvent::Delivered {
+        4 | 7 => GroupEvent::Delivered {
             group,
-            offsets: offsets(&mut c)?,
+            offsets: if kind == 4 {
+                offsets(&mut c)
+            } else {
+                runs(&mut c)
+            }?,
         },
         5 => GroupEvent::Floor {
             group,
             floor: Offset(c.u64()?),
-        },
-        6 => GroupEvent::Acked {
-            group,
-            offsets: runs(&mut c)?,
-        },
-        7 => GroupEvent::Delivered {
-            group,
-            offsets: runs(&mut c)?,
         },
         _ => return None,
     };

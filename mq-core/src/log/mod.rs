@@ -435,6 +435,21 @@ impl Log {
         Lookup::Resident(message)
     }
 
+    /// Whether the message at `offset` is retained but only in the store (what
+    /// [`Log::lookup`] says with [`Lookup::OnDisk`], without decoding anything).
+    pub(crate) fn is_on_disk(&self, offset: Offset) -> bool {
+        matches!(
+            self.find(offset),
+            Some((
+                Piece {
+                    held: Held::Evicted,
+                    ..
+                },
+                _
+            ))
+        )
+    }
+
     /// Where to read evicted `offset` back from so that its whole piece comes back: the
     /// piece's first retained offset, and about how many bytes its records take.
     pub(crate) fn evicted_span(&self, offset: Offset) -> Option<(Offset, usize)> {
@@ -566,10 +581,9 @@ impl Log {
     /// oldest appended pieces, or those read back before once they hold half the budget)
     /// if there are that many; returns the bytes dropped.
     pub(crate) fn shed(&mut self, want: u64) -> u64 {
-        if self.budget.is_none() {
+        let Some(budget) = self.budget else {
             return 0;
-        }
-        let budget = self.budget.unwrap_or(0);
+        };
         let mut freed = 0;
         while freed < want {
             // Pieces read back make room for each other once they hold half the budget;
@@ -1025,11 +1039,7 @@ mod tests {
         assert_eq!(log.priority_of(Offset(4)), Some(1));
         assert_eq!(log.timestamp_of(Offset(4)), Some(Timestamp::from_millis(1)));
         // The first piece's records as the store holds them: it comes back whole.
-        let mut records = BytesMut::new();
-        for m in &messages[..100] {
-            record::encode(Fields::of(m), None, true, &mut records).unwrap();
-        }
-        assert!(log.restore(Offset(0), &records.freeze()));
+        assert!(log.restore(Offset(0), &stored(&messages[..100])));
         assert!(memory.used() <= 40_000, "{} held", memory.used());
         for m in &messages[..100] {
             match log.lookup(m.offset, false) {
@@ -1111,19 +1121,12 @@ mod tests {
         let messages = batch(0, 10, 100, 1);
         log.append(&messages).unwrap();
         assert_eq!(memory.used(), 0, "everything left memory");
-        let encode = |ms: &[Arc<Message>]| {
-            let mut records = BytesMut::new();
-            for m in ms {
-                record::encode(Fields::of(m), None, true, &mut records).unwrap();
-            }
-            records.freeze()
-        };
         // Half the piece, another message in its place, records from the wrong offset.
-        assert!(!log.restore(Offset(0), &encode(&messages[..5])));
+        assert!(!log.restore(Offset(0), &stored(&messages[..5])));
         let mut other = messages.clone();
         other[3] = batch(3, 1, 7, 1).remove(0);
-        assert!(!log.restore(Offset(0), &encode(&other)));
-        assert!(!log.restore(Offset(1), &encode(&messages[1..])));
+        assert!(!log.restore(Offset(0), &stored(&other)));
+        assert!(!log.restore(Offset(1), &stored(&messages[1..])));
         assert!(matches!(log.lookup(Offset(0), false), Lookup::OnDisk));
         assert_eq!(memory.used(), 0);
     }
