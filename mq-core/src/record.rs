@@ -179,13 +179,6 @@ pub(crate) fn read_own(data: &Bytes, pos: usize) -> Option<Message> {
     })
 }
 
-/// What [`Message::size`] counts for the record at `pos` of `data` (one this process
-/// encoded, `marked` when it carries a batch's mark): the record without the mark.
-pub(crate) fn own_size(data: &[u8], pos: usize, marked: bool) -> Option<u64> {
-    let record = FRAME + own_len(data, pos)?;
-    Some((record - if marked { STAMP } else { 0 }) as u64)
-}
-
 /// The priority of the record at `pos` of `data` (one this process encoded).
 pub(crate) fn own_priority(data: &[u8], pos: usize) -> Option<u8> {
     data.get(pos + FRAME + 16).copied()

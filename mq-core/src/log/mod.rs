@@ -2,7 +2,9 @@
 //!
 //! Messages held in memory are records in the format of the segment files (one format,
 //! two media), encoded back to back into large chunks and handed out as zero-copy slices;
-//! each retained message costs the log its record and four bytes of index.
+//! each retained message costs the log its record and two bytes of index (where its record
+//! starts in its piece's data, which is why no record but a piece's first starts further
+//! in than [`MAX_POSITION`]).
 
 mod level;
 
@@ -33,6 +35,10 @@ const SMALL_CHUNK: usize = 4 * 1024;
 /// Slots of the cache of messages read from the chunks: groups that read close behind one
 /// another share one decoded message instead of decoding it each.
 const HOT: usize = 16 * 1024;
+
+/// The furthest into a piece's data a record other than its first may start: positions
+/// are two bytes.
+const MAX_POSITION: usize = u16::MAX as usize;
 
 /// Bytes read from the store at once when a message is not in memory.
 pub(crate) const READ_CHUNK: usize = 256 * 1024;
@@ -74,6 +80,9 @@ struct Piece {
     bytes: u64,
     /// Whether the records at `start` and at `end - 1` carry their batch's mark.
     marks: [bool; 2],
+    /// Bytes of its records from `start` on, back to back (its data's length when
+    /// resident): where the record after its last would start.
+    len: u64,
     held: Held,
     /// Held in memory again after it was read back from the store.
     restored: bool,
@@ -83,6 +92,33 @@ impl Piece {
     /// Whether the record of `offset` carries its batch's mark.
     fn marked(&self, offset: u64) -> bool {
         (offset == self.start && self.marks[0]) || (offset + 1 == self.end && self.marks[1])
+    }
+
+    /// The size of the message at `offset`, whose record starts at `position` and the next
+    /// one at `next` (`None` for the piece's last): records lie back to back, so a record
+    /// is the distance to the next one, and a message its record without a batch's mark.
+    fn size(&self, offset: u64, position: u16, next: Option<u16>) -> u64 {
+        let next = next.map_or(self.len, u64::from);
+        let mark = if self.marked(offset) { STAMP as u64 } else { 0 };
+        next.saturating_sub(u64::from(position))
+            .saturating_sub(mark)
+    }
+
+    /// The sizes of its retained messages, in order, from their `positions`.
+    fn sizes<'a>(
+        &'a self,
+        positions: &'a VecDeque<u16>,
+        start: usize,
+    ) -> impl Iterator<Item = u64> + 'a {
+        let from = self.end - self.count;
+        let mut at = positions
+            .range(start..)
+            .take(usize::try_from(self.count).unwrap_or(0))
+            .peekable();
+        (from..).map_while(move |offset| {
+            let position = *at.next()?;
+            Some(self.size(offset, position, at.peek().map(|p| **p)))
+        })
     }
 }
 
@@ -121,7 +157,8 @@ impl Staged {
 ///
 /// # Invariants
 /// - `entries[i]` describes offset `first + i`: where its record starts in its piece's data
-///   when the piece is resident, its size when evicted, 0 when lost;
+///   (where it started when the piece was resident; where it would start, back to back
+///   from the piece's first, for a piece recovered evicted), 0 when lost;
 /// - `pieces` cover `first..next()` exactly, in order; timestamps never decrease;
 /// - `lost` lists, in order, the ranges of retained offsets whose messages storage lost
 ///   (their pieces are `Lost`; `lost_count` counts them); they are in no level;
@@ -141,7 +178,7 @@ impl Staged {
 #[derive(Debug)]
 pub(crate) struct Log {
     first: u64,
-    entries: VecDeque<u32>,
+    entries: VecDeque<u16>,
     pieces: VecDeque<Piece>,
     /// The unused rest of the chunk appends are encoded into.
     tail: BytesMut,
@@ -253,28 +290,36 @@ impl Log {
     /// Adds a message left in the store to the end of the log.
     fn push_evicted(&mut self, offset: Offset, timestamp: Timestamp, size: u64, priority: u8) {
         self.index(offset, priority, size);
-        let size32 = u32::try_from(size).unwrap_or(u32::MAX);
-        self.entries.push_back(size32);
+        // Reading the piece back may find batch marks on its first record, which move the
+        // others by a stamp: room is left for that.
+        let room = (MAX_POSITION - STAMP) as u64;
         match self.pieces.back_mut() {
             Some(p)
                 if matches!(p.held, Held::Evicted)
                     && p.timestamp == timestamp
-                    && p.end == offset.get() =>
+                    && p.end == offset.get()
+                    && p.len <= room =>
             {
+                self.entries.push_back(p.len as u16);
                 p.end += 1;
                 p.count += 1;
                 p.bytes += size;
+                p.len += size;
             }
-            _ => self.pieces.push_back(Piece {
-                start: offset.get(),
-                end: offset.get() + 1,
-                count: 1,
-                timestamp,
-                bytes: size,
-                marks: [false; 2],
-                held: Held::Evicted,
-                restored: false,
-            }),
+            _ => {
+                self.entries.push_back(0);
+                self.pieces.push_back(Piece {
+                    start: offset.get(),
+                    end: offset.get() + 1,
+                    count: 1,
+                    timestamp,
+                    bytes: size,
+                    marks: [false; 2],
+                    len: size,
+                    held: Held::Evicted,
+                    restored: false,
+                });
+            }
         }
     }
 
@@ -296,6 +341,7 @@ impl Log {
             timestamp,
             bytes: 0,
             marks: [false; 2],
+            len: 0,
             held: Held::Lost,
             restored: false,
         });
@@ -329,7 +375,7 @@ impl Log {
     }
 
     /// The piece holding retained `offset`, and the offset's entry.
-    fn find(&self, offset: Offset) -> Option<(&Piece, u32)> {
+    fn find(&self, offset: Offset) -> Option<(&Piece, u16)> {
         let o = offset.get();
         let idx = usize::try_from(o.checked_sub(self.first)?).ok()?;
         let entry = *self.entries.get(idx)?;
@@ -391,7 +437,7 @@ impl Log {
                     ..
                 },
                 pos,
-            ) => record::own_priority(data, pos as usize),
+            ) => record::own_priority(data, usize::from(pos)),
             (
                 Piece {
                     held: Held::Evicted,
@@ -420,7 +466,7 @@ impl Log {
             Some((piece, pos)) => match &piece.held {
                 Held::Lost => return Lookup::Gone,
                 Held::Evicted => return Lookup::OnDisk,
-                Held::Resident(data) => match record::read_own(data, pos as usize) {
+                Held::Resident(data) => match record::read_own(data, usize::from(pos)) {
                     Some(message) => Arc::new(message),
                     None => return Lookup::Gone,
                 },
@@ -499,10 +545,11 @@ impl Log {
                 break;
             };
             let begin = pos;
-            let mut positions = Vec::with_capacity(usize::try_from(piece.count).unwrap_or(0));
+            let sizes: Vec<u64> = piece.sizes(&self.entries, start).collect();
+            let mut positions = Vec::with_capacity(sizes.len());
             let mut marks = piece.marks;
             for o in from..piece.end {
-                let size = self.entries.get(start + positions.len()).copied();
+                let size = sizes.get(positions.len()).copied();
                 let fits = match (record::frame_at(data, pos), size) {
                     (Some((len, got)), Some(size)) if got == o => {
                         // A record is its message's size, and a batch's mark on the first
@@ -523,10 +570,10 @@ impl Log {
                     }
                     _ => None,
                 };
-                let Some(len) = fits else {
+                let (Some(len), Ok(position)) = (fits, u16::try_from(pos - begin)) else {
                     return self.restored(restored);
                 };
-                positions.push(u32::try_from(pos - begin).unwrap_or(u32::MAX));
+                positions.push(position);
                 pos += len;
             }
             for (entry, position) in self.entries.range_mut(start..).zip(positions) {
@@ -534,6 +581,7 @@ impl Log {
             }
             piece.held = Held::Resident(data.slice(begin..pos));
             piece.marks = marks;
+            piece.len = (pos - begin) as u64;
             piece.restored = true;
             self.restored_bytes += piece.bytes;
             self.resident_bytes += piece.bytes;
@@ -607,16 +655,18 @@ impl Log {
         freed
     }
 
-    /// Leaves the messages of the piece ending at `end` to the store (their entries become
-    /// their sizes); returns the bytes it held.
+    /// Leaves the messages of the piece ending at `end` to the store (their entries keep
+    /// where their records were: that gives their sizes); returns the bytes it held.
     fn evict_piece(&mut self, end: u64) -> u64 {
         let i = self.pieces.partition_point(|p| p.end < end);
-        let Some(piece) = self.pieces.get_mut(i).filter(|p| p.end == end) else {
+        let Some(piece) = self
+            .pieces
+            .get_mut(i)
+            .filter(|p| p.end == end && matches!(p.held, Held::Resident(_)))
+        else {
             return 0;
         };
-        let Held::Resident(data) = std::mem::replace(&mut piece.held, Held::Evicted) else {
-            return 0;
-        };
+        piece.held = Held::Evicted;
         if std::mem::take(&mut piece.restored) {
             self.restored_bytes = self.restored_bytes.saturating_sub(piece.bytes);
         }
@@ -631,28 +681,6 @@ impl Log {
                     self.hot[slot] = None;
                 }
             }
-        }
-        let start = usize::try_from(from - self.first).unwrap_or(usize::MAX);
-        // A piece's records lie end to end in `data`: each one's size is the distance to
-        // the next (to the end of `data` for the last), so the records themselves, long
-        // cold by now, are not read.
-        let mut entries = self
-            .entries
-            .range_mut(start..)
-            .take(usize::try_from(piece.count).unwrap_or(0))
-            .zip(from..)
-            .peekable();
-        while let Some((entry, offset)) = entries.next() {
-            let pos = *entry as usize;
-            let next = entries.peek().map_or(data.len(), |(e, _)| **e as usize);
-            let mark = if piece.marked(offset) { STAMP } else { 0 };
-            let size = next.saturating_sub(pos).saturating_sub(mark) as u64;
-            debug_assert_eq!(
-                Some(size),
-                record::own_size(&data, pos, piece.marked(offset)),
-                "records of a piece are contiguous"
-            );
-            *entry = u32::try_from(size).unwrap_or(u32::MAX);
         }
         piece.bytes
     }
@@ -741,7 +769,7 @@ impl Log {
         for i in 0..count {
             let (fields, mark, size) = record(i);
             let len = usize::try_from(size).unwrap_or(usize::MAX) + mark.map_or(0, |_| STAMP);
-            if self.tail.capacity() - self.tail.len() < len {
+            if self.tail.capacity() - self.tail.len() < len || self.tail.len() > MAX_POSITION {
                 if part.count > 0 {
                     staged.parts.push(self.tail.split().freeze());
                     staged.counts.push(part);
@@ -749,7 +777,8 @@ impl Log {
                 part = Part::default();
                 self.tail = BytesMut::with_capacity(rest.clamp(SMALL_CHUNK, CHUNK).max(len));
             }
-            let pos = u32::try_from(self.tail.len()).unwrap_or(u32::MAX);
+            // Within MAX_POSITION: a chunk past it was left above.
+            let pos = self.tail.len() as u16;
             // Records the store keeps get their checksum; in memory alone nothing checks it.
             let checksum = self.budget.is_some();
             if let Err(e) = record::encode(fields, mark, checksum, &mut self.tail) {
@@ -808,6 +837,7 @@ impl Log {
                 timestamp,
                 bytes,
                 marks,
+                len: data.len() as u64,
                 held: Held::Resident(data),
                 restored: false,
             });
@@ -838,6 +868,11 @@ impl Log {
         {
             *slot = None;
         }
+        let next = if piece.count > 0 {
+            self.entries.front().copied()
+        } else {
+            None
+        };
         let size = match &piece.held {
             Held::Lost => {
                 self.lost_count -= 1;
@@ -849,9 +884,8 @@ impl Log {
                 }
                 None
             }
-            Held::Resident(data) => {
-                let size = record::own_size(data, entry as usize, piece.marked(offset))
-                    .unwrap_or_default();
+            Held::Resident(_) => {
+                let size = piece.size(offset, entry, next);
                 let held = size.min(self.resident_bytes);
                 self.resident_bytes -= held;
                 self.memory.sub(held);
@@ -860,7 +894,7 @@ impl Log {
                 }
                 Some(size)
             }
-            Held::Evicted => Some(u64::from(entry)),
+            Held::Evicted => Some(piece.size(offset, entry, next)),
         };
         if let Some(size) = size {
             piece.bytes = piece.bytes.saturating_sub(size);
@@ -1129,6 +1163,74 @@ mod tests {
         assert!(!log.restore(Offset(1), &stored(&messages[1..])));
         assert!(matches!(log.lookup(Offset(0), false), Lookup::OnDisk));
         assert_eq!(memory.used(), 0);
+    }
+
+    #[test]
+    fn pieces_keep_their_positions_within_two_bytes() {
+        let memory = Arc::new(MemoryBudget::default());
+        let mut log = Log::new(Offset(0), Arc::clone(&memory));
+        // A record larger than a chunk between small ones, all in one batch.
+        let mut messages = batch(0, 5, 100, 1);
+        messages.insert(2, batch(2, 1, 200_000, 1).remove(0));
+        let messages: Vec<_> = (0..)
+            .zip(messages)
+            .map(|(o, m)| {
+                Arc::new(Message {
+                    offset: Offset(o),
+                    ..(*m).clone()
+                })
+            })
+            .collect();
+        log.append(&messages).unwrap();
+        for m in &messages {
+            match log.lookup(m.offset, false) {
+                Lookup::Resident(got) => assert_eq!(got, *m),
+                other => panic!("offset {}: {other:?}", m.offset),
+            }
+        }
+        while log.len() > 0 {
+            log.pop_front();
+        }
+        assert_eq!((log.bytes(), memory.used()), (0, 0));
+
+        // Recovered left in the store: 300 records of about 1 KiB share a timestamp, but
+        // a piece holds what two-byte positions reach.
+        let messages = batch(10, 300, 1000, 2);
+        let on_disk = messages
+            .iter()
+            .map(|m| StoredMessage::OnDisk {
+                offset: m.offset,
+                timestamp: m.timestamp,
+                size: m.size(),
+                priority: m.priority,
+            })
+            .collect();
+        let mut log = Log::recovered(
+            Offset(10),
+            vec![on_disk],
+            Offset(310),
+            Some(1 << 20),
+            Arc::clone(&memory),
+        );
+        assert!(log.pieces.len() >= 5, "{} pieces", log.pieces.len());
+        assert!(
+            log.pieces
+                .iter()
+                .all(|p| p.len <= MAX_POSITION as u64 + 2000)
+        );
+        let second = log.pieces[1].end - log.pieces[1].count;
+        let from = usize::try_from(second - 10).unwrap();
+        assert!(log.restore(Offset(second), &stored(&messages[from..])));
+        assert!(matches!(
+            log.lookup(Offset(second + 1), false),
+            Lookup::Resident(_)
+        ));
+        let total: u64 = messages.iter().map(|m| m.size()).sum();
+        assert_eq!(log.bytes(), total);
+        while log.len() > 0 {
+            log.pop_front();
+        }
+        assert_eq!((log.bytes(), memory.used()), (0, 0));
     }
 
     #[test]
