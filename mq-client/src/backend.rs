@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::acks::{AckQueue, AckTarget};
 use crate::connection::{
-    Generation, PendingReply, Remote, SubEntry, SubEvent, SubSlot, expect_done, unexpected,
+    Generation, OnReply, PendingReply, Remote, SubEntry, SubEvent, SubSlot, expect_done, unexpected,
 };
 use crate::embedded::Embedded;
 use crate::error::ClientError;
@@ -31,12 +31,36 @@ pub(crate) enum Backend {
     Embedded(Embedded),
 }
 
-/// Why [`Backend::try_start_publish`] did not start a publish.
-pub(crate) enum TryStart {
-    /// Not without waiting: the messages, to send the usual way.
-    NotNow(Vec<NewMessage>),
-    /// The batch cannot be sent at all.
-    Failed(ClientError),
+/// Takes a publish's outcome in place of a caller waiting for it: over a connection, the
+/// connection's reader calls it as it reads the reply (see [`OnReply`]).
+pub(crate) trait OnPublished: Send + 'static {
+    /// Called once, with the batch's receipt or why it failed.
+    fn published(self, outcome: Result<BatchReceipt, ClientError>);
+}
+
+/// A publish's [`OnPublished`] as the connection calls it.
+struct PublishReply<P>(P);
+
+impl<P: OnPublished> OnReply for PublishReply<P> {
+    fn reply(self: Box<Self>, reply: Result<ServerMsg, ClientError>) {
+        self.0.published(reply.and_then(receipt));
+    }
+}
+
+/// The receipt a `Published` reply carries.
+fn receipt(reply: ServerMsg) -> Result<BatchReceipt, ClientError> {
+    match reply {
+        ServerMsg::Published {
+            first,
+            count,
+            durability,
+        } => Ok(BatchReceipt {
+            first,
+            count: u64::from(count),
+            durability,
+        }),
+        other => Err(unexpected("Published", &other)),
+    }
 }
 
 /// The request that publishes `messages` to `topic`: numbered (and resent after a
@@ -73,18 +97,7 @@ impl PublishWait {
     pub(crate) async fn wait(self) -> Result<BatchReceipt, ClientError> {
         match self {
             PublishWait::Ready(r) => r,
-            PublishWait::Remote(remote, pending) => match remote.finish(pending).await? {
-                ServerMsg::Published {
-                    first,
-                    count,
-                    durability,
-                } => Ok(BatchReceipt {
-                    first,
-                    count: u64::from(count),
-                    durability,
-                }),
-                other => Err(unexpected("Published", &other)),
-            },
+            PublishWait::Remote(remote, pending) => receipt(remote.finish(pending).await?),
         }
     }
 }
@@ -134,36 +147,69 @@ impl Backend {
         }
     }
 
-    /// Whether [`Backend::try_start_publish`] can ever start a publish (over a connection).
-    pub(crate) fn starts_without_waiting(&self) -> bool {
-        matches!(self, Backend::Remote(_))
-    }
-
-    /// Like [`Backend::start_publish`], but without waiting: over a connection that is open
-    /// and has room, the frame is handed to it (and written at once when it is idle).
-    /// [`TryStart::NotNow`] gives the messages back otherwise, and always for an embedded
-    /// broker (whose call may wait for the disk).
-    pub(crate) fn try_start_publish(
+    /// Queues a batch for publishing as [`Backend::start_publish`] does; its outcome goes
+    /// to `done` (also when it cannot be sent: with why).
+    pub(crate) async fn publish_with<P: OnPublished>(
         &self,
         topic: &TopicName,
         messages: Vec<NewMessage>,
         stamp: Option<ProducerStamp>,
-    ) -> Result<PublishWait, TryStart> {
+        done: P,
+    ) {
+        match self {
+            Backend::Remote(r) => {
+                if let Err(e) = check_sizes(topic, &messages, r.max_frame()) {
+                    done.published(Err(e));
+                    return;
+                }
+                let (msg, replayable) = publish_request(topic, messages, stamp, r.version());
+                r.start_request_with(msg, replayable, Box::new(PublishReply(done)))
+                    .await;
+            }
+            Backend::Embedded(_) => match self.start_publish(topic, messages, stamp).await {
+                Ok(wait) => done.published(wait.wait().await),
+                Err(e) => done.published(Err(e)),
+            },
+        }
+    }
+
+    /// Whether [`Backend::try_publish_with`] can ever start a publish (over a connection).
+    pub(crate) fn starts_without_waiting(&self) -> bool {
+        matches!(self, Backend::Remote(_))
+    }
+
+    /// Like [`Backend::publish_with`], but without waiting: over a connection that is open
+    /// and has room, the frame is handed to it (and written at once when it is idle), and
+    /// the reply goes to `done` from the connection's reader. Gives the messages and `done`
+    /// back otherwise, and always for an embedded broker (whose call may wait for the
+    /// disk).
+    pub(crate) fn try_publish_with<P: OnPublished>(
+        &self,
+        topic: &TopicName,
+        messages: Vec<NewMessage>,
+        stamp: Option<ProducerStamp>,
+        done: P,
+    ) -> Result<(), (Vec<NewMessage>, P)> {
         let Backend::Remote(r) = self else {
-            return Err(TryStart::NotNow(messages));
+            return Err((messages, done));
         };
         if let Err(e) = check_sizes(topic, &messages, r.max_frame()) {
-            return Err(TryStart::Failed(e));
+            done.published(Err(e));
+            return Ok(());
         }
         let (msg, replayable) = publish_request(topic, messages, stamp, r.version());
-        match r.try_start_request(msg, replayable).map_err(|msg| *msg) {
-            Ok(pending) => Ok(PublishWait::Remote(Arc::clone(r), pending)),
-            Err(
-                ClientMsg::Publish { messages, .. } | ClientMsg::PublishIdempotent { messages, .. },
-            ) => Err(TryStart::NotNow(messages)),
-            Err(other) => Err(TryStart::Failed(ClientError::Protocol {
-                message: format!("a publish became another request: {other:?}"),
-            })),
+        match r.try_start_request_with(msg, replayable, PublishReply(done)) {
+            Ok(()) => Ok(()),
+            Err((msg, PublishReply(done))) => match *msg {
+                ClientMsg::Publish { messages, .. }
+                | ClientMsg::PublishIdempotent { messages, .. } => Err((messages, done)),
+                other => {
+                    done.published(Err(ClientError::Protocol {
+                        message: format!("a publish became another request: {other:?}"),
+                    }));
+                    Ok(())
+                }
+            },
         }
     }
 

@@ -5,8 +5,10 @@
 //! Per TCP connection frames go out through an [`Outbox`] (a request made while the
 //! connection is idle is written by its caller; the connection's flusher task writes what
 //! queues behind a write under way), and one task reads, routing each reply to the oneshot
-//! its request registered and each pushed delivery batch to its subscription's channel.
-//! Reading and writing never wait on each other.
+//! its request registered — or, for a request made with [`OnReply`] (a producer's
+//! batches), handing it to that function right there, so that no task is woken to carry
+//! it — and each pushed delivery batch to its subscription's channel. Reading and writing
+//! never wait on each other.
 //!
 //! Requests are of two kinds when the connection is lost: *replayable* ones (numbered
 //! publishes, which the broker never stores twice) stay registered and are sent again, in
@@ -25,6 +27,7 @@ use mq_transport::{
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::error::ClientError;
 use crate::reconnect::{Redial, supervise};
@@ -83,15 +86,58 @@ pub(crate) struct SubEntry {
     pub(crate) slot: Arc<SubSlot>,
 }
 
+/// Takes a request's reply in place of a caller waiting for it: the connection's reader
+/// calls it with the reply as it reads it (or with why none will come), so no task has to
+/// be woken to carry the reply. Keep it short: the reader reads nothing else meanwhile. A
+/// reply overdue by the client's request timeout drops the connection, as for a waiting
+/// caller ([`Inner::expire_overdue`]).
+pub(crate) trait OnReply: Send + 'static {
+    /// Called once, with the reply or the error that ended the request.
+    fn reply(self: Box<Self>, reply: Result<ServerMsg, ClientError>);
+}
+
+/// Where a request's reply goes.
+enum ReplyTo {
+    /// To a caller waiting in [`Inner::finish`].
+    Waiter(oneshot::Sender<Result<ServerMsg, ClientError>>),
+    /// Into a function, called by whoever answers.
+    Call(Box<dyn OnReply>),
+}
+
+impl ReplyTo {
+    /// A reply target a caller waits on, and the caller's end.
+    fn waiter(replayable: bool) -> (Self, PendingReply) {
+        let (tx, rx) = oneshot::channel();
+        (ReplyTo::Waiter(tx), PendingReply { rx, replayable })
+    }
+
+    fn answer(self, reply: Result<ServerMsg, ClientError>) {
+        match self {
+            ReplyTo::Waiter(tx) => {
+                let _ = tx.send(reply);
+            }
+            ReplyTo::Call(f) => f.reply(reply),
+        }
+    }
+}
+
+/// Gives each reply to its target, outside the routes' lock (a function may take others).
+fn answer_all(replies: Vec<(ReplyTo, Result<ServerMsg, ClientError>)>) {
+    for (to, reply) in replies {
+        to.answer(reply);
+    }
+}
+
 struct Pending {
-    reply: oneshot::Sender<Result<ServerMsg, ClientError>>,
+    reply: ReplyTo,
     /// For a Subscribe: the subscription to register when `Subscribed` arrives, before any
     /// delivery for it can be routed.
     sub: Option<SubEntry>,
     /// For a replayable request: the request, to send again on the next connection.
     replay: Option<ClientMsg>,
-    /// The generation of the connection it was last sent on.
+    /// The generation of the connection it was last sent on, and when.
     sent_on: Generation,
+    sent_at: Instant,
 }
 
 /// One TCP connection.
@@ -229,19 +275,38 @@ impl Remote {
         replayable: bool,
     ) -> Result<PendingReply, ClientError> {
         let replayable = replayable && self.inner.reconnects.load(Ordering::Acquire);
-        self.inner.start(msg, sub, replayable, None).await
+        let (to, pending) = ReplyTo::waiter(replayable);
+        self.inner.start(msg, sub, replayable, None, to).await?;
+        Ok(pending)
     }
 
-    /// Sends a request now, without waiting, if the connection is open and its outbox has
-    /// room: the caller's thread writes it when the connection is idle. Gives the request
-    /// back otherwise (reconnecting, closed, or the outbox full), for [`Remote::start_request`].
-    pub(crate) fn try_start_request(
+    /// Queues a request as [`Remote::start_request`] does, its reply going to `on_reply`
+    /// (also when the request cannot be sent: with why).
+    pub(crate) async fn start_request_with(
         &self,
         msg: ClientMsg,
         replayable: bool,
-    ) -> Result<PendingReply, Box<ClientMsg>> {
+        on_reply: Box<dyn OnReply>,
+    ) {
         let replayable = replayable && self.inner.reconnects.load(Ordering::Acquire);
-        self.inner.try_start(msg, replayable)
+        let _ = self
+            .inner
+            .start(msg, None, replayable, None, ReplyTo::Call(on_reply))
+            .await;
+    }
+
+    /// Sends a request now, without waiting, if the connection is open and its outbox has
+    /// room: the caller's thread writes it when the connection is idle, and its reply goes
+    /// to `on_reply`. Gives both back otherwise (reconnecting, closed, or the outbox full),
+    /// for [`Remote::start_request_with`].
+    pub(crate) fn try_start_request_with<R: OnReply>(
+        &self,
+        msg: ClientMsg,
+        replayable: bool,
+        on_reply: R,
+    ) -> Result<(), (Box<ClientMsg>, R)> {
+        let replayable = replayable && self.inner.reconnects.load(Ordering::Acquire);
+        self.inner.try_start(msg, replayable, on_reply)
     }
 
     /// Sends a request that only makes sense on connection `generation` (it names a
@@ -252,7 +317,10 @@ impl Remote {
         generation: Generation,
         msg: ClientMsg,
     ) -> Result<ServerMsg, ClientError> {
-        let pending = self.inner.start(msg, None, false, Some(generation)).await?;
+        let (to, pending) = ReplyTo::waiter(false);
+        self.inner
+            .start(msg, None, false, Some(generation), to)
+            .await?;
         self.finish(pending).await
     }
 
@@ -431,14 +499,16 @@ impl Inner {
     /// handshake and renewed subscriptions) go out while reconnecting; others wait for the
     /// connection to open, except replayable ones, which are queued for the replay. A
     /// request `only_on` a connection fails with [`ClientError::Redelivered`] on any other.
-    pub(crate) async fn start(
+    async fn start(
         &self,
         msg: ClientMsg,
         sub: Option<SubEntry>,
         replayable: bool,
         only_on: Option<Generation>,
-    ) -> Result<PendingReply, ClientError> {
-        self.start_as(msg, sub, replayable, only_on, false).await
+        to: ReplyTo,
+    ) -> Result<(), ClientError> {
+        self.start_as(msg, sub, replayable, only_on, false, to)
+            .await
     }
 
     /// A request of the reconnect supervisor: goes out while reconnecting.
@@ -447,7 +517,9 @@ impl Inner {
         msg: ClientMsg,
         sub: Option<SubEntry>,
     ) -> Result<PendingReply, ClientError> {
-        self.start_as(msg, sub, false, None, true).await
+        let (to, pending) = ReplyTo::waiter(false);
+        self.start_as(msg, sub, false, None, true, to).await?;
+        Ok(pending)
     }
 
     async fn start_as(
@@ -457,25 +529,37 @@ impl Inner {
         replayable: bool,
         only_on: Option<Generation>,
         internal: bool,
-    ) -> Result<PendingReply, ClientError> {
+        to: ReplyTo,
+    ) -> Result<(), ClientError> {
         let mut state = self.state.subscribe();
         let mut sub = sub;
+        let mut to = Some(to);
+        // The request cannot be sent: its reply target learns why, and so does the caller.
+        let refuse = |to: &mut Option<ReplyTo>, e: ClientError| {
+            if let Some(to) = to.take() {
+                to.answer(Err(e.clone()));
+            }
+            Err(e)
+        };
         loop {
             let id = self.next_id();
-            let (reply, rx) = oneshot::channel();
             let out = {
                 let mut routes = self.lock();
                 if let Some(e) = &routes.closed {
-                    return Err(e.clone());
+                    let e = e.clone();
+                    drop(routes);
+                    return refuse(&mut to, e);
                 }
                 let current = self.generation.load(Ordering::Acquire);
                 // A subscription's request goes out on its own connection as soon as that
                 // connection is up (its subscription is renewed), or not at all.
                 let on_own = match only_on {
                     Some(g) if g != current || routes.conn.is_none() => {
-                        return Err(ClientError::Redelivered {
+                        drop(routes);
+                        let e = ClientError::Redelivered {
                             offsets: Vec::new(),
-                        });
+                        };
+                        return refuse(&mut to, e);
                     }
                     Some(_) => true,
                     None => false,
@@ -487,15 +571,18 @@ impl Inner {
                     } else {
                         None
                     };
-                    routes.pending.insert(
-                        id.0,
-                        Pending {
-                            reply,
-                            sub: sub.take(),
-                            replay: replayable.then(|| msg.clone()),
-                            sent_on: if out.is_some() { current } else { 0 },
-                        },
-                    );
+                    if let Some(reply) = to.take() {
+                        routes.pending.insert(
+                            id.0,
+                            Pending {
+                                reply,
+                                sub: sub.take(),
+                                replay: replayable.then(|| msg.clone()),
+                                sent_on: if out.is_some() { current } else { 0 },
+                                sent_at: Instant::now(),
+                            },
+                        );
+                    }
                     Some(out)
                 } else {
                     None
@@ -505,9 +592,9 @@ impl Inner {
                 Some(Some(out)) => {
                     // A send into a connection lost meanwhile is answered by the loss.
                     let _ = out.send(Frame::new(id, msg)).await;
-                    return Ok(PendingReply { rx, replayable });
+                    return Ok(());
                 }
-                Some(None) => return Ok(PendingReply { rx, replayable }),
+                Some(None) => return Ok(()),
                 None => {
                     // Wait for the reconnect to end, then try again.
                     let _ = state.wait_for(|s| *s != LinkState::Reconnecting).await;
@@ -516,32 +603,38 @@ impl Inner {
         }
     }
 
-    /// See [`Remote::try_start_request`]. The request is registered and handed to the
-    /// outbox under the routes' lock, so that a full outbox can take the registration back.
-    fn try_start(&self, msg: ClientMsg, replayable: bool) -> Result<PendingReply, Box<ClientMsg>> {
+    /// See [`Remote::try_start_request_with`]. The request is handed to the outbox and
+    /// registered under the routes' lock, so that its reply (routed under that lock) finds
+    /// it registered, and a full outbox leaves nothing registered.
+    fn try_start<R: OnReply>(
+        &self,
+        msg: ClientMsg,
+        replayable: bool,
+        on_reply: R,
+    ) -> Result<(), (Box<ClientMsg>, R)> {
         let mut routes = self.lock();
         let out = match &routes.conn {
             Some(conn) if routes.closed.is_none() && !routes.reconnecting => conn.out.clone(),
-            _ => return Err(Box::new(msg)),
+            _ => return Err((Box::new(msg), on_reply)),
         };
         let id = self.next_id();
-        let (reply, rx) = oneshot::channel();
-        routes.pending.insert(
-            id.0,
-            Pending {
-                reply,
-                sub: None,
-                replay: replayable.then(|| msg.clone()),
-                sent_on: self.generation.load(Ordering::Acquire),
-            },
-        );
+        let replay = replayable.then(|| msg.clone());
         match out.try_send(Frame::new(id, msg)) {
             // A send into a connection lost meanwhile is answered by the loss.
-            Ok(()) | Err(TrySendError::Closed(_)) => Ok(PendingReply { rx, replayable }),
-            Err(TrySendError::Full(frame)) => {
-                routes.pending.remove(&id.0);
-                Err(Box::new(frame.msg))
+            Ok(()) | Err(TrySendError::Closed(_)) => {
+                routes.pending.insert(
+                    id.0,
+                    Pending {
+                        reply: ReplyTo::Call(Box::new(on_reply)),
+                        sub: None,
+                        replay,
+                        sent_on: self.generation.load(Ordering::Acquire),
+                        sent_at: Instant::now(),
+                    },
+                );
+                Ok(())
             }
+            Err(TrySendError::Full(frame)) => Err((Box::new(frame.msg), on_reply)),
         }
     }
 
@@ -568,6 +661,34 @@ impl Inner {
                     });
                 }
             }
+        }
+    }
+
+    /// Drops the connection when a reply an [`OnReply`] waits for is overdue by the request
+    /// timeout, as [`Inner::finish`] does for a waiting caller (the reconnect supervisor
+    /// calls this every quarter of the timeout): replayable requests are sent again on the
+    /// next connection, the others fail.
+    pub(crate) fn expire_overdue(&self) {
+        let overdue = {
+            let routes = self.lock();
+            let generation = self.generation.load(Ordering::Acquire);
+            routes.conn.is_some()
+                && routes.pending.values().any(|p| {
+                    matches!(p.reply, ReplyTo::Call(_))
+                        && p.sent_on == generation
+                        && p.sent_at.elapsed() >= self.timeout
+                })
+        };
+        if !overdue {
+            return;
+        }
+        let reason = format!("request timed out after {:?}", self.timeout);
+        if self.reconnects.load(Ordering::Acquire) {
+            self.drop_connection(reason);
+        } else {
+            self.fail_all(ClientError::ConnectionClosed {
+                reason: Some(reason),
+            });
         }
     }
 
@@ -616,18 +737,23 @@ impl Inner {
             .filter(|(_, p)| p.replay.is_none())
             .map(|(id, _)| *id)
             .collect();
-        for id in lost {
-            if let Some(p) = routes.pending.remove(&id) {
-                let _ = p.reply.send(Err(ClientError::ConnectionClosed {
+        let failed = lost
+            .into_iter()
+            .filter_map(|id| routes.pending.remove(&id))
+            .map(|p| {
+                let why = ClientError::ConnectionClosed {
                     reason: Some(why.clone()),
-                }));
-            }
-        }
+                };
+                (p.reply, Err(why))
+            })
+            .collect();
         let subs: Vec<SubEntry> = routes.subs.drain().map(|(_, e)| e).collect();
         for entry in subs {
             let _ = entry.tx.send(SubEvent::Reset);
             routes.detached.push(entry);
         }
+        drop(routes);
+        answer_all(failed);
     }
 
     /// Subscriptions waiting to be renewed.
@@ -658,6 +784,7 @@ impl Inner {
             .filter_map(|(id, p)| {
                 let msg = p.replay.clone()?;
                 p.sent_on = generation;
+                p.sent_at = Instant::now();
                 Some((*id, msg))
             })
             .collect();
@@ -687,9 +814,11 @@ impl Inner {
         let mut routes = self.lock();
         let conn = routes.conn.take();
         let err = routes.closed.get_or_insert(err).clone();
-        for (_, p) in routes.pending.drain() {
-            let _ = p.reply.send(Err(err.clone()));
-        }
+        let failed = routes
+            .pending
+            .drain()
+            .map(|(_, p)| (p.reply, Err(err.clone())))
+            .collect();
         for (_, s) in routes.subs.drain() {
             let _ = s.tx.send(SubEvent::Ended(err.clone()));
         }
@@ -697,6 +826,7 @@ impl Inner {
             let _ = s.tx.send(SubEvent::Ended(err.clone()));
         }
         drop(routes);
+        answer_all(failed);
         self.state.send_replace(LinkState::Closed);
         conn
     }
@@ -750,7 +880,8 @@ impl Inner {
                     }
                     other => Ok(other),
                 };
-                let _ = pending.reply.send(reply);
+                drop(routes);
+                pending.reply.answer(reply);
                 None
             }
         }

@@ -110,9 +110,26 @@ pub(crate) fn hello(config: &ClientConfig) -> ClientMsg {
     }
 }
 
-/// Renews the connection each time a reader reports it lost, until it is closed for good.
+/// Renews the connection each time a reader reports it lost, until it is closed for good;
+/// meanwhile, every quarter of the request timeout, drops a connection whose replies are
+/// overdue ([`Inner::expire_overdue`]).
 pub(crate) async fn supervise(inner: Arc<Inner>, mut lost: mpsc::UnboundedReceiver<Lost>) {
-    while let Some((generation, reason)) = lost.recv().await {
+    let mut watch = tokio::time::interval((inner.timeout / 4).max(Duration::from_millis(1)));
+    watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let (generation, reason) = tokio::select! {
+            lost = lost.recv() => match lost {
+                Some(lost) => lost,
+                None => return,
+            },
+            _ = watch.tick() => {
+                if inner.is_closed() {
+                    return;
+                }
+                inner.expire_overdue();
+                continue;
+            }
+        };
         if inner.is_closed() {
             return;
         }

@@ -4,18 +4,20 @@
 //! whenever something is queued; a caller that finds the producer idle — no batch on its
 //! way, nobody taking one, the connection with room — sends its batch itself, at once
 //! ([`Sender::send_now`]), so that no task has to be woken to carry it. While a batch is on
-//! its way, what is queued waits for the batcher, so that batches grow with the load.
+//! its way, what is queued waits for the batcher, so that batches grow with the load. A
+//! batch's outcome is settled ([`Settlement`]) by the connection's reader as it reads the
+//! reply: no task waits for it.
 
 use std::sync::Arc;
 
 use mq_core::{BatchReceipt, ProducerStamp, TopicName};
-use tokio::runtime::Handle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::ProducerConfig;
+use super::buffer::PublishBuffer;
 use super::failure::Failure;
 use super::queue::{Limits, Queue, Taken, Waiter};
-use crate::backend::{PublishWait, TryStart};
+use crate::backend::OnPublished;
 use crate::client::Client;
 use crate::error::ClientError;
 
@@ -33,7 +35,6 @@ pub(super) struct Sender {
     /// Held by whoever takes a batch from the queue and starts it, so that batches start
     /// in queue order; holds the number of the next batch's first message.
     turn: tokio::sync::Mutex<u64>,
-    runtime: Handle,
 }
 
 impl std::fmt::Debug for Sender {
@@ -52,7 +53,6 @@ impl Sender {
         config: ProducerConfig,
         queue: Arc<Queue>,
         failed: Arc<Failure>,
-        runtime: Handle,
     ) -> Arc<Self> {
         let limits = Limits {
             count: config.batch_size.max(1),
@@ -68,7 +68,6 @@ impl Sender {
             queue,
             failed,
             turn: tokio::sync::Mutex::new(0),
-            runtime,
         })
     }
 
@@ -95,11 +94,11 @@ impl Sender {
             } else {
                 let stamp = self.stamp(*seq);
                 *seq += messages.len() as u64;
-                let wait = self
-                    .client
-                    .start_publish(&self.topic, messages, stamp)
+                let settlement = self.settlement(waiters, bytes, permit);
+                self.client
+                    .backend
+                    .publish_with(&self.topic, messages, stamp, settlement)
                     .await;
-                self.settle_later(wait, waiters, bytes, permit);
             }
             drop(seq);
             if let Some(done) = flush {
@@ -143,27 +142,24 @@ impl Sender {
             bytes,
         } = taken;
         let count = messages.len() as u64;
-        let wait =
-            match self
-                .client
+        let settlement = self.settlement(waiters, bytes, permit);
+        let stamp = self.stamp(*seq);
+        if let Err((messages, settlement)) =
+            self.client
                 .backend
-                .try_start_publish(&self.topic, messages, self.stamp(*seq))
-            {
-                Ok(wait) => Ok(wait),
-                Err(TryStart::Failed(e)) => Err(e),
-                Err(TryStart::NotNow(messages)) => {
-                    self.queue.put_back(Taken {
-                        messages,
-                        waiters,
-                        flush,
-                        bytes,
-                    });
-                    return false;
-                }
-            };
+                .try_publish_with(&self.topic, messages, stamp, settlement)
+        {
+            let Settlement { waiters, bytes, .. } = settlement;
+            self.queue.put_back(Taken {
+                messages,
+                waiters,
+                flush,
+                bytes,
+            });
+            return false;
+        }
         *seq += count;
         drop(seq);
-        self.settle_later(wait, waiters, bytes, permit);
         self.queue.is_empty()
     }
 
@@ -172,28 +168,42 @@ impl Sender {
             .map(|producer| ProducerStamp { producer, seq })
     }
 
-    /// Reports the batch's outcome to `waiters` once it is known, then gives its `bytes`
-    /// back to the client's publish buffer and frees its slot.
-    fn settle_later(
+    /// What settles a batch of `bytes` whose outcome `waiters` wait for, sent in the slot
+    /// `permit` holds.
+    fn settlement(
         &self,
-        wait: Result<PublishWait, ClientError>,
         waiters: Vec<Waiter>,
         bytes: usize,
         permit: OwnedSemaphorePermit,
-    ) {
-        let failed = Arc::clone(&self.failed);
-        let queue = Arc::clone(&self.queue);
-        let buffer = Arc::clone(&self.client.publish_buffer);
-        self.runtime.spawn(async move {
-            let result = match wait {
-                Ok(wait) => wait.wait().await,
-                Err(e) => Err(e),
-            };
-            settle(result, waiters, &failed);
-            queue.settled();
-            buffer.give_back(bytes);
-            drop(permit);
-        });
+    ) -> Settlement {
+        Settlement {
+            waiters,
+            bytes,
+            permit,
+            failed: Arc::clone(&self.failed),
+            queue: Arc::clone(&self.queue),
+            buffer: Arc::clone(&self.client.publish_buffer),
+        }
+    }
+}
+
+/// What a batch on its way leaves to settle once its outcome is known: its waiters to
+/// report to, its bytes to give back to the client's publish buffer, its slot to free.
+pub(super) struct Settlement {
+    waiters: Vec<Waiter>,
+    bytes: usize,
+    permit: OwnedSemaphorePermit,
+    failed: Arc<Failure>,
+    queue: Arc<Queue>,
+    buffer: Arc<PublishBuffer>,
+}
+
+impl OnPublished for Settlement {
+    fn published(self, outcome: Result<BatchReceipt, ClientError>) {
+        settle(outcome, self.waiters, &self.failed);
+        self.queue.settled();
+        self.buffer.give_back(self.bytes);
+        drop(self.permit);
     }
 }
 

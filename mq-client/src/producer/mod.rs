@@ -126,7 +126,6 @@ impl Producer {
                     config,
                     Arc::clone(&queue),
                     Arc::clone(&failed),
-                    runtime.clone(),
                 );
                 runtime.spawn(Arc::clone(&sender).run());
                 (Some(sender), None)

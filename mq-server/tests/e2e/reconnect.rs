@@ -186,3 +186,39 @@ async fn a_client_that_cannot_reconnect_gives_up_with_a_typed_error() {
     );
     assert!(err.to_string().contains("could not reconnect"), "{err}");
 }
+
+/// Sends `signal` to the server's process (by its id).
+fn signal(server: &Server, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &server.pid().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_whose_reply_never_comes_fails_after_the_request_timeout() {
+    let server = Server::start(&[]);
+    let config = ClientConfig {
+        reconnect: Reconnect::disabled(),
+        request_timeout: Duration::from_millis(300),
+        ..ClientConfig::default()
+    };
+    let client = Client::connect_with(&server.addr, config).await.unwrap();
+    let producer = client.producer(topic("stalled"));
+    producer.send(NewMessage::new("before")).await.unwrap();
+    // The server stops answering but keeps the connection: nobody waits on the publish's
+    // reply, yet flush must not wait for ever.
+    signal(&server, "-STOP");
+    producer.publish(NewMessage::new("lost")).await.unwrap();
+    let flushed = tokio::time::timeout(Duration::from_secs(10), producer.flush()).await;
+    signal(&server, "-CONT");
+    let err = flushed
+        .expect("flush ends once the reply is overdue")
+        .unwrap_err();
+    assert!(
+        matches!(err, ClientError::ConnectionClosed { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("timed out"), "{err}");
+}
