@@ -28,7 +28,9 @@ pub struct ClientConfig {
     pub name: String,
     /// The server's auth token, if it requires one.
     pub token: Option<String>,
-    /// How long a request waits for its reply before the connection is dropped.
+    /// How long a request waits for its reply before the connection is dropped (a
+    /// producer's batches, which no caller waits on, are checked every quarter of it: one
+    /// overdue by this much drops the connection within another quarter).
     pub request_timeout: Duration,
     /// The transport (default: TCP).
     pub transport: Arc<dyn Transport>,
