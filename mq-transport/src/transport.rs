@@ -46,6 +46,25 @@ impl TransportError {
         }
     }
 
+    /// Whether the peer went away (closed, reset or aborted the connection) rather than
+    /// something going wrong on this side: the ordinary end of a client that exits
+    /// without saying goodbye.
+    pub fn is_peer_gone(&self) -> bool {
+        let io = match self {
+            TransportError::Closed => return true,
+            TransportError::Io { source, .. } => source,
+            TransportError::Codec(CodecError::Io(source)) => source,
+            _ => return false,
+        };
+        matches!(
+            io.kind(),
+            std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::UnexpectedEof
+        )
+    }
+
     /// An I/O error with what was being done.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Self::Io {
@@ -231,4 +250,29 @@ pub trait Transport: Send + Sync + fmt::Debug {
     /// # Errors
     /// [`TransportError::Io`] when nothing listens there.
     async fn connect(&self, addr: &str) -> Result<ClientConnection, TransportError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Error, ErrorKind};
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_peer_that_went_away_is_told_apart_from_a_failure_here() {
+        let gone = [ErrorKind::BrokenPipe, ErrorKind::ConnectionReset]
+            .map(|kind| TransportError::from(Error::from(kind)));
+        assert!(gone.iter().all(TransportError::is_peer_gone));
+        assert!(TransportError::Closed.is_peer_gone());
+        assert!(
+            TransportError::io("writing", Error::from(ErrorKind::ConnectionAborted)).is_peer_gone()
+        );
+        let here = [
+            TransportError::Stalled(Duration::from_secs(30)),
+            TransportError::io("writing", Error::from(ErrorKind::PermissionDenied)),
+            TransportError::Tls("bad certificate".into()),
+        ];
+        assert!(!here.iter().any(TransportError::is_peer_gone));
+    }
 }

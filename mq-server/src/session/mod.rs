@@ -65,7 +65,8 @@ pub(crate) struct Session {
     next_sub: u32,
     out: Option<Outbox<ServerMsg>>,
     /// Says why the flusher stopped, if writing failed.
-    write_failed: Option<oneshot::Receiver<String>>,
+    /// Why writing failed, and whether it was the peer going away.
+    write_failed: Option<oneshot::Receiver<(String, bool)>>,
     /// How this connection logged in; `None` when the server asks for no credentials. The
     /// user is looked up again for every request.
     login: Option<Login>,
@@ -133,7 +134,7 @@ impl Session {
         let blocked = self.blocked.clone();
         let writer = tokio::spawn(async move {
             if let Err(e) = flusher.run(stall, Some(&blocked)).await {
-                let _ = failed_tx.send(e.to_string());
+                let _ = failed_tx.send((e.to_string(), e.is_peer_gone()));
             }
         });
         tracing::info!(%peer, connection = self.connection, "connection opened");
@@ -226,8 +227,14 @@ impl Session {
                 _ = self.stop.changed() => {
                     return last(ServerMsg::Goodbye { reason: "server is shutting down".into() });
                 }
-                Some(reason) = write_failed => {
-                    tracing::warn!(%peer, %reason, "closing the connection: writing to it failed");
+                Some((reason, peer_gone)) = write_failed => {
+                    // A client that exits without a goodbye is ordinary; a stall or another
+                    // failure is worth a warning.
+                    if peer_gone {
+                        tracing::info!(%peer, %reason, "the peer went away while being written to");
+                    } else {
+                        tracing::warn!(%peer, %reason, "closing the connection: writing to it failed");
+                    }
                     return None;
                 }
                 item = read => item,
