@@ -5,15 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mq_core::{
-    BatchReceipt, Broker, BrokerStats, GroupName, GroupStats, NewMessage, ProducerStamp,
-    StartPosition, Subscription, TopicConfig, TopicInfo, TopicName, TopicStats,
+    BatchReceipt, Broker, BrokerStats, GroupName, GroupStats, NewMessage, StartPosition,
+    Subscription, TopicConfig, TopicInfo, TopicName, TopicStats,
 };
 use mq_transport::{
     ClientMsg, ClientTls, GroupReport, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, ServerMsg,
     TcpTransport, Transport, WireDelivery,
 };
 
-use crate::backend::{Backend, PublishWait};
+use crate::backend::Backend;
 use crate::connection::{Remote, expect_done, unexpected};
 use crate::consumer::Consumer;
 use crate::embedded::Embedded;
@@ -170,16 +170,6 @@ impl Client {
         Consumer::subscribe(self.clone(), sub).await
     }
 
-    /// Queues a batch for publishing; the returned wait yields its receipt.
-    pub(crate) async fn start_publish(
-        &self,
-        topic: &TopicName,
-        messages: Vec<NewMessage>,
-        stamp: Option<ProducerStamp>,
-    ) -> Result<PublishWait, ClientError> {
-        self.backend.start_publish(topic, messages, stamp).await
-    }
-
     /// Publishes a batch (all or nothing) and waits for its receipt.
     ///
     /// # Errors
@@ -189,7 +179,8 @@ impl Client {
         topic: &TopicName,
         messages: Vec<NewMessage>,
     ) -> Result<BatchReceipt, ClientError> {
-        self.start_publish(topic, messages, None)
+        self.backend
+            .start_publish(topic, messages, None)
             .await?
             .wait()
             .await

@@ -645,16 +645,8 @@ impl Inner {
                 Ok(Ok(reply)) => return reply,
                 Ok(Err(_)) => return Err(self.closed_error()),
                 Err(_) => {
-                    let reason = format!("request timed out after {:?}", self.timeout);
-                    if self.reconnects.load(Ordering::Acquire) {
-                        self.drop_connection(reason);
-                        if pending.replayable {
-                            continue;
-                        }
-                    } else {
-                        self.fail_all(ClientError::ConnectionClosed {
-                            reason: Some(reason),
-                        });
+                    if self.time_out() && pending.replayable {
+                        continue;
                     }
                     return Err(ClientError::Timeout {
                         after: self.timeout,
@@ -679,17 +671,24 @@ impl Inner {
                         && p.sent_at.elapsed() >= self.timeout
                 })
         };
-        if !overdue {
-            return;
+        if overdue {
+            self.time_out();
         }
+    }
+
+    /// A reply is overdue: the connection is dropped (a late reply could not be matched
+    /// safely) and renewed when the client reconnects — true then — else closed for good.
+    fn time_out(&self) -> bool {
         let reason = format!("request timed out after {:?}", self.timeout);
-        if self.reconnects.load(Ordering::Acquire) {
+        let renewed = self.reconnects.load(Ordering::Acquire);
+        if renewed {
             self.drop_connection(reason);
         } else {
             self.fail_all(ClientError::ConnectionClosed {
                 reason: Some(reason),
             });
         }
+        renewed
     }
 
     fn closed_error(&self) -> ClientError {
