@@ -6,10 +6,12 @@
 //!
 //! This file holds the state and its consumers; what the group does lives beside it:
 //! `delivery.rs` (which message goes next), `settle.rs` (acks, nacks, timeouts, dead
-//! letters, retention), `durable.rs` (what is journaled and restored), `stats.rs`.
+//! letters, retention), `durable.rs` (what is journaled and restored), `stats.rs`, and
+//! `offset_map.rs` (the map its per-offset state lives in).
 
 mod delivery;
 mod durable;
+mod offset_map;
 mod settle;
 mod stats;
 
@@ -19,9 +21,8 @@ use std::sync::Arc;
 use std::task::Waker;
 use std::time::Duration;
 
-use rustc_hash::FxHashMap;
-
 use self::durable::settle_lost;
+use self::offset_map::OffsetMap;
 use crate::ackset::AckSet;
 use crate::clock::Timestamp;
 use crate::config::{AckMode, StartPosition};
@@ -132,7 +133,7 @@ pub(crate) struct Group {
     cursors: Vec<u64>,
     redeliver: BTreeMap<(Reverse<u8>, Offset), u32>,
     delayed: BTreeMap<(Timestamp, Offset), (u8, u32)>,
-    in_flight: FxHashMap<Offset, InFlight>,
+    in_flight: OffsetMap<InFlight>,
     deadlines: VecDeque<(Timestamp, Offset)>,
     acks: AckSet,
     consumers: Vec<AttachedConsumer>,
@@ -141,10 +142,10 @@ pub(crate) struct Group {
     redelivered: u64,
     dead_lettered: u64,
     /// Delivery counts recovered from storage for messages not yet redelivered.
-    restored: FxHashMap<Offset, u32>,
+    restored: OffsetMap<u32>,
     /// Messages given up on, until their copy is in the dead-letter topic: (priority,
     /// deliveries). Not done yet, so retention keeps them.
-    dying: FxHashMap<Offset, (u8, u32)>,
+    dying: OffsetMap<(u8, u32)>,
     /// For a durable group on a store that keeps group state: changes not yet journaled.
     journal: Option<Changes>,
 }
@@ -185,7 +186,7 @@ impl Group {
             cursors,
             redeliver: BTreeMap::new(),
             delayed: BTreeMap::new(),
-            in_flight: FxHashMap::default(),
+            in_flight: OffsetMap::default(),
             deadlines: VecDeque::new(),
             acks,
             consumers: Vec::new(),
@@ -193,8 +194,8 @@ impl Group {
             acked: 0,
             redelivered: 0,
             dead_lettered: 0,
-            restored: FxHashMap::default(),
-            dying: FxHashMap::default(),
+            restored: OffsetMap::default(),
+            dying: OffsetMap::default(),
             journal: None,
         }
     }
