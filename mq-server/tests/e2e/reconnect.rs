@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mq_client::{
     AckMode, Client, ClientConfig, ClientError, NewMessage, Reconnect, StartPosition, Subscription,
@@ -196,6 +196,29 @@ fn signal(server: &Server, signal: &str) {
     assert!(status.success());
 }
 
+/// Stops the server's process and returns once every one of its threads has stopped: the
+/// signal stops the thread it wakes first, which then stops the others, and until then a
+/// busy machine may let another thread still answer a request.
+fn stop(server: &Server) {
+    signal(server, "-STOP");
+    let tasks = format!("/proc/{}/task", server.pid());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stopped = |entry: std::fs::DirEntry| {
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // The state follows the command name, which is in parentheses.
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('T'))
+    };
+    while !std::fs::read_dir(&tasks)
+        .expect("the server's threads are listed")
+        .flatten()
+        .all(stopped)
+    {
+        assert!(Instant::now() < deadline, "the server did not stop");
+        std::thread::yield_now();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publish_whose_reply_never_comes_fails_after_the_request_timeout() {
     let server = Server::start(&[]);
@@ -209,7 +232,7 @@ async fn a_publish_whose_reply_never_comes_fails_after_the_request_timeout() {
     producer.send(NewMessage::new("before")).await.unwrap();
     // The server stops answering but keeps the connection: nobody waits on the publish's
     // reply, yet flush must not wait for ever.
-    signal(&server, "-STOP");
+    stop(&server);
     producer.publish(NewMessage::new("lost")).await.unwrap();
     let flushed = tokio::time::timeout(Duration::from_secs(10), producer.flush()).await;
     signal(&server, "-CONT");
