@@ -6,12 +6,10 @@
 //!
 //! This file holds the state and its consumers; what the group does lives beside it:
 //! `delivery.rs` (which message goes next), `settle.rs` (acks, nacks, timeouts, dead
-//! letters, retention), `durable.rs` (what is journaled and restored), `stats.rs`, and
-//! `offset_map.rs` (the map its per-offset state lives in).
+//! letters, retention), `durable.rs` (what is journaled and restored), `stats.rs`.
 
 mod delivery;
 mod durable;
-mod offset_map;
 mod settle;
 mod stats;
 
@@ -21,8 +19,9 @@ use std::sync::Arc;
 use std::task::Waker;
 use std::time::Duration;
 
+use rustc_hash::FxHashMap;
+
 use self::durable::settle_lost;
-use self::offset_map::OffsetMap;
 use crate::ackset::AckSet;
 use crate::clock::Timestamp;
 use crate::config::{AckMode, StartPosition};
@@ -133,7 +132,7 @@ pub(crate) struct Group {
     cursors: Vec<u64>,
     redeliver: BTreeMap<(Reverse<u8>, Offset), u32>,
     delayed: BTreeMap<(Timestamp, Offset), (u8, u32)>,
-    in_flight: OffsetMap<InFlight>,
+    in_flight: FxHashMap<Offset, InFlight>,
     deadlines: VecDeque<(Timestamp, Offset)>,
     acks: AckSet,
     consumers: Vec<AttachedConsumer>,
@@ -142,10 +141,10 @@ pub(crate) struct Group {
     redelivered: u64,
     dead_lettered: u64,
     /// Delivery counts recovered from storage for messages not yet redelivered.
-    restored: OffsetMap<u32>,
+    restored: FxHashMap<Offset, u32>,
     /// Messages given up on, until their copy is in the dead-letter topic: (priority,
     /// deliveries). Not done yet, so retention keeps them.
-    dying: OffsetMap<(u8, u32)>,
+    dying: FxHashMap<Offset, (u8, u32)>,
     /// For a durable group on a store that keeps group state: changes not yet journaled.
     journal: Option<Changes>,
 }
@@ -186,7 +185,7 @@ impl Group {
             cursors,
             redeliver: BTreeMap::new(),
             delayed: BTreeMap::new(),
-            in_flight: OffsetMap::default(),
+            in_flight: FxHashMap::default(),
             deadlines: VecDeque::new(),
             acks,
             consumers: Vec::new(),
@@ -194,8 +193,8 @@ impl Group {
             acked: 0,
             redelivered: 0,
             dead_lettered: 0,
-            restored: OffsetMap::default(),
-            dying: OffsetMap::default(),
+            restored: FxHashMap::default(),
+            dying: FxHashMap::default(),
             journal: None,
         }
     }
