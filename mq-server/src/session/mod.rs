@@ -64,9 +64,8 @@ pub(crate) struct Session {
     subs: HashMap<SubscriptionId, Sub>,
     next_sub: u32,
     out: Option<Outbox<ServerMsg>>,
-    /// Says why the flusher stopped, if writing failed.
-    /// Why writing failed, and whether it was the peer going away.
-    write_failed: Option<oneshot::Receiver<(String, bool)>>,
+    /// Why the flusher stopped, if writing failed.
+    write_failed: Option<oneshot::Receiver<TransportError>>,
     /// How this connection logged in; `None` when the server asks for no credentials. The
     /// user is looked up again for every request.
     login: Option<Login>,
@@ -134,7 +133,7 @@ impl Session {
         let blocked = self.blocked.clone();
         let writer = tokio::spawn(async move {
             if let Err(e) = flusher.run(stall, Some(&blocked)).await {
-                let _ = failed_tx.send((e.to_string(), e.is_peer_gone()));
+                let _ = failed_tx.send(e);
             }
         });
         tracing::info!(%peer, connection = self.connection, "connection opened");
@@ -227,10 +226,10 @@ impl Session {
                 _ = self.stop.changed() => {
                     return last(ServerMsg::Goodbye { reason: "server is shutting down".into() });
                 }
-                Some((reason, peer_gone)) = write_failed => {
+                Some(reason) = write_failed => {
                     // A client that exits without a goodbye is ordinary; a stall or another
                     // failure is worth a warning.
-                    if peer_gone {
+                    if reason.is_peer_gone() {
                         tracing::info!(%peer, %reason, "the peer went away while being written to");
                     } else {
                         tracing::warn!(%peer, %reason, "closing the connection: writing to it failed");
